@@ -1,0 +1,1 @@
+"""The daemon: lifecycle, DB, Notion gateway, intake, outbox, workers, leases, CLI."""

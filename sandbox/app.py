@@ -1,0 +1,176 @@
+"""The sandbox application: providers, dispatch, fault injection, call log and concurrency stats."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox.config import SandboxConfig
+from sandbox.faults import Fault, Faults
+from sandbox.http import Handler, Request, Response, Router, json_response
+from sandbox.store import Store
+
+# Build an error answer in the provider's own envelope: (status, provider code, message, retry_after).
+ErrorFactory = Callable[[int, "str | int | None", "str | None", "float | None"], Response]
+# Auth, rate limits and the like: an answer short-circuits the call.
+Gate = Callable[[Request], "Response | None"]
+# The identity of a billable call (e.g. Kling's external_task_id); defaults to a hash of the body.
+Identify = Callable[[Request], "str | None"]
+
+TRACE_HEADER = "x-pipeline-trace"  # "client/item", sent by callers that want their calls attributed
+
+
+@dataclass
+class Provider:
+    name: str
+    prefix: str
+    error: ErrorFactory
+    gate: Gate | None = None
+    not_found: Handler | None = None
+
+
+@dataclass
+class Gauge:
+    calls: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def enter(self) -> None:
+        with self.lock:
+            self.calls += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+
+class Sandbox:
+    def __init__(self, state_dir: Path, config: SandboxConfig | None = None) -> None:
+        self.state_dir = state_dir
+        self.store = Store(state_dir)
+        self.config = config or SandboxConfig.load(state_dir / "config.json")
+        self.config.save(state_dir / "config.json")
+        self.faults = Faults()
+        self.router = Router()
+        self.providers: dict[str, Provider] = {}
+        self.gauges: dict[str, Gauge] = {}
+        self.media_dir = state_dir / "media"
+        self.media_dir.mkdir(parents=True, exist_ok=True)
+        self.base_url = ""  # set by the server once the port is known
+        # Extra per-provider stats (e.g. Kling task concurrency), merged into /_sandbox/stats.
+        self.stat_sources: dict[str, Callable[[], dict[str, object]]] = {}
+        self._billable: dict[int, Identify | None] = {}
+
+    # Registration --------------------------------------------------------------------------------
+    def add_provider(self, provider: Provider) -> None:
+        self.providers[provider.name] = provider
+        self.gauges.setdefault(provider.name, Gauge())
+
+    def route(
+        self,
+        method: str,
+        template: str,
+        handler: Handler,
+        *,
+        provider: str,
+        billable: bool = False,
+        identify: Identify | None = None,
+    ) -> None:
+        self.router.add(method, template, handler, provider=provider)
+        if billable:
+            self._billable[id(self.router.routes[-1])] = identify
+
+    # Dispatch ------------------------------------------------------------------------------------
+    def dispatch(self, request: Request) -> Response:
+        route, params, path_exists = self.router.match(request.method, request.path)
+        provider = self._provider_for(request.path, route.provider if route else None)
+        if provider is None:
+            if route is None:
+                return json_response(404, {"error": f"no sandbox route for {request.method} {request.path}"})
+            request.params = params
+            return route.handler(request)
+
+        gauge = self.gauges[provider.name]
+        gauge.enter()
+        try:
+            return self._provider_call(provider, route, params, path_exists, request)
+        finally:
+            gauge.leave()
+
+    def _provider_call(
+        self, provider: Provider, route: object, params: dict[str, str], path_exists: bool, request: Request
+    ) -> Response:
+        latency_ms, fault = self.faults.take(provider.name, request.method, request.path)
+        if latency_ms:
+            time.sleep(latency_ms / 1000)
+        if fault is not None and fault.kind in ("error", "outage"):
+            return self._fault_response(provider, fault)
+        if provider.gate is not None:
+            refused = provider.gate(request)
+            if refused is not None:
+                return refused
+        if route is None:
+            if provider.not_found is not None:
+                return provider.not_found(request)
+            status = 405 if path_exists else 404
+            return provider.error(status, None, f"no route {request.method} {request.path}", None)
+
+        from sandbox.http import Route  # local: typing only at runtime
+
+        assert isinstance(route, Route)
+        request.params = params
+        key = id(route)
+        seq = None
+        if key in self._billable:
+            identify = self._billable[key]
+            identity = identify(request) if identify else hashlib.sha256(request.body).hexdigest()[:16]
+            client, item = _trace(request)
+            seq = self.store.call_started(provider.name, route.name, identity, item, client)
+        response = route.handler(request)
+        if seq is not None:
+            self.store.call_finished(seq, response.status, response.headers.pop("X-Sandbox-Identity", None))
+        if fault is not None and fault.kind == "apply_then_fail":
+            return self._fault_response(provider, fault)
+        return response
+
+    def _provider_for(self, path: str, name: str | None) -> Provider | None:
+        if name is not None:
+            return self.providers.get(name)
+        for provider in self.providers.values():
+            if path == provider.prefix or path.startswith(provider.prefix + "/"):
+                return provider
+        return None
+
+    @staticmethod
+    def _fault_response(provider: Provider, fault: Fault) -> Response:
+        if fault.drop:
+            return Response(0, drop=True)
+        return provider.error(fault.status, fault.code, fault.message, fault.retry_after)
+
+    # Stats ---------------------------------------------------------------------------------------
+    def stats(self) -> dict[str, dict[str, object]]:
+        out: dict[str, dict[str, object]] = {}
+        for name, gauge in self.gauges.items():
+            out[name] = {
+                "calls": gauge.calls,
+                "in_flight": gauge.in_flight,
+                "max_concurrency": gauge.max_in_flight,
+            }
+        for name, source in self.stat_sources.items():
+            out.setdefault(name, {}).update(source())
+        return out
+
+
+def _trace(request: Request) -> tuple[str | None, str | None]:
+    trace = request.header(TRACE_HEADER)
+    if not trace:
+        return None, None
+    client, _, item = trace.partition("/")
+    return client or None, item or None

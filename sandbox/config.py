@@ -1,0 +1,52 @@
+"""Sandbox settings: latency scale, media quality, rate limits, provider concurrency."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class SandboxConfig:
+    # Real-world seconds are multiplied by this: 1/60 turns the APIs' minutes into seconds.
+    latency_scale: float = 1 / 60
+    # Kling: real-world seconds from submit to succeed (before scaling); processing starts at 10 %.
+    kling_seconds: float = 240.0
+    gemini_image_seconds: float = 30.0
+    gemini_text_seconds: float = 20.0
+    tts_seconds: float = 10.0
+    sfx_seconds: float = 10.0
+    # Tiny frames and short audio, for benchmarks that measure scheduling rather than FFmpeg.
+    cheap_media: bool = False
+    # Notion's average rate per integration and the burst a client may use up front.
+    notion_rate: float = 3.0
+    notion_burst: int = 10
+    # Per-account concurrency over which providers answer with their "too many" errors.
+    kling_concurrency: int = 5
+    elevenlabs_concurrency: int = 5
+
+    def scaled(self, real_seconds: float) -> float:
+        return max(0.0, real_seconds * self.latency_scale)
+
+    def update(self, values: dict[str, Any]) -> None:
+        known = {f.name: f.type for f in fields(self)}
+        for key, value in values.items():
+            if key not in known:
+                raise ValueError(f"unknown sandbox setting {key!r}; known: {', '.join(sorted(known))}")
+            current = getattr(self, key)
+            setattr(self, key, type(current)(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> SandboxConfig:
+        config = cls()
+        if path.exists():
+            config.update(json.loads(path.read_text()))
+        return config

@@ -1,0 +1,1 @@
+"""Client code shared by the scripts; never imports daemon/ or services/."""

@@ -1,0 +1,1 @@
+"""Pure domain logic: storyboard, plan, states, prompts, paths, pricing. No I/O."""
