@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox import credentials
 from sandbox.config import SandboxConfig
 from sandbox.faults import Fault, Faults
 from sandbox.http import Handler, Request, Response, Router, json_response
@@ -57,6 +58,7 @@ class Sandbox:
         self.store = Store(state_dir)
         self.config = config or SandboxConfig.load(state_dir / "config.json")
         self.config.save(state_dir / "config.json")
+        self.credentials = credentials.load_or_create(state_dir)
         self.faults = Faults()
         self.router = Router()
         self.providers: dict[str, Provider] = {}
