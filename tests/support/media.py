@@ -1,0 +1,112 @@
+"""Decode media with the bundled FFmpeg and measure it: duration, size, loudness per window."""
+
+from __future__ import annotations
+
+import array
+import math
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio_ffmpeg
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+RATE = 16000
+
+
+@dataclass
+class VideoInfo:
+    width: int
+    height: int
+    frames: int
+    fps: float
+    duration: float
+    video_codec: str
+    audio_codec: str | None
+
+
+def decode_audio(path: Path, stream: str = "a:0") -> array.array[int]:
+    """Mono 16 kHz signed 16-bit samples of the file's audio; raises if it does not decode."""
+    out = subprocess.run(
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            f"0:{stream}",
+            "-ac",
+            "1",
+            "-ar",
+            str(RATE),
+            "-f",
+            "s16le",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
+    samples = array.array("h")
+    samples.frombytes(out)
+    return samples
+
+
+def audio_duration(path: Path) -> float:
+    return len(decode_audio(path)) / RATE
+
+
+def rms_dbfs(samples: array.array[int], start: float = 0.0, end: float | None = None) -> float:
+    """RMS level of [start, end) seconds in dBFS (-inf for digital silence)."""
+    lo = int(start * RATE)
+    hi = len(samples) if end is None else min(len(samples), int(end * RATE))
+    if hi <= lo:
+        return -math.inf
+    total = sum(s * s for s in samples[lo:hi])
+    rms = math.sqrt(total / (hi - lo))
+    return -math.inf if rms == 0 else 20 * math.log10(rms / 32768)
+
+
+def video_info(path: Path) -> VideoInfo:
+    """Decodes every frame of the first video stream (a file that does not decode raises)."""
+    proc = subprocess.run(
+        [FFMPEG, "-v", "info", "-i", str(path), "-map", "0:v:0", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    err = proc.stderr
+    vm = re.search(r"Stream #\S+: Video: (\w+).*?, (\d{2,5})x(\d{2,5})", err)
+    fm = re.findall(r"frame=\s*(\d+)", err)
+    fps_m = re.search(r"(\d+(?:\.\d+)?) fps", err)
+    am = re.search(r"Stream #\S+: Audio: (\w+)", err)
+    if vm is None or not fm:
+        raise ValueError(f"{path} has no decodable video stream:\n{err[-2000:]}")
+    frames = int(fm[-1])
+    fps = float(fps_m.group(1)) if fps_m else 0.0
+    return VideoInfo(
+        width=int(vm.group(2)),
+        height=int(vm.group(3)),
+        frames=frames,
+        fps=fps,
+        duration=frames / fps if fps else 0.0,
+        video_codec=vm.group(1),
+        audio_codec=am.group(1) if am else None,
+    )
+
+
+def frame_at(path: Path, seconds: float, out: Path) -> Path:
+    """Extracts one frame as PNG (for comparing pictures)."""
+    subprocess.run(
+        [FFMPEG, "-v", "error", "-y", "-ss", f"{seconds:.3f}", "-i", str(path), "-frames:v", "1", str(out)],
+        check=True,
+    )
+    return out
+
+
+def moov_before_mdat(path: Path) -> bool:
+    """True for a faststart MP4 (the index precedes the media data)."""
+    data = path.read_bytes()
+    moov, mdat = data.find(b"moov"), data.find(b"mdat")
+    return 0 <= moov < mdat
