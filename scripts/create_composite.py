@@ -1,0 +1,94 @@
+"""Makes one 1920x1080 frame: the environment cover-fitted, the character keyed on at lower centre.
+Local only: no network, no cost."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from scripts._lib import keying
+from scripts._lib.cli import ArgumentParser, Result, bounded_float, run
+from scripts._lib.errors import permanent
+from scripts._lib.files import atomic_path, require_file
+from scripts._lib.output import emit
+
+
+def _key_color(text: str) -> keying.KeyColor:
+    try:
+        return keying.KeyColor.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="create_composite.py", description=__doc__)
+    p.add_argument("--environment", required=True, type=Path, help="environment image")
+    p.add_argument("--character", type=Path, help="character image on a flat key colour")
+    p.add_argument(
+        "--key-color", default=keying.KeyColor((0, 255, 0)), type=_key_color, help="default #00FF00"
+    )
+    p.add_argument(
+        "--character-scale", default=0.55, type=bounded_float(0.05, 1.0), help="height share of the frame"
+    )
+    p.add_argument("--output", required=True, type=Path, help="PNG file to write")
+    return p
+
+
+def _open(path: Path, what: str) -> Image.Image:
+    require_file(path, what)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise permanent(
+            f"The {what} {path} is not a readable image ({exc}); regenerate it, then requeue."
+        ) from exc
+
+
+def body(args: argparse.Namespace) -> Result:
+    environment = _open(args.environment, "environment image")
+    character = _open(args.character, "character image") if args.character else None
+    try:
+        frame, placement = keying.composite(environment, character, args.key_color, args.character_scale)
+    except keying.KeyingError as exc:
+        raise permanent(
+            f"The character image {args.character} cannot be keyed: {exc}. Regenerate it on a flat "
+            f"{_hex(args.key_color)} background, then requeue."
+        ) from exc
+    data = io.BytesIO()
+    frame.save(data, format="PNG")
+    with atomic_path(args.output) as tmp:
+        tmp.write_bytes(data.getvalue())
+    meta: dict[str, object] = {
+        "width": frame.width,
+        "height": frame.height,
+        "key_color": _hex(args.key_color),
+    }
+    if placement is not None:
+        meta |= {"character_box": list(placement.box), "key_fraction": round(placement.key_fraction, 4)}
+        if placement.key_fraction < 0.05:
+            # Not an error (the frame is made), but the subject probably came with its background.
+            emit(
+                "warning",
+                message=f"Little of the character image was {_hex(args.key_color)}: "
+                "was it generated on the key colour?",
+            )
+    return Result(str(args.output), 0.0, "local", meta)
+
+
+def _hex(key: keying.KeyColor) -> str:
+    return "#{:02X}{:02X}{:02X}".format(*key.rgb)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parser(), body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
