@@ -1,11 +1,67 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon.db.engine import make_engine
+from tests.support import db as testdb
 from tests.support.sandbox_proc import SandboxProcess
+
+_PG_STATE: dict[str, object] = {}
+
+
+def _pg_ready() -> bool:
+    """PostgreSQL is checked once; with CI set an unreachable server fails the run instead of skipping."""
+    if "ok" not in _PG_STATE:
+        ok = testdb.pg_reachable()
+        if not ok and os.environ.get("CI"):
+            pytest.fail(f"CI is set but PostgreSQL is unreachable at {testdb.PG_ADMIN_URL}", pytrace=False)
+        if ok:
+            testdb.make_pg_template()
+        _PG_STATE["ok"] = ok
+    return bool(_PG_STATE["ok"])
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return testdb.make_sqlite_template(tmp_path_factory.mktemp("sqlite-template"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    """A migrated, empty database: every DB-facing test runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield testdb.sqlite_url_from_template(sqlite_template, tmp_path)
+        return
+    if not _pg_ready():
+        _PG_STATE["skipped"] = int(str(_PG_STATE.get("skipped", 0))) + 1
+        pytest.skip(f"PostgreSQL unreachable at {testdb.PG_ADMIN_URL}")
+    url, name = testdb.create_pg_database()
+    yield url
+    testdb.drop_pg_database(name)
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(db_url)
+    yield eng
+    await eng.dispose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    skipped = _PG_STATE.get("skipped")
+    if skipped:
+        terminalreporter.write_sep(
+            "!",
+            f"{skipped} PostgreSQL tests SKIPPED: no server at {testdb.PG_ADMIN_URL} "
+            "(set TEST_DATABASE_URL; with CI=true they fail instead)",
+            red=True,
+            bold=True,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,212 @@
+"""Claim: one short transaction takes a provider slot and a ready item, and writes the attempt.
+
+The slot row is what bounds a provider's concurrency across every daemon on the database; the
+attempt (with its idempotency key and its own output path) exists before any script starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from daemon.db.models import Attempt, Item, ItemEdge, ProviderSlot, Task
+
+# Outcomes after which the provider may still hold a job of that attempt: a new run resumes it.
+UNSETTLED = ("running", "lost", "released", "timeout")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    item_id: int
+    task_id: int
+    channel_id: str
+    project_slug: str
+    kind: str
+    key: str
+    provider: str
+    input: dict[str, Any]
+    input_hash: str
+    attempt_no: int
+    lease_token: str
+    idempotency_key: str
+    attempt_output: str  # relative to the workspace
+    # A job of an earlier attempt to look up instead of paying again (its job id or idempotency key).
+    resume: str | None
+    deps: dict[str, str] = field(default_factory=dict)  # dependency key -> its output path
+
+
+def idempotency_key(channel: str, slug: str, key: str, input_hash: str, number: int) -> str:
+    """Deterministic per (item input, attempt): unique per provider account, readable in logs."""
+    digest = hashlib.sha256(f"{channel}/{slug}/{key}/{input_hash}/{number}".encode()).hexdigest()[:12]
+    return f"{slug[:16]}-{key[:24]}-a{number}-{digest}"
+
+
+def attempt_output(channel: str, slug: str, key: str, number: int, extension: str) -> str:
+    return f"channels/{channel}/projects/{slug}/attempts/{key}-a{number}{extension}"
+
+
+async def ensure_slots(engine: AsyncEngine, limits: dict[str, int]) -> None:
+    """Makes the slot rows match the configured limits (extra free rows removed)."""
+    async with engine.begin() as conn:
+        for provider, limit in limits.items():
+            rows = await conn.execute(select(ProviderSlot.slot_no).where(ProviderSlot.provider == provider))
+            have = {r[0] for r in rows}
+            missing = [n for n in range(limit) if n not in have]
+            if missing:
+                await conn.execute(
+                    insert(ProviderSlot), [{"provider": provider, "slot_no": n} for n in missing]
+                )
+            await conn.execute(
+                delete(ProviderSlot).where(
+                    ProviderSlot.provider == provider,
+                    ProviderSlot.slot_no >= limit,
+                    ProviderSlot.item_id.is_(None),
+                )
+            )
+
+
+async def claim(
+    engine: AsyncEngine, provider: str, owner: str, now: datetime, ttl: float, extension_for: dict[str, str]
+) -> Claimed | None:
+    """Claims one ready item of `provider`, or returns None when no slot or no item is free."""
+    async with engine.begin() as conn:
+        slot = await _free_slot(conn, provider, now)
+        if slot is None:
+            return None
+        row = await _ready_item(conn, provider, now)
+        if row is None:
+            return None
+        token = uuid.uuid4().hex
+        expires = now + timedelta(seconds=ttl)
+        await conn.execute(
+            update(ProviderSlot)
+            .where(ProviderSlot.provider == provider, ProviderSlot.slot_no == slot)
+            .values(item_id=row.id, lease_token=token, expires_at=expires)
+        )
+        number = row.attempts + 1
+        await conn.execute(
+            update(Item)
+            .where(Item.id == row.id)
+            .values(
+                state="running",
+                lease_owner=owner,
+                lease_token=token,
+                lease_expires_at=expires,
+                attempts=number,
+                updated_at=now,
+            )
+        )
+        resume = await _resume_target(conn, row.id, row.provider_job_id)
+        slug = await conn.scalar(select(Task.project_slug).where(Task.id == row.task_id))
+        assert slug is not None
+        key = idempotency_key(row.channel_id, slug, row.key, row.input_hash, number)
+        out = attempt_output(row.channel_id, slug, row.key, number, extension_for.get(row.kind, ""))
+        await conn.execute(
+            insert(Attempt).values(
+                item_id=row.id,
+                number=number,
+                idempotency_key=key,
+                output_path=out,
+                lease_token=token,
+                owner=owner,
+                outcome="running",
+                started_at=now,
+                cost_micros=0,
+            )
+        )
+        deps = await dependency_outputs(conn, row.id)
+        return Claimed(
+            item_id=row.id,
+            task_id=row.task_id,
+            channel_id=row.channel_id,
+            project_slug=slug,
+            kind=row.kind,
+            key=row.key,
+            provider=provider,
+            input=dict(row.input),
+            input_hash=row.input_hash,
+            attempt_no=number,
+            lease_token=token,
+            idempotency_key=key,
+            attempt_output=out,
+            resume=resume,
+            deps=deps,
+        )
+
+
+async def _free_slot(conn: AsyncConnection, provider: str, now: datetime) -> int | None:
+    query = (
+        select(ProviderSlot.slot_no)
+        .where(
+            ProviderSlot.provider == provider,
+            or_(ProviderSlot.item_id.is_(None), ProviderSlot.expires_at < now),
+        )
+        .order_by(ProviderSlot.slot_no)
+        .limit(1)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return await conn.scalar(query)
+
+
+async def _ready_item(conn: AsyncConnection, provider: str, now: datetime) -> Any:
+    query = (
+        select(
+            Item.id,
+            Item.task_id,
+            Item.channel_id,
+            Item.kind,
+            Item.key,
+            Item.input,
+            Item.input_hash,
+            Item.attempts,
+            Item.provider_job_id,
+        )
+        .join(Task, and_(Task.id == Item.task_id, Task.state == "active"))
+        .where(Item.provider == provider, Item.state == "ready", Item.next_attempt_at <= now)
+        .order_by(Item.priority, Item.task_id, Item.id)
+        .limit(1)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=Item, skip_locked=True)
+    return (await conn.execute(query)).first()
+
+
+async def _resume_target(conn: AsyncConnection, item_id: int, job_id: str | None) -> str | None:
+    if job_id:
+        return job_id
+    last = (
+        await conn.execute(
+            select(Attempt.outcome, Attempt.provider_job_id, Attempt.idempotency_key)
+            .where(Attempt.item_id == item_id)
+            .order_by(Attempt.number.desc())
+            .limit(1)
+        )
+    ).first()
+    if last is None or last.outcome not in UNSETTLED:
+        return None
+    return str(last.provider_job_id or last.idempotency_key)
+
+
+async def dependency_outputs(conn: AsyncConnection, item_id: int) -> dict[str, str]:
+    rows = await conn.execute(
+        select(Item.key, Item.output_path)
+        .join(ItemEdge, ItemEdge.depends_on == Item.id)
+        .where(ItemEdge.item_id == item_id)
+    )
+    return {r.key: r.output_path for r in rows if r.output_path}
+
+
+async def running_count(conn: AsyncConnection, provider: str) -> int:
+    return int(
+        await conn.scalar(
+            select(func.count()).select_from(Item).where(Item.provider == provider, Item.state == "running")
+        )
+        or 0
+    )

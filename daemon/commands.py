@@ -1,0 +1,159 @@
+"""From a claimed item to a script command line, and to the item's final output path."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from daemon.claim import Claimed
+from daemon.errors import PlanError
+
+EXTENSIONS = {
+    "storyboard": ".json",
+    "asset": ".png",
+    "composite": ".png",
+    "clip": ".mp4",
+    "narration": ".mp3",
+    "sfx": ".mp3",
+    "assembly": ".mp4",
+}
+SCRIPTS = {
+    "storyboard": "generate_storyboard.py",
+    "asset": "generate_asset.py",
+    "composite": "create_composite.py",
+    "clip": "generate_video.py",
+    "narration": "generate_audio.py",
+    "sfx": "generate_sound_effects.py",
+    "assembly": "assemble_video.py",
+}
+_FOLDERS = {
+    "asset": "assets",
+    "composite": "composites",
+    "clip": "clips",
+    "narration": "narration",
+    "sfx": "sfx",
+}
+
+
+def project_dir(channel: str, slug: str) -> str:
+    return f"channels/{channel}/projects/{slug}"
+
+
+def final_path(kind: str, key: str, channel: str, slug: str) -> str:
+    base = project_dir(channel, slug)
+    if kind == "storyboard":
+        return f"{base}/storyboard.json"
+    if kind == "assembly":
+        return f"{base}/final/{slug}.mp4"
+    folder = _FOLDERS.get(kind)
+    if folder is None:
+        raise PlanError(f"item kind {kind!r} has no output")
+    return f"{base}/{folder}/{key.split('_', 1)[1]}{EXTENSIONS[kind]}"
+
+
+def build_command(c: Claimed, scripts_dir: Path, workspace: Path) -> list[str]:
+    """The argv of the item's script; inputs are the recorded outputs of its dependencies."""
+    out = str(workspace / c.attempt_output)
+    head = [sys.executable, str(scripts_dir / SCRIPTS[c.kind])]
+    kind = c.kind
+    if kind == "storyboard":
+        return [
+            *head,
+            "--title",
+            c.input["title"],
+            "--topic",
+            c.input["topic"],
+            "--direction",
+            c.input["direction"],
+            "--scenes",
+            str(c.input["scenes"]),
+            "--output",
+            out,
+        ]
+    if kind == "asset":
+        return [
+            *head,
+            "--prompt",
+            c.input["prompt"],
+            "--aspect-ratio",
+            c.input["aspect_ratio"],
+            "--output",
+            out,
+        ]
+    if kind == "composite":
+        return head + _composite_args(c, workspace) + ["--output", out]
+    if kind == "clip":
+        return head + _clip_args(c, workspace) + ["--output", out]
+    if kind == "narration":
+        return head + _narration_args(c) + ["--output", out]
+    if kind == "sfx":
+        return [*head, "--prompt", c.input["prompt"], "--duration", str(c.input["duration"]), "--output", out]
+    if kind == "assembly":
+        return head + _assembly_args(c, workspace) + ["--output", out]
+    raise PlanError(f"item kind {kind!r} has no script")
+
+
+def _dep(c: Claimed, key: str, workspace: Path) -> str:
+    path = c.deps.get(key)
+    if path is None:
+        raise PlanError(f"{c.key} needs the output of {key}, which has none recorded")
+    return str(workspace / path)
+
+
+def _composite_args(c: Claimed, workspace: Path) -> list[str]:
+    args = [
+        "--environment",
+        _dep(c, f"asset_{c.input['environment']}", workspace),
+        "--key-color",
+        c.input["key_color"],
+    ]
+    if c.input.get("character"):
+        args += ["--character", _dep(c, f"asset_{c.input['character']}", workspace)]
+    return args
+
+
+def _clip_args(c: Claimed, workspace: Path) -> list[str]:
+    scene = c.key.split("_", 1)[1]
+    args = [
+        "--image",
+        _dep(c, f"composite_{scene}", workspace),
+        "--prompt",
+        c.input["prompt"],
+        "--duration",
+        str(c.input["duration"]),
+        "--model",
+        c.input["model"],
+        "--mode",
+        c.input["mode"],
+        "--external-id",
+        c.idempotency_key,
+    ]
+    if c.resume:
+        args += ["--resume-job", c.resume]
+    return args
+
+
+def _narration_args(c: Claimed) -> list[str]:
+    args = ["--text", c.input["text"], "--voice-id", c.input["voice_id"], "--model-id", c.input["model_id"]]
+    names = {
+        "stability": "--stability",
+        "similarity_boost": "--similarity-boost",
+        "style": "--style",
+        "speed": "--speed",
+    }
+    for name, flag in names.items():
+        if name in c.input.get("settings", {}):
+            args += [flag, str(c.input["settings"][name])]
+    return args
+
+
+def _assembly_args(c: Claimed, workspace: Path) -> list[str]:
+    args: list[str] = []
+    for scene in c.input["scenes"]:
+        args += [
+            "--scene",
+            _dep(c, f"clip_{scene}", workspace),
+            _dep(c, f"narration_{scene}", workspace),
+            _dep(c, f"sfx_{scene}", workspace),
+        ]
+    return [*args, "--sfx-level-db", str(c.input["sfx_level_db"])]

@@ -1,0 +1,215 @@
+"""Tables: tasks, items and their edges, attempts, provider slots, ledger, outbox, comments, leader.
+
+The DB is the single source of truth for pipeline state. Money is kept in integer micro-dollars
+(exact on both databases). Enumerations are plain strings: no native enums (portable migrations).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from daemon.db.types import JSONType, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+class Task(Base):
+    __tablename__ = "task"
+    __table_args__ = (UniqueConstraint("channel_id", "project_slug"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel_id: Mapped[str] = mapped_column(String(64))
+    project_slug: Mapped[str] = mapped_column(String(64))
+    notion_page_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    # active | paused | cancelled | error | done
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    priority: Mapped[int] = mapped_column(Integer, default=1)  # 0 high, 1 normal, 2 low
+    pass_no: Mapped[int] = mapped_column(Integer, default=1)
+    storyboard: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    request: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # topic, direction, ... from intake
+    error: Mapped[str | None] = mapped_column(Text)
+    final_video_path: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Item(Base):
+    __tablename__ = "item"
+    __table_args__ = (
+        UniqueConstraint("task_id", "key"),
+        # The claim's hot path: ready items of a provider, by due time.
+        Index("ix_item_claim", "provider", "state", "next_attempt_at"),
+        Index("ix_item_lease", "lease_owner", "lease_token"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[str] = mapped_column(String(64))  # copied from the task: fair claims need it
+    kind: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(96))
+    input: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    input_hash: Mapped[str] = mapped_column(String(64))
+    # blocked | ready | running | succeeded | failed | cancelled
+    state: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str] = mapped_column(String(32))  # gemini | kling | elevenlabs | local | operator
+    priority: Mapped[int] = mapped_column(Integer, default=1)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    provider_job_id: Mapped[str | None] = mapped_column(String(128))
+    output_path: Mapped[str | None] = mapped_column(Text)
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class ItemEdge(Base):
+    __tablename__ = "item_edge"
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"), primary_key=True)
+    depends_on: Mapped[int] = mapped_column(
+        ForeignKey("item.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Attempt(Base):
+    """Written before a script starts; its idempotency key is what a resumed run looks up."""
+
+    __tablename__ = "attempt"
+    __table_args__ = (UniqueConstraint("item_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    output_path: Mapped[str] = mapped_column(Text)
+    lease_token: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(128))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    provider_job_id: Mapped[str | None] = mapped_column(String(128))
+    # running | succeeded | transient | permanent | timeout | lost | fenced | released | cancelled
+    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class ProviderSlot(Base):
+    """One row per allowed concurrent item of a provider; a claim takes a free row.
+
+    Freeness is decided on this row alone (holder NULL or its lease expired), so PostgreSQL's
+    re-check of a locked row under READ COMMITTED sees a slot another daemon just took.
+    """
+
+    __tablename__ = "provider_slot"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slot_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int | None] = mapped_column(Integer)
+    lease_token: Mapped[str | None] = mapped_column(String(64), index=True)
+    expires_at: Mapped[datetime | None]
+
+
+class Ledger(Base):
+    """Money: a reservation before an item starts, replaced by the actual cost when it is done."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (UniqueConstraint("item_id", "attempt_no", "entry"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[int] = mapped_column(Integer)
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    channel_id: Mapped[str] = mapped_column(String(64))
+    entry: Mapped[str] = mapped_column(String(16))  # reservation | actual
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
+    day: Mapped[str] = mapped_column(String(10), index=True)  # budget day, YYYY-MM-DD
+    open: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime]
+
+
+class Outbox(Base):
+    """Pending Notion property writes: one row per (page, property), newest value wins."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (UniqueConstraint("page_id", "property"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    page_id: Mapped[str] = mapped_column(String(64))
+    property: Mapped[str] = mapped_column(String(64))
+    value: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    sent_version: Mapped[int] = mapped_column(Integer, default=0)
+    sent_value: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class Comment(Base):
+    """Pending Notion comments, each with a unique key so it is written once."""
+
+    __tablename__ = "comment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    page_id: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(160), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class PollCursor(Base):
+    __tablename__ = "poll_cursor"
+
+    data_source_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_poll_started_at: Mapped[datetime | None]
+    seen: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # page id -> status + hash
+
+
+class Leader(Base):
+    """The singleton jobs' lease (intake, outbox) when several daemons share the DB."""
+
+    __tablename__ = "leader"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(128))
+    token: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None]
+
+
+# Partial index for claims on PostgreSQL and SQLite alike (only ready rows are hot).
+Index(
+    "ix_item_ready",
+    Item.provider,
+    Item.next_attempt_at,
+    postgresql_where=text("state = 'ready'"),
+    sqlite_where=text("state = 'ready'"),
+)

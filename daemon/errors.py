@@ -1,0 +1,19 @@
+"""The daemon's exceptions: the class says what went wrong, the message what to do about it."""
+
+from __future__ import annotations
+
+
+class DaemonError(Exception):
+    """Base of every error the daemon raises on purpose."""
+
+
+class ConfigError(DaemonError):
+    """Settings or a channel file are wrong; start-up stops with the file, field and fix."""
+
+
+class SchemaNotMigrated(DaemonError):
+    """The database schema is missing or behind the code."""
+
+
+class PlanError(DaemonError):
+    """A task cannot be planned (bad storyboard, unknown channel)."""

@@ -1,0 +1,157 @@
+"""Leases: the batched heartbeat, the sweep of expired leases, and the release of a lease."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from daemon.db.models import Attempt, Item, ProviderSlot
+
+
+async def heartbeat(engine: AsyncEngine, tokens: Collection[str], now: datetime, ttl: float) -> set[str]:
+    """Extends every still-valid lease in one statement; returns the tokens that were lost.
+
+    A lease that has expired is lost even if nobody took it yet: validity is never revived.
+    """
+    if not tokens:
+        return set()
+    expires = now + timedelta(seconds=ttl)
+    async with engine.begin() as conn:
+        kept_rows = await conn.execute(
+            update(Item)
+            .where(Item.lease_token.in_(list(tokens)), Item.state == "running", Item.lease_expires_at > now)
+            .values(lease_expires_at=expires)
+            .returning(Item.lease_token)
+        )
+        kept = {r[0] for r in kept_rows}
+        if kept:
+            await conn.execute(
+                update(ProviderSlot).where(ProviderSlot.lease_token.in_(kept)).values(expires_at=expires)
+            )
+    return set(tokens) - kept
+
+
+async def sweep_expired(engine: AsyncEngine, now: datetime) -> int:
+    """Hands items whose lease expired (a dead or frozen daemon) back to the ready queue."""
+    async with engine.begin() as conn:
+        rows = (
+            await conn.execute(
+                select(Item.id, Item.lease_token).where(Item.state == "running", Item.lease_expires_at < now)
+            )
+        ).all()
+        for row in rows:
+            await _release(
+                conn,
+                row.id,
+                row.lease_token,
+                now,
+                outcome="lost",
+                next_attempt_at=now,
+                message="lease expired: its daemon died or stalled",
+            )
+    return len(rows)
+
+
+async def release(
+    engine: AsyncEngine,
+    item_id: int,
+    token: str,
+    now: datetime,
+    *,
+    outcome: str,
+    next_attempt_at: datetime,
+    message: str | None = None,
+    exit_code: int | None = None,
+) -> bool:
+    """Puts a claimed item back to ready (retry later, or another daemon now), fenced by the token."""
+    async with engine.begin() as conn:
+        return await _release(
+            conn,
+            item_id,
+            token,
+            now,
+            outcome=outcome,
+            next_attempt_at=next_attempt_at,
+            message=message,
+            exit_code=exit_code,
+        )
+
+
+async def _release(
+    conn: AsyncConnection,
+    item_id: int,
+    token: str,
+    now: datetime,
+    *,
+    outcome: str,
+    next_attempt_at: datetime,
+    message: str | None,
+    exit_code: int | None = None,
+) -> bool:
+    done = await conn.execute(
+        update(Item)
+        .where(Item.id == item_id, Item.lease_token == token, Item.state == "running")
+        .values(
+            state="ready",
+            lease_owner=None,
+            lease_token=None,
+            lease_expires_at=None,
+            next_attempt_at=next_attempt_at,
+            updated_at=now,
+            error=message,
+        )
+    )
+    await free_slot(conn, token)
+    await finish_attempt(conn, item_id, token, now, outcome=outcome, message=message, exit_code=exit_code)
+    return done.rowcount == 1
+
+
+async def free_slot(conn: AsyncConnection, token: str) -> None:
+    await conn.execute(
+        update(ProviderSlot)
+        .where(ProviderSlot.lease_token == token)
+        .values(item_id=None, lease_token=None, expires_at=None)
+    )
+
+
+async def finish_attempt(
+    conn: AsyncConnection,
+    item_id: int,
+    token: str,
+    now: datetime,
+    *,
+    outcome: str,
+    message: str | None = None,
+    exit_code: int | None = None,
+) -> None:
+    await conn.execute(
+        update(Attempt)
+        .where(Attempt.item_id == item_id, Attempt.lease_token == token, Attempt.outcome == "running")
+        .values(outcome=outcome, message=message, exit_code=exit_code, finished_at=now)
+    )
+
+
+async def record_job_id(engine: AsyncEngine, item_id: int, token: str, job_id: str) -> bool:
+    """Stores a provider job id the moment a script prints it, fenced by the lease."""
+    async with engine.begin() as conn:
+        done = await conn.execute(
+            update(Item)
+            .where(Item.id == item_id, Item.lease_token == token, Item.state == "running")
+            .values(provider_job_id=job_id)
+        )
+        await conn.execute(
+            update(Attempt)
+            .where(Attempt.item_id == item_id, Attempt.lease_token == token)
+            .values(provider_job_id=job_id)
+        )
+        return done.rowcount == 1
+
+
+async def record_pid(engine: AsyncEngine, item_id: int, token: str, pid: int) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(Attempt).where(Attempt.item_id == item_id, Attempt.lease_token == token).values(pid=pid)
+        )

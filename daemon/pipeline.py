@@ -1,0 +1,199 @@
+"""Tasks: create or re-plan a task, expand its plan once the storyboard exists, approve gates."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from daemon.channels import Channel
+from daemon.commands import final_path
+from daemon.complete import refresh_ready
+from daemon.db.engine import returned_id
+from daemon.db.models import Item, Task
+from daemon.errors import PlanError
+from daemon.planning import apply_plan
+from services.errors import ServiceError
+from services.plan import PlanOptions, build_plan
+from services.storyboard import Storyboard, parse_storyboard
+
+
+def plan_options(channel: Channel) -> PlanOptions:
+    return PlanOptions(
+        atmosphere_default=channel.atmosphere,
+        voice_id=channel.voice.voice_id,
+        voice_model=channel.voice.model_id,
+        voice_settings=channel.voice.settings.model_dump(),
+        gates=channel.gates.model_dump(),
+        sfx_level_db=channel.sfx_level_db,
+        scenes=channel.scenes,
+    )
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Pipeline:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        channels: Mapping[str, Channel],
+        workspace: Path,
+        *,
+        auto_approve: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.channels = channels
+        self.workspace = workspace
+        self.auto_approve = auto_approve
+
+    def channel(self, channel_id: str) -> Channel:
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            known = ", ".join(sorted(self.channels)) or "none configured"
+            raise PlanError(f"unknown channel '{channel_id}'; known channels: {known}")
+        return channel
+
+    async def submit(
+        self,
+        channel_id: str,
+        slug: str,
+        request: Mapping[str, Any],
+        now: datetime,
+        *,
+        storyboard: Storyboard | None = None,
+        page_id: str | None = None,
+        priority: int = 1,
+    ) -> int:
+        """Creates the task, or starts a new pass of an existing one; returns the task id.
+
+        A given storyboard is written to the workspace and its item is done at once. Without one,
+        a storyboard generated in an earlier pass is kept while the request is unchanged.
+        """
+        options = plan_options(self.channel(channel_id))
+        given = storyboard is not None
+        async with self.engine.begin() as conn:
+            task_id = await self._upsert_task(conn, channel_id, slug, request, now, page_id, priority)
+            if storyboard is None:
+                storyboard = await self._generated_storyboard(conn, task_id, request, options)
+            planned = build_plan(request, storyboard, options, given=given)
+            await apply_plan(conn, task_id, planned, now, self.workspace)
+            if storyboard is not None and given:
+                await self._store_given(conn, task_id, channel_id, slug, storyboard, now)
+            await refresh_ready(conn, task_id, now, auto_approve=self.auto_approve)
+        return task_id
+
+    async def _upsert_task(
+        self,
+        conn: AsyncConnection,
+        channel_id: str,
+        slug: str,
+        request: Mapping[str, Any],
+        now: datetime,
+        page_id: str | None,
+        priority: int,
+    ) -> int:
+        row = (
+            await conn.execute(
+                select(Task.id, Task.pass_no).where(Task.channel_id == channel_id, Task.project_slug == slug)
+            )
+        ).first()
+        values = {
+            "state": "active",
+            "error": None,
+            "request": dict(request),
+            "updated_at": now,
+            "priority": priority,
+            "title": str(request.get("title", "")),
+        }
+        if row is None:
+            return returned_id(
+                await conn.scalar(
+                    insert(Task)
+                    .values(
+                        channel_id=channel_id,
+                        project_slug=slug,
+                        notion_page_id=page_id,
+                        pass_no=1,
+                        created_at=now,
+                        **values,
+                    )
+                    .returning(Task.id)
+                )
+            )
+        await conn.execute(update(Task).where(Task.id == row.id).values(pass_no=row.pass_no + 1, **values))
+        return int(row.id)
+
+    async def _generated_storyboard(
+        self, conn: AsyncConnection, task_id: int, request: Mapping[str, Any], options: PlanOptions
+    ) -> Storyboard | None:
+        """The storyboard an earlier pass generated, if it was generated from this same request."""
+        wanted = next(p for p in build_plan(request, None, options) if p.key == "storyboard")
+        row = (
+            await conn.execute(
+                select(Item.input_hash, Item.state).where(Item.task_id == task_id, Item.key == "storyboard")
+            )
+        ).first()
+        if row is None or row.input_hash != wanted.input_hash or row.state != "succeeded":
+            return None
+        content = await conn.scalar(select(Task.storyboard).where(Task.id == task_id))
+        return None if content is None else parse_storyboard(content)
+
+    async def _store_given(
+        self,
+        conn: AsyncConnection,
+        task_id: int,
+        channel_id: str,
+        slug: str,
+        storyboard: Storyboard,
+        now: datetime,
+    ) -> None:
+        """A storyboard the operator gave needs no script: its item is done with the file written."""
+        content = storyboard.model_dump(mode="json")
+        relative = final_path("storyboard", "storyboard", channel_id, slug)
+        write_atomic(self.workspace / relative, json.dumps(content, indent=2, ensure_ascii=False).encode())
+        await conn.execute(update(Task).where(Task.id == task_id).values(storyboard=content))
+        await conn.execute(
+            update(Item)
+            .where(Item.task_id == task_id, Item.key == "storyboard", Item.state != "succeeded")
+            .values(state="succeeded", output_path=relative, finished_at=now, updated_at=now)
+        )
+
+    async def on_storyboard(self, conn: AsyncConnection, task_id: int, path: Path) -> None:
+        """Runs in the storyboard item's completion: validate it, then plan every other item."""
+        task = (await conn.execute(select(Task.channel_id, Task.request).where(Task.id == task_id))).one()
+        now_row = await conn.scalar(
+            select(Item.updated_at).where(Item.task_id == task_id, Item.key == "storyboard")
+        )
+        assert now_row is not None
+        try:
+            storyboard = parse_storyboard(json.loads(path.read_text(encoding="utf-8")))
+        except (ServiceError, ValueError) as exc:
+            await conn.execute(
+                update(Task)
+                .where(Task.id == task_id)
+                .values(state="error", error=f"the generated storyboard is not usable: {exc}")
+            )
+            return
+        await conn.execute(
+            update(Task).where(Task.id == task_id).values(storyboard=storyboard.model_dump(mode="json"))
+        )
+        options = plan_options(self.channel(task.channel_id))
+        planned = build_plan(task.request or {}, storyboard, options)
+        await apply_plan(conn, task_id, planned, now_row, self.workspace)

@@ -1,0 +1,107 @@
+"""Writing a plan into the DB: one transaction, reusing every item whose input hash is unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from daemon.db.engine import returned_id
+from daemon.db.models import Item, ItemEdge, Task
+from services.plan import PlannedItem
+
+PRIORITY = {"High": 0, "Normal": 1, "Low": 2}
+
+
+async def apply_plan(
+    conn: AsyncConnection, task_id: int, planned: Sequence[PlannedItem], now: datetime, workspace: Path
+) -> dict[str, int]:
+    """Upserts the task's items and edges; returns item ids by key.
+
+    Kept as they are: items with an unchanged hash (running ones go on; succeeded ones are never
+    regenerated while their output is on disk). Reset: items whose hash changed, and failed or
+    cancelled ones (a new pass gives them fresh attempts). Removed: items no longer in the plan.
+    """
+    task = (await conn.execute(select(Task.channel_id, Task.priority).where(Task.id == task_id))).one()
+    existing = {
+        r.key: r
+        for r in await conn.execute(
+            select(Item.id, Item.key, Item.input_hash, Item.state, Item.output_path).where(
+                Item.task_id == task_id
+            )
+        )
+    }
+    wanted = {p.key for p in planned}
+    stale = [r.id for k, r in existing.items() if k not in wanted and r.state != "running"]
+    if stale:
+        await conn.execute(delete(Item).where(Item.id.in_(stale)))
+    ids: dict[str, int] = {}
+    for p in planned:
+        row = existing.get(p.key)
+        if row is None:
+            ids[p.key] = returned_id(
+                await conn.scalar(
+                    insert(Item)
+                    .values(
+                        task_id=task_id,
+                        channel_id=task.channel_id,
+                        kind=p.kind,
+                        key=p.key,
+                        input=p.input,
+                        input_hash=p.input_hash,
+                        state="blocked",
+                        provider=p.provider,
+                        priority=task.priority,
+                        attempts=0,
+                        next_attempt_at=now,
+                        cost_micros=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .returning(Item.id)
+                )
+            )
+            continue
+        ids[p.key] = row.id
+        if _keep(row, p, workspace):
+            continue
+        await conn.execute(
+            update(Item)
+            .where(Item.id == row.id)
+            .values(
+                input=p.input,
+                input_hash=p.input_hash,
+                state="blocked",
+                next_attempt_at=now,
+                provider_job_id=None,
+                output_path=None,
+                error=None,
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_at=None,
+                finished_at=None,
+                updated_at=now,
+                priority=task.priority,
+            )
+        )
+    item_ids = list(ids.values())
+    await conn.execute(delete(ItemEdge).where(ItemEdge.item_id.in_(item_ids)))
+    edges = [{"item_id": ids[p.key], "depends_on": ids[d]} for p in planned for d in p.deps]
+    if edges:
+        await conn.execute(insert(ItemEdge), edges)
+    return ids
+
+
+def _keep(row: Any, planned: PlannedItem, workspace: Path) -> bool:
+    if row.input_hash != planned.input_hash:
+        return False
+    if row.state in ("running", "ready", "blocked"):
+        return True
+    if row.state != "succeeded":
+        return False  # failed / cancelled: a fresh pass retries them
+    # An item whose recorded output is on disk is never regenerated; gates have no output.
+    return planned.is_gate or (row.output_path is not None and (workspace / row.output_path).exists())

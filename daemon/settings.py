@@ -1,0 +1,117 @@
+"""Environment settings (pydantic-settings): database, workspace, provider keys, timings."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Per kind: how long a script may run before it is killed and the attempt counts as transient.
+DEFAULT_TIMEOUTS = {
+    "storyboard": 180.0,
+    "asset": 120.0,
+    "composite": 120.0,
+    # Kling's worst case is tens of minutes; the script polls inside one run.
+    "clip": 3600.0,
+    "narration": 180.0,
+    "sfx": 180.0,
+    "assembly": 1800.0,
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    database_url: str | None = None
+    workspace_dir: Path = PROJECT_ROOT / "workspace"
+    channels_dir: Path = PROJECT_ROOT / "config" / "channels"
+    pricing_file: Path = PROJECT_ROOT / "config" / "pricing.yaml"
+    providers_file: Path = PROJECT_ROOT / "config" / "providers.yaml"
+    scripts_dir: Path = PROJECT_ROOT / "scripts"
+
+    notion_token: SecretStr | None = None
+    notion_base_url: str = "https://api.notion.com"
+    gemini_api_key: SecretStr | None = None
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
+    kling_access_key: SecretStr | None = None
+    kling_secret_key: SecretStr | None = None
+    kling_base_url: str = "https://api-singapore.klingai.com"
+    elevenlabs_api_key: SecretStr | None = None
+    elevenlabs_base_url: str = "https://api.elevenlabs.io"
+
+    daemon_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    lease_ttl_s: float = 30.0
+    claim_poll_s: float = 1.0
+    notion_poll_s: float = 30.0
+    sigterm_grace_s: float = 8.0
+    max_attempts: int = 6
+    retry_base_s: float = 5.0
+    retry_cap_s: float = 300.0
+    timeouts: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
+    demo_auto_approve: bool = False
+
+    @field_validator("lease_ttl_s", "claim_poll_s", "notion_poll_s")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive number of seconds")
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return normalise_database_url(self.database_url, self.workspace_dir)
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for the log redactor."""
+        secrets = [
+            self.notion_token,
+            self.gemini_api_key,
+            self.kling_access_key,
+            self.kling_secret_key,
+            self.elevenlabs_api_key,
+        ]
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+
+    def script_env(self) -> dict[str, str]:
+        """Provider keys and base URLs for the scripts' environment (and nothing else secret)."""
+        env = {
+            "GEMINI_BASE_URL": self.gemini_base_url,
+            "KLING_BASE_URL": self.kling_base_url,
+            "ELEVENLABS_BASE_URL": self.elevenlabs_base_url,
+        }
+        for name, value in (
+            ("GEMINI_API_KEY", self.gemini_api_key),
+            ("KLING_ACCESS_KEY", self.kling_access_key),
+            ("KLING_SECRET_KEY", self.kling_secret_key),
+            ("ELEVENLABS_API_KEY", self.elevenlabs_api_key),
+        ):
+            if value is not None:
+                env[name] = value.get_secret_value()
+        return env
+
+
+def normalise_database_url(url: str | None, workspace: Path) -> str:
+    """The SQLAlchemy async URL: SQLite in the workspace by default; `postgres://` as Railway gives it."""
+    if not url:
+        return f"sqlite+aiosqlite:///{workspace / 'daemon.db'}"
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    return url
+
+
+def load_env_file(path: Path) -> None:
+    """Loads KEY=value lines into os.environ without overriding what is already set."""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        os.environ.setdefault(key.strip(), value.strip().strip('"').strip("'"))

@@ -1,0 +1,295 @@
+"""The worker pool: claims ready items within provider limits, runs their scripts, completes them.
+
+A worker is an asyncio task waiting on a subprocess, so the pool is sized from the providers'
+limits (their sum). The loop waits on `stop`, `wake` (an item finished here) and a poll timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon import lease
+from daemon.claim import Claimed, claim
+from daemon.clock import Clock
+from daemon.commands import EXTENSIONS, build_command, final_path
+from daemon.complete import StoryboardHook, Success, complete, count_failures, fail
+from daemon.logs import get_logger
+from daemon.retry import backoff_seconds, db_retry
+from daemon.runner import EXIT_OK, EXIT_TRANSIENT, ScriptOutcome, ScriptRunner
+from daemon.settings import Settings
+
+
+class CostModel(Protocol):
+    def actual_micros(self, kind: str, usage: dict[str, Any], reported_usd: float | None) -> int: ...
+
+
+@dataclass
+class Running:
+    claimed: Claimed
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str | None = None  # why it was stopped on purpose: lost | shutdown
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: Settings,
+        limits: dict[str, int],
+        runner: ScriptRunner,
+        clock: Clock,
+        costs: CostModel,
+        on_storyboard: StoryboardHook | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.limits = limits
+        self.runner = runner
+        self.clock = clock
+        self.costs = costs
+        self.on_storyboard = on_storyboard
+        self.workspace = settings.workspace_dir
+        self.running: dict[str, Running] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.wake = asyncio.Event()
+        self.log = get_logger(daemon=settings.daemon_id)
+
+    @property
+    def capacity(self) -> int:
+        return sum(self.limits.values())
+
+    # Loops -----------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claims until `stop`, then gives running items a grace period and hands back the rest."""
+        beats = asyncio.create_task(self._heartbeat_loop(stop), name="heartbeat")
+        try:
+            while not stop.is_set():
+                claimed = await self._claim_round()
+                if not claimed:
+                    await _wait_any(stop, self.wake, self.settings.claim_poll_s)
+                    self.wake.clear()
+            await self._drain()
+        finally:
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beats
+
+    async def _claim_round(self) -> int:
+        claimed = 0
+        for provider, limit in self.limits.items():
+            while self._local_count(provider) < limit:
+                c = await db_retry(claim)(
+                    self.engine,
+                    provider,
+                    self.settings.daemon_id,
+                    self.clock.now(),
+                    self.settings.lease_ttl_s,
+                    EXTENSIONS,
+                )
+                if c is None:
+                    break
+                self._start(c)
+                claimed += 1
+        return claimed
+
+    def _local_count(self, provider: str) -> int:
+        return sum(1 for r in self.running.values() if r.claimed.provider == provider)
+
+    def _start(self, c: Claimed) -> None:
+        running = Running(c)
+        self.running[c.lease_token] = running
+        task = asyncio.create_task(self._run_item(running), name=f"item-{c.item_id}-a{c.attempt_no}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        interval = self.settings.lease_ttl_s / 3
+        sweep_every = max(1, int(self.settings.lease_ttl_s / interval))
+        beat = 0
+        while True:
+            await asyncio.sleep(interval)
+            beat += 1
+            try:
+                await self._beat()
+                if beat % sweep_every == 0 and not stop.is_set():
+                    swept = await lease.sweep_expired(self.engine, self.clock.now())
+                    if swept:
+                        self.log.warning("leases_expired_swept", items=swept)
+            except Exception as exc:  # a DB outage must not kill the loop; the lease TTL covers it
+                self.log.warning("heartbeat_failed", error=str(exc))
+
+    async def _beat(self) -> None:
+        tokens = list(self.running)
+        lost = await lease.heartbeat(self.engine, tokens, self.clock.now(), self.settings.lease_ttl_s)
+        for token in lost:
+            running = self.running.get(token)
+            if running is not None and running.reason is None:
+                running.reason = "lost"
+                running.cancel.set()
+                self.log.warning(
+                    "lease_lost_killing_script", item=running.claimed.key, task=running.claimed.task_id
+                )
+
+    async def _drain(self) -> None:
+        if not self.tasks:
+            return
+        _, pending = await asyncio.wait(set(self.tasks), timeout=self.settings.sigterm_grace_s)
+        for running in list(self.running.values()):
+            if running.reason is None:
+                running.reason = "shutdown"
+                running.cancel.set()
+        if pending:
+            await asyncio.wait(pending, timeout=30)
+
+    # One item --------------------------------------------------------------------------------------
+    async def _run_item(self, running: Running) -> None:
+        c = running.claimed
+        log = self.log.bind(channel=c.channel_id, task=c.task_id, item=c.key, attempt=c.attempt_no)
+        try:
+            outcome = await self._execute(c, running, log)
+            await self._settle(c, running, outcome, log)
+        except Exception as exc:
+            log.exception("item_run_crashed", error=str(exc))
+            with contextlib.suppress(Exception):
+                await lease.release(
+                    self.engine,
+                    c.item_id,
+                    c.lease_token,
+                    self.clock.now(),
+                    outcome="transient",
+                    next_attempt_at=self.clock.now() + timedelta(seconds=30),
+                    message=f"internal error: {exc}",
+                )
+        finally:
+            self.running.pop(c.lease_token, None)
+            self.wake.set()
+
+    async def _execute(self, c: Claimed, running: Running, log: Any) -> ScriptOutcome:
+        argv = build_command(c, self.settings.scripts_dir, self.workspace)
+        (self.workspace / c.attempt_output).parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            **_base_env(),
+            **self.settings.script_env(),
+            "PIPELINE_TRACE": f"{self.settings.daemon_id}/{c.channel_id}:{c.project_slug}:{c.key}",
+        }
+
+        async def on_event(event: dict[str, Any]) -> None:
+            if event.get("event") == "submitted" and event.get("job_id"):
+                await db_retry(lease.record_job_id)(
+                    self.engine, c.item_id, c.lease_token, str(event["job_id"])
+                )
+                log.info("provider_job_submitted", job_id=event["job_id"])
+
+        log.info("script_started", kind=c.kind, resume=c.resume)
+        return await self.runner.run(
+            argv,
+            env=env,
+            timeout=self.settings.timeouts.get(c.kind, 600.0),
+            on_event=on_event,
+            cancel=running.cancel,
+            label=c.key,
+        )
+
+    async def _settle(self, c: Claimed, running: Running, outcome: ScriptOutcome, log: Any) -> None:
+        now = self.clock.now()
+        if running.reason == "lost":
+            log.warning("script_killed_lease_lost")
+            return
+        if running.reason == "shutdown":
+            await db_retry(lease.release)(
+                self.engine,
+                c.item_id,
+                c.lease_token,
+                now,
+                outcome="released",
+                next_attempt_at=now,
+                message=None,
+            )
+            log.info("lease_handed_back", reason="shutdown")
+            return
+        if outcome.exit_code == EXIT_OK:
+            await self._succeed(c, outcome, log)
+        elif outcome.exit_code == EXIT_TRANSIENT or outcome.timed_out or (outcome.exit_code or 0) < 0:
+            await self._retry_or_fail(c, outcome, log)
+        else:
+            message = outcome.message()
+            await db_retry(fail)(self.engine, c, message, now, exit_code=outcome.exit_code)
+            log.error("item_failed", exit_code=outcome.exit_code, reason=message)
+
+    async def _succeed(self, c: Claimed, outcome: ScriptOutcome, log: Any) -> None:
+        result = outcome.result or {}
+        produced = self.workspace / c.attempt_output
+        if not produced.exists():
+            # A plain script that exits 0 without its output is a transient fault, not a success.
+            outcome.error = {"message": "the script reported success but wrote no output"}
+            await self._retry_or_fail(c, outcome, log)
+            return
+        usage = dict(result.get("meta") or {})
+        reported = result.get("cost_usd")
+        micros = self.costs.actual_micros(c.kind, usage, float(reported) if reported is not None else None)
+        target = final_path(c.kind, c.key, c.channel_id, c.project_slug)
+        done = await db_retry(complete)(
+            self.engine,
+            c,
+            Success(c.attempt_output, micros, usage),
+            workspace=self.workspace,
+            now=self.clock.now(),
+            final_path=target,
+            on_storyboard=self.on_storyboard,
+            auto_approve=self.settings.demo_auto_approve,
+        )
+        if done == "fenced":
+            log.warning("completion_fenced_out")
+            produced.unlink(missing_ok=True)
+        else:
+            log.info("item_succeeded", cost_usd=str(Decimal(micros) / 1_000_000), output=target)
+
+    async def _retry_or_fail(self, c: Claimed, outcome: ScriptOutcome, log: Any) -> None:
+        now = self.clock.now()
+        kind = "timeout" if outcome.timed_out else "transient"
+        failures = await db_retry(count_failures)(self.engine, c.item_id) + 1  # this attempt included
+        if failures >= self.settings.max_attempts:
+            message = f"gave up after {failures} attempts: {outcome.message()}"
+            await db_retry(fail)(self.engine, c, message, now, exit_code=outcome.exit_code, outcome=kind)
+            log.error("item_failed", reason=message)
+            return
+        hint = (outcome.error or {}).get("retry_after_s")
+        delay = backoff_seconds(
+            failures, self.settings.retry_base_s, self.settings.retry_cap_s, float(hint) if hint else None
+        )
+        await db_retry(lease.release)(
+            self.engine,
+            c.item_id,
+            c.lease_token,
+            now,
+            outcome=kind,
+            next_attempt_at=now + timedelta(seconds=delay),
+            message=outcome.message(),
+            exit_code=outcome.exit_code,
+        )
+        log.warning(
+            "item_retry_scheduled", delay_s=round(delay, 1), failures=failures, reason=outcome.message()
+        )
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
+    waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+def _base_env() -> dict[str, str]:
+    """What a script needs from the daemon's environment: no secrets beyond its provider keys."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT")
+    return {k: v for k, v in os.environ.items() if k in keep}

@@ -1,0 +1,218 @@
+"""The item DAG of one video: which items, their inputs, their dependencies and their input hashes.
+
+An item's `input_hash` covers its own input and the hashes of the items whose *output* it consumes
+(a Merkle chain), so editing scene 7 changes the hashes of scene 7's items and of the assembly only.
+Gates hash what they guard, but a gate's hash is never passed on: approving again does not make the
+items behind it new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.prompts import DEFAULT_KEY_COLOR, clip_prompt, image_prompt
+from services.storyboard import Storyboard, clip_duration_for, estimate_narration_seconds
+
+GATE_KINDS = ("storyboard_gate", "assets_gate", "final_gate")
+# Which provider account an item kind uses; "operator" items are completed by a person (gates).
+PROVIDER_OF = {
+    "storyboard": "gemini",
+    "asset": "gemini",
+    "composite": "local",
+    "clip": "kling",
+    "narration": "elevenlabs",
+    "sfx": "elevenlabs",
+    "assembly": "local",
+    "storyboard_gate": "operator",
+    "assets_gate": "operator",
+    "final_gate": "operator",
+}
+SFX_TAIL_S = 0.6  # a little ambience after the last word of a scene
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    atmosphere_default: str = ""
+    voice_id: str = "JBFqnCBsd6RMkjVDRZzb"
+    voice_model: str = "eleven_multilingual_v2"
+    voice_settings: Mapping[str, float] = field(default_factory=dict)
+    gates: Mapping[str, bool] = field(
+        default_factory=lambda: {"storyboard": True, "assets": False, "final": True}
+    )
+    key_color: str = DEFAULT_KEY_COLOR
+    clip_model: str = "kling-v2-1"
+    clip_mode: str = "std"
+    sfx_level_db: float = -18.0
+    scenes: int = 4
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    key: str
+    kind: str
+    input: dict[str, Any]
+    deps: tuple[str, ...]
+    input_hash: str
+
+    @property
+    def provider(self) -> str:
+        return PROVIDER_OF[self.kind]
+
+    @property
+    def is_gate(self) -> bool:
+        return self.kind in GATE_KINDS
+
+
+def _hash(kind: str, data: Mapping[str, Any], dep_hashes: Mapping[str, str]) -> str:
+    canonical = json.dumps(
+        {"kind": kind, "input": data, "deps": dict(sorted(dep_hashes.items()))},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.items: dict[str, PlannedItem] = {}
+
+    def add(self, key: str, kind: str, data: dict[str, Any], deps: Iterable[str] = ()) -> PlannedItem:
+        deps = tuple(deps)
+        hashed = {
+            d: self.items[d].input_hash for d in deps if kind in GATE_KINDS or not self.items[d].is_gate
+        }
+        item = PlannedItem(key, kind, data, deps, _hash(kind, data, hashed))
+        self.items[key] = item
+        return item
+
+
+def _storyboard_items(
+    request: Mapping[str, Any], given: Storyboard | None, options: PlanOptions, builder: _Builder
+) -> None:
+    """The storyboard item: given (by the operator or a file), or generated from the request."""
+    if given is not None:
+        content = given.model_dump(mode="json")
+        builder.add("storyboard", "storyboard", {"given": True, "storyboard": content})
+    else:
+        builder.add(
+            "storyboard",
+            "storyboard",
+            {
+                "title": str(request.get("title", "")),
+                "topic": str(request.get("topic", "")),
+                "direction": str(request.get("direction", "")),
+                "scenes": int(request.get("scenes", options.scenes)),
+            },
+        )
+    builder.add(
+        "storyboard_gate",
+        "storyboard_gate",
+        {"on": bool(options.gates.get("storyboard", True))},
+        ["storyboard"],
+    )
+
+
+def build_plan(
+    request: Mapping[str, Any],
+    storyboard: Storyboard | None,
+    options: PlanOptions,
+    *,
+    given: bool = False,
+) -> list[PlannedItem]:
+    """Every item of the task; without a storyboard yet, only the storyboard item and its gate.
+
+    `given`: the storyboard came from the operator (or a file), so its item needs no generation and
+    its hash is the storyboard's content; otherwise the item generates it from the request.
+    """
+    builder = _Builder()
+    _storyboard_items(request, storyboard if given else None, options, builder)
+    if storyboard is None:
+        return list(builder.items.values())
+    atmosphere = storyboard.atmosphere or options.atmosphere_default
+    for asset in storyboard.assets:
+        isolated = asset.kind != "environment"
+        builder.add(
+            f"asset_{asset.key}",
+            "asset",
+            {
+                "prompt": image_prompt(
+                    atmosphere, asset.prompt, isolated=isolated, key_color=options.key_color
+                ),
+                "aspect_ratio": "16:9" if not isolated else "1:1",
+            },
+            ["storyboard_gate"],
+        )
+    builder.add(
+        "assets_gate",
+        "assets_gate",
+        {"on": bool(options.gates.get("assets", False))},
+        [f"asset_{a.key}" for a in storyboard.assets],
+    )
+    media_keys: list[str] = []
+    for scene in storyboard.scenes:
+        media_keys += _scene_items(builder, scene, atmosphere, options)
+    builder.add(
+        "assembly",
+        "assembly",
+        {
+            "scenes": [s.key for s in storyboard.scenes],
+            "sfx_level_db": options.sfx_level_db,
+        },
+        media_keys,
+    )
+    builder.add("final_gate", "final_gate", {"on": bool(options.gates.get("final", True))}, ["assembly"])
+    return list(builder.items.values())
+
+
+def _scene_items(builder: _Builder, scene: Any, atmosphere: str, options: PlanOptions) -> list[str]:
+    s = scene.key
+    character = scene.frame.character
+    composite_deps = [f"asset_{scene.frame.environment}"] + ([f"asset_{character}"] if character else [])
+    builder.add(
+        f"composite_{s}",
+        "composite",
+        {
+            "environment": scene.frame.environment,
+            "character": character,
+            "key_color": options.key_color,
+        },
+        composite_deps,
+    )
+    seconds = estimate_narration_seconds(scene.narration)
+    builder.add(
+        f"clip_{s}",
+        "clip",
+        {
+            "prompt": clip_prompt(atmosphere, scene.motion),
+            "duration": clip_duration_for(seconds),
+            "model": options.clip_model,
+            "mode": options.clip_mode,
+        },
+        [f"composite_{s}", "assets_gate"],
+    )
+    builder.add(
+        f"narration_{s}",
+        "narration",
+        {
+            "text": scene.narration,
+            "voice_id": options.voice_id,
+            "model_id": options.voice_model,
+            "settings": dict(options.voice_settings),
+        },
+        ["storyboard_gate"],
+    )
+    builder.add(
+        f"sfx_{s}",
+        "sfx",
+        {
+            "prompt": scene.sfx,
+            "duration": round(min(30.0, max(1.0, seconds + SFX_TAIL_S)), 1),
+        },
+        ["storyboard_gate"],
+    )
+    return [f"clip_{s}", f"narration_{s}", f"sfx_{s}"]

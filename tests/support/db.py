@@ -1,0 +1,100 @@
+"""Test databases: a migrated SQLite file or a PostgreSQL database cloned from a migrated template."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from daemon.db.engine import make_engine
+from daemon.migrate import upgrade
+
+PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
+TEMPLATE = "nvd_test_template"
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+def pg_reachable() -> bool:
+    async def probe() -> bool:
+        try:
+            conn = await asyncpg.connect(_asyncpg_dsn(PG_ADMIN_URL), timeout=3)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def _migrate(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def make_sqlite_template(folder: Path) -> Path:
+    path = folder / "template.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+def sqlite_url_from_template(template: Path, folder: Path) -> str:
+    path = folder / "daemon.db"
+    shutil.copyfile(template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def make_pg_template() -> None:
+    async def run() -> None:
+        admin = await asyncpg.connect(_asyncpg_dsn(PG_ADMIN_URL))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{TEMPLATE}"')
+        finally:
+            await admin.close()
+        await _migrate(
+            _with_database(PG_ADMIN_URL, TEMPLATE).replace("postgresql://", "postgresql+asyncpg://")
+        )
+
+    asyncio.run(run())
+
+
+def create_pg_database() -> tuple[str, str]:
+    """A fresh database cloned from the migrated template: (its async URL, its name)."""
+    name = f"nvd_t_{uuid.uuid4().hex[:12]}"
+
+    async def run() -> None:
+        admin = await asyncpg.connect(_asyncpg_dsn(PG_ADMIN_URL))
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+        finally:
+            await admin.close()
+
+    asyncio.run(run())
+    url = _with_database(PG_ADMIN_URL, name).replace("postgresql://", "postgresql+asyncpg://")
+    return url, name
+
+
+def drop_pg_database(name: str) -> None:
+    async def run() -> None:
+        admin = await asyncpg.connect(_asyncpg_dsn(PG_ADMIN_URL))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    asyncio.run(run())

@@ -1,0 +1,99 @@
+"""Stand-in scripts that follow the script contract, driven by a behaviour file, for engine tests.
+
+Each real script name is installed as a copy of one program that looks up what to do for its item
+(taken from PIPELINE_TRACE) in `behaviour.json`: a list of actions, one per run, the last repeating.
+Actions: "ok", "75", "1", "sleep:S" (then ok), "fail-after:S" (then exit 1), "submit-sleep:S"
+(prints submitted, sleeps, then ok), "hang" (sleeps forever). Every run is logged to `runs.jsonl`
+with its argv, pid and times.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SCRIPT_NAMES = (
+    "generate_storyboard.py",
+    "generate_asset.py",
+    "create_composite.py",
+    "generate_video.py",
+    "generate_audio.py",
+    "generate_sound_effects.py",
+    "assemble_video.py",
+)
+
+PROGRAM = r"""
+import json, os, sys, time, fcntl
+from pathlib import Path
+
+here = Path(__file__).resolve().parent
+argv = sys.argv[1:]
+out = Path(argv[argv.index("--output") + 1])
+item = os.environ.get("PIPELINE_TRACE", "").rsplit(":", 1)[-1]
+behaviour = json.loads((here / "behaviour.json").read_text()) if (here / "behaviour.json").exists() else {}
+actions = behaviour.get(item) or behaviour.get(Path(__file__).name) or behaviour.get("*") or ["ok"]
+
+with open(here / "counter.lock", "a+") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    counts_path = here / "counts.json"
+    counts = json.loads(counts_path.read_text()) if counts_path.exists() else {}
+    n = counts.get(item, 0)
+    counts[item] = n + 1
+    counts_path.write_text(json.dumps(counts))
+action = actions[min(n, len(actions) - 1)]
+start = time.time()
+
+def log(outcome):
+    with open(here / "runs.jsonl", "a") as f:
+        f.write(json.dumps({"item": item, "n": n, "action": action, "argv": argv, "pid": os.getpid(),
+                            "start": start, "end": time.time(), "outcome": outcome}) + "\n")
+
+log("started")
+
+def emit(obj):
+    print(json.dumps(obj), flush=True)
+
+if action.startswith("submit-sleep:"):
+    emit({"event": "submitted", "job_id": f"job-{item}-{n}"})
+    time.sleep(float(action.split(":")[1]))
+elif action.startswith("sleep:"):
+    time.sleep(float(action.split(":")[1]))
+elif action.startswith("fail-after:"):
+    time.sleep(float(action.split(":")[1]))
+    action = "1"
+elif action == "hang":
+    time.sleep(3600)
+if action == "75":
+    emit({"event": "error", "kind": "transient", "message": "provider busy (429), try later"})
+    log("75")
+    sys.exit(75)
+if action == "1":
+    emit({"event": "error", "kind": "permanent", "message": f"{item}: content blocked; reword the prompt"})
+    log("1")
+    sys.exit(1)
+out.parent.mkdir(parents=True, exist_ok=True)
+tmp = out.with_name(out.name + ".tmp")
+tmp.write_bytes(f"{item} output {n}".encode())
+os.replace(tmp, out)
+emit({"event": "result", "output": str(out), "cost_usd": 0.01, "provider": "fake", "meta": {"n": n}})
+log("ok")
+"""
+
+
+def install(folder: Path, behaviour: dict[str, list[str]] | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SCRIPT_NAMES:
+        (folder / name).write_text(PROGRAM)
+    set_behaviour(folder, behaviour or {})
+    return folder
+
+
+def set_behaviour(folder: Path, behaviour: dict[str, list[str]]) -> None:
+    (folder / "behaviour.json").write_text(json.dumps(behaviour))
+
+
+def runs(folder: Path) -> list[dict[str, object]]:
+    path = folder / "runs.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
