@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.db.models import Attempt, Ledger
+from daemon.claim import claim
+from daemon.commands import EXTENSIONS, final_path
+from daemon.complete import Success, complete
+from daemon.db.models import Attempt, Item, Ledger
+from daemon.lease import sweep_expired
+from services.storyboard import parse_storyboard
 from tests.support import fake_scripts
-from tests.support.engine_kit import Kit, run_workers, storyboard
+from tests.support.engine_kit import Kit, now, run_workers, storyboard
 
 
 @pytest.fixture
@@ -166,3 +172,97 @@ async def test_a_retried_completion_is_counted_once(kit: Kit) -> None:
         ).all()
     assert per_item
     assert all(n == 1 for _, n in per_item)
+
+
+async def test_a_lost_lease_kills_the_script_and_its_owner_never_completes(kit: Kit) -> None:
+    fake_scripts.set_behaviour(kit.scripts, {"sfx_s01": ["hang", "ok"]})
+    task_id = await kit.submit(storyboard(scenes=1))
+    stolen: list[int] = []
+
+    async def done() -> bool:
+        items = await kit.items(task_id)
+        hung = [r for r in fake_scripts.runs(kit.scripts) if r["item"] == "sfx_s01"]
+        if hung and not stolen and items["sfx_s01"].state == "running":
+            async with kit.engine.begin() as conn:  # another daemon took the item over
+                await conn.execute(update(Item).where(Item.id == items["sfx_s01"].id).values(
+                    lease_token="taken-over", lease_owner="other-daemon"))
+            stolen.append(int(str(hung[0]["pid"])))
+        if stolen and not Path(f"/proc/{stolen[0]}").exists():
+            return True
+        return False
+
+    await run_workers([kit.worker()], done, timeout=10)
+    items = await kit.items(task_id)
+    assert items["sfx_s01"].state == "running"
+    assert items["sfx_s01"].lease_token == "taken-over"
+    assert not (kit.workspace / "channels/nature/projects/p1/sfx/s01.mp3").exists()
+
+
+async def test_a_fenced_out_completion_is_refused_and_the_new_owners_output_stays(kit: Kit) -> None:
+    task_id = await kit.submit(storyboard(scenes=1))
+    first = await claim(kit.engine, "elevenlabs", "daemon-a", now(), 1.0, EXTENSIONS)
+    assert first is not None
+    # Daemon A stalls past its lease; the sweep hands the item back and daemon B takes it.
+    later = now() + timedelta(seconds=5)
+    assert await sweep_expired(kit.engine, later) == 1
+    second = await claim(kit.engine, "elevenlabs", "daemon-b", later, 30.0, EXTENSIONS)
+    assert second is not None and second.item_id == first.item_id and second.attempt_no == 2
+    target = final_path(second.kind, second.key, "nature", "p1")
+    for c, text in ((second, b"from B"), (first, b"from A")):
+        (kit.workspace / c.attempt_output).parent.mkdir(parents=True, exist_ok=True)
+        (kit.workspace / c.attempt_output).write_bytes(text)
+    assert await complete(kit.engine, second, Success(second.attempt_output, 10, {}), workspace=kit.workspace,
+                          now=later, final_path=target) == "done"
+    assert await complete(kit.engine, first, Success(first.attempt_output, 10, {}), workspace=kit.workspace,
+                          now=later, final_path=target) == "fenced"
+    assert (kit.workspace / target).read_bytes() == b"from B"
+    # The winner's retried commit is recognised, and its cost booked once.
+    assert await complete(kit.engine, second, Success(second.attempt_output, 10, {}), workspace=kit.workspace,
+                          now=later, final_path=target) == "already"
+    async with kit.engine.connect() as conn:
+        booked = await conn.scalar(select(func.count()).select_from(Ledger).where(
+            Ledger.item_id == second.item_id, Ledger.entry == "actual"))
+    assert booked == 1
+    assert task_id
+
+
+async def test_two_daemons_never_exceed_a_providers_limit(kit: Kit) -> None:
+    kit.limits["kling"] = 2
+    await kit.prepare()
+    fake_scripts.set_behaviour(kit.scripts, {"generate_video.py": ["sleep:0.4"]})
+    task_id = await kit.submit(storyboard(scenes=6))
+
+    async def done() -> bool:
+        return await _task_state(kit, task_id) == "done"
+
+    await run_workers([kit.worker("daemon-a"), kit.worker("daemon-b")], done, timeout=60)
+    clips = [r for r in fake_scripts.runs(kit.scripts) if r["item"].startswith("clip_") and r["outcome"] == "ok"]
+    assert len(clips) == 6
+    assert max_overlap([(float(str(r["start"])), float(str(r["end"]))) for r in clips]) == 2
+
+
+async def test_a_replanned_storyboard_regenerates_only_what_changed(kit: Kit) -> None:
+    task_id = await kit.submit(storyboard(scenes=2))
+
+    async def done() -> bool:
+        return await _task_state(kit, task_id) == "done"
+
+    await run_workers([kit.worker()], done)
+    first_pass = len(fake_scripts.runs(kit.scripts))
+    edited = storyboard(scenes=2).model_dump(mode="json")
+    edited["scenes"][1]["narration"] = "At first light the delta belongs to the bold. Scene 2."
+    again = await kit.submit(parse_storyboard(edited))
+    assert again == task_id
+    await run_workers([kit.worker()], done)
+    rerun = sorted(str(r["item"]) for r in fake_scripts.runs(kit.scripts)[first_pass:] if r["outcome"] == "started")
+    assert rerun == ["assembly", "narration_s02"]
+    assert (await kit.task(task_id)).pass_no == 2
+
+
+def max_overlap(spans: list[tuple[float, float]]) -> int:
+    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans], key=lambda x: (x[0], x[1]))
+    level = peak = 0
+    for _, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak
