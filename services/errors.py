@@ -96,11 +96,11 @@ def describe_error(
         return f"{where}: must be a mapping of 'name: value' lines, not {_shown(value)}; {hint}"
     if kind in ("enum", "literal_error"):
         return f"{where}: {_shown(value)} is not allowed; use {ctx['expected']}"
-    if kind.startswith(("decimal_", "float_", "int_")):
+    if kind.startswith(("decimal_", "float_", "int_")) or kind == "finite_number":
         return f"{where}: must be a number, not {_shown(value)}; {hint}"
     if kind in ("greater_than_equal", "greater_than"):
         bound = ctx.get("ge", ctx.get("gt"))
-        return f"{where}: {value} is too small; it must be {'>=' if 'ge' in ctx else '>'} {bound}"
+        return f"{where}: {value} is too small; it must be {'>=' if 'ge' in ctx else '>'} {bound}: {hint}"
     return f"{where}: {error['msg']}"
 
 
