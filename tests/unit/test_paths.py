@@ -166,7 +166,7 @@ _ANY_TEXT = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(channel=_ANY_TEXT, slug=_ANY_TEXT, key=_ANY_TEXT)
 def test_any_string_is_refused_or_stays_inside_the_root(
     workspace: Workspace, channel: str, slug: str, key: str
