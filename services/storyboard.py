@@ -146,7 +146,7 @@ class Storyboard(BaseModel):
         # Raised as StoryboardError, not ValueError, so pydantic lets it through unchanged.
         problems = _cross_problems(self.model_dump(), _max_scenes(info.context))
         if problems:
-            raise StoryboardError(problems)
+            raise StoryboardError(sorted(problems, key=_document_order))
         return self
 
     def asset(self, key: str) -> Asset:

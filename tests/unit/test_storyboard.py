@@ -461,3 +461,11 @@ def test_eleven_words_fit_a_five_second_clip_at_150_wpm() -> None:
     # 11 words = 4.4 s, plus the tail 4.9 s; 12 words = 4.8 s + tail > 5 s
     assert clip_duration_for(estimate_narration_seconds("w " * 11)) == 5
     assert clip_duration_for(estimate_narration_seconds("w " * 12)) == 10
+
+
+def test_cross_field_problems_alone_are_also_in_storyboard_order() -> None:
+    data = board(scenes=2)
+    data["scenes"][1]["key"] = "s01"
+    data["scenes"][0]["frame"]["environment"] = "nowhere"
+
+    assert [p.split(":")[0] for p in problems_of(data)] == ["scenes[0].frame.environment", "scenes[1].key"]
