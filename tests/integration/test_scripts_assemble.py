@@ -1,0 +1,104 @@
+"""assemble_video.py on media made here: lengths follow the narration, the bed stays under it."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_scripts_support import local_env, run_script
+from tests.support.media import FFMPEG, decode_audio, moov_before_mdat, rms_dbfs, video_info
+
+# (clip seconds, clip size, narration seconds): a clip longer than its narration (trimmed), one
+# shorter (last frame held) and one in 4:3 (letterboxed).
+SCENES = [(5, "1280x720", 3.0), (5, "1280x720", 6.5), (5, "640x480", 2.0)]
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run([FFMPEG, "-v", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Path, Path]]:
+    folder = tmp_path_factory.mktemp("assemble")
+    scenes = []
+    for i, (clip_s, size, narration_s) in enumerate(SCENES, start=1):
+        clip, narration, sfx = folder / f"clip{i}.mp4", folder / f"narration{i}.mp3", folder / f"sfx{i}.mp3"
+        _ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate=24", "-t", str(clip_s),
+                "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(clip))  # fmt: skip
+        # A voice-like tone, pulsed like words; then a 2 s ambience bed (looped by the assembly).
+        _ffmpeg("-f", "lavfi", "-i", f"sine=frequency={180 + 40 * i}:duration={narration_s}",
+                "-af", "volume=0.6,tremolo=f=3:d=0.5", "-c:a", "libmp3lame", str(narration))  # fmt: skip
+        _ffmpeg("-f", "lavfi", "-i", "anoisesrc=d=2:c=pink:a=0.5", "-c:a", "libmp3lame", str(sfx))
+        scenes.append((clip, narration, sfx))
+    return scenes
+
+
+def _scene_args(media: list[tuple[Path, Path, Path]]) -> list[object]:
+    args: list[object] = []
+    for clip, narration, sfx in media:
+        args += ["--scene", clip, narration, sfx]
+    return args
+
+
+def test_final_cut(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None:
+    output = tmp_path / "final" / "video.mp4"
+    run = run_script("assemble_video", *_scene_args(media), "--output", output, env=local_env())
+    result = run.result
+    meta = result["meta"]
+    assert (result["provider"], result["cost_usd"]) == ("local", 0)
+    assert meta["scenes"] == 3
+    expected = sum(n for _, _, n in SCENES) + 3 * 0.4
+    assert meta["duration_s"] == pytest.approx(expected, abs=0.15)
+
+    info = video_info(output)
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert (info.width, info.height) == (1920, 1080)
+    assert info.duration == pytest.approx(expected, abs=0.3)
+    assert moov_before_mdat(output)
+    samples = decode_audio(output)
+    assert len(samples) / 16000 == pytest.approx(expected, abs=0.3)
+
+    for scene in meta["timeline"]:
+        speech = rms_dbfs(samples, scene["start_s"] + 0.1, scene["narration_end_s"] - 0.1)
+        tail = rms_dbfs(samples, scene["narration_end_s"] + 0.08, scene["end_s"] - 0.02)
+        assert speech > tail + 10, scene  # the narration stays clearly above the bed
+        assert tail > -60, scene  # but the bed is there
+    assert [s["end_s"] for s in meta["timeline"]][-1] == pytest.approx(meta["duration_s"])
+    assert list(output.parent.iterdir()) == [output]
+
+
+def test_a_quieter_bed_when_asked(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None:
+    levels = {}
+    for db in ("-10", "-30"):
+        output = tmp_path / f"v{db}.mp4"
+        meta = run_script("assemble_video", "--scene", *media[0], "--output", output, "--sfx-level-db", db,
+                          env=local_env()).result["meta"]  # fmt: skip
+        scene = meta["timeline"][0]
+        samples = decode_audio(output)
+        speech = rms_dbfs(samples, 0.1, scene["narration_end_s"] - 0.1)
+        levels[db] = speech - rms_dbfs(samples, scene["narration_end_s"] + 0.08, scene["end_s"] - 0.02)
+    assert levels["-30"] > levels["-10"] + 10
+
+
+def test_missing_clip_is_permanent(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None:
+    _, narration, sfx = media[0]
+    args = ["--scene", tmp_path / "gone.mp4", narration, sfx, "--output", tmp_path / "v.mp4"]
+    run = run_script("assemble_video", *args, env=local_env())
+    assert "gone.mp4" in run.failed(1, "permanent")["message"]
+
+
+def test_broken_narration_is_permanent(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None:
+    clip, _, sfx = media[0]
+    broken = tmp_path / "broken.mp3"
+    broken.write_bytes(b"ID3 this is not audio")
+    run = run_script(
+        "assemble_video", "--scene", clip, broken, sfx, "--output", tmp_path / "v.mp4", env=local_env()
+    )
+    run.failed(1, "permanent")
+    assert not (tmp_path / "v.mp4").exists()
+
+
+def test_no_scene_is_a_usage_error(tmp_path: Path) -> None:
+    run_script("assemble_video", "--output", tmp_path / "v.mp4", env=local_env()).failed(2, "usage")
