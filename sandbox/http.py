@@ -93,6 +93,9 @@ def make_server(host: str, port: int, dispatch: Dispatch) -> ThreadingHTTPServer
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "sandbox/1"
+        # Headers and body go out in two writes; with Nagle on, a keep-alive client waits ~40 ms
+        # (delayed ACK) for every response.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet by default
             return
