@@ -1,0 +1,209 @@
+"""ElevenLabs text-to-speech (real speech from eSpeak NG) and sound generation (synthesized
+ambience), with the `{"detail": {"status", "message"}}` error envelope and a per-account limit on
+requests in flight."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sandbox.app import Provider
+from sandbox.http import Request, Response, json_response
+from sandbox.media import ambience, ffmpeg, speech
+
+if TYPE_CHECKING:
+    from sandbox.app import Sandbox
+
+_VOICE_ID = re.compile(r"^[A-Za-z0-9]{10,40}$")
+_FORMATS = re.compile(r"^(mp3_(22050_32|44100_(32|64|96|128|192))|pcm_(8000|16000|22050|24000|44100))$")
+_DEFAULT_FORMAT = "mp3_44100_128"
+_LIMITS = {"eleven_flash_v2": 40_000, "eleven_flash_v2_5": 40_000, "eleven_turbo_v2": 40_000,
+           "eleven_turbo_v2_5": 40_000, "eleven_v3": 5_000}  # fmt: skip
+_DEFAULT_LIMIT = 10_000  # eleven_multilingual_v2 and older models
+_STATUS_FOR_HTTP = {
+    400: "invalid_request",
+    401: "invalid_api_key",
+    404: "not_found",
+    405: "method_not_allowed",
+    422: "validation_error",
+    429: "too_many_concurrent_requests",
+    500: "internal_server_error",
+    503: "service_unavailable",
+}
+_LEAD_SILENCE, _TAIL_SILENCE = 0.05, 0.3
+_SFX_CREDITS_PER_SECOND = 40
+
+
+class ElevenLabsError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(
+    status: int, code: str | int | None, message: str | None, retry_after: float | None
+) -> Response:
+    name = str(code) if code is not None else _STATUS_FOR_HTTP.get(status, "error")
+    headers: dict[str, str] = {}
+    if retry_after is not None:  # the SDK honours both; the real API sends them on some 429s
+        headers = {"retry-after-ms": str(int(retry_after * 1000)), "Retry-After": str(math.ceil(retry_after))}
+    detail = {"status": name, "message": message or name.replace("_", " ")}
+    return json_response(status, {"detail": detail}, headers)
+
+
+class Slots:
+    """Requests in flight for the account; over the plan's concurrency the API answers 429."""
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._busy = 0
+
+    def run(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        def limited(request: Request) -> Response:
+            with self._lock:
+                if self._busy >= self._limit():
+                    return error_response(
+                        429,
+                        "too_many_concurrent_requests",
+                        "Too many concurrent requests for your plan; wait for one to finish.",
+                        None,
+                    )
+                self._busy += 1
+            try:
+                return handler(request)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+
+        return limited
+
+
+def register(app: Sandbox) -> None:
+    synthesizer = speech.Synthesizer()
+    slots = Slots(lambda: app.config.elevenlabs_concurrency)
+
+    def gate(request: Request) -> Response | None:
+        if request.header("xi-api-key") != app.credentials["elevenlabs_api_key"]:
+            return error_response(401, "invalid_api_key", "Invalid API key", None)
+        return None
+
+    def answer(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        def run(request: Request) -> Response:
+            try:
+                return handler(request)
+            except ElevenLabsError as exc:
+                return error_response(exc.status, exc.code, exc.message, None)
+
+        return slots.run(run)
+
+    def tts(request: Request) -> Response:
+        text, voice_id, speed, fmt = _tts_request(request)
+        time.sleep(app.config.scaled(app.config.tts_seconds))
+        spoken = speech.pad(synthesizer.speak(text, voice_id, speed), _LEAD_SILENCE, _TAIL_SILENCE)
+        audio = ffmpeg.encode_pcm(spoken.samples, spoken.rate, fmt)
+        return Response(200, audio, {**_audio_headers(fmt), "character-cost": str(len(text))})
+
+    def tts_with_timestamps(request: Request) -> Response:
+        text, voice_id, speed, fmt = _tts_request(request)
+        time.sleep(app.config.scaled(app.config.tts_seconds))
+        spoken = speech.pad(synthesizer.speak(text, voice_id, speed), _LEAD_SILENCE, _TAIL_SILENCE)
+        audio = ffmpeg.encode_pcm(spoken.samples, spoken.rate, fmt)
+        alignment = speech.alignment(text, spoken, spoken.duration - _TAIL_SILENCE, speed)
+        body = {
+            "audio_base64": base64.b64encode(audio).decode(),
+            "alignment": alignment,
+            "normalized_alignment": alignment,
+        }
+        headers = {"request-id": uuid.uuid4().hex, "character-cost": str(len(text))}
+        return json_response(200, body, headers)
+
+    def sound_generation(request: Request) -> Response:
+        prompt, seconds, influence, loop, fmt = _sfx_request(request)
+        time.sleep(app.config.scaled(app.config.sfx_seconds))
+        audio = ambience.render(prompt, seconds or ambience.DEFAULT_SECONDS, fmt, loop, influence)
+        credits = round(_SFX_CREDITS_PER_SECOND * seconds) if seconds else 200
+        return Response(200, audio, {**_audio_headers(fmt), "character-cost": str(credits)})
+
+    app.add_provider(Provider("elevenlabs", "/elevenlabs", error=error_response, gate=gate))
+    base = "/elevenlabs/v1"
+    app.route("POST", base + "/text-to-speech/{voice_id}", answer(tts), provider="elevenlabs", billable=True)
+    app.route(
+        "POST",
+        base + "/text-to-speech/{voice_id}/with-timestamps",
+        answer(tts_with_timestamps),
+        provider="elevenlabs",
+        billable=True,
+    )
+    app.route(
+        "POST", base + "/sound-generation", answer(sound_generation), provider="elevenlabs", billable=True
+    )
+
+
+def _audio_headers(fmt: str) -> dict[str, str]:
+    content_type = "audio/mpeg" if fmt.startswith("mp3") else "application/octet-stream"
+    return {"Content-Type": content_type, "request-id": uuid.uuid4().hex}
+
+
+# Requests --------------------------------------------------------------------------------------------
+def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = request.json()
+    except ValueError as exc:
+        raise ElevenLabsError(422, "validation_error", "the body is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise ElevenLabsError(422, "validation_error", "the body must be a JSON object")
+    return body
+
+
+def _output_format(request: Request) -> str:
+    fmt = request.arg("output_format") or _DEFAULT_FORMAT
+    if not _FORMATS.match(fmt):
+        raise ElevenLabsError(422, "validation_error", f"output_format {fmt!r} is not supported")
+    return fmt
+
+
+def _tts_request(request: Request) -> tuple[str, str, float, str]:
+    voice_id = request.params["voice_id"]
+    if not _VOICE_ID.match(voice_id):
+        raise ElevenLabsError(400, "voice_not_found", f"A voice with the voice_id {voice_id} was not found.")
+    body = _body(request)
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ElevenLabsError(422, "validation_error", "text is required and must be a non-empty string")
+    model = str(body.get("model_id") or "eleven_multilingual_v2")
+    limit = _LIMITS.get(model, _DEFAULT_LIMIT)
+    if len(text) > limit:
+        raise ElevenLabsError(
+            400,
+            "max_character_limit_exceeded",
+            f"You are sending {len(text)} characters with a single request, but the maximum is {limit}.",
+        )
+    settings = body.get("voice_settings") or {}
+    speed = settings.get("speed", 1.0) if isinstance(settings, dict) else 1.0
+    if not isinstance(speed, (int, float)) or not 0.7 <= speed <= 1.2:
+        raise ElevenLabsError(422, "validation_error", "voice_settings.speed must be within 0.7..1.2")
+    return text, voice_id, float(speed), _output_format(request)
+
+
+def _sfx_request(request: Request) -> tuple[str, float | None, float, bool, str]:
+    body = _body(request)
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ElevenLabsError(422, "validation_error", "text is required and must be a non-empty string")
+    seconds = body.get("duration_seconds")
+    if seconds is not None and (not isinstance(seconds, (int, float)) or not 0.5 <= seconds <= 30):
+        raise ElevenLabsError(422, "validation_error", "duration_seconds must be within 0.5..30 or null")
+    influence = body.get("prompt_influence", 0.3)
+    if influence is None:
+        influence = 0.3
+    if not isinstance(influence, (int, float)) or not 0 <= influence <= 1:
+        raise ElevenLabsError(422, "validation_error", "prompt_influence must be within 0..1")
+    loop = bool(body.get("loop", False))
+    return text, None if seconds is None else float(seconds), float(influence), loop, _output_format(request)
