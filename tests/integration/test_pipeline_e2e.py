@@ -1,0 +1,66 @@
+"""A 4-scene storyboard to a finished MP4 with the real scripts against the sandbox, on both DBs."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from sqlalchemy import select
+
+from daemon.app import App
+from daemon.claim import ensure_slots
+from daemon.clock import SystemClock
+from daemon.db.models import Item
+from services.storyboard import parse_storyboard
+from tests.support.engine_kit import run_workers
+from tests.support.media import audio_duration, video_info
+from tests.support.sandbox_proc import SandboxProcess
+from tests.support.stack import STORYBOARD, settings_for, write_channel
+
+
+async def test_a_storyboard_becomes_a_video_with_every_call_made_once(
+    sandbox: SandboxProcess, db_url: str, tmp_path: Path
+) -> None:
+    slug = f"heron-{uuid.uuid4().hex[:8]}"
+    channels = tmp_path / "channels"
+    write_channel(channels)
+    settings = settings_for(sandbox, tmp_path / "ws", channels, db_url, claim_poll_s=0.2, daemon_id="e2e")
+    app = await App.build(settings)
+    try:
+        await ensure_slots(app.engine, app.limits)
+        task_id = await app.pipeline.submit(
+            "nature", slug, {"title": "Heron"}, SystemClock().now(), storyboard=parse_storyboard(STORYBOARD)
+        )
+
+        async def done() -> bool:
+            async with app.engine.connect() as conn:
+                states = {r[0] for r in await conn.execute(select(Item.state).where(Item.task_id == task_id))}
+            assert "failed" not in states
+            return states == {"succeeded"}
+
+        await run_workers([app.worker()], done, timeout=240)
+        async with app.engine.connect() as conn:
+            items = {r.key: r for r in await conn.execute(select(Item).where(Item.task_id == task_id))}
+    finally:
+        await app.close()
+
+    video = settings.workspace_dir / items["assembly"].output_path
+    info = video_info(video)
+    assert (info.width, info.height, info.video_codec, info.audio_codec) == (1920, 1080, "h264", "aac")
+    narrations = [
+        audio_duration(settings.workspace_dir / items[f"narration_s0{i}"].output_path) for i in range(1, 5)
+    ]
+    assert abs(info.duration - sum(narrations)) <= 0.5 * 4
+
+    calls = [c for c in sandbox.calls() if c["item"] and f":{slug}:" in c["item"]]
+    by_item: dict[str, int] = {}
+    for call in calls:
+        key = call["item"].rsplit(":", 1)[1]
+        by_item[key] = by_item.get(key, 0) + 1
+    assert by_item == {
+        "asset_heron": 1,
+        "asset_shallows": 1,
+        "asset_reeds": 1,
+        **{f"{kind}_s0{i}": 1 for kind in ("clip", "narration", "sfx") for i in range(1, 5)},
+    }
+    assert all(item.cost_micros > 0 for key, item in items.items() if key in by_item)

@@ -1,0 +1,102 @@
+"""The daemon wired to a running sandbox: settings, environment and channel files for tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from daemon.settings import Settings
+from tests.support.sandbox_proc import SandboxProcess
+
+CHANNEL = {
+    "id": "nature",
+    "name": "Nature Shorts",
+    "voice": {"voice_id": "JBFqnCBsd6RMkjVDRZzb"},
+    "atmosphere": "Misty river delta at dawn, photoreal nature documentary",
+    "gates": {"storyboard": False, "assets": False, "final": False},
+}
+
+STORYBOARD = {
+    "title": "The Heron's Patience",
+    "atmosphere": "Misty river delta at dawn, low golden side light, photoreal nature documentary",
+    "assets": [
+        {"key": "heron", "kind": "character", "prompt": "Grey heron wading knee-deep, neck coiled"},
+        {"key": "shallows", "kind": "environment", "prompt": "Reed-lined shallows, still water, mist"},
+        {"key": "reeds", "kind": "environment", "prompt": "Dense golden reeds swaying at the water's edge"},
+    ],
+    "scenes": [
+        {
+            "key": "s01",
+            "frame": {"environment": "shallows", "character": "heron"},
+            "motion": "The heron lifts one foot slowly; ripples spread. Slow push in.",
+            "narration": "At first light the delta belongs to the patient.",
+            "sfx": "Dawn river ambience, gentle water lapping, distant birds",
+        },
+        {
+            "key": "s02",
+            "frame": {"environment": "reeds"},
+            "motion": "Reeds sway in a light breeze. Slow pan right.",
+            "narration": "Every reed hides a meal, and every meal hides from the heron.",
+            "sfx": "Wind through reeds, soft rustling",
+        },
+        {
+            "key": "s03",
+            "frame": {"environment": "shallows", "character": "heron"},
+            "motion": "The heron freezes, neck coiled, staring down. Slow push in.",
+            "narration": "It waits.",
+            "sfx": "Still water, a single drip, faint insects",
+        },
+        {
+            "key": "s04",
+            "frame": {"environment": "reeds", "character": "heron"},
+            "motion": "The heron strikes, then rises with a fish. Camera holds.",
+            "narration": "Then, in a blink, patience becomes breakfast, and the delta wakes around it.",
+            "sfx": "Sudden splash, wing beats, birds calling",
+        },
+    ],
+}
+
+
+def credentials(sandbox: SandboxProcess) -> dict[str, str]:
+    return dict(json.loads((sandbox.state_dir / "credentials.json").read_text()))
+
+
+def daemon_env(
+    sandbox: SandboxProcess, workspace: Path, channels: Path, database_url: str | None
+) -> dict[str, str]:
+    """Every setting a daemon needs against this sandbox, as environment variables."""
+    creds = credentials(sandbox)
+    env = {
+        "WORKSPACE_DIR": str(workspace),
+        "CHANNELS_DIR": str(channels),
+        "NOTION_TOKEN": creds["notion_token"],
+        "NOTION_BASE_URL": sandbox.base("notion"),
+        "GEMINI_API_KEY": creds["gemini_api_key"],
+        "GEMINI_BASE_URL": sandbox.base("gemini"),
+        "KLING_ACCESS_KEY": creds["kling_access_key"],
+        "KLING_SECRET_KEY": creds["kling_secret_key"],
+        "KLING_BASE_URL": sandbox.base("kling"),
+        "ELEVENLABS_API_KEY": creds["elevenlabs_api_key"],
+        "ELEVENLABS_BASE_URL": sandbox.base("elevenlabs"),
+    }
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    return env
+
+
+def settings_for(
+    sandbox: SandboxProcess, workspace: Path, channels: Path, database_url: str, **extra: Any
+) -> Settings:
+    env = daemon_env(sandbox, workspace, channels, database_url)
+    return Settings(**{k.lower(): v for k, v in env.items()}, **extra)
+
+
+def write_channel(folder: Path, **overrides: Any) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {**CHANNEL, **overrides}
+    path = folder / f"{data['id']}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
