@@ -37,6 +37,14 @@ def quick(sandbox: SandboxProcess) -> Iterator[None]:
     sandbox.configure(kling_seconds=before)
 
 
+@pytest.fixture
+def cheap(sandbox: SandboxProcess) -> Iterator[None]:
+    """Thumbnail-sized clips, for tests about job handling rather than pictures (they render fast)."""
+    sandbox.configure(cheap_media=True)
+    yield
+    sandbox.configure(cheap_media=False)
+
+
 def _ext() -> str:
     return f"clip_s01_{uuid.uuid4().hex[:8]}"
 
@@ -76,7 +84,7 @@ def test_clip_is_made_and_paid_once(
 
 
 def test_killed_after_submit_then_resumed_pays_once(
-    sandbox: SandboxProcess, quick: None, frame: Path, tmp_path: Path
+    sandbox: SandboxProcess, quick: None, cheap: None, frame: Path, tmp_path: Path
 ) -> None:
     ext = _ext()
     output = tmp_path / "clip.mp4"
@@ -102,7 +110,7 @@ def test_killed_after_submit_then_resumed_pays_once(
 
 
 def test_second_submit_with_the_same_external_id_collects_the_first(
-    sandbox: SandboxProcess, quick: None, frame: Path, tmp_path: Path
+    sandbox: SandboxProcess, quick: None, cheap: None, frame: Path, tmp_path: Path
 ) -> None:
     ext = _ext()
     env = script_env(sandbox)
@@ -114,7 +122,7 @@ def test_second_submit_with_the_same_external_id_collects_the_first(
 
 
 def test_resume_by_task_id_needs_no_other_input(
-    sandbox: SandboxProcess, quick: None, frame: Path, tmp_path: Path
+    sandbox: SandboxProcess, quick: None, cheap: None, frame: Path, tmp_path: Path
 ) -> None:
     ext = _ext()
     env = script_env(sandbox)
@@ -133,7 +141,7 @@ def test_resume_of_an_unknown_job_is_permanent(sandbox: SandboxProcess, tmp_path
 
 
 def test_lost_create_answer_is_transient_and_the_rerun_collects_it(
-    sandbox: SandboxProcess, quick: None, frame: Path, tmp_path: Path
+    sandbox: SandboxProcess, quick: None, cheap: None, frame: Path, tmp_path: Path
 ) -> None:
     ext = _ext()
     env = script_env(sandbox)
@@ -146,7 +154,7 @@ def test_lost_create_answer_is_transient_and_the_rerun_collects_it(
 
 
 def test_failed_task_is_permanent_with_its_reason(
-    sandbox: SandboxProcess, quick: None, frame: Path, tmp_path: Path
+    sandbox: SandboxProcess, quick: None, cheap: None, frame: Path, tmp_path: Path
 ) -> None:
     run = run_script("generate_video", *_args(frame, tmp_path / "x.mp4", _ext(), "Push in [sandbox:fail]"),
                      env=script_env(sandbox))  # fmt: skip
