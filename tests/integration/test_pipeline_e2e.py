@@ -14,6 +14,7 @@ from daemon.db.models import Item
 from services.storyboard import parse_storyboard
 from tests.support.engine_kit import run_workers
 from tests.support.media import audio_duration, video_info
+from tests.support.pg_watch import TransactionWatch
 from tests.support.sandbox_proc import SandboxProcess
 from tests.support.stack import STORYBOARD, settings_for, write_channel
 
@@ -38,7 +39,15 @@ async def test_a_storyboard_becomes_a_video_with_every_call_made_once(
             assert "failed" not in states
             return states == {"succeeded"}
 
-        await run_workers([app.worker()], done, timeout=240)
+        if db_url.startswith("postgresql"):
+            # While scripts run for seconds, no transaction may stay open longer than a claim or a
+            # completion (milliseconds): nothing pins PostgreSQL's MVCC horizon.
+            async with TransactionWatch(db_url.rsplit("/", 1)[1]) as watch:
+                await run_workers([app.worker()], done, timeout=240)
+            assert watch.samples > 100
+            assert watch.longest_s < 1.0, watch.worst
+        else:
+            await run_workers([app.worker()], done, timeout=240)
         async with app.engine.connect() as conn:
             items = {r.key: r for r in await conn.execute(select(Item).where(Item.task_id == task_id))}
     finally:
