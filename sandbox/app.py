@@ -23,6 +23,9 @@ Gate = Callable[[Request], "Response | None"]
 Identify = Callable[[Request], "str | None"]
 
 TRACE_HEADER = "x-pipeline-trace"  # "client/item", sent by callers that want their calls attributed
+IDENTITY_HEADER = "X-Sandbox-Identity"  # a billable call's identity known only after handling
+# JSON: what the call used (tokens, units, credits), so a test can price the call log.
+USAGE_HEADER = "X-Sandbox-Usage"
 
 
 @dataclass
@@ -137,7 +140,13 @@ class Sandbox:
             seq = self.store.call_started(provider.name, route.name, identity, item, client)
         response = route.handler(request)
         if seq is not None:
-            self.store.call_finished(seq, response.status, response.headers.pop("X-Sandbox-Identity", None))
+            # Handlers hand back what only they know through private headers, never sent out.
+            self.store.call_finished(
+                seq,
+                response.status,
+                response.headers.pop(IDENTITY_HEADER, None),
+                response.headers.pop(USAGE_HEADER, None),
+            )
         if fault is not None and fault.kind == "apply_then_fail":
             return self._fault_response(provider, fault)
         return response

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS calls (
     client TEXT,
     status INTEGER,
     started REAL NOT NULL,
-    finished REAL
+    finished REAL,
+    usage TEXT
 );
 """
 
@@ -46,6 +47,9 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+        if "usage" not in columns:  # a state folder from before the call log kept usage
+            self._db.execute("ALTER TABLE calls ADD COLUMN usage TEXT")
         self._docs: dict[str, dict[str, dict[str, Any]]] = {}
         self._seq = 0
         for kind, doc_id, seq, body in self._db.execute("SELECT kind, id, seq, body FROM docs ORDER BY seq"):
@@ -100,20 +104,22 @@ class Store:
             )
             return int(cur.lastrowid or 0)
 
-    def call_finished(self, seq: int, status: int, identity: str | None = None) -> None:
+    def call_finished(
+        self, seq: int, status: int, identity: str | None = None, usage: str | None = None
+    ) -> None:
+        """Closes a call: its status, its identity if known only now, and what it used (JSON)."""
         with self.lock:
-            if identity is None:
-                self._db.execute(
-                    "UPDATE calls SET status = ?, finished = ? WHERE seq = ?", (status, time.time(), seq)
-                )
-            else:
-                self._db.execute(
-                    "UPDATE calls SET status = ?, finished = ?, identity = ? WHERE seq = ?",
-                    (status, time.time(), identity, seq),
-                )
+            self._db.execute(
+                "UPDATE calls SET status = ?, finished = ?, identity = COALESCE(?, identity), usage = ?"
+                " WHERE seq = ?",
+                (status, time.time(), identity, usage, seq),
+            )
 
     def calls(self, provider: str | None = None, since: int = 0) -> list[dict[str, Any]]:
-        sql = "SELECT seq, provider, endpoint, identity, item, client, status, started, finished FROM calls"
+        sql = (
+            "SELECT seq, provider, endpoint, identity, item, client, status, started, finished, usage"
+            " FROM calls"
+        )
         sql += " WHERE seq > ?"
         args: list[Any] = [since]
         if provider:
@@ -122,7 +128,12 @@ class Store:
         with self.lock:
             rows = self._db.execute(sql + " ORDER BY seq", args).fetchall()
         keys = ("seq", "provider", "endpoint", "identity", "item", "client", "status", "started", "finished")
-        return [dict(zip(keys, row, strict=True)) for row in rows]
+        out = []
+        for row in rows:
+            call = dict(zip(keys, row[:-1], strict=True))
+            call["usage"] = json.loads(row[-1]) if row[-1] else None
+            out.append(call)
+        return out
 
     def close(self) -> None:
         with self.lock:
