@@ -202,10 +202,15 @@ def test_wrong_keys_are_permanent(sandbox: SandboxProcess, frame: Path, tmp_path
 
 
 def test_waiting_past_the_timeout_is_transient_and_names_the_job(
-    sandbox: SandboxProcess, frame: Path, tmp_path: Path
+    sandbox: SandboxProcess, cheap: None, frame: Path, tmp_path: Path
 ) -> None:
-    run = run_script("generate_video", *_args(frame, tmp_path / "x.mp4", _ext()), "--timeout", "0.5",
-                     env=script_env(sandbox))  # fmt: skip
+    before = sandbox.get("/_sandbox/config")["kling_seconds"]
+    sandbox.configure(kling_seconds=600)  # ten seconds in the sandbox: far beyond the script's timeout
+    try:
+        args = [*_args(frame, tmp_path / "x.mp4", _ext()), "--timeout", "0.5"]
+        run = run_script("generate_video", *args, env=script_env(sandbox))
+    finally:
+        sandbox.configure(kling_seconds=before)
     job = run.events("submitted")[0]["job_id"]
     assert f"--resume-job {job}" in run.failed(75, "transient")["message"]
 
