@@ -52,4 +52,10 @@ def by_http_status(status: int, what: str, provider_code: ProviderCode = None) -
         return transient(f"{what} (HTTP {status}); it usually passes, retry later.", provider_code)
     if status in (401, 403):
         return permanent(f"{what} (HTTP {status}): the key was refused; check it.", provider_code)
+    if status in (404, 405):
+        return permanent(
+            f"{what} (HTTP {status}): no such endpoint or resource; check the provider's base URL setting "
+            "and the inputs.",
+            provider_code,
+        )
     return permanent(f"{what} (HTTP {status}): the request was refused; check the inputs.", provider_code)
