@@ -184,8 +184,11 @@ async def test_a_lost_lease_kills_the_script_and_its_owner_never_completes(kit: 
         hung = [r for r in fake_scripts.runs(kit.scripts) if r["item"] == "sfx_s01"]
         if hung and not stolen and items["sfx_s01"].state == "running":
             async with kit.engine.begin() as conn:  # another daemon took the item over
-                await conn.execute(update(Item).where(Item.id == items["sfx_s01"].id).values(
-                    lease_token="taken-over", lease_owner="other-daemon"))
+                await conn.execute(
+                    update(Item)
+                    .where(Item.id == items["sfx_s01"].id)
+                    .values(lease_token="taken-over", lease_owner="other-daemon")
+                )
             stolen.append(int(str(hung[0]["pid"])))
         if stolen and not Path(f"/proc/{stolen[0]}").exists():
             return True
@@ -211,17 +214,47 @@ async def test_a_fenced_out_completion_is_refused_and_the_new_owners_output_stay
     for c, text in ((second, b"from B"), (first, b"from A")):
         (kit.workspace / c.attempt_output).parent.mkdir(parents=True, exist_ok=True)
         (kit.workspace / c.attempt_output).write_bytes(text)
-    assert await complete(kit.engine, second, Success(second.attempt_output, 10, {}), workspace=kit.workspace,
-                          now=later, final_path=target) == "done"
-    assert await complete(kit.engine, first, Success(first.attempt_output, 10, {}), workspace=kit.workspace,
-                          now=later, final_path=target) == "fenced"
+    assert (
+        await complete(
+            kit.engine,
+            second,
+            Success(second.attempt_output, 10, {}),
+            workspace=kit.workspace,
+            now=later,
+            final_path=target,
+        )
+        == "done"
+    )
+    assert (
+        await complete(
+            kit.engine,
+            first,
+            Success(first.attempt_output, 10, {}),
+            workspace=kit.workspace,
+            now=later,
+            final_path=target,
+        )
+        == "fenced"
+    )
     assert (kit.workspace / target).read_bytes() == b"from B"
     # The winner's retried commit is recognised, and its cost booked once.
-    assert await complete(kit.engine, second, Success(second.attempt_output, 10, {}), workspace=kit.workspace,
-                          now=later, final_path=target) == "already"
+    assert (
+        await complete(
+            kit.engine,
+            second,
+            Success(second.attempt_output, 10, {}),
+            workspace=kit.workspace,
+            now=later,
+            final_path=target,
+        )
+        == "already"
+    )
     async with kit.engine.connect() as conn:
-        booked = await conn.scalar(select(func.count()).select_from(Ledger).where(
-            Ledger.item_id == second.item_id, Ledger.entry == "actual"))
+        booked = await conn.scalar(
+            select(func.count())
+            .select_from(Ledger)
+            .where(Ledger.item_id == second.item_id, Ledger.entry == "actual")
+        )
     assert booked == 1
     assert task_id
 
@@ -236,7 +269,9 @@ async def test_two_daemons_never_exceed_a_providers_limit(kit: Kit) -> None:
         return await _task_state(kit, task_id) == "done"
 
     await run_workers([kit.worker("daemon-a"), kit.worker("daemon-b")], done, timeout=60)
-    clips = [r for r in fake_scripts.runs(kit.scripts) if r["item"].startswith("clip_") and r["outcome"] == "ok"]
+    clips = [
+        r for r in fake_scripts.runs(kit.scripts) if r["item"].startswith("clip_") and r["outcome"] == "ok"
+    ]
     assert len(clips) == 6
     assert max_overlap([(float(str(r["start"])), float(str(r["end"]))) for r in clips]) == 2
 
@@ -254,7 +289,9 @@ async def test_a_replanned_storyboard_regenerates_only_what_changed(kit: Kit) ->
     again = await kit.submit(parse_storyboard(edited))
     assert again == task_id
     await run_workers([kit.worker()], done)
-    rerun = sorted(str(r["item"]) for r in fake_scripts.runs(kit.scripts)[first_pass:] if r["outcome"] == "started")
+    rerun = sorted(
+        str(r["item"]) for r in fake_scripts.runs(kit.scripts)[first_pass:] if r["outcome"] == "started"
+    )
     assert rerun == ["assembly", "narration_s02"]
     assert (await kit.task(task_id)).pass_no == 2
 

@@ -1,0 +1,198 @@
+"""The Notion vocabulary: task states and statuses, what the operator may set, what the page shows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import assert_never
+
+
+class Status(StrEnum):
+    DRAFT = "Draft"
+    QUEUED = "Queued"
+    PLANNING = "Planning"
+    STORYBOARD_REVIEW = "Storyboard Review"
+    STORYBOARD_APPROVED = "Storyboard Approved"
+    GENERATING_ASSETS = "Generating Assets"
+    ASSETS_REVIEW = "Assets Review"
+    ASSETS_APPROVED = "Assets Approved"
+    GENERATING_VIDEO = "Generating Video"
+    ASSEMBLING = "Assembling"
+    FINAL_REVIEW = "Final Review"
+    APPROVED = "Approved"
+    UPLOADING = "Uploading"
+    PUBLISHED = "Published"
+    READY = "Ready"
+    ERROR = "Error"
+    CANCELLED = "Cancelled"
+    PAUSED = "Paused"
+
+
+class Action(StrEnum):
+    """What an operator's Status change asks of the daemon."""
+
+    START = "start"  # a new pass (or the first)
+    APPROVE_STORYBOARD = "approve_storyboard"
+    APPROVE_ASSETS = "approve_assets"
+    APPROVE_FINAL = "approve_final"
+    CANCEL = "cancel"
+    PAUSE = "pause"
+
+
+# Statuses only the operator sets; everything else is the daemon's to write.
+OPERATOR_STATUSES = frozenset(
+    {
+        Status.DRAFT,
+        Status.QUEUED,
+        Status.STORYBOARD_APPROVED,
+        Status.ASSETS_APPROVED,
+        Status.APPROVED,
+        Status.CANCELLED,
+        Status.PAUSED,
+    }
+)
+# Statuses intake acts on (Draft is ignored).
+ACTIONABLE = frozenset(OPERATOR_STATUSES - {Status.DRAFT})
+_GATE_OF = {
+    Action.APPROVE_STORYBOARD: "storyboard_gate",
+    Action.APPROVE_ASSETS: "assets_gate",
+    Action.APPROVE_FINAL: "final_gate",
+}
+_REVIEW_OF = {
+    "storyboard_gate": Status.STORYBOARD_REVIEW,
+    "assets_gate": Status.ASSETS_REVIEW,
+    "final_gate": Status.FINAL_REVIEW,
+}
+# Where each kind of item puts the task, in pipeline order; the page shows the furthest at work.
+STAGE_OF_KIND = {
+    "storyboard": Status.PLANNING,
+    "asset": Status.GENERATING_ASSETS,
+    "composite": Status.GENERATING_ASSETS,
+    "clip": Status.GENERATING_VIDEO,
+    "narration": Status.GENERATING_VIDEO,
+    "sfx": Status.GENERATING_VIDEO,
+    "assembly": Status.ASSEMBLING,
+    "upload": Status.UPLOADING,
+}
+_ORDER = [
+    Status.PLANNING,
+    Status.STORYBOARD_REVIEW,
+    Status.GENERATING_ASSETS,
+    Status.ASSETS_REVIEW,
+    Status.GENERATING_VIDEO,
+    Status.ASSEMBLING,
+    Status.FINAL_REVIEW,
+    Status.UPLOADING,
+]
+
+
+def action_for(status: str) -> Action | None:
+    """The operator's request behind a Status value, or None for the daemon's own statuses and Draft."""
+    mapping = {
+        Status.QUEUED: Action.START,
+        Status.STORYBOARD_APPROVED: Action.APPROVE_STORYBOARD,
+        Status.ASSETS_APPROVED: Action.APPROVE_ASSETS,
+        Status.APPROVED: Action.APPROVE_FINAL,
+        Status.CANCELLED: Action.CANCEL,
+        Status.PAUSED: Action.PAUSE,
+    }
+    try:
+        return mapping.get(Status(status))
+    except ValueError:
+        return None
+
+
+def gate_of(action: Action) -> str | None:
+    return _GATE_OF.get(action)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+
+
+def decide(action: Action, task_state: str | None, waiting_gate: str | None) -> Decision:
+    """Whether an operator action is legal for the task as it is; the reason is said to the operator."""
+    if task_state is None:
+        if action is Action.START:
+            return Decision(True)
+        return Decision(False, "this page has no production yet; set Status to Queued to start one")
+    match action:
+        case Action.START:
+            if task_state in ("error", "cancelled", "done", "paused"):
+                return Decision(True)
+            return Decision(False, "this video is already in production; set Cancelled first to start over")
+        case Action.APPROVE_STORYBOARD | Action.APPROVE_ASSETS | Action.APPROVE_FINAL:
+            gate = _GATE_OF[action]
+            if task_state == "active" and waiting_gate == gate:
+                return Decision(True)
+            asked = _REVIEW_OF[gate].value
+            now = _REVIEW_OF[waiting_gate].value if waiting_gate else "no review"
+            return Decision(False, f"there is nothing to approve for {asked}: the video is waiting at {now}")
+        case Action.CANCEL:
+            if task_state in ("active", "paused", "error"):
+                return Decision(True)
+            return Decision(False, f"a {task_state} video cannot be cancelled")
+        case Action.PAUSE:
+            if task_state == "active":
+                return Decision(True)
+            return Decision(False, f"only a video in production can be paused; this one is {task_state}")
+        case _:
+            assert_never(action)
+
+
+@dataclass(frozen=True)
+class ItemView:
+    kind: str
+    state: str
+
+
+def shown_status(task_state: str, items: Iterable[ItemView], *, has_upload: bool = False) -> Status:
+    """The Status the page shows for a task: a waiting gate first (the operator must act), else the
+    furthest stage at work."""
+    match task_state:
+        case "error":
+            return Status.ERROR
+        case "cancelled":
+            return Status.CANCELLED
+        case "paused":
+            return Status.PAUSED
+        case "done":
+            return Status.PUBLISHED if has_upload else Status.READY
+    items = list(items)
+    waiting = [i.kind for i in items if i.kind in _REVIEW_OF and i.state == "ready"]
+    if waiting:
+        return _REVIEW_OF[min(waiting, key=lambda k: _ORDER.index(_REVIEW_OF[k]))]
+    at_work = [
+        STAGE_OF_KIND[i.kind] for i in items if i.kind in STAGE_OF_KIND and i.state in ("ready", "running")
+    ]
+    if at_work:
+        return max(at_work, key=_ORDER.index)
+    return Status.PLANNING
+
+
+def waiting_gate(items: Iterable[ItemView]) -> str | None:
+    waiting = [i.kind for i in items if i.kind in _REVIEW_OF and i.state == "ready"]
+    return min(waiting, key=lambda k: _ORDER.index(_REVIEW_OF[k])) if waiting else None
+
+
+def progress_line(counts: Mapping[str, tuple[int, int]], cost_usd: float) -> str:
+    """`Images 3/3 · video clips 7/18 · narration 18/18 · $4.21`: done/total per kind that has any."""
+    labels = [
+        ("asset", "images"),
+        ("composite", "frames"),
+        ("clip", "video clips"),
+        ("narration", "narration"),
+        ("sfx", "sound"),
+        ("assembly", "final cut"),
+    ]
+    parts = [
+        f"{label} {counts[kind][0]}/{counts[kind][1]}"
+        for kind, label in labels
+        if counts.get(kind, (0, 0))[1]
+    ]
+    parts.append(f"${cost_usd:,.2f}")
+    text = " · ".join(parts)
+    return text[0].upper() + text[1:]
