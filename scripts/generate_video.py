@@ -26,6 +26,8 @@ MIN_SIDE = 300
 MAX_ASPECT = 2.5
 # Polling is a free GET: a few failed polls in a row are tolerated before giving the run up.
 MAX_POLL_FAILURES = 3
+# Answers to a lookup by external id that mean the query itself is not supported (no Kling code: None).
+LOOKUP_UNSUPPORTED = (1200, 1201, None)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -91,9 +93,13 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def submit(client: httpx.Client, args: argparse.Namespace) -> kling.Task:
+def submit(client: httpx.Client, args: argparse.Namespace) -> tuple[kling.Task, bool]:
+    """Creates the task unless one with this external id exists; True when it already existed."""
+    existing = lookup_before_create(client, args.external_id)
+    if existing is not None:
+        return existing, True
     try:
-        return kling.create(client, create_body(args))
+        return kling.create(client, create_body(args)), False
     except kling.DuplicateExternalId:
         # An earlier run's submit landed (its answer was lost): collect that task instead of paying again.
         task = kling.find_by_external_id(client, args.external_id)
@@ -103,7 +109,21 @@ def submit(client: httpx.Client, args: argparse.Namespace) -> kling.Task:
                 "retry later.",
                 kling.DUPLICATE_EXTERNAL_ID,
             ) from None
-        return task
+        return task, True
+
+
+def lookup_before_create(client: httpx.Client, external_id: str) -> kling.Task | None:
+    """Kling does not promise to refuse a second task with the same external_task_id, so one free GET
+    before paying guards against an earlier submit whose answer was lost. The lookup by external id is
+    not documented for sure: when Kling refuses it outright, submitting is still the right move."""
+    try:
+        return kling.find_by_external_id(client, external_id)
+    except ScriptError as exc:
+        # Only "this query is not understood" is let through; money, auth and busy answers stand.
+        if exc.kind == "transient" or exc.provider_code not in LOOKUP_UNSUPPORTED:
+            raise
+        emit("warning", message=f"Looking the task up by external id failed ({exc.message}); submitting it.")
+        return None
 
 
 def obtain(client: httpx.Client, args: argparse.Namespace) -> tuple[kling.Task, bool]:
@@ -124,7 +144,7 @@ def obtain(client: httpx.Client, args: argparse.Namespace) -> tuple[kling.Task, 
                 f"Kling knows no task {args.resume_job}; submitting it again needs --image, --prompt "
                 "and --duration."
             )
-    return submit(client, args), False
+    return submit(client, args)
 
 
 def wait(client: httpx.Client, task: kling.Task, interval: float, timeout: float) -> kling.Task:

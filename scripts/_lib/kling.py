@@ -123,11 +123,15 @@ def find_by_external_id(client: httpx.Client, external_id: str) -> Task | None:
         raise classify_error(response.status_code, payload)
     data = payload.get("data")
     # The answer's shape is not documented for sure: accept one task object or a list of them.
-    candidates = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
-    for item in candidates:
+    if isinstance(data, dict) and data.get("task_id"):
+        task = Task.from_data(data)
+        # One task answered to the query: it is the one unless it names another external id.
+        return task if task.external_id in (None, "", external_id) else None
+    # A list (e.g. if the filter were ignored and recent tasks came back): only an exact match counts.
+    for item in data if isinstance(data, list) else []:
         if isinstance(item, dict) and item.get("task_id"):
             task = Task.from_data(item)
-            if task.external_id in (None, external_id):
+            if task.external_id == external_id:
                 return task
     return None
 

@@ -187,9 +187,16 @@ def test_unsafe_prompt_is_refused_at_once(sandbox: SandboxProcess, frame: Path, 
 def test_provider_errors(
     sandbox: SandboxProcess, frame: Path, tmp_path: Path, status: int, code: int, exit_code: int, kind: str
 ) -> None:
-    sandbox.fault(provider="kling", status=status, code=code, count=1)
+    sandbox.fault(provider="kling", status=status, code=code, count=1, endpoint="^POST ")
     run = run_script("generate_video", *_args(frame, tmp_path / "x.mp4", _ext()), env=script_env(sandbox))
     assert run.failed(exit_code, kind)["provider_code"] == code
+
+
+def test_busy_lookup_before_submit_is_transient(sandbox: SandboxProcess, frame: Path, tmp_path: Path) -> None:
+    sandbox.fault(provider="kling", status=429, code=1302, count=1, endpoint="^GET ")
+    run = run_script("generate_video", *_args(frame, tmp_path / "x.mp4", _ext()), env=script_env(sandbox))
+    assert run.failed(75, "transient")["provider_code"] == 1302
+    assert not run.events("submitted")
 
 
 def test_wrong_keys_are_permanent(sandbox: SandboxProcess, frame: Path, tmp_path: Path) -> None:

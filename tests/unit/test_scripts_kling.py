@@ -59,6 +59,8 @@ class FakeKling:
         self.statuses = statuses or ["processing", "succeed"]
         self.list_shape = list_shape
         self.polls = 0
+        # Answers to give the next lookups by external id instead of the truth (oldest first).
+        self.lookup_answers: list[httpx.Response] = []
 
     def add(self, task_id: str, external_id: str, status: str = "submitted") -> None:
         self.tasks[task_id] = {
@@ -77,6 +79,8 @@ class FakeKling:
             self.add(f"T{self.creates}", ext)
             return httpx.Response(200, json={"code": 0, "data": self.tasks[f"T{self.creates}"]})
         ext = request.url.params.get("external_task_id")
+        if ext is not None and self.lookup_answers:
+            return self.lookup_answers.pop(0)
         if ext is not None:
             found = [t for t in self.tasks.values() if t["task_info"]["external_task_id"] == ext]
             if not found:
@@ -126,12 +130,43 @@ def test_create_sends_raw_base64_and_the_external_id(frame: Path) -> None:
     assert body["external_task_id"] == "clip_s01_a1"
 
 
-def test_duplicate_external_id_resumes_the_earlier_task(frame: Path) -> None:
+def test_an_existing_task_with_the_external_id_is_collected_not_paid_again(frame: Path) -> None:
     fake = FakeKling()
     fake.add("T0", "clip_s01_a1")
     with fake.client() as client:
         task, resumed = generate_video.obtain(client, _args(frame))
-    assert (task.task_id, resumed, fake.creates) == ("T0", False, 0)
+    assert (task.task_id, resumed, fake.creates) == ("T0", True, 0)
+
+
+def test_duplicate_refusal_on_create_resumes_the_earlier_task(frame: Path) -> None:
+    fake = FakeKling()
+    fake.add("T0", "clip_s01_a1")
+    # The lookup misses (e.g. the earlier submit landed a moment later); the create is refused as a duplicate.
+    fake.lookup_answers = [httpx.Response(404, json={"code": 1203, "message": "not found"})]
+    with fake.client() as client:
+        task, resumed = generate_video.obtain(client, _args(frame))
+    assert (task.task_id, resumed, fake.creates) == ("T0", True, 0)
+
+
+def test_a_refused_lookup_does_not_block_the_submit(frame: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeKling()
+    fake.lookup_answers = [httpx.Response(400, json={"code": 1200, "message": "unknown parameter"})]
+    with fake.client() as client:
+        task, resumed = generate_video.obtain(client, _args(frame))
+    assert (task.task_id, resumed, fake.creates) == ("T1", False, 1)
+    assert '"event": "warning"' in capsys.readouterr().out
+
+
+def test_a_list_answer_only_matches_the_exact_external_id() -> None:
+    answer = {
+        "code": 0,
+        "data": [{"task_id": "T5", "task_info": {"external_task_id": "other"}}, {"task_id": "T6"}],
+    }
+    client = make_client(
+        "http://k", transport=httpx.MockTransport(lambda r: httpx.Response(200, json=answer))
+    )
+    with client:
+        assert kling.find_by_external_id(client, "clip_s01_a1") is None
 
 
 @pytest.mark.parametrize("list_shape", [False, True])
