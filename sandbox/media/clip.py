@@ -16,16 +16,18 @@ def render(image: Path, output: Path, seconds: int, width: int, height: int, fps
     frames = seconds * fps
     big_w, big_h = width * _OVERSAMPLE, height * _OVERSAMPLE
     zoom = f"1+{PUSH_IN}*on/{max(1, frames - 1)}"
+    # One decoded frame, scaled once; zoompan's d= makes every output frame from it (looping the
+    # input instead would decode and scale the still again for each frame: twice the CPU).
     graph = (
         f"scale={big_w}:{big_h}:force_original_aspect_ratio=increase,crop={big_w}:{big_h},"
-        f"zoompan=z='{zoom}':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d=1:s={width}x{height}:fps={fps},"
+        f"zoompan=z='{zoom}':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d={frames}:s={width}x{height}:fps={fps},"
         "format=yuv420p"
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".part")
     ffmpeg.run(
         [
-            "-framerate", str(fps), "-loop", "1", "-i", str(image),
+            "-i", str(image),
             "-vf", graph, "-frames:v", str(frames),
             "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
             "-movflags", "+faststart", "-f", "mp4", str(partial),

@@ -36,7 +36,7 @@ SIZES: dict[str, tuple[int, int]] = {
     "16:9": (1344, 768),
     "21:9": (1536, 672),
 }
-_CHEAP_AREA = 160 * 90
+_CHEAP_LONG_SIDE = 160
 
 _HEX = re.compile(r"#([0-9a-fA-F]{6})\b")
 _KEY_WORDS = ("background", "chroma", "green screen", "key colour", "key color", "backdrop")
@@ -67,8 +67,10 @@ def size_for(aspect_ratio: str, cheap: bool) -> tuple[int, int]:
     width, height = SIZES[aspect_ratio]
     if not cheap:
         return width, height
-    scale = math.sqrt(_CHEAP_AREA / (width * height))
-    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+    # Cheap media: the long side is 160 px at the nominal ratio (16:9 -> 160x90), even sides for encoders.
+    across, down = (int(n) for n in aspect_ratio.split(":"))
+    scale = _CHEAP_LONG_SIDE / max(across, down)
+    return max(2, round(across * scale / 2) * 2), max(2, round(down * scale / 2) * 2)
 
 
 def read_prompt(prompt: str) -> Reading:

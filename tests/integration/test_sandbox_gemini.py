@@ -244,3 +244,10 @@ def test_calls_are_logged_as_billable_with_the_trace(sandbox: SandboxProcess) ->
     assert (call["client"], call["item"], call["status"]) == ("generate_asset", "asset_heron", 200)
     assert call["identity"]
     assert call["finished"] >= call["started"]
+
+
+def test_cheap_media_mode_draws_tiny_pictures(fresh_sandbox: SandboxProcess) -> None:
+    fresh_sandbox.configure(cheap_media=True, gemini_image_seconds=0)
+    r = _generate(fresh_sandbox, IMAGE_MODEL, _image_request("A heron at dawn"))
+    assert _png(r.json()).size == (160, 90)
+    assert r.json()["usageMetadata"]["candidatesTokenCount"] == 1290  # billed as a full image

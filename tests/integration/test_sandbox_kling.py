@@ -257,14 +257,20 @@ def test_a_restarted_sandbox_answers_for_old_tasks_and_renders_missing_clips(
     fresh_sandbox: SandboxProcess, tmp_path: Path
 ) -> None:
     fresh_sandbox.configure(kling_seconds=30, cheap_media=True)
-    task_id = _create(fresh_sandbox, external_task_id="clip_s03-a1").json()["data"]["task_id"]
-    url = _wait(fresh_sandbox, task_id, "succeed")["task_result"]["videos"][0]["url"]
+    # Cheap media takes the tiny pictures cheap-mode Gemini makes (below the real 300 px minimum).
+    created = _create(fresh_sandbox, external_task_id="clip_s03-a1", image=_picture(160, 90))
+    task_id = created.json()["data"]["task_id"]
+    done = _wait(fresh_sandbox, task_id, "succeed")
+    assert done["task_result"]["videos"][0]["duration"] == "5.1"  # nominal, whatever the file
+    url = done["task_result"]["videos"][0]["url"]
 
     fresh_sandbox.restart()
     again = _query(fresh_sandbox, task_id)
     assert again["task_status"] == "succeed"
     assert again["task_result"]["videos"][0]["url"] == url
-    assert video_info(_download(url, tmp_path / "kept.mp4")).duration == pytest.approx(5.0, abs=0.2)
+    kept = video_info(_download(url, tmp_path / "kept.mp4"))
+    assert (kept.width, kept.height, kept.fps) == (64, 36, 8.0)
+    assert kept.duration == pytest.approx(5.0, abs=0.2)
 
     fresh_sandbox.stop()
     for clip in (fresh_sandbox.state_dir / "media" / "kling").glob("*.mp4"):
