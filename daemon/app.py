@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.channels import Channel, load_channels, load_provider_limits
@@ -17,9 +17,15 @@ from daemon.claim import ensure_slots
 from daemon.clock import SystemClock
 from daemon.costs import PricedCosts, load_pricing_file
 from daemon.db.engine import make_engine
-from daemon.db.models import Attempt
+from daemon.db.models import Attempt, Task
+from daemon.errors import ConfigError
 from daemon.logs import get_logger
 from daemon.migrate import check_schema
+from daemon.notion.gateway import NotionApi
+from daemon.notion.intake import Intake, Source
+from daemon.notion.jobs import NotionJobs
+from daemon.notion.outbox import OutboxWriter
+from daemon.notion.schema import check_data_source
 from daemon.pipeline import Pipeline
 from daemon.runner import SubprocessRunner, reap_orphans
 from daemon.settings import Settings
@@ -36,6 +42,8 @@ class App:
     limits: dict[str, int]
     pipeline: Pipeline
     costs: PricedCosts
+    notion: NotionApi | None = None
+    sources: list[Source] = field(default_factory=list)
 
     @classmethod
     async def build(cls, settings: Settings, *, check: bool = True) -> App:
@@ -51,7 +59,40 @@ class App:
                 await engine.dispose()
                 raise
         pipeline = Pipeline(engine, channels, settings.workspace_dir, auto_approve=settings.demo_auto_approve)
-        return cls(settings, engine, channels, limits, pipeline, costs)
+        app = cls(settings, engine, channels, limits, pipeline, costs)
+        if check:
+            try:
+                await app.connect_notion()
+            except BaseException:
+                await app.close()
+                raise
+        return app
+
+    async def connect_notion(self) -> None:
+        """Checks every configured data source; a mismatch stops start-up naming property and fix."""
+        bound = [c for c in self.channels.values() if c.notion is not None]
+        if not bound:
+            return
+        token = self.settings.notion_token
+        if token is None or not token.get_secret_value():
+            names = ", ".join(c.id for c in bound)
+            raise ConfigError(
+                f"channels {names} name a Notion data source but NOTION_TOKEN is not set; set it "
+                "to the integration's secret (Notion: Settings, Connections, Develop integrations)"
+            )
+        self.notion = NotionApi(
+            token.get_secret_value(),
+            self.settings.notion_base_url,
+            rate=self.settings.notion_rate,
+            burst=self.settings.notion_burst,
+        )
+        by_source: dict[str, list[Channel]] = {}
+        for channel in bound:
+            assert channel.notion is not None
+            by_source.setdefault(channel.notion.data_source_id, []).append(channel)
+        for source_id, channels in by_source.items():
+            info = await check_data_source(self.notion, source_id, channels)
+            self.sources.append(Source(info, tuple(channels)))
 
     @property
     def pid_dir(self) -> Path:
@@ -76,11 +117,51 @@ class App:
         if swept:
             log.info("temp_files_swept", files=swept)
         await ensure_slots(self.engine, self.limits)
-        log.info("daemon_started", channels=sorted(self.channels), limits=self.limits)
-        await self.worker().run(stop)
+        log.info(
+            "daemon_started",
+            channels=sorted(self.channels),
+            limits=self.limits,
+            notion_sources=[s.info.data_source_id for s in self.sources],
+        )
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.worker().run(stop), name="worker")
+            jobs = self.notion_jobs()
+            if jobs is not None:
+                group.create_task(jobs.run(stop), name="notion")
         log.info("daemon_stopped")
 
+    def notion_jobs(self) -> NotionJobs | None:
+        if self.notion is None or not self.sources:
+            return None
+        clock = SystemClock()
+        status_kind = {"*": self.sources[0].info.status_type}
+        writer = OutboxWriter(self.engine, self.notion, status_kind, on_page_gone=self.page_gone)
+        intake = Intake(self.engine, self.notion, self.pipeline, self.sources)
+        return NotionJobs(
+            self.engine,
+            intake,
+            writer,
+            self.settings.workspace_dir,
+            clock,
+            self.settings.daemon_id,
+            poll_s=self.settings.notion_poll_s,
+            lease_ttl_s=self.settings.lease_ttl_s,
+        )
+
+    async def page_gone(self, page_id: str) -> None:
+        """A page trashed or unshared (404) pauses its task; the log says so."""
+        async with self.engine.begin() as conn:
+            done = await conn.execute(
+                update(Task)
+                .where(Task.notion_page_id == page_id, Task.state == "active")
+                .values(state="paused", error="the Notion page was trashed or unshared")
+            )
+        if done.rowcount:
+            get_logger(daemon=self.settings.daemon_id).warning("task_paused_page_gone", page=page_id)
+
     async def close(self) -> None:
+        if self.notion is not None:
+            await self.notion.close()
         await self.engine.dispose()
 
 

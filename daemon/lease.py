@@ -155,3 +155,9 @@ async def record_pid(engine: AsyncEngine, item_id: int, token: str, pid: int) ->
         await conn.execute(
             update(Attempt).where(Attempt.item_id == item_id, Attempt.lease_token == token).values(pid=pid)
         )
+
+
+async def close_attempt(engine: AsyncEngine, item_id: int, token: str, now: datetime, outcome: str) -> None:
+    """Records how an attempt ended when its item is no longer ours to update (a lost lease)."""
+    async with engine.begin() as conn:
+        await finish_attempt(conn, item_id, token, now, outcome=outcome)

@@ -19,6 +19,7 @@ from daemon.complete import refresh_ready
 from daemon.db.engine import returned_id
 from daemon.db.models import Item, Task
 from daemon.errors import PlanError
+from daemon.lease import free_slot
 from daemon.planning import apply_plan
 from services.errors import ServiceError
 from services.plan import PlanOptions, build_plan
@@ -197,3 +198,37 @@ class Pipeline:
         options = plan_options(self.channel(task.channel_id))
         planned = build_plan(task.request or {}, storyboard, options)
         await apply_plan(conn, task_id, planned, now_row, self.workspace)
+
+
+async def cancel_task(engine: AsyncEngine, task_id: int, now: datetime) -> int:
+    """Stops a task: running items lose their lease (their daemons kill the scripts at the next
+    heartbeat, and no completion is accepted), nothing else starts. Returns the items cancelled."""
+    async with engine.begin() as conn:
+        tokens = [
+            r[0]
+            for r in await conn.execute(
+                select(Item.lease_token).where(Item.task_id == task_id, Item.state == "running")
+            )
+        ]
+        for token in tokens:
+            if token:
+                await free_slot(conn, token)
+        done = await conn.execute(
+            update(Item)
+            .where(Item.task_id == task_id, Item.state.in_(("running", "ready", "blocked")))
+            .values(
+                state="cancelled", lease_token=None, lease_owner=None, lease_expires_at=None, updated_at=now
+            )
+        )
+        await conn.execute(update(Task).where(Task.id == task_id).values(state="cancelled", updated_at=now))
+        return int(done.rowcount)
+
+
+async def pause_task(engine: AsyncEngine, task_id: int, now: datetime) -> None:
+    """Running items finish; nothing new starts until the operator queues the page again."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.state == "active")
+            .values(state="paused", updated_at=now)
+        )

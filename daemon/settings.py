@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     lease_ttl_s: float = 30.0
     claim_poll_s: float = 1.0
     notion_poll_s: float = 30.0
+    notion_rate: float = 3.0  # requests/s on average, for every Notion call of this daemon
+    notion_burst: int = 3
     sigterm_grace_s: float = 8.0
     max_attempts: int = 6
     retry_base_s: float = 5.0

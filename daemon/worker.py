@@ -202,6 +202,7 @@ class Worker:
         now = self.clock.now()
         if running.reason == "lost":
             log.warning("script_killed_lease_lost")
+            await db_retry(lease.close_attempt)(self.engine, c.item_id, c.lease_token, now, "lost")
             return
         if running.reason == "shutdown":
             await db_retry(lease.release)(

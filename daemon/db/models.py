@@ -191,7 +191,18 @@ class PollCursor(Base):
 
     data_source_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_poll_started_at: Mapped[datetime | None]
-    seen: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # page id -> status + hash
+
+
+class PageSeen(Base):
+    """What intake last knew of a page: its status (ours or the operator's) and a hash of its inputs."""
+
+    __tablename__ = "page_seen"
+
+    page_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data_source_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str | None] = mapped_column(String(64))
+    props_hash: Mapped[str] = mapped_column(String(64))
+    seen_at: Mapped[datetime]
 
 
 class Leader(Base):

@@ -78,8 +78,9 @@ async def test_clip_waits_for_its_composite_and_narration_does_not_wait_for_imag
 
 
 async def test_exit_75_retries_later_with_the_lease_released_while_waiting(kit: Kit) -> None:
-    fake_scripts.set_behaviour(kit.scripts, {"narration_s01": ["75", "ok"]})
-    kit.overrides.update(retry_base_s=1.5, retry_cap_s=1.5)
+    # The provider's hint (1 s) bounds the jittered backoff from below, so the wait is observable.
+    fake_scripts.set_behaviour(kit.scripts, {"narration_s01": ["75:1.0", "ok"]})
+    kit.overrides.update(retry_cap_s=2.0)
     task_id = await kit.submit(storyboard(scenes=1))
     seen_waiting: list[object] = []
 
@@ -190,9 +191,7 @@ async def test_a_lost_lease_kills_the_script_and_its_owner_never_completes(kit: 
                     .values(lease_token="taken-over", lease_owner="other-daemon")
                 )
             stolen.append(int(str(hung[0]["pid"])))
-        if stolen and not Path(f"/proc/{stolen[0]}").exists():
-            return True
-        return False
+        return bool(stolen and not Path(f"/proc/{stolen[0]}").exists())
 
     await run_workers([kit.worker()], done, timeout=10)
     items = await kit.items(task_id)

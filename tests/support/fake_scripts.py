@@ -2,8 +2,9 @@
 
 Each real script name is installed as a copy of one program that looks up what to do for its item
 (taken from PIPELINE_TRACE) in `behaviour.json`: a list of actions, one per run, the last repeating.
-Actions: "ok", "75", "1", "sleep:S" (then ok), "fail-after:S" (then exit 1), "submit-sleep:S"
-(prints submitted, sleeps, then ok), "hang" (sleeps forever). Every run is logged to `runs.jsonl`
+Actions: "ok", "75", "75:S" (with a retry hint of S seconds), "1", "sleep:S" (then ok),
+"fail-after:S" (then exit 1), "submit-sleep:S" (prints submitted, sleeps, then ok), "hang" (sleeps
+forever). Every run is logged to `runs.jsonl`
 with its argv, pid and times.
 """
 
@@ -63,8 +64,10 @@ elif action.startswith("fail-after:"):
     action = "1"
 elif action == "hang":
     time.sleep(3600)
-if action == "75":
-    emit({"event": "error", "kind": "transient", "message": "provider busy (429), try later"})
+if action.startswith("75"):
+    hint = float(action.split(":")[1]) if ":" in action else None
+    emit({"event": "error", "kind": "transient", "message": "provider busy (429), try later",
+          "retry_after_s": hint})
     log("75")
     sys.exit(75)
 if action == "1":

@@ -1,0 +1,1 @@
+"""Notion: the gateway (one token bucket, one retry policy), schema check, intake and the outbox."""

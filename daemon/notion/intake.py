@@ -1,0 +1,302 @@
+"""Intake: one query per data source per poll, each changed page turned into an operator action.
+
+The query asks for pages in an actionable status edited on or after the start of the previous poll
+(minus a margin: Notion rounds last_edited_time down to the minute). A page is acted on when its
+status or its inputs differ from what intake last knew, so a page seen twice makes one task and the
+daemon's own writes (never an operator status) trigger nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon.channels import Channel
+from daemon.complete import approve_gate
+from daemon.db.models import Item, PageSeen, PollCursor, Task
+from daemon.errors import DaemonError, PlanError
+from daemon.logs import get_logger
+from daemon.notion.body import read_storyboard_block
+from daemon.notion.gateway import JSON, NotionError, NotionGateway
+from daemon.notion.outbox import STATUS, acknowledge_status, add_comment, set_property
+from daemon.notion.props import option_name, plain_text
+from daemon.notion.schema import SourceInfo
+from daemon.pipeline import Pipeline, cancel_task, pause_task
+from services.errors import ServiceError
+from services.paths import project_slug
+from services.status import (
+    ACTIONABLE,
+    Action,
+    ItemView,
+    Status,
+    action_for,
+    decide,
+    gate_of,
+    shown_status,
+    waiting_gate,
+)
+from services.storyboard import parse_storyboard_yaml
+
+WINDOW_MARGIN = timedelta(minutes=2)
+INPUTS = ("Title", "Topic", "Story Direction", "Channel", "Priority")
+PRIORITY = {"High": 0, "Normal": 1, "Low": 2}
+
+
+class PageProblem(DaemonError):
+    """A page cannot be produced as it is; the message tells the operator what to fix."""
+
+
+@dataclass(frozen=True)
+class Source:
+    info: SourceInfo
+    channels: tuple[Channel, ...]
+
+
+class Intake:
+    def __init__(
+        self, engine: AsyncEngine, notion: NotionGateway, pipeline: Pipeline, sources: list[Source]
+    ) -> None:
+        self.engine = engine
+        self.notion = notion
+        self.pipeline = pipeline
+        self.sources = sources
+        self.log = get_logger(job="intake")
+
+    async def poll(self, now: datetime) -> int:
+        """One query per data source; returns the number of pages acted on."""
+        acted = 0
+        for source in self.sources:
+            acted += await self.poll_source(source, now)
+        return acted
+
+    async def poll_source(self, source: Source, now: datetime) -> int:
+        ds = source.info.data_source_id
+        async with self.engine.connect() as conn:
+            since = await conn.scalar(
+                select(PollCursor.last_poll_started_at).where(PollCursor.data_source_id == ds)
+            )
+        pages = await self._query(source, since)
+        acted = 0
+        for page in pages:
+            try:
+                acted += await self._handle(source, page, now)
+            except NotionError as exc:
+                self.log.warning("intake_page_deferred", page=page.get("id"), error=str(exc))
+        await self._save_cursor(ds, now)
+        return acted
+
+    async def _query(self, source: Source, since: datetime | None) -> list[JSON]:
+        kind = source.info.status_type
+        status_filter: JSON = {"or": [{"property": STATUS, kind: {"equals": s.value}} for s in ACTIONABLE]}
+        conditions: list[JSON] = [status_filter]
+        if since is not None:
+            window = (since - WINDOW_MARGIN).replace(second=0, microsecond=0)
+            conditions.append(
+                {
+                    "timestamp": "last_edited_time",
+                    "last_edited_time": {"on_or_after": window.isoformat().replace("+00:00", "Z")},
+                }
+            )
+        body: JSON = {
+            "filter": {"and": conditions} if len(conditions) > 1 else status_filter,
+            "sorts": [{"timestamp": "last_edited_time", "direction": "ascending"}],
+            "page_size": 100,
+        }
+        pages: list[JSON] = []
+        while True:
+            result = await self.notion.call(
+                "POST", f"data_sources/{source.info.data_source_id}/query", body=body
+            )
+            pages.extend(result.get("results", []))
+            if not result.get("has_more") or not result.get("next_cursor"):
+                return pages
+            body = {**body, "start_cursor": result["next_cursor"]}
+
+    async def _save_cursor(self, ds: str, now: datetime) -> None:
+        async with self.engine.begin() as conn:
+            insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            await conn.execute(
+                insert(PollCursor)
+                .values(data_source_id=ds, last_poll_started_at=now)
+                .on_conflict_do_update(
+                    index_elements=[PollCursor.data_source_id], set_={"last_poll_started_at": now}
+                )
+            )
+
+    # One page --------------------------------------------------------------------------------------
+    async def _handle(self, source: Source, page: JSON, now: datetime) -> int:
+        page_id = str(page["id"])
+        props = page.get("properties", {})
+        status = option_name(props.get(STATUS))
+        fingerprint = _fingerprint(props)
+        async with self.engine.connect() as conn:
+            seen = (
+                await conn.execute(
+                    select(PageSeen.status, PageSeen.props_hash).where(PageSeen.page_id == page_id)
+                )
+            ).first()
+        if seen is not None and seen.status == status and seen.props_hash == fingerprint:
+            return 0
+        action = action_for(status or "")
+        if action is not None:
+            await self._act(
+                source, page, action, status or "", seen is not None and seen.status == status, now
+            )
+        await self._remember(page_id, source.info.data_source_id, status, fingerprint, now)
+        return 1
+
+    async def _act(
+        self, source: Source, page: JSON, action: Action, status: str, same_status: bool, now: datetime
+    ) -> None:
+        page_id = str(page["id"])
+        task = await self._task_of(page_id)
+        gate = await self._waiting_gate(task.id) if task else None
+        if same_status and task is not None and task.state == "active":
+            return  # only the page's inputs changed while it is in production: nothing to do
+        decision = decide(action, task.state if task else None, gate)
+        log = self.log.bind(page=page_id, action=action.value, task=task.id if task else None)
+        async with self.engine.begin() as conn:
+            await acknowledge_status(conn, page_id, status, now)
+        if not decision.allowed:
+            log.info("operator_action_refused", reason=decision.reason)
+            await self._refuse(page_id, status, decision.reason, now)
+            return
+        try:
+            await self._apply(source, page, action, task, now)
+        except (PageProblem, PlanError, ServiceError) as exc:
+            log.info("page_not_producible", problem=str(exc))
+            await self._page_error(page_id, str(exc), now)
+        else:
+            log.info("operator_action_applied")
+
+    async def _apply(self, source: Source, page: JSON, action: Action, task: Any, now: datetime) -> None:
+        if action is Action.START:
+            await self._start(source, page, now)
+        elif action is Action.CANCEL:
+            await cancel_task(self.engine, task.id, now)
+        elif action is Action.PAUSE:
+            await pause_task(self.engine, task.id, now)
+        else:
+            gate = gate_of(action)
+            assert gate is not None
+            await approve_gate(self.engine, task.id, gate, now)
+
+    async def _start(self, source: Source, page: JSON, now: datetime) -> None:
+        props = page.get("properties", {})
+        channel = self._channel_of(source, props)
+        block = await read_storyboard_block(self.notion, str(page["id"]))
+        storyboard = None
+        if block.text and block.text.strip():
+            try:
+                storyboard = parse_storyboard_yaml(block.text)
+            except ServiceError as exc:
+                raise PageProblem(f"The Storyboard block of this page has problems:\n{exc}") from exc
+        title = plain_text(props.get("Title")).strip()
+        topic = plain_text(props.get("Topic")).strip()
+        if storyboard is None and not topic:
+            raise PageProblem(
+                "Topic is empty: write what the video is about in Topic (or put a storyboard in "
+                "a Storyboard block), then set Status to Queued again."
+            )
+        if storyboard is None and not title:
+            raise PageProblem("Title is empty: give the video a title, then set Status to Queued again.")
+        request = {
+            "title": title or (storyboard.title if storyboard else ""),
+            "topic": topic,
+            "direction": plain_text(props.get("Story Direction")).strip(),
+            "scenes": channel.scenes,
+        }
+        priority = PRIORITY.get(option_name(props.get("Priority")) or "Normal", 1)
+        await self.pipeline.submit(
+            channel.id,
+            project_slug(str(page["id"])),
+            request,
+            now,
+            storyboard=storyboard,
+            page_id=str(page["id"]),
+            priority=priority,
+        )
+
+    def _channel_of(self, source: Source, props: JSON) -> Channel:
+        if len(source.channels) == 1 and not (
+            source.channels[0].notion and source.channels[0].notion.channel_option
+        ):
+            return source.channels[0]
+        chosen = option_name(props.get("Channel"))
+        for channel in source.channels:
+            if channel.notion and channel.notion.channel_option == chosen:
+                return channel
+        known = ", ".join(str(c.notion.channel_option) for c in source.channels if c.notion)
+        if not chosen:
+            raise PageProblem(f"Channel is empty: pick one of {known}, then set Status to Queued again.")
+        raise PageProblem(
+            f"Channel '{chosen}' is not a channel of this daemon: pick one of {known}, then set "
+            "Status to Queued again."
+        )
+
+    async def _refuse(self, page_id: str, status: str, reason: str, now: datetime) -> None:
+        task = await self._task_of(page_id)
+        async with self.engine.begin() as conn:
+            key = f"{page_id}:refused:{status}:{now.isoformat(timespec='seconds')}"
+            await add_comment(conn, page_id, key, f"Status {status} was not applied: {reason}.", now)
+            if task is not None:
+                restore = await self._shown(task.id, task.state)
+                await set_property(conn, page_id, STATUS, {"status": restore.value}, now)
+
+    async def _page_error(self, page_id: str, problem: str, now: datetime) -> None:
+        task = await self._task_of(page_id)
+        async with self.engine.begin() as conn:
+            if task is not None and task.state == "active":
+                await conn.execute(
+                    update(Task)
+                    .where(Task.id == task.id)
+                    .values(state="error", error=problem, updated_at=now)
+                )
+            await set_property(conn, page_id, STATUS, {"status": Status.ERROR.value}, now)
+            await set_property(conn, page_id, "Error Log", {"text": problem}, now)
+            digest = hashlib.sha256(problem.encode()).hexdigest()[:12]
+            await add_comment(
+                conn, page_id, f"{page_id}:problem:{digest}", f"This page needs a fix. {problem}", now
+            )
+
+    # DB helpers ------------------------------------------------------------------------------------
+    async def _task_of(self, page_id: str) -> Any:
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(select(Task.id, Task.state).where(Task.notion_page_id == page_id))
+            ).first()
+
+    async def _waiting_gate(self, task_id: int) -> str | None:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(Item.kind, Item.state).where(Item.task_id == task_id))
+            return waiting_gate(ItemView(r.kind, r.state) for r in rows)
+
+    async def _shown(self, task_id: int, state: str) -> Status:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(Item.kind, Item.state).where(Item.task_id == task_id))
+            return shown_status(state, [ItemView(r.kind, r.state) for r in rows])
+
+    async def _remember(
+        self, page_id: str, ds: str, status: str | None, fingerprint: str, now: datetime
+    ) -> None:
+        async with self.engine.begin() as conn:
+            insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            values = {"status": status, "props_hash": fingerprint, "seen_at": now, "data_source_id": ds}
+            await conn.execute(
+                insert(PageSeen)
+                .values(page_id=page_id, **values)
+                .on_conflict_do_update(index_elements=[PageSeen.page_id], set_=values)
+            )
+
+
+def _fingerprint(props: JSON) -> str:
+    relevant = {name: plain_text(props.get(name)) or option_name(props.get(name)) for name in INPUTS}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,105 @@
+"""The Notion singleton jobs under the leader lease, driven by APScheduler: intake on the poll
+interval, the outbox (sync + flush) every few seconds. Only the leader runs them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon import leader
+from daemon.clock import Clock
+from daemon.logs import get_logger
+from daemon.notion.intake import Intake
+from daemon.notion.outbox import OutboxWriter
+from daemon.notion.sync import sync_tasks
+
+LEASE = "notion"
+
+
+class NotionJobs:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        intake: Intake,
+        writer: OutboxWriter,
+        workspace: Path,
+        clock: Clock,
+        owner: str,
+        *,
+        poll_s: float,
+        outbox_s: float = 2.0,
+        lease_ttl_s: float = 30.0,
+    ) -> None:
+        self.engine = engine
+        self.intake = intake
+        self.writer = writer
+        self.workspace = workspace
+        self.clock = clock
+        self.owner = owner
+        self.poll_s = poll_s
+        self.outbox_s = outbox_s
+        self.lease_ttl_s = lease_ttl_s
+        self.token: str | None = None
+        self.last_sync: datetime | None = None
+        self.log = get_logger(daemon=owner, job="notion")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Runs until `stop`; the leader's lease is handed back on the way out."""
+        scheduler = AsyncIOScheduler()
+        common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        scheduler.add_job(
+            self._guard(self.lead),
+            "interval",
+            seconds=self.lease_ttl_s / 3,
+            id="lead",
+            next_run_time=self.clock.now(),
+            **common,
+        )
+        scheduler.add_job(self._guard(self.poll), "interval", seconds=self.poll_s, id="intake", **common)
+        scheduler.add_job(self._guard(self.outbox), "interval", seconds=self.outbox_s, id="outbox", **common)
+        scheduler.start()
+        try:
+            await stop.wait()
+        finally:
+            # APScheduler cancels running jobs at shutdown; the stop event is what ends work cleanly.
+            scheduler.shutdown(wait=False)
+            if self.token:
+                await leader.release(self.engine, LEASE, self.token)
+                self.log.info("leadership_released")
+
+    def _guard(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        async def guarded() -> None:
+            try:
+                await job()
+            except Exception as exc:  # Notion or the DB is down: the next run tries again
+                self.log.warning("notion_job_failed", job=job.__name__, error=str(exc))
+
+        guarded.__name__ = job.__name__
+        return guarded
+
+    async def lead(self) -> None:
+        was = self.token
+        self.token = await leader.acquire(self.engine, LEASE, self.owner, self.clock.now(), self.lease_ttl_s)
+        if self.token and not was:
+            self.log.info("leadership_taken")
+            await self.poll()
+        elif was and not self.token:
+            self.log.warning("leadership_lost")
+
+    async def poll(self) -> None:
+        if self.token:
+            await self.intake.poll(self.clock.now())
+            await self.outbox()
+
+    async def outbox(self) -> None:
+        if not self.token:
+            return
+        now = self.clock.now()
+        await sync_tasks(self.engine, self.workspace, now, self.last_sync)
+        self.last_sync = now
+        await self.writer.flush(now)

@@ -1,0 +1,337 @@
+"""The outbox: pending Notion writes, one row per (page, property), newest value wins, and keyed
+comments written once.
+
+Properties are written only when changed and coalesced per page into one update. Before Status is
+written the page is read: a Status that differs from the daemon's last write means the operator
+acted, and the daemon's value is dropped in favour of theirs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from daemon.db.models import Comment, Outbox, PageSeen, Task
+from daemon.logs import get_logger
+from daemon.notion.body import write_storyboard_block
+from daemon.notion.gateway import (
+    AmbiguousWrite,
+    NotionError,
+    NotionGateway,
+    NotionNotFound,
+    NotionRejected,
+    NotionUnavailable,
+)
+from daemon.notion.props import option_name, text_value
+from daemon.retry import backoff_seconds
+
+JSON = dict[str, Any]
+STATUS = "Status"
+STORYBOARD_BODY = "__storyboard__"  # not a property: the Storyboard block of the page body
+COMMENT_MARK = "nvd:"  # a comment's key, kept in its last line so a retry can see it was written
+
+
+async def set_property(conn: AsyncConnection, page_id: str, prop: str, value: JSON, now: datetime) -> bool:
+    """Queues a property value; returns False when it equals the value already queued or written."""
+    row = (
+        await conn.execute(
+            select(Outbox.id, Outbox.value, Outbox.version).where(
+                Outbox.page_id == page_id, Outbox.property == prop
+            )
+        )
+    ).first()
+    if row is None:
+        try:
+            async with conn.begin_nested():
+                await conn.execute(
+                    insert(Outbox).values(
+                        page_id=page_id,
+                        property=prop,
+                        value=value,
+                        version=1,
+                        sent_version=0,
+                        attempts=0,
+                        next_attempt_at=now,
+                        updated_at=now,
+                    )
+                )
+            return True
+        except IntegrityError:  # queued at the same moment by another writer: update it below
+            row = (
+                await conn.execute(
+                    select(Outbox.id, Outbox.value, Outbox.version).where(
+                        Outbox.page_id == page_id, Outbox.property == prop
+                    )
+                )
+            ).one()
+    if row.value == value:
+        return False
+    await conn.execute(
+        update(Outbox)
+        .where(Outbox.id == row.id)
+        .values(
+            value=value,
+            version=Outbox.version + 1,
+            attempts=0,
+            next_attempt_at=now,
+            last_error=None,
+            updated_at=now,
+        )
+    )
+    return True
+
+
+async def acknowledge_status(conn: AsyncConnection, page_id: str, status: str, now: datetime) -> None:
+    """The operator's Status becomes the baseline the daemon's next Status write is compared with."""
+    row = (
+        await conn.execute(select(Outbox.id).where(Outbox.page_id == page_id, Outbox.property == STATUS))
+    ).first()
+    value = {"status": status}
+    if row is None:
+        await conn.execute(
+            insert(Outbox).values(
+                page_id=page_id,
+                property=STATUS,
+                value=value,
+                version=1,
+                sent_version=1,
+                sent_value=value,
+                attempts=0,
+                next_attempt_at=now,
+                updated_at=now,
+            )
+        )
+    else:
+        await conn.execute(
+            update(Outbox)
+            .where(Outbox.id == row.id)
+            .values(
+                value=value,
+                sent_value=value,
+                sent_version=Outbox.version + 1,
+                version=Outbox.version + 1,
+                updated_at=now,
+            )
+        )
+
+
+async def add_comment(conn: AsyncConnection, page_id: str, key: str, body: str, now: datetime) -> bool:
+    """Queues a comment once per key; returns False when that key was queued before."""
+    try:
+        async with conn.begin_nested():
+            await conn.execute(
+                insert(Comment).values(
+                    page_id=page_id,
+                    key=key,
+                    body=body,
+                    state="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+        return True
+    except IntegrityError:
+        return False
+
+
+class OutboxWriter:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        notion: NotionGateway,
+        status_kind: dict[str, str],
+        on_page_gone: Any = None,
+    ) -> None:
+        self.engine = engine
+        self.notion = notion
+        # page's data source -> "select" | "status": how Status is written there
+        self.status_kind = status_kind
+        self.on_page_gone = on_page_gone
+        self.log = get_logger(job="outbox")
+
+    async def flush(self, now: datetime) -> int:
+        """Writes what is due; returns the number of Notion writes made."""
+        writes = await self._flush_properties(now)
+        writes += await self._flush_comments(now)
+        return writes
+
+    # Properties ------------------------------------------------------------------------------------
+    async def _flush_properties(self, now: datetime) -> int:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(Outbox)
+                    .where(Outbox.version > Outbox.sent_version, Outbox.next_attempt_at <= now)
+                    .order_by(Outbox.updated_at)
+                    .limit(200)
+                )
+            ).all()
+        by_page: dict[str, list[Any]] = defaultdict(list)
+        for row in rows:
+            by_page[row.page_id].append(row)
+        writes = 0
+        for page_id, page_rows in by_page.items():
+            try:
+                writes += await self._write_page(page_id, page_rows, now)
+            except NotionNotFound:
+                self.log.warning("notion_page_gone", page=page_id)
+                await self._defer(page_rows, now, "the page is gone or no longer shared", hours=1)
+                if self.on_page_gone is not None:
+                    await self.on_page_gone(page_id)
+            except (NotionUnavailable, AmbiguousWrite) as exc:
+                await self._defer(page_rows, now, str(exc))
+            except NotionRejected as exc:
+                self.log.error("notion_write_rejected", page=page_id, error=str(exc))
+                await self._defer(page_rows, now, str(exc), hours=1)
+        return writes
+
+    async def _write_page(self, page_id: str, rows: list[Any], now: datetime) -> int:
+        properties: JSON = {}
+        sent: list[Any] = []
+        writes = 0
+        for row in rows:
+            if row.property == STORYBOARD_BODY:
+                await write_storyboard_block(self.notion, page_id, str(row.value["yaml"]))
+                writes += 1
+                await self._mark_sent([row], now)
+                continue
+            if row.property == STATUS and not await self._status_still_ours(page_id, row, now):
+                continue
+            properties[row.property] = self._value(page_id, row)
+            sent.append(row)
+        if properties:
+            await self.notion.call("PATCH", f"pages/{page_id}", body={"properties": properties})
+            writes += 1
+            await self._mark_sent(sent, now)
+        return writes
+
+    async def _status_still_ours(self, page_id: str, row: Any, now: datetime) -> bool:
+        """Reads the page: if the operator changed Status since our last write, theirs wins."""
+        page = await self.notion.call("GET", f"pages/{page_id}")
+        current = option_name(page.get("properties", {}).get(STATUS))
+        ours = (row.sent_value or {}).get("status")
+        if ours is None or current == ours:
+            return True
+        self.log.info("operator_status_wins", page=page_id, operator=current, dropped=row.value.get("status"))
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(Outbox)
+                .where(Outbox.id == row.id, Outbox.version == row.version)
+                .values(sent_version=row.version, sent_value={"status": current})
+            )
+        return False
+
+    def _value(self, page_id: str, row: Any) -> JSON:
+        value = row.value
+        if row.property == STATUS:
+            kind = self.status_kind.get(page_id) or self.status_kind.get("*", "select")
+            return {kind: {"name": value["status"]}}
+        if "text" in value:
+            return text_value(str(value["text"]))
+        return dict(value)
+
+    async def _mark_sent(self, rows: list[Any], now: datetime) -> None:
+        async with self.engine.begin() as conn:
+            for row in rows:
+                # Only the version written counts as sent: a newer value queued meanwhile still goes out.
+                await conn.execute(
+                    update(Outbox)
+                    .where(Outbox.id == row.id, Outbox.version == row.version)
+                    .values(sent_version=row.version, sent_value=row.value, attempts=0, last_error=None)
+                )
+                if row.property == STATUS:
+                    await conn.execute(
+                        update(PageSeen)
+                        .where(PageSeen.page_id == row.page_id)
+                        .values(status=row.value["status"])
+                    )
+
+    async def _defer(self, rows: list[Any], now: datetime, error: str, hours: float = 0) -> None:
+        async with self.engine.begin() as conn:
+            for row in rows:
+                delay = hours * 3600 or backoff_seconds(row.attempts + 1, 2.0, 300.0)
+                await conn.execute(
+                    update(Outbox)
+                    .where(Outbox.id == row.id)
+                    .values(
+                        attempts=Outbox.attempts + 1,
+                        last_error=error[:500],
+                        next_attempt_at=now + timedelta(seconds=delay),
+                    )
+                )
+
+    # Comments --------------------------------------------------------------------------------------
+    async def _flush_comments(self, now: datetime) -> int:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(Comment)
+                    .where(Comment.state == "pending", Comment.next_attempt_at <= now)
+                    .order_by(Comment.id)
+                    .limit(50)
+                )
+            ).all()
+        writes = 0
+        for row in rows:
+            try:
+                if row.attempts > 0 and await self._comment_exists(row.page_id, row.key):
+                    await self._comment_sent(row.id, now)  # an earlier try did land: written once
+                    continue
+                # Counted before the call: after a crash between the call and its bookkeeping, the
+                # next try looks for the comment first instead of writing it twice.
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        update(Comment).where(Comment.id == row.id).values(attempts=Comment.attempts + 1)
+                    )
+                await self.notion.call(
+                    "POST",
+                    "comments",
+                    body={
+                        "parent": {"page_id": row.page_id},
+                        "rich_text": text_value(f"{row.body}\n{COMMENT_MARK}{row.key}")["rich_text"],
+                    },
+                    idempotent=False,
+                )
+                writes += 1
+                await self._comment_sent(row.id, now)
+            except NotionError as exc:
+                delay = backoff_seconds(row.attempts + 1, 2.0, 300.0)
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        update(Comment)
+                        .where(Comment.id == row.id)
+                        .values(next_attempt_at=now + timedelta(seconds=delay))
+                    )
+                self.log.warning("notion_comment_deferred", page=row.page_id, key=row.key, error=str(exc))
+        return writes
+
+    async def _comment_exists(self, page_id: str, key: str) -> bool:
+        cursor: str | None = None
+        while True:
+            query: JSON = {"block_id": page_id, "page_size": 100}
+            if cursor:
+                query["start_cursor"] = cursor
+            listing = await self.notion.call("GET", "comments", query=query)
+            for comment in listing.get("results", []):
+                text = "".join(p.get("plain_text", "") for p in comment.get("rich_text", []))
+                if text.endswith(f"{COMMENT_MARK}{key}"):
+                    return True
+            cursor = listing.get("next_cursor")
+            if not listing.get("has_more") or not cursor:
+                return False
+
+    async def _comment_sent(self, comment_id: int, now: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(Comment).where(Comment.id == comment_id).values(state="sent", sent_at=now)
+            )
+
+
+async def page_of_task(conn: AsyncConnection, task_id: int) -> str | None:
+    return await conn.scalar(select(Task.notion_page_id).where(Task.id == task_id))

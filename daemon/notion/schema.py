@@ -1,0 +1,136 @@
+"""The channel database's properties: the start-up check, and `notion-setup` for a new channel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from daemon.channels import Channel
+from daemon.errors import ConfigError
+from daemon.notion.gateway import JSON, NotionGateway, NotionNotFound, NotionRejected
+from services.status import Status
+
+# Canonical property -> the Notion types it may have.
+REQUIRED = {
+    "Title": ("title",),
+    "Topic": ("rich_text",),
+    "Story Direction": ("rich_text",),
+    "Status": ("select", "status"),
+    "Progress": ("rich_text",),
+    "Cost": ("number",),
+    "Error Log": ("rich_text",),
+    "Updated": ("date",),
+    "Output": ("url",),
+}
+OPTIONAL = {"Channel": ("select",), "Priority": ("select",)}
+PRIORITIES = ("High", "Normal", "Low")
+_FIX = {
+    "title": "the database's title column, renamed to {name}",
+    "rich_text": "a Text property named {name}",
+    "select": "a Select property named {name}",
+    "status": "a Status property named {name}",
+    "number": "a Number property named {name}",
+    "date": "a Date property named {name}",
+    "url": "a URL property named {name}",
+}
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    data_source_id: str
+    status_type: str  # select | status
+    status_options: frozenset[str]
+    has_priority: bool
+    has_channel: bool
+
+
+async def check_data_source(
+    notion: NotionGateway, data_source_id: str, channels: list[Channel]
+) -> SourceInfo:
+    """Raises ConfigError listing every missing or mistyped property with the fix."""
+    names = ", ".join(c.id for c in channels)
+    try:
+        source = await notion.call("GET", f"data_sources/{data_source_id}")
+    except (NotionNotFound, NotionRejected) as exc:
+        raise ConfigError(
+            f"Notion data source {data_source_id} (channels {names}) cannot be read: {exc}. Share the "
+            "database with the integration (••• menu, Connections) and check notion.data_source_id"
+        ) from exc
+    props: dict[str, Any] = source.get("properties", {})
+    problems = _property_problems(
+        props, shared=len(channels) > 1 or any(c.notion and c.notion.channel_option for c in channels)
+    )
+    status = props.get("Status", {})
+    options = frozenset(o["name"] for o in status.get(status.get("type", ""), {}).get("options", []))
+    if status.get("type") == "status":
+        missing = [s.value for s in Status if s.value not in options]
+        if missing:
+            problems.append(
+                "Status is a Notion status property, whose options only a person can add: add the options "
+                + ", ".join(missing)
+                + " (or make Status a Select property; the daemon adds select options itself)"
+            )
+    if problems:
+        raise ConfigError(
+            f"Notion data source {data_source_id} (channels {names}) is not ready:\n  "
+            + "\n  ".join(problems)
+        )
+    return SourceInfo(
+        data_source_id, str(status.get("type")), options, "Priority" in props, "Channel" in props
+    )
+
+
+def _property_problems(props: dict[str, Any], *, shared: bool) -> list[str]:
+    problems = []
+    wanted = dict(REQUIRED)
+    if shared:
+        wanted["Channel"] = OPTIONAL["Channel"]
+    for name, types in wanted.items():
+        found = props.get(name)
+        if found is None:
+            problems.append(f"{name} is missing: add {_FIX[types[0]].format(name=name)}")
+        elif found.get("type") not in types:
+            problems.append(
+                f"{name} is a {found.get('type')} property: change it to {_FIX[types[0]].format(name=name)}"
+            )
+    priority = props.get("Priority")
+    if priority is not None and priority.get("type") != "select":
+        problems.append(
+            f"Priority is a {priority.get('type')} property: change it to a Select property "
+            "with the options High, Normal, Low"
+        )
+    return problems
+
+
+def database_properties(channel_names: list[str]) -> JSON:
+    """The properties of a ready channel database (Status as a select, whose options the API can add)."""
+    status_options = [{"name": s.value} for s in Status]
+    return {
+        "Title": {"title": {}},
+        "Topic": {"rich_text": {}},
+        "Story Direction": {"rich_text": {}},
+        "Channel": {"select": {"options": [{"name": n} for n in channel_names]}},
+        "Status": {"select": {"options": status_options}},
+        "Priority": {"select": {"options": [{"name": p} for p in PRIORITIES]}},
+        "Progress": {"rich_text": {}},
+        "Cost": {"number": {"format": "dollar"}},
+        "Error Log": {"rich_text": {}},
+        "Updated": {"date": {}},
+        "Output": {"url": {}},
+    }
+
+
+async def create_database(
+    notion: NotionGateway, parent_page_id: str, title: str, channel_names: list[str]
+) -> JSON:
+    """`notion-setup`: a database with the canonical properties under a page shared with the integration."""
+    return await notion.call(
+        "POST",
+        "databases",
+        body={
+            "parent": {"type": "page_id", "page_id": parent_page_id},
+            "title": [{"type": "text", "text": {"content": title}}],
+            "initial_data_source": {"properties": database_properties(channel_names)},
+        },
+        idempotent=False,
+    )

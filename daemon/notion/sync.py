@@ -1,0 +1,124 @@
+"""From the DB to the page: each task's Status, Progress, Cost, Error Log, Updated, Output, its
+storyboard block and its comments, queued in the outbox only when they change."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from daemon.db.models import Item, Task
+from daemon.notion.outbox import STATUS, STORYBOARD_BODY, add_comment, set_property
+from services.status import ItemView, Status, progress_line, shown_status
+from services.storyboard import parse_storyboard, storyboard_to_yaml
+
+_REVIEW_COMMENTS = {
+    Status.STORYBOARD_REVIEW: "The storyboard is ready for review in the Storyboard block of this page. "
+    "Edit it if you like, then set Status to Storyboard Approved.",
+    Status.ASSETS_REVIEW: "The images are ready for review in {folder}. Set Status to Assets Approved "
+    "to make the video clips.",
+    Status.FINAL_REVIEW: "The video is assembled: {video}. Watch it, then set Status to Approved.",
+}
+
+
+async def sync_tasks(engine: AsyncEngine, workspace: Path, now: datetime, since: datetime | None) -> int:
+    """Queues the writes of every task at work or changed since `since`; returns the tasks seen."""
+    async with engine.begin() as conn:
+        query = select(Task).where(Task.notion_page_id.is_not(None))
+        if since is not None:
+            query = query.where(or_(Task.state.in_(("active", "paused")), Task.updated_at >= since))
+        tasks = (await conn.execute(query)).all()
+        if not tasks:
+            return 0
+        views = await _item_views(conn, [t.id for t in tasks])
+        for task in tasks:
+            await _sync_one(conn, task, views.get(task.id, []), workspace, now)
+    return len(tasks)
+
+
+async def _item_views(
+    conn: AsyncConnection, task_ids: list[int]
+) -> dict[int, list[tuple[str, str, int, int]]]:
+    rows = await conn.execute(
+        select(Item.task_id, Item.kind, Item.state, func.count(), func.sum(Item.cost_micros))
+        .where(Item.task_id.in_(task_ids))
+        .group_by(Item.task_id, Item.kind, Item.state)
+    )
+    out: dict[int, list[tuple[str, str, int, int]]] = defaultdict(list)
+    for task_id, kind, state, count, cost in rows:
+        out[task_id].append((kind, state, int(count), int(cost or 0)))
+    return out
+
+
+async def _sync_one(
+    conn: AsyncConnection, task: Any, rows: list[tuple[str, str, int, int]], workspace: Path, now: datetime
+) -> None:
+    page = str(task.notion_page_id)
+    views = [ItemView(kind, state) for kind, state, n, _ in rows for _ in range(min(n, 1))]
+    status = shown_status(task.state, views)
+    counts: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    cost_micros = 0
+    for kind, state, n, cost in rows:
+        done, total = counts[kind]
+        counts[kind] = (done + (n if state == "succeeded" else 0), total + n)
+        cost_micros += cost
+    dollars = cost_micros / 1_000_000
+    changed = await set_property(conn, page, STATUS, {"status": status.value}, now)
+    changed |= await set_property(conn, page, "Progress", {"text": progress_line(counts, dollars)}, now)
+    await set_property(conn, page, "Cost", {"number": round(dollars, 2)}, now)
+    await set_property(conn, page, "Error Log", {"text": _error_log(task)}, now)
+    video = _video_url(task, workspace)
+    await set_property(conn, page, "Output", {"url": video}, now)
+    if changed:
+        await set_property(conn, page, "Updated", {"date": {"start": now.isoformat()}}, now)
+    await _storyboard_body(conn, task, page, now)
+    await _comments(conn, task, page, status, workspace, video, now)
+
+
+def _error_log(task: Any) -> str:
+    if task.state != "error" or not task.error:
+        return ""
+    return f"{task.error}\nFix it, then set Status to Queued: finished parts are kept and not paid for again."
+
+
+def _video_url(task: Any, workspace: Path) -> str | None:
+    if task.state != "done" or not task.final_video_path:
+        return None
+    return (workspace / str(task.final_video_path)).resolve().as_uri()
+
+
+async def _storyboard_body(conn: AsyncConnection, task: Any, page: str, now: datetime) -> None:
+    """A generated storyboard goes into the page body, so the operator can read and edit it."""
+    if task.storyboard is None:
+        return
+    given = await conn.scalar(select(Item.input).where(Item.task_id == task.id, Item.key == "storyboard"))
+    if isinstance(given, dict) and given.get("given"):
+        return  # the operator's own block stays as they wrote it
+    yaml_text = storyboard_to_yaml(parse_storyboard(task.storyboard))
+    await set_property(conn, page, STORYBOARD_BODY, {"yaml": yaml_text}, now)
+
+
+async def _comments(
+    conn: AsyncConnection,
+    task: Any,
+    page: str,
+    status: Status,
+    workspace: Path,
+    video: str | None,
+    now: datetime,
+) -> None:
+    key = f"{page}:p{task.pass_no}"
+    template = _REVIEW_COMMENTS.get(status)
+    if template is not None:
+        folder = workspace / "channels" / task.channel_id / "projects" / task.project_slug / "assets"
+        assembled = workspace / "channels" / task.channel_id / "projects" / task.project_slug / "final"
+        body = template.format(folder=folder, video=assembled / f"{task.project_slug}.mp4")
+        await add_comment(conn, page, f"{key}:{status.name.lower()}", body, now)
+    elif status is Status.ERROR:
+        await add_comment(conn, page, f"{key}:error", f"This video stopped. {_error_log(task)}", now)
+    elif status is Status.READY and video:
+        await add_comment(conn, page, f"{key}:ready", f"The video is ready: {video}", now)
