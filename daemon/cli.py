@@ -20,8 +20,11 @@ from daemon.clock import SystemClock
 from daemon.complete import approve_gate
 from daemon.db.engine import make_engine
 from daemon.db.models import Item, Task
-from daemon.errors import DaemonError
+from daemon.demo import run_demo
+from daemon.errors import ConfigError, DaemonError
 from daemon.migrate import upgrade
+from daemon.notion.gateway import NotionApi
+from daemon.notion.schema import create_database
 from daemon.settings import Settings, load_env_file
 from services.errors import ServiceError
 from services.storyboard import parse_storyboard_yaml
@@ -61,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     approve.add_argument("--gate", required=True, choices=sorted(GATES))
     status = sub.add_parser("status", help="tasks and their items")
     status.add_argument("--task", type=int)
+    sub.add_parser("demo", help="the sandbox, a sample channel and project, run to a finished MP4")
+    setup = sub.add_parser("notion-setup", help="create a ready Notion database for a new channel")
+    setup.add_argument("--parent-page", required=True, help="id of a page shared with the integration")
+    setup.add_argument("--title", default="Videos", help="the database's title")
+    setup.add_argument(
+        "--channel-option", action="append", default=[], help="a Channel select value (repeat)"
+    )
     return parser
 
 
@@ -160,4 +170,31 @@ def _slugify(title: str) -> str:
     return slug or "project"
 
 
-COMMANDS = {"run": _run, "migrate": _migrate, "enqueue": _enqueue, "approve": _approve, "status": _status}
+async def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    return await run_demo(settings.workspace_dir)
+
+
+async def _notion_setup(settings: Settings, args: argparse.Namespace) -> int:
+    token = settings.notion_token
+    if token is None or not token.get_secret_value():
+        raise ConfigError("NOTION_TOKEN is not set; set it to the integration's secret")
+    notion = NotionApi(token.get_secret_value(), settings.notion_base_url)
+    try:
+        database = await create_database(notion, args.parent_page, args.title, args.channel_option)
+    finally:
+        await notion.close()
+    source = database["data_sources"][0]["id"]
+    print(json.dumps({"database_id": database["id"], "data_source_id": source}))
+    print(f"# put this in config/channels/<id>.yaml:\nnotion:\n  data_source_id: {source}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {
+    "run": _run,
+    "migrate": _migrate,
+    "enqueue": _enqueue,
+    "approve": _approve,
+    "status": _status,
+    "demo": _demo,
+    "notion-setup": _notion_setup,
+}

@@ -40,6 +40,8 @@ class Redactor:
 
 def configure(secrets: Iterable[str], *, json_lines: bool = True, level: int = logging.INFO) -> None:
     redactor = Redactor(secrets)
+    # APScheduler reports every coalesced run at WARNING; skipped overlapping runs are by design here.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     renderer: Any = structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[

@@ -109,11 +109,19 @@ def normalise_database_url(url: str | None, workspace: Path) -> str:
     return url
 
 
-def load_env_file(path: Path) -> None:
-    """Loads KEY=value lines into os.environ without overriding what is already set."""
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines (comments and blank lines skipped, surrounding quotes removed)."""
+    values = {}
     for raw in path.read_text().splitlines():
         line = raw.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, _, value = line.partition("=")
-        os.environ.setdefault(key.strip(), value.strip().strip('"').strip("'"))
+        values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def load_env_file(path: Path) -> None:
+    """Loads an env file into os.environ without overriding what is already set."""
+    for key, value in read_env_file(path).items():
+        os.environ.setdefault(key, value)

@@ -46,6 +46,7 @@ class NotionJobs:
         self.lease_ttl_s = lease_ttl_s
         self.token: str | None = None
         self.last_sync: datetime | None = None
+        self.active = 0  # jobs running now; shutdown waits for them instead of cancelling them
         self.log = get_logger(daemon=owner, job="notion")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -66,7 +67,12 @@ class NotionJobs:
         try:
             await stop.wait()
         finally:
-            # APScheduler cancels running jobs at shutdown; the stop event is what ends work cleanly.
+            # APScheduler cancels running jobs at shutdown: let the running one finish first.
+            scheduler.pause()
+            for _ in range(200):
+                if not self.active:
+                    break
+                await asyncio.sleep(0.05)
             scheduler.shutdown(wait=False)
             if self.token:
                 await leader.release(self.engine, LEASE, self.token)
@@ -74,10 +80,13 @@ class NotionJobs:
 
     def _guard(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         async def guarded() -> None:
+            self.active += 1
             try:
                 await job()
             except Exception as exc:  # Notion or the DB is down: the next run tries again
                 self.log.warning("notion_job_failed", job=job.__name__, error=str(exc))
+            finally:
+                self.active -= 1
 
         guarded.__name__ = job.__name__
         return guarded

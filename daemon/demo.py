@@ -1,0 +1,231 @@
+"""`python -m daemon demo`: the whole product on a laptop with no accounts.
+
+Starts the sandbox as a child process (its state under the workspace), seeds a sample channel and a
+project through the sandbox's Notion API, sets the project Queued as an operator would, runs the
+daemon until the video is made (review gates approved automatically, and said so), prints each
+status change with its progress line, and the MP4's path last. Run again after an interruption, it
+resumes the same project.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from daemon.app import App, install_signal_handlers
+from daemon.db.engine import make_engine
+from daemon.db.models import Item, Task
+from daemon.errors import DaemonError
+from daemon.migrate import upgrade
+from daemon.notion.gateway import NotionApi
+from daemon.notion.props import option_name, plain_text
+from daemon.settings import Settings, read_env_file
+from services.status import ItemView, progress_line, shown_status
+
+CHANNEL = "nature"
+SCENES = 4
+TIMEOUT_S = 900
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+class SandboxChild:
+    """The sandbox as a child process; the daemon never imports it, it only speaks its APIs."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        self.state.mkdir(parents=True, exist_ok=True)
+        log = (self.state / "sandbox.log").open("a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "serve", "--state", str(self.state), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        log.close()
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise DaemonError(f"the sandbox did not start; see {self.state / 'sandbox.log'}")
+        self.url = str(json.loads(line)["url"])
+        return self.url
+
+    def seed(self, projects: int) -> dict[str, Any]:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sandbox",
+                "seed",
+                "--state",
+                str(self.state),
+                "--channel",
+                CHANNEL,
+                "--projects",
+                str(projects),
+                "--scenes",
+                str(SCENES),
+                "--url",
+                self.url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise DaemonError(f"seeding the sandbox failed: {done.stderr.strip()}")
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+async def run_demo(workspace: Path) -> int:
+    demo = workspace / "demo"
+    sandbox = SandboxChild(demo / "sandbox")
+    marker = demo / "demo.json"
+    started = time.monotonic()
+    say(
+        f"demo: starting the local sandbox of Notion, Gemini, Kling and ElevenLabs (state in {sandbox.state})"
+    )
+    sandbox.start()
+    try:
+        known = json.loads(marker.read_text()) if marker.exists() else {}
+        seeded = sandbox.seed(0 if known.get("page_id") else 1)
+        page_id = known.get("page_id") or seeded["page_ids"][0]
+        marker.write_text(json.dumps({"page_id": page_id}))
+        for key, value in read_env_file(sandbox.state / "daemon.env").items():
+            os.environ[key] = value  # the sandbox's addresses and keys win over the caller's
+        os.environ["WORKSPACE_DIR"] = str(demo / "workspace")
+        os.environ.pop("DATABASE_URL", None)
+        settings = Settings(demo_auto_approve=True, notion_poll_s=1.0, claim_poll_s=0.2, lease_ttl_s=15.0)
+        await _migrate(settings)
+        video = await _produce(settings, page_id, started)
+    finally:
+        sandbox.stop()
+    if video is None:
+        return 1
+    say(str(video))
+    return 0
+
+
+async def _migrate(settings: Settings) -> None:
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _produce(settings: Settings, page_id: str, started: float) -> Path | None:
+    operator = NotionApi(os.environ["NOTION_OPERATOR_TOKEN"], settings.notion_base_url)
+    app = await App.build(settings)
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    try:
+        page = await operator.call("GET", f"pages/{page_id}")
+        title = plain_text(page["properties"].get("Title"))
+        status = option_name(page["properties"].get("Status"))
+        if status not in ("Ready", "Published"):
+            if status in ("Draft", "Error", "Cancelled", "Paused", None):
+                await operator.call(
+                    "PATCH",
+                    f"pages/{page_id}",
+                    body={"properties": {"Status": {"select": {"name": "Queued"}}}},
+                )
+                say(f"demo: project '{title}' set to Queued, as an operator would in Notion")
+            else:
+                say(f"demo: resuming project '{title}' (Status {status})")
+        say("demo: review gates are approved automatically in demo mode")
+        runner = asyncio.create_task(app.run(stop), name="daemon")
+        try:
+            return await _watch(app, operator, page_id, stop, runner, started)
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await runner
+    finally:
+        await operator.close()
+        await app.close()
+
+
+async def _watch(
+    app: App,
+    operator: NotionApi,
+    page_id: str,
+    stop: asyncio.Event,
+    runner: asyncio.Task[None],
+    started: float,
+) -> Path | None:
+    last = ""
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline and not stop.is_set():
+        if runner.done():
+            runner.result()
+            return None
+        task, views, counts, cost = await _snapshot(app, page_id)
+        if task is not None:
+            line = f"{shown_status(task.state, views).value:<18} {progress_line(counts, cost)}"
+            if line != last:
+                say(f"[{time.monotonic() - started:5.1f}s] {line}")
+                last = line
+            if task.state == "error":
+                say(f"demo: the project stopped: {task.error}")
+                return None
+            if task.state == "done":
+                return await _finish(app, operator, page_id, task)
+        await asyncio.sleep(0.5)
+    say("demo: stopped before the video was finished; run it again to resume")
+    return None
+
+
+async def _snapshot(app: App, page_id: str) -> tuple[Any, list[ItemView], dict[str, tuple[int, int]], float]:
+    async with app.engine.connect() as conn:
+        task = (await conn.execute(select(Task).where(Task.notion_page_id == page_id))).first()
+        if task is None:
+            return None, [], {}, 0.0
+        rows = await conn.execute(
+            select(Item.kind, Item.state, Item.cost_micros).where(Item.task_id == task.id)
+        )
+        views: list[ItemView] = []
+        counts: dict[str, tuple[int, int]] = {}
+        cost = 0
+        for kind, state, micros in rows:
+            views.append(ItemView(kind, state))
+            done, total = counts.get(kind, (0, 0))
+            counts[kind] = (done + (state == "succeeded"), total + 1)
+            cost += micros
+    return task, views, counts, cost / 1_000_000
+
+
+async def _finish(app: App, operator: NotionApi, page_id: str, task: Any) -> Path:
+    """Waits until the page itself shows Ready, then reports what the operator sees there."""
+    for _ in range(60):
+        page = await operator.call("GET", f"pages/{page_id}")
+        props = page["properties"]
+        if option_name(props.get("Status")) == "Ready":
+            cost = props.get("Cost", {}).get("number") or 0
+            say(f"Notion page: Status Ready · {plain_text(props.get('Progress'))} · Cost ${cost:.2f}")
+            break
+        await asyncio.sleep(1)
+    return (app.settings.workspace_dir / str(task.final_video_path)).resolve()
