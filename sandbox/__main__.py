@@ -29,6 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--projects", type=int, default=1)
     seed.add_argument("--scenes", type=int, default=4)
     seed.add_argument("--url", help="the running sandbox's URL (default: from STATE/server.json)")
+    seed.add_argument("--queued", action="store_true", help="sample projects start Queued instead of Draft")
+    seed.add_argument(
+        "--status-type",
+        choices=("select", "status"),
+        default="select",
+        help="Status as a select (default) or a Notion status property (its options made by the operator)",
+    )
 
     args = parser.parse_args(argv)
     if args.command == "serve":
