@@ -76,7 +76,20 @@ if action == "1":
     sys.exit(1)
 out.parent.mkdir(parents=True, exist_ok=True)
 tmp = out.with_name(out.name + ".tmp")
-tmp.write_bytes(f"{item} output {n}".encode())
+if Path(__file__).name == "generate_storyboard.py":
+    scenes = int(argv[argv.index("--scenes") + 1])
+    title = argv[argv.index("--title") + 1]
+    board = {
+        "title": title or "Untitled", "atmosphere": "Soft morning light",
+        "assets": [{"key": "env_s01", "kind": "environment", "prompt": "A quiet river bank"},
+                   {"key": "char_s01", "kind": "character", "prompt": "A grey heron"}],
+        "scenes": [{"key": f"s{i:02d}", "frame": {"environment": "env_s01", "character": "char_s01"},
+                    "motion": "Slow push in", "narration": f"Scene {i} of a patient morning.",
+                    "sfx": "River ambience"} for i in range(1, scenes + 1)],
+    }
+    tmp.write_text(json.dumps(board))
+else:
+    tmp.write_bytes(f"{item} output {n}".encode())
 os.replace(tmp, out)
 emit({"event": "result", "output": str(out), "cost_usd": 0.01, "provider": "fake", "meta": {"n": n}})
 log("ok")

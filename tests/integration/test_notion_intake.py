@@ -1,0 +1,179 @@
+"""Intake and write-back against the sandbox's Notion, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.notion_kit import NotionKit
+from tests.support.sandbox_proc import SandboxProcess
+
+STORYBOARD_YAML = """title: Heron
+atmosphere: Misty river delta at dawn
+assets:
+  - {key: shallows, kind: environment, prompt: "Reed-lined shallows"}
+scenes:
+  - key: s01
+    frame: {environment: shallows}
+    motion: Slow push in
+    narration: At first light the delta belongs to the patient.
+    sfx: Dawn river ambience
+"""
+
+
+@pytest.fixture
+async def kit(sandbox: SandboxProcess, db_url: str, tmp_path: Path) -> AsyncIterator[NotionKit]:
+    k = NotionKit(sandbox, db_url, tmp_path)
+    yield k
+    await k.close()
+
+
+async def _done(kit: NotionKit, page: str) -> bool:
+    task = await kit.task(page)
+    return task is not None and task.state in ("done", "error")
+
+
+async def test_a_queued_page_becomes_one_task_and_ends_ready_on_the_page(kit: NotionKit) -> None:
+    await kit.start(projects=2)
+    page, draft = kit.pages
+    await kit.set(page, Status="Queued")
+    assert await kit.poll() == 1
+    assert await kit.poll() == 0  # seen: a page Queued and polled twice makes one task
+    assert len(await kit.tasks()) == 1
+    await kit.flush()
+    assert (await kit.page(page))["Status"] in ("Planning", "Generating Video", "Generating Assets")
+    assert (await kit.page(draft))["Status"] == "Draft"
+
+    async def done() -> bool:
+        return await _done(kit, page)
+
+    await kit.work(done)
+    await kit.flush()
+    shown = await kit.page(page)
+    assert shown["Status"] == "Ready"
+    assert shown["Progress"].startswith("Images ")
+    assert "video clips 4/4" in shown["Progress"]
+    assert shown["Cost"] > 0
+    assert shown["Output"].startswith("file://")
+    assert shown["Output"].endswith(".mp4")
+    assert shown["Error Log"] == ""
+    assert shown["Updated"] is not None
+    # The daemon's own writes trigger nothing.
+    assert await kit.poll() == 0
+    comments = await kit.comments(page)
+    assert sum("The video is ready" in c for c in comments) == 1
+
+
+async def test_a_generated_storyboard_is_written_into_the_page_once_and_replaced_in_place(
+    kit: NotionKit,
+) -> None:
+    await kit.start()
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+
+    async def planned() -> bool:
+        task = await kit.task(page)
+        return task is not None and task.storyboard is not None
+
+    await kit.work(planned)
+    await kit.flush()
+    await kit.flush()
+    blocks = await kit.blocks(page)
+    kinds = [b["type"] for b in blocks]
+    assert kinds.count("code") == 1
+    assert kinds.count("heading_2") == 1
+    code = next(b for b in blocks if b["type"] == "code")
+    assert code["code"]["language"] == "yaml"
+    assert "scenes:" in "".join(p["plain_text"] for p in code["code"]["rich_text"])
+
+
+async def test_the_pages_own_storyboard_is_used_instead_of_generating_one(kit: NotionKit) -> None:
+    await kit.start()
+    page = kit.pages[0]
+    assert kit.operator
+    await kit.operator.call(
+        "PATCH",
+        f"blocks/{page}/children",
+        body={
+            "children": [
+                {
+                    "type": "heading_2",
+                    "heading_2": {"rich_text": [{"type": "text", "text": {"content": "Storyboard"}}]},
+                },
+                {
+                    "type": "code",
+                    "code": {
+                        "language": "yaml",
+                        "rich_text": [{"type": "text", "text": {"content": STORYBOARD_YAML}}],
+                    },
+                },
+            ]
+        },
+    )
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    task = await kit.task(page)
+    items = await kit.items(task.id)
+    assert items["storyboard"].state == "succeeded"
+    assert set(items) >= {"asset_shallows", "clip_s01", "narration_s01", "sfx_s01", "assembly"}
+    assert task.storyboard["title"] == "Heron"
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        ({"Topic": ""}, "Topic is empty: write what the video is about in Topic"),
+        ({"Channel": "Nope"}, "Channel 'Nope' is not a channel of this daemon"),
+    ],
+)
+async def test_a_bad_page_gets_error_and_says_what_to_fix_and_the_daemon_goes_on(
+    kit: NotionKit, edit: dict[str, str], problem: str
+) -> None:
+    await kit.start(projects=2)
+    bad, good = kit.pages
+    await kit.set(bad, Status="Queued", **edit)
+    await kit.set(good, Status="Queued")
+    assert await kit.poll() == 2
+    await kit.flush()
+    shown = await kit.page(bad)
+    assert shown["Status"] == "Error"
+    assert problem in shown["Error Log"]
+    assert any(problem in c for c in await kit.comments(bad))
+    assert await kit.task(bad) is None
+    assert await kit.task(good) is not None
+
+
+async def test_an_invalid_storyboard_block_names_the_field(kit: NotionKit) -> None:
+    await kit.start()
+    page = kit.pages[0]
+    assert kit.operator
+    broken = STORYBOARD_YAML.replace("environment: shallows}", "environment: shalows}")
+    await kit.operator.call(
+        "PATCH",
+        f"blocks/{page}/children",
+        body={
+            "children": [
+                {
+                    "type": "heading_2",
+                    "heading_2": {"rich_text": [{"type": "text", "text": {"content": "Storyboard"}}]},
+                },
+                {
+                    "type": "code",
+                    "code": {
+                        "language": "yaml",
+                        "rich_text": [{"type": "text", "text": {"content": broken}}],
+                    },
+                },
+            ]
+        },
+    )
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    await kit.flush()
+    shown = await kit.page(page)
+    assert shown["Status"] == "Error"
+    assert "scenes[0].frame.environment" in shown["Error Log"]
+    assert "shallows" in shown["Error Log"]
