@@ -5,6 +5,7 @@ requests in flight."""
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 import threading
@@ -13,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sandbox.app import Provider
+from sandbox.app import USAGE_HEADER, Provider
 from sandbox.http import Request, Response, json_response
 from sandbox.media import ambience, ffmpeg, speech
 
@@ -104,14 +105,14 @@ def register(app: Sandbox) -> None:
         return slots.run(run)
 
     def tts(request: Request) -> Response:
-        text, voice_id, speed, fmt = _tts_request(request)
+        text, voice_id, speed, fmt, model = _tts_request(request)
         time.sleep(app.config.scaled(app.config.tts_seconds))
         spoken = speech.pad(synthesizer.speak(text, voice_id, speed), _LEAD_SILENCE, _TAIL_SILENCE)
         audio = ffmpeg.encode_pcm(spoken.samples, spoken.rate, fmt)
-        return Response(200, audio, {**_audio_headers(fmt), "character-cost": str(len(text))})
+        return Response(200, audio, {**_audio_headers(fmt), **_tts_cost(text, model)})
 
     def tts_with_timestamps(request: Request) -> Response:
-        text, voice_id, speed, fmt = _tts_request(request)
+        text, voice_id, speed, fmt, model = _tts_request(request)
         time.sleep(app.config.scaled(app.config.tts_seconds))
         spoken = speech.pad(synthesizer.speak(text, voice_id, speed), _LEAD_SILENCE, _TAIL_SILENCE)
         audio = ffmpeg.encode_pcm(spoken.samples, spoken.rate, fmt)
@@ -121,7 +122,7 @@ def register(app: Sandbox) -> None:
             "alignment": alignment,
             "normalized_alignment": alignment,
         }
-        headers = {"request-id": uuid.uuid4().hex, "character-cost": str(len(text))}
+        headers = {"request-id": uuid.uuid4().hex, **_tts_cost(text, model)}
         return json_response(200, body, headers)
 
     def sound_generation(request: Request) -> Response:
@@ -129,7 +130,10 @@ def register(app: Sandbox) -> None:
         time.sleep(app.config.scaled(app.config.sfx_seconds))
         audio = ambience.render(prompt, seconds or ambience.DEFAULT_SECONDS, fmt, loop, influence)
         credits = round(_SFX_CREDITS_PER_SECOND * seconds) if seconds else 200
-        return Response(200, audio, {**_audio_headers(fmt), "character-cost": str(credits)})
+        usage = json.dumps({"credits": credits, "seconds": seconds})
+        return Response(
+            200, audio, {**_audio_headers(fmt), "character-cost": str(credits), USAGE_HEADER: usage}
+        )
 
     app.add_provider(Provider("elevenlabs", "/elevenlabs", error=error_response, gate=gate))
     base = "/elevenlabs/v1"
@@ -144,6 +148,13 @@ def register(app: Sandbox) -> None:
     app.route(
         "POST", base + "/sound-generation", answer(sound_generation), provider="elevenlabs", billable=True
     )
+
+
+def _tts_cost(text: str, model: str) -> dict[str, str]:
+    """character-cost as the API reports it, and the credits for the call log (flash/turbo: half)."""
+    credits = len(text) * (0.5 if "flash" in model or "turbo" in model else 1.0)
+    usage = {"characters": len(text), "credits": credits, "model": model}
+    return {"character-cost": str(len(text)), USAGE_HEADER: json.dumps(usage)}
 
 
 def _audio_headers(fmt: str) -> dict[str, str]:
@@ -169,7 +180,7 @@ def _output_format(request: Request) -> str:
     return fmt
 
 
-def _tts_request(request: Request) -> tuple[str, str, float, str]:
+def _tts_request(request: Request) -> tuple[str, str, float, str, str]:
     voice_id = request.params["voice_id"]
     if not _VOICE_ID.match(voice_id):
         raise ElevenLabsError(400, "voice_not_found", f"A voice with the voice_id {voice_id} was not found.")
@@ -189,7 +200,7 @@ def _tts_request(request: Request) -> tuple[str, str, float, str]:
     speed = settings.get("speed", 1.0) if isinstance(settings, dict) else 1.0
     if not isinstance(speed, (int, float)) or not 0.7 <= speed <= 1.2:
         raise ElevenLabsError(422, "validation_error", "voice_settings.speed must be within 0.7..1.2")
-    return text, voice_id, float(speed), _output_format(request)
+    return text, voice_id, float(speed), _output_format(request), model
 
 
 def _sfx_request(request: Request) -> tuple[str, float | None, float, bool, str]:

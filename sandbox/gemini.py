@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from sandbox.app import Provider
+from sandbox.app import USAGE_HEADER, Provider
 from sandbox.http import Request, Response, json_response
 from sandbox.media import image, schema_fill
 
@@ -147,7 +147,16 @@ def _candidate(
     candidate: dict[str, Any] = {"finishReason": finish, "index": 0}
     if parts is not None:
         candidate = {"content": {"role": "model", "parts": parts}, **candidate}
-    return json_response(200, _envelope(model, prompt, out_tokens, {"candidates": [candidate]}))
+    answer = _envelope(model, prompt, out_tokens, {"candidates": [candidate]})
+    usage = answer["usageMetadata"]
+    images = sum(1 for p in parts or [] if "inlineData" in p)
+    billed = {
+        "model": model,
+        "prompt_tokens": usage["promptTokenCount"],
+        "output_tokens": usage.get("candidatesTokenCount", 0),
+        "images": images,
+    }
+    return json_response(200, answer, {USAGE_HEADER: json.dumps(billed)})
 
 
 def _envelope(model: str, prompt: str, out_tokens: int | None, answer: dict[str, Any]) -> dict[str, Any]:

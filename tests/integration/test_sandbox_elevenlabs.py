@@ -230,3 +230,5 @@ def test_calls_are_logged_with_the_trace(sandbox: SandboxProcess) -> None:
         ("generate_audio", "narration_s01", 200),
     ]
     assert all(c["identity"] for c in calls)
+    assert calls[0]["usage"]["credits"] == 40
+    assert calls[1]["usage"] == {**calls[1]["usage"], "characters": len(SHORT), "credits": len(SHORT)}

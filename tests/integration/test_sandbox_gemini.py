@@ -244,6 +244,7 @@ def test_calls_are_logged_as_billable_with_the_trace(sandbox: SandboxProcess) ->
     assert (call["client"], call["item"], call["status"]) == ("generate_asset", "asset_heron", 200)
     assert call["identity"]
     assert call["finished"] >= call["started"]
+    assert call["usage"] == {**call["usage"], "model": IMAGE_MODEL, "images": 1, "output_tokens": 1290}
 
 
 def test_cheap_media_mode_draws_tiny_pictures(fresh_sandbox: SandboxProcess) -> None:

@@ -192,6 +192,7 @@ def test_a_task_goes_submitted_processing_succeed_with_a_real_push_in_clip(
     assert [(c["identity"], c["client"], c["item"], c["status"]) for c in calls] == [
         ("clip_s01-a1", "generate_video", "clip_s01", 200)
     ]
+    assert calls[0]["usage"]["units"] == 1.0
 
 
 def test_external_task_id_reuse_is_refused_not_a_second_task(fresh_sandbox: SandboxProcess) -> None:
