@@ -146,7 +146,8 @@ class NotionApi:
             if not idempotent:
                 raise AmbiguousWrite(f"{what}: Notion answered {status} {code}", status, code) from exc
             return backoff_seconds(attempt, 0.5, self.max_wait_s)
-        if status == 404:
+        if status == 404 or (status == 400 and "archived" in str(exc)):
+            # 404: deleted or unshared; 400 "Can't edit block that is archived": in the trash.
             raise NotionNotFound(f"{what}: {exc}", status, code) from exc
         raise NotionRejected(f"{what}: {status} {code}: {exc}", status, code) from exc
 

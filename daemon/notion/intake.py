@@ -244,11 +244,12 @@ class Intake:
 
     async def _refuse(self, page_id: str, status: str, reason: str, now: datetime) -> None:
         task = await self._task_of(page_id)
+        # Read before the write transaction: on SQLite a second connection inside it would wait on it.
+        restore = await self._shown(task.id, task.state) if task is not None else None
         async with self.engine.begin() as conn:
             key = f"{page_id}:refused:{status}:{now.isoformat(timespec='seconds')}"
             await add_comment(conn, page_id, key, f"Status {status} was not applied: {reason}.", now)
-            if task is not None:
-                restore = await self._shown(task.id, task.state)
+            if restore is not None:
                 await set_property(conn, page_id, STATUS, {"status": restore.value}, now)
 
     async def _page_error(self, page_id: str, problem: str, now: datetime) -> None:

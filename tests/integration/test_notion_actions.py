@@ -1,0 +1,206 @@
+"""Operator actions through Notion: gates, new passes, cancel, pause, trash, refusals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import fake_scripts
+from tests.support.notion_kit import NotionKit
+from tests.support.sandbox_proc import SandboxProcess
+
+
+@pytest.fixture
+async def kit(sandbox: SandboxProcess, db_url: str, tmp_path: Path) -> AsyncIterator[NotionKit]:
+    k = NotionKit(sandbox, db_url, tmp_path)
+    yield k
+    await k.close()
+
+
+async def _state(kit: NotionKit, page: str) -> str | None:
+    task = await kit.task(page)
+    return None if task is None else str(task.state)
+
+
+async def _gate_waiting(kit: NotionKit, page: str, gate: str) -> bool:
+    task = await kit.task(page)
+    return task is not None and (await kit.items(task.id))[gate].state == "ready"
+
+
+async def test_review_gates_wait_for_the_operator_and_say_so(kit: NotionKit) -> None:
+    await kit.start(gates={"storyboard": True, "assets": False, "final": True})
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+
+    async def at_storyboard() -> bool:
+        return await _gate_waiting(kit, page, "storyboard_gate")
+
+    await kit.work(at_storyboard)
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Storyboard Review"
+    assert any("set Status to Storyboard Approved" in c for c in await kit.comments(page))
+    # Approving the wrong gate is refused with a comment, and the status is put back.
+    await kit.set(page, Status="Approved")
+    await kit.poll()
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Storyboard Review"
+    assert any(
+        "Status Approved was not applied: there is nothing to approve for Final Review" in c
+        for c in await kit.comments(page)
+    )
+    await kit.set(page, Status="Storyboard Approved")
+    await kit.poll()
+
+    async def at_final() -> bool:
+        return await _gate_waiting(kit, page, "final_gate")
+
+    await kit.work(at_final)
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Final Review"
+    await kit.set(page, Status="Approved")
+    await kit.poll()
+    await kit.flush()
+    assert await _state(kit, page) == "done"
+    assert (await kit.page(page))["Status"] == "Ready"
+    comments = await kit.comments(page)
+    assert sum("ready for review in the Storyboard block" in c for c in comments) == 1
+    assert sum("The video is assembled" in c for c in comments) == 1
+
+
+async def test_queued_on_an_error_page_starts_a_new_pass_that_reuses_finished_items(kit: NotionKit) -> None:
+    await kit.start()
+    assert kit.scripts
+    fake_scripts.set_behaviour(kit.scripts, {"clip_s02": ["1", "ok"]})
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+
+    async def stopped() -> bool:
+        task = await kit.task(page)
+        return (
+            task is not None
+            and task.state == "error"
+            and not any(i.state == "running" for i in (await kit.items(task.id)).values())
+        )
+
+    await kit.work(stopped)
+    await kit.flush()
+    shown = await kit.page(page)
+    assert shown["Status"] == "Error"
+    assert "clip_s02: clip_s02: content blocked; reword the prompt" in shown["Error Log"]
+    assert "set Status to Queued" in shown["Error Log"]
+    first_runs = {r["item"] for r in fake_scripts.runs(kit.scripts) if r["outcome"] == "ok"}
+
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+
+    async def done() -> bool:
+        return await _state(kit, page) == "done"
+
+    await kit.work(done)
+    second = [r["item"] for r in fake_scripts.runs(kit.scripts) if r["outcome"] == "started"][
+        len(first_runs) + 1 :
+    ]
+    assert "clip_s02" in second
+    assert not set(second) & first_runs  # nothing finished is made (or paid for) again
+    assert (await kit.task(page)).pass_no == 2
+
+
+async def test_cancelled_kills_running_scripts_and_starts_nothing_more(kit: NotionKit) -> None:
+    await kit.start()
+    assert kit.scripts
+    fake_scripts.set_behaviour(kit.scripts, {"generate_video.py": ["hang"]})
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+
+    async def clips_running() -> bool:
+        return len([r for r in fake_scripts.runs(kit.scripts) if r["item"].startswith("clip_")]) >= 2
+
+    await kit.work(clips_running)
+    await kit.set(page, Status="Cancelled")
+    await kit.poll()
+    hung = [int(r["pid"]) for r in fake_scripts.runs(kit.scripts) if r["item"].startswith("clip_")]
+
+    async def killed() -> bool:
+        return not any(Path(f"/proc/{pid}").exists() for pid in hung)
+
+    await kit.work(killed, timeout=15)
+    task = await kit.task(page)
+    assert task.state == "cancelled"
+    assert {i.state for i in (await kit.items(task.id)).values()} <= {"succeeded", "cancelled"}
+    started_after = [r for r in fake_scripts.runs(kit.scripts) if r["item"] == "assembly"]
+    assert started_after == []
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Cancelled"
+
+
+async def test_paused_lets_running_items_finish_and_starts_nothing_new(kit: NotionKit) -> None:
+    await kit.start()
+    assert kit.scripts
+    fake_scripts.set_behaviour(kit.scripts, {"generate_video.py": ["sleep:3"]})
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+
+    async def clip_running() -> bool:
+        return any(r["item"].startswith("clip_") for r in fake_scripts.runs(kit.scripts))
+
+    await kit.work(clip_running)
+    await kit.set(page, Status="Paused")
+    await kit.poll()
+
+    async def settled() -> bool:
+        task = await kit.task(page)
+        return not any(i.state == "running" for i in (await kit.items(task.id)).values())
+
+    await kit.work(settled)
+    task = await kit.task(page)
+    items = await kit.items(task.id)
+    assert task.state == "paused"
+    assert any(i.state == "succeeded" for k, i in items.items() if k.startswith("clip_"))
+    assert items["assembly"].state in ("blocked", "ready")
+    assert not [r for r in fake_scripts.runs(kit.scripts) if r["item"] == "assembly"]
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Paused"
+    # Queued again resumes it.
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+
+    async def done() -> bool:
+        return await _state(kit, page) == "done"
+
+    await kit.work(done)
+
+
+async def test_a_trashed_page_pauses_its_task(kit: NotionKit) -> None:
+    await kit.start()
+    assert kit.scripts and kit.operator
+    fake_scripts.set_behaviour(kit.scripts, {"generate_video.py": ["sleep:5"]})
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    await kit.operator.call("PATCH", f"pages/{page}", body={"in_trash": True})
+
+    async def paused() -> bool:
+        await kit.flush()
+        return await _state(kit, page) == "paused"
+
+    await kit.work(paused, timeout=30)
+    assert "trashed or unshared" in (await kit.task(page)).error
+
+
+async def test_two_edits_in_the_same_minute_are_both_seen(kit: NotionKit) -> None:
+    await kit.start()
+    assert kit.scripts
+    fake_scripts.set_behaviour(kit.scripts, {"*": ["hang"]})
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    assert await _state(kit, page) == "active"
+    await kit.set(page, Status="Cancelled")  # same minute: last_edited_time does not move
+    await kit.poll()
+    assert await _state(kit, page) == "cancelled"
