@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from daemon.app import App
 from daemon.claim import ensure_slots
-from daemon.db.models import Item, Task
+from daemon.db.models import Comment, Item, Outbox, Task
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name, plain_text
 from daemon.notion.sync import sync_tasks
@@ -165,6 +165,13 @@ class NotionKit:
         assert self.operator
         listing = await self.operator.call("GET", f"blocks/{page_id}/children", query={"page_size": 100})
         return list(listing["results"])
+
+    async def db_time_travel_comments(self) -> None:
+        """Makes deferred comments due now (their backoff is real time otherwise)."""
+        assert self.app
+        async with self.app.engine.begin() as conn:
+            await conn.execute(update(Comment).values(next_attempt_at=now()))
+            await conn.execute(update(Outbox).values(next_attempt_at=now()))
 
     # DB ----------------------------------------------------------------------------------------------
     async def task(self, page_id: str) -> Any:
