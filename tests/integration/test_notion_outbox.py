@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import select
 
 from daemon.db.models import Comment
-
 from tests.support import fake_scripts
 from tests.support.notion_kit import NotionKit
 from tests.support.sandbox_proc import SandboxProcess
