@@ -1,0 +1,67 @@
+"""`python -m daemon demo` as a newcomer runs it: a finished MP4, a Ready page, audible speech in
+every scene's narration window with the sound bed between words, and a resumed second run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import select
+
+from daemon.db.engine import make_engine
+from daemon.db.models import Attempt, Item
+from tests.support.media import decode_audio, rms_dbfs, video_info
+
+
+def _demo(workspace: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_KEY", "_TOKEN", "_URL"))}
+    env["WORKSPACE_DIR"] = str(workspace)
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", "demo"], capture_output=True, text=True, env=env, timeout=400
+    )
+
+
+def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(tmp_path: Path) -> None:
+    done = _demo(tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    video = Path(lines[-1])
+    assert video.suffix == ".mp4"
+    assert video.is_file()
+    assert "review gates are approved automatically in demo mode" in done.stdout
+    assert any(line.startswith("Notion page: Status Ready") and "$" in line for line in lines)
+    assert any("Generating Video" in line and "video clips" in line for line in lines)
+
+    info = video_info(video)
+    assert (info.width, info.height, info.video_codec, info.audio_codec) == (1920, 1080, "h264", "aac")
+    timeline = asyncio.run(_timeline(tmp_path / "demo" / "workspace" / "daemon.db"))
+    assert len(timeline) == 4
+    audio = decode_audio(video)
+    silence = -60.0
+    for scene in timeline:
+        speech = rms_dbfs(audio, scene["start_s"] + 0.2, scene["narration_end_s"] - 0.1)
+        assert speech > -30, scene
+        bed = rms_dbfs(audio, scene["narration_end_s"] + 0.05, scene["end_s"] - 0.02)
+        assert silence < bed < speech - 6, (scene, bed, speech)  # the SFX bed, under the voice
+
+    again = _demo(tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.strip().splitlines()[-1] == str(video)  # the same project, not a new one
+
+
+async def _timeline(db: Path) -> list[dict[str, float]]:
+    engine = make_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        async with engine.connect() as conn:
+            usage = await conn.scalar(
+                select(Attempt.usage)
+                .join(Item, Item.id == Attempt.item_id)
+                .where(Item.kind == "assembly", Attempt.outcome == "succeeded")
+            )
+    finally:
+        await engine.dispose()
+    assert usage is not None
+    return list(usage["timeline"])
