@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -45,7 +44,7 @@ class NotionJobs:
         self.outbox_s = outbox_s
         self.lease_ttl_s = lease_ttl_s
         self.token: str | None = None
-        self.last_sync: datetime | None = None
+        self.watched: set[int] | None = None  # None: the first sync after taking the lead covers all
         self.active = 0  # jobs running now; shutdown waits for them instead of cancelling them
         self.log = get_logger(daemon=owner, job="notion")
 
@@ -96,6 +95,7 @@ class NotionJobs:
         self.token = await leader.acquire(self.engine, LEASE, self.owner, self.clock.now(), self.lease_ttl_s)
         if self.token and not was:
             self.log.info("leadership_taken")
+            self.watched = None
             await self.poll()
         elif was and not self.token:
             self.log.warning("leadership_lost")
@@ -109,6 +109,5 @@ class NotionJobs:
         if not self.token:
             return
         now = self.clock.now()
-        await sync_tasks(self.engine, self.workspace, now, self.last_sync)
-        self.last_sync = now
+        self.watched = await sync_tasks(self.engine, self.workspace, now, self.watched)
         await self.writer.flush(now)

@@ -25,19 +25,23 @@ _REVIEW_COMMENTS = {
 }
 
 
-async def sync_tasks(engine: AsyncEngine, workspace: Path, now: datetime, since: datetime | None) -> int:
-    """Queues the writes of every task at work or changed since `since`; returns the tasks seen."""
+async def sync_tasks(
+    engine: AsyncEngine, workspace: Path, now: datetime, watched: set[int] | None
+) -> set[int]:
+    """Queues the writes of every task at work, or watched (at work last time: it may have just
+    finished); with `watched` None, of every task. Returns the tasks to watch next time."""
     async with engine.begin() as conn:
         query = select(Task).where(Task.notion_page_id.is_not(None))
-        if since is not None:
-            query = query.where(or_(Task.state.in_(("active", "paused")), Task.updated_at >= since))
+        if watched is not None:
+            query = query.where(or_(Task.state.in_(("active", "paused")), Task.id.in_(watched)))
         tasks = (await conn.execute(query)).all()
-        if not tasks:
-            return 0
-        views = await _item_views(conn, [t.id for t in tasks])
-        for task in tasks:
-            await _sync_one(conn, task, views.get(task.id, []), workspace, now)
-    return len(tasks)
+        if tasks:
+            views = await _item_views(conn, [t.id for t in tasks])
+            for task in tasks:
+                await _sync_one(conn, task, views.get(task.id, []), workspace, now)
+    # A task's last change (done, error, cancelled) commits after a sync saw it at work: watch it once
+    # more, so its final state is always written.
+    return {t.id for t in tasks if t.state in ("active", "paused")}
 
 
 async def _item_views(
