@@ -25,7 +25,10 @@ class TokenBuckets:
     def take(self, key: str) -> float | None:
         """None when the request may go ahead, else the seconds to wait (a whole number, >= 1)."""
         rate, burst = self._settings()
-        capacity = float(max(1, burst))
+        # The bucket holds at least one second's worth: a configured average of N requests/s
+        # must allow N requests within any one second (a fast rate with the default burst of 10
+        # would otherwise refuse a client that simply runs quicker than 1 ms per request).
+        capacity = float(max(1, burst, math.floor(rate)))
         with self._lock:
             now = self._clock()
             tokens, last = self._buckets.get(key, (capacity, now))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections import Counter
@@ -16,6 +17,8 @@ from sandbox.notion.ratelimit import TokenBuckets
 
 if TYPE_CHECKING:
     from sandbox.app import Sandbox
+
+LOG = logging.getLogger("sandbox.notion")
 
 PAGE = "notion_page"
 BLOCK = "notion_block"
@@ -145,6 +148,9 @@ class Notion:
                     result = handler(self, call)
             except NotionError as exc:
                 return error_response(exc.status, exc.code, exc.message, exc.retry_after)
+            except Exception:  # a sandbox bug: answer like Notion would, and leave a trace
+                LOG.exception("notion %s failed", name)
+                return error_response(500, "internal_server_error", None, None)
             result["request_id"] = str(uuid.uuid4())
             return json_response(200, result)
 
