@@ -26,7 +26,7 @@ from PIL import Image
 from sandbox import jwt
 from sandbox.app import IDENTITY_HEADER, USAGE_HEADER, Provider
 from sandbox.http import Request, Response, json_response
-from sandbox.media import clip, media_path, media_url
+from sandbox.media import clip, ffmpeg, media_path, media_url
 from sandbox.media.renders import RenderPool
 
 if TYPE_CHECKING:
@@ -190,8 +190,10 @@ class Tasks:
         output = self._video_path(task)
         width, height, fps = _frame_format(task["mode"], task["cheap"])
 
-        def job() -> None:
-            clip.render(self.inputs / task["input"], output, int(task["duration"]), width, height, fps)
+        def job(children: ffmpeg.Children) -> None:
+            clip.render(
+                self.inputs / task["input"], output, int(task["duration"]), width, height, fps, children
+            )
             self._update(task["task_id"], rendered_at=int(time.time() * 1000))
 
         def failed(exc: Exception) -> None:

@@ -11,7 +11,15 @@ PUSH_IN = 0.12  # the zoom reached at the last frame: slow enough to read as a c
 _OVERSAMPLE = 2
 
 
-def render(image: Path, output: Path, seconds: int, width: int, height: int, fps: int) -> None:
+def render(
+    image: Path,
+    output: Path,
+    seconds: int,
+    width: int,
+    height: int,
+    fps: int,
+    children: ffmpeg.Children | None = None,
+) -> None:
     """Writes `output` atomically: `seconds` of a push-in on `image` at `width`x`height`, `fps`."""
     frames = seconds * fps
     big_w, big_h = width * _OVERSAMPLE, height * _OVERSAMPLE
@@ -31,6 +39,7 @@ def render(image: Path, output: Path, seconds: int, width: int, height: int, fps
             "-vf", graph, "-frames:v", str(frames),
             "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
             "-movflags", "+faststart", "-f", "mp4", str(partial),
-        ]
+        ],
+        children=children,
     )  # fmt: skip
     partial.replace(output)

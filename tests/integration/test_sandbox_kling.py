@@ -279,3 +279,18 @@ def test_a_restarted_sandbox_answers_for_old_tasks_and_renders_missing_clips(
     fresh_sandbox.start(int(url.split(":")[2].split("/")[0]))
     assert _query(fresh_sandbox, "clip_s03-a1")["task_status"] == "succeed"
     assert video_info(_download(url, tmp_path / "remade.mp4")).frames == 40  # 5 s at cheap 8 fps
+
+
+def test_stopping_mid_render_is_quick_and_the_restarted_sandbox_finishes_the_clip(
+    fresh_sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    fresh_sandbox.configure(kling_seconds=30)
+    task_id = _create(fresh_sandbox, mode="pro", duration="10").json()["data"]["task_id"]
+    started = time.monotonic()
+    fresh_sandbox.stop()
+    assert time.monotonic() - started < 3  # renders are not waited for: a restart makes them again
+    fresh_sandbox.start(int(fresh_sandbox.url.rsplit(":", 1)[1]))
+    assert _query(fresh_sandbox, task_id)["task_status"] == "processing"
+    done = _wait(fresh_sandbox, task_id, "succeed", timeout=60)
+    info = video_info(_download(done["task_result"]["videos"][0]["url"], tmp_path / "after.mp4"))
+    assert (info.width, info.height, info.frames) == (1920, 1080, 240)
