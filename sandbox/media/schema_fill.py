@@ -268,9 +268,20 @@ def _type_of(schema: Json) -> str:
 
 
 # Words --------------------------------------------------------------------------------------------
+_LABELLED = re.compile(r"^[ \t]*[A-Z][\w ]{0,30}:[ \t]*(\S.*)$", re.MULTILINE)
+
+
 def _content_words(prompt: str) -> list[str]:
+    """The prompt's meaningful words; from its "Label: value" lines when it has some, since a
+    templated prompt carries its subject there and its instructions elsewhere."""
+    labelled = " ".join(_LABELLED.findall(prompt))
+    words = _words(labelled)
+    return words if len(words) >= 4 else _words(prompt)
+
+
+def _words(text: str) -> list[str]:
     # A word right before a colon is a label ("Topic: ..."), not content.
-    found = re.findall(r"([A-Za-z][A-Za-z'-]{2,})(:?)", prompt)
+    found = re.findall(r"([A-Za-z][A-Za-z'-]{2,})(:?)", text)
     return [w for w, colon in found if not colon and w.lower() not in _STOP]
 
 
@@ -304,10 +315,10 @@ def _phrase(rng: random.Random, words: list[str], low: int, high: int) -> str:
     target = rng.randint(low, high)
     out: list[str] = []
     while len(out) < target:
-        if out:
+        if out and target - len(out) >= 2:  # a connector only with a word after it
             out.append(rng.choice(_CONNECTORS))
         out.extend(w.lower() for w in _pick_run(rng, words, min(target - len(out), rng.randint(2, 4))))
-    text = " ".join(out[:target])
+    text = " ".join(out)
     return text[:1].upper() + text[1:] + "."
 
 
