@@ -34,6 +34,17 @@ class Success:
     usage: dict[str, Any]
 
 
+async def lock_task(conn: AsyncConnection, task_id: int) -> None:
+    """Serialises the transactions that change a task's items (completions, cancels, approvals).
+
+    Under READ COMMITTED two clips finishing at once would each see the other still running and
+    leave the assembly blocked for ever; taking the task row first makes the second wait, and its
+    next statement sees the first one's commit. Every such transaction locks the task before items.
+    On SQLite, BEGIN IMMEDIATE already serialises writers.
+    """
+    await conn.execute(select(Task.id).where(Task.id == task_id).with_for_update())
+
+
 async def complete(
     engine: AsyncEngine,
     c: Claimed,
@@ -46,6 +57,7 @@ async def complete(
     auto_approve: bool = False,
 ) -> Outcome:
     async with engine.begin() as conn:
+        await lock_task(conn, c.task_id)
         done = await conn.execute(
             update(Item)
             .where(Item.id == c.item_id, Item.lease_token == c.lease_token, Item.state == "running")
@@ -210,6 +222,7 @@ async def _finish_task_if_done(conn: AsyncConnection, task_id: int, now: datetim
 async def approve_gate(engine: AsyncEngine, task_id: int, gate_kind: str, now: datetime) -> bool:
     """The operator approved a gate; returns False when that gate is not waiting."""
     async with engine.begin() as conn:
+        await lock_task(conn, task_id)
         done = await conn.execute(
             update(Item)
             .where(and_(Item.task_id == task_id, Item.kind == gate_kind, Item.state == "ready"))

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.channels import Channel
 from daemon.commands import final_path
-from daemon.complete import refresh_ready
+from daemon.complete import lock_task, refresh_ready
 from daemon.db.engine import returned_id
 from daemon.db.models import Item, Task
 from daemon.errors import PlanError
@@ -204,6 +204,7 @@ async def cancel_task(engine: AsyncEngine, task_id: int, now: datetime) -> int:
     """Stops a task: running items lose their lease (their daemons kill the scripts at the next
     heartbeat, and no completion is accepted), nothing else starts. Returns the items cancelled."""
     async with engine.begin() as conn:
+        await lock_task(conn, task_id)
         tokens = [
             r[0]
             for r in await conn.execute(

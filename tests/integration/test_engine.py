@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -302,3 +303,40 @@ def max_overlap(spans: list[tuple[float, float]]) -> int:
         level += step
         peak = max(peak, level)
     return peak
+
+
+async def test_last_two_dependencies_finishing_together_still_unblock_their_dependant(kit: Kit) -> None:
+    """Regression: under READ COMMITTED each completion saw the other still running, and the
+    assembly stayed blocked for ever. Completions now take the task row first."""
+    for round_no in range(8):
+        task_id = await kit.submit(storyboard(scenes=1), slug=f"race{round_no}")
+        async with kit.engine.begin() as conn:
+            await conn.execute(
+                update(Item)
+                .where(
+                    Item.task_id == task_id,
+                    Item.key.not_in(("narration_s01", "sfx_s01", "assembly", "final_gate")),
+                )
+                .values(state="succeeded", output_path="x")
+            )
+        first = await claim(kit.engine, "elevenlabs", "d", now(), 30, EXTENSIONS)
+        second = await claim(kit.engine, "elevenlabs", "d", now(), 30, EXTENSIONS)
+        assert first is not None
+        assert second is not None
+        for c in (first, second):
+            (kit.workspace / c.attempt_output).parent.mkdir(parents=True, exist_ok=True)
+            (kit.workspace / c.attempt_output).write_bytes(b"audio")
+        await asyncio.gather(
+            *(
+                complete(
+                    kit.engine,
+                    c,
+                    Success(c.attempt_output, 1, {}),
+                    workspace=kit.workspace,
+                    now=now(),
+                    final_path=final_path(c.kind, c.key, "nature", f"race{round_no}"),
+                )
+                for c in (first, second)
+            )
+        )
+        assert (await kit.items(task_id))["assembly"].state == "ready", f"round {round_no}"
