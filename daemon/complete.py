@@ -142,6 +142,7 @@ async def fail(
 ) -> bool:
     """The item failed for good: the task stops with the reason; running siblings finish."""
     async with engine.begin() as conn:
+        await lock_task(conn, c.task_id)
         done = await conn.execute(
             update(Item)
             .where(Item.id == c.item_id, Item.lease_token == c.lease_token, Item.state == "running")
