@@ -146,7 +146,7 @@ def render_node(n: Notion, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "object": "block",
         "id": doc["id"],
-        "parent": _block_parent(n, doc),
+        "parent": _block_parent(doc),
         "created_time": minute_iso(doc["created_at"]),
         "last_edited_time": minute_iso(doc["edited_at"]),
         "created_by": user_ref(doc["created_by"]),
@@ -159,7 +159,7 @@ def render_node(n: Notion, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _block_parent(n: Notion, doc: dict[str, Any]) -> dict[str, Any]:
+def _block_parent(doc: dict[str, Any]) -> dict[str, Any]:
     parent = dict(doc["parent"])
     if parent.get("type") == "data_source_id":
         # Seen as a block, a data source's page hangs under its database.

@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sandbox.notion.errors import NotionError, body_validation, validation
+from sandbox.notion.errors import body_validation, validation
 
 MAX_TEXT = 2000  # characters per rich text item's content
 MAX_ARRAY = 100  # items per rich text array, blocks per append
@@ -145,14 +145,3 @@ def page_url(object_id: str, title: str = "") -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-")
     hexid = object_id.replace("-", "")
     return f"https://app.notion.com/p/{slug + '-' if slug else ''}{hexid}"
-
-
-def require_object(body: object, where: str = "body") -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise body_validation(where, "should be an object", body)
-    return body
-
-
-def ensure(condition: bool, error: NotionError) -> None:
-    if not condition:
-        raise error

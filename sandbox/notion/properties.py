@@ -265,8 +265,6 @@ def _unwrap(name: str, kind: str, raw: object) -> object:
         return raw
     if isinstance(raw, dict) and kind in raw:
         return raw[kind]
-    if kind == "title" and isinstance(raw, dict) and "rich_text" in raw:
-        raise validation(f"{name} is expected to be title.")
     raise validation(f"{name} is expected to be {kind}.")
 
 
@@ -407,8 +405,3 @@ def _current_option(definition: dict[str, Any], value: dict[str, Any] | None) ->
 
 def title_text(page: dict[str, Any]) -> str:
     return plain_text(page.get("values", {}).get(TITLE_ID))
-
-
-def option_id(definition: dict[str, Any], name: str) -> str | None:
-    kind = definition["type"]
-    return next((o["id"] for o in definition[kind]["options"] if o["name"] == name), None)
