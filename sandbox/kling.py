@@ -5,6 +5,8 @@ once the latency has passed AND its clip is rendered (the render starts at creat
 thread, so it overlaps the wait). Tasks live in the store (kind "kling_task"): a restarted sandbox
 still answers for them, and renders again any clip whose file is missing.
 
+A task with a `callback_url` is POSTed to on each status change (`sandbox/kling_callbacks.py`).
+
 Prompt triggers: `[sandbox:fail]` ends the task `failed`; `[sandbox:unsafe]` is refused at once
 (400 1301, content safety).
 """
@@ -26,6 +28,7 @@ from PIL import Image
 from sandbox import jwt
 from sandbox.app import IDENTITY_HEADER, USAGE_HEADER, Provider
 from sandbox.http import Request, Response, json_response
+from sandbox.kling_callbacks import Notifier
 from sandbox.media import clip, ffmpeg, media_path, media_url
 from sandbox.media.renders import RenderPool
 
@@ -153,6 +156,9 @@ class Tasks:
         self.app = app
         self.renders = renders
         self.inputs = app.state_dir / "kling_inputs"
+        self.notifier = Notifier(
+            app.credentials["kling_secret_key"], self._awaiting_callback, self.view, self._delivered
+        )
 
     # Creation -------------------------------------------------------------------------------------
     def create(self, body: Any) -> dict[str, Any]:
@@ -184,6 +190,8 @@ class Tasks:
             self.app.store.put(KIND, task_id, task)
         if not task["fail"]:
             self._render(task)
+        if task["callback_url"]:
+            self.notifier.wake()
         return task
 
     def _render(self, task: dict[str, Any]) -> None:
@@ -207,6 +215,20 @@ class Tasks:
         for task in sorted(self.all(), key=lambda t: t["created_at"]):
             if not task["fail"] and not task["render_error"] and not self._video_path(task).is_file():
                 self._render(task)
+        if self._awaiting_callback():
+            self.notifier.wake()
+
+    def _awaiting_callback(self) -> list[dict[str, Any]]:
+        """Tasks with a callback_url whose final status has not been delivered yet."""
+        with self.app.store.lock:
+            waiting = [
+                t for t in self.app.store.iter_raw(KIND)
+                if t.get("callback_url") and t.get("notified") not in ("succeed", "failed")
+            ]  # fmt: skip
+            return [dict(t) for t in waiting]
+
+    def _delivered(self, task_id: str, status: str) -> None:
+        self._update(task_id, notified=status)
 
     def _update(self, task_id: str, **changes: Any) -> None:
         with self.app.store.lock:
@@ -318,6 +340,9 @@ def _validate(body: Any) -> dict[str, Any]:
     external = body.get("external_task_id")
     if external is not None and not isinstance(external, str):
         raise KlingError(1201, "external_task_id must be a string")
+    callback = body.get("callback_url")
+    if callback and (not isinstance(callback, str) or not callback.startswith(("http://", "https://"))):
+        raise KlingError(1201, "callback_url must be an http(s) URL")
     return {
         "model_name": model,
         "prompt": prompt,
@@ -326,7 +351,7 @@ def _validate(body: Any) -> dict[str, Any]:
         "mode": mode,
         "duration": duration,
         "external_task_id": external or None,
-        "callback_url": body.get("callback_url") or None,
+        "callback_url": callback or None,
     }
 
 

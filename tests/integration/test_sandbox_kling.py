@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import io
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import jwt
@@ -139,6 +143,7 @@ def test_injected_fault_speaks_klings_envelope(sandbox: SandboxProcess) -> None:
         ({"image": "%%% not base64 %%%"}, 400, 1201),
         ({"image": _picture(200, 120)}, 400, 1201),
         ({"image": _picture(1400, 400)}, 400, 1201),
+        ({"callback_url": "ftp://example.invalid/hook"}, 400, 1201),
         ({"prompt": "a heron [sandbox:unsafe]"}, 400, 1301),
     ],
 )
@@ -294,3 +299,45 @@ def test_stopping_mid_render_is_quick_and_the_restarted_sandbox_finishes_the_cli
     done = _wait(fresh_sandbox, task_id, "succeed", timeout=60)
     info = video_info(_download(done["task_result"]["videos"][0]["url"], tmp_path / "after.mp4"))
     assert (info.width, info.height, info.frames) == (1920, 1080, 240)
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def test_status_changes_are_posted_to_the_callback_url_signed(fresh_sandbox: SandboxProcess) -> None:
+    fresh_sandbox.configure(kling_seconds=60, cheap_media=True)
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        callback = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        task_id = _create(fresh_sandbox, callback_url=callback).json()["data"]["task_id"]
+        _wait(fresh_sandbox, task_id, "succeed")
+        deadline = time.monotonic() + 10
+        while not any(b'"succeed"' in body for _, body in _Receiver.received) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.shutdown()
+        server.server_close()
+    _, secret = _keys(fresh_sandbox)
+    statuses = []
+    for headers, body in _Receiver.received:
+        signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+        expected = base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()).decode()
+        assert headers["webhook-signature"] == f"v1,{expected}"
+        data = json.loads(body)
+        assert data["task_id"] == task_id
+        statuses.append(data["task_status"])
+    assert statuses[-1] == "succeed"
+    assert statuses == sorted(set(statuses), key=["submitted", "processing", "succeed"].index)  # each once
+    assert json.loads(_Receiver.received[-1][1])["task_result"]["videos"][0]["url"].endswith(".mp4")
