@@ -12,8 +12,9 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon.budget import Budget, day_of
 from daemon.channels import Channel, load_channels, load_provider_limits
-from daemon.claim import ensure_slots
+from daemon.claim import ClaimPolicy, ensure_slots
 from daemon.clock import SystemClock
 from daemon.costs import PricedCosts, load_pricing_file
 from daemon.db.engine import make_engine
@@ -50,7 +51,8 @@ class App:
         """Reads and validates every configuration file; refuses an unmigrated schema."""
         channels = load_channels(settings.channels_dir)
         limits = load_provider_limits(settings.providers_file).as_dict()
-        costs = PricedCosts(load_pricing_file(settings.pricing_file))
+        pricing = load_pricing_file(settings.pricing_file)
+        costs = PricedCosts(pricing)
         engine = make_engine(settings.sqlalchemy_url, pool_size=4)
         if check:
             try:
@@ -58,7 +60,9 @@ class App:
             except BaseException:
                 await engine.dispose()
                 raise
-        pipeline = Pipeline(engine, channels, settings.workspace_dir, auto_approve=settings.demo_auto_approve)
+        pipeline = Pipeline(
+            engine, channels, settings.workspace_dir, auto_approve=settings.demo_auto_approve, pricing=pricing
+        )
         app = cls(settings, engine, channels, limits, pipeline, costs)
         if check:
             try:
@@ -98,6 +102,17 @@ class App:
     def pid_dir(self) -> Path:
         return self.settings.workspace_dir / "run"
 
+    def policy(self) -> ClaimPolicy:
+        """Channel weights and budgets for the claim, from the channel files."""
+        return ClaimPolicy(
+            weights={c.id: c.weight for c in self.channels.values()},
+            budgets={
+                c.id: Budget(int(c.budgets.per_video_usd * 1_000_000), int(c.budgets.per_day_usd * 1_000_000))
+                for c in self.channels.values()
+            },
+            day_of=day_of(self.settings.budget_timezone),
+        )
+
     def worker(self) -> Worker:
         return Worker(
             self.engine,
@@ -107,6 +122,7 @@ class App:
             SystemClock(),
             self.costs,
             on_storyboard=self.pipeline.on_storyboard,
+            policy=self.policy(),
         )
 
     async def run(self, stop: asyncio.Event) -> None:

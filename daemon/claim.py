@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +16,9 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from daemon.db.models import Attempt, Item, ItemEdge, ProviderSlot, Task
+from daemon.budget import Budget, day_of, lock_channel_day, refusal, reserve
+from daemon.db.models import Attempt, ChannelShare, Item, ItemEdge, ProviderSlot, Task
+from daemon.fairness import advance, effective_pass, floor_pass
 
 # Outcomes after which the provider may still hold a job of that attempt: a new run resumes it.
 UNSETTLED = ("running", "lost", "released", "timeout")
@@ -71,15 +74,38 @@ async def ensure_slots(engine: AsyncEngine, limits: dict[str, int]) -> None:
             )
 
 
+@dataclass
+class ClaimPolicy:
+    """Who goes first and what may be spent: channel weights, budgets, and the budget day."""
+
+    weights: Mapping[str, int] = field(default_factory=dict)
+    budgets: Mapping[str, Budget] = field(default_factory=dict)
+    day_of: Callable[[datetime], str] = field(default_factory=lambda: day_of("UTC"))
+    # Tasks a claim found over budget, with the message; the caller marks them waiting (outside
+    # the claim's transaction, so the claim never takes a task lock while holding an item lock).
+    over_budget: list[tuple[int, str]] = field(default_factory=list)
+
+
+DEFAULT_POLICY = ClaimPolicy()
+CANDIDATES = 4  # ready items looked at per claim before giving up on budget-blocked tasks
+
+
 async def claim(
-    engine: AsyncEngine, provider: str, owner: str, now: datetime, ttl: float, extension_for: dict[str, str]
+    engine: AsyncEngine,
+    provider: str,
+    owner: str,
+    now: datetime,
+    ttl: float,
+    extension_for: dict[str, str],
+    policy: ClaimPolicy = DEFAULT_POLICY,
 ) -> Claimed | None:
-    """Claims one ready item of `provider`, or returns None when no slot or no item is free."""
+    """Claims one ready item of `provider`, or returns None when no slot or no affordable item is free."""
     async with engine.begin() as conn:
         slot = await _free_slot(conn, provider, now)
         if slot is None:
             return None
-        row = await _ready_item(conn, provider, now)
+        floor = await floor_pass(conn, provider, now)
+        row, day = await _affordable_item(conn, provider, now, floor, policy)
         if row is None:
             return None
         token = uuid.uuid4().hex
@@ -102,6 +128,9 @@ async def claim(
                 updated_at=now,
             )
         )
+        if day is not None:
+            await reserve(conn, row.task_id, row.id, number, row.channel_id, day, row.estimate_micros, now)
+        await advance(conn, provider, row.channel_id, floor, policy.weights)
         resume = await _resume_target(conn, row.id, row.provider_job_id)
         slug = await conn.scalar(select(Task.project_slug).where(Task.id == row.task_id))
         assert slug is not None
@@ -140,6 +169,29 @@ async def claim(
         )
 
 
+async def _affordable_item(
+    conn: AsyncConnection, provider: str, now: datetime, floor: float, policy: ClaimPolicy
+) -> tuple[Any, str | None]:
+    """The fairest ready item whose estimated cost fits its budgets, and the budget day it is
+    reserved on (None when its channel has no budget)."""
+    skipped: list[int] = []
+    for _ in range(CANDIDATES):
+        row = await _ready_item(conn, provider, now, floor, skipped)
+        if row is None:
+            return None, None
+        budget = policy.budgets.get(row.channel_id)
+        if budget is None:
+            return row, None
+        day = policy.day_of(now)
+        await lock_channel_day(conn, row.channel_id, day)
+        why = await refusal(conn, row.task_id, row.channel_id, day, row.estimate_micros, row.key, budget)
+        if why is None:
+            return row, day
+        policy.over_budget.append((row.task_id, why))
+        skipped.append(row.task_id)
+    return None, None
+
+
 async def _free_slot(conn: AsyncConnection, provider: str, now: datetime) -> int | None:
     query = (
         select(ProviderSlot.slot_no)
@@ -155,7 +207,11 @@ async def _free_slot(conn: AsyncConnection, provider: str, now: datetime) -> int
     return await conn.scalar(query)
 
 
-async def _ready_item(conn: AsyncConnection, provider: str, now: datetime) -> Any:
+async def _ready_item(
+    conn: AsyncConnection, provider: str, now: datetime, floor: float, skipped: list[int]
+) -> Any:
+    """The next item in fair order: the channel furthest behind its share, then High before
+    Normal before Low, then the oldest task."""
     query = (
         select(
             Item.id,
@@ -167,12 +223,18 @@ async def _ready_item(conn: AsyncConnection, provider: str, now: datetime) -> An
             Item.input_hash,
             Item.attempts,
             Item.provider_job_id,
+            Item.estimate_micros,
         )
         .join(Task, and_(Task.id == Item.task_id, Task.state == "active"))
+        .outerjoin(
+            ChannelShare, and_(ChannelShare.provider == provider, ChannelShare.channel_id == Item.channel_id)
+        )
         .where(Item.provider == provider, Item.state == "ready", Item.next_attempt_at <= now)
-        .order_by(Item.priority, Item.task_id, Item.id)
+        .order_by(effective_pass(conn, floor), Item.priority, Item.task_id, Item.id)
         .limit(1)
     )
+    if skipped:
+        query = query.where(Item.task_id.not_in(skipped))
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(of=Item, skip_locked=True)
     return (await conn.execute(query)).first()

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
+from daemon.budget import close_reservation
 from daemon.claim import Claimed
 from daemon.db.models import Attempt, Item, ItemEdge, Ledger, Task
 from daemon.lease import finish_attempt, free_slot
@@ -148,6 +149,7 @@ async def fail(
             .where(Item.id == c.item_id, Item.lease_token == c.lease_token, Item.state == "running")
             .values(state="failed", error=message, lease_expires_at=None, finished_at=now, updated_at=now)
         )
+        await close_reservation(conn, c.item_id)
         await free_slot(conn, c.lease_token)
         await finish_attempt(
             conn, c.item_id, c.lease_token, now, outcome=outcome, message=message, exit_code=exit_code

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from daemon.budget import close_reservation
 from daemon.db.models import Attempt, Item, ProviderSlot
 
 
@@ -106,6 +107,7 @@ async def _release(
     )
     await free_slot(conn, token)
     await finish_attempt(conn, item_id, token, now, outcome=outcome, message=message, exit_code=exit_code)
+    await close_reservation(conn, item_id)
     return done.rowcount == 1
 
 

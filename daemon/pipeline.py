@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,13 @@ from daemon.channels import Channel
 from daemon.commands import final_path
 from daemon.complete import lock_task, refresh_ready
 from daemon.db.engine import returned_id
-from daemon.db.models import Item, Task
+from daemon.db.models import Item, Ledger, Task
 from daemon.errors import PlanError
 from daemon.lease import free_slot
 from daemon.planning import apply_plan
 from services.errors import ServiceError
-from services.plan import PlanOptions, build_plan
+from services.plan import PlannedItem, PlanOptions, build_plan
+from services.pricing import Pricing, to_micros
 from services.storyboard import Storyboard, parse_storyboard
 
 
@@ -50,6 +51,26 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def estimator(pricing: Pricing | None) -> Callable[[PlannedItem], int]:
+    """What one run of an item is expected to cost, for budget reservations (0 without prices)."""
+
+    def estimate(item: PlannedItem) -> int:
+        if pricing is None:
+            return 0
+        data = item.input
+        params: dict[str, object] = {
+            "asset": {"images": 1},
+            "clip": {"duration": str(data.get("duration", 5)), "mode": data.get("mode", "std")},
+            "narration": {"characters": len(str(data.get("text", "")))},
+            "sfx": {"seconds": data.get("duration", 5)},
+        }.get(item.kind, {})
+        if item.kind == "storyboard" and data.get("given"):
+            return 0
+        return to_micros(pricing.estimate_item_cost(item.kind, params))
+
+    return estimate
+
+
 class Pipeline:
     def __init__(
         self,
@@ -58,11 +79,13 @@ class Pipeline:
         workspace: Path,
         *,
         auto_approve: bool = False,
+        pricing: Pricing | None = None,
     ) -> None:
         self.engine = engine
         self.channels = channels
         self.workspace = workspace
         self.auto_approve = auto_approve
+        self.estimate = estimator(pricing)
 
     def channel(self, channel_id: str) -> Channel:
         channel = self.channels.get(channel_id)
@@ -94,7 +117,7 @@ class Pipeline:
             if storyboard is None:
                 storyboard = await self._generated_storyboard(conn, task_id, request, options)
             planned = build_plan(request, storyboard, options, given=given)
-            await apply_plan(conn, task_id, planned, now, self.workspace)
+            await apply_plan(conn, task_id, planned, now, self.workspace, self.estimate)
             if storyboard is not None and given:
                 await self._store_given(conn, task_id, channel_id, slug, storyboard, now)
             await refresh_ready(conn, task_id, now, auto_approve=self.auto_approve)
@@ -197,7 +220,7 @@ class Pipeline:
         )
         options = plan_options(self.channel(task.channel_id))
         planned = build_plan(task.request or {}, storyboard, options)
-        await apply_plan(conn, task_id, planned, now_row, self.workspace)
+        await apply_plan(conn, task_id, planned, now_row, self.workspace, self.estimate)
 
 
 async def cancel_task(engine: AsyncEngine, task_id: int, now: datetime) -> int:
@@ -214,6 +237,12 @@ async def cancel_task(engine: AsyncEngine, task_id: int, now: datetime) -> int:
         for token in tokens:
             if token:
                 await free_slot(conn, token)
+        running = select(Item.id).where(Item.task_id == task_id, Item.state == "running")
+        await conn.execute(
+            update(Ledger)
+            .where(Ledger.item_id.in_(running), Ledger.entry == "reservation", Ledger.open.is_(True))
+            .values(open=False)
+        )
         done = await conn.execute(
             update(Item)
             .where(Item.task_id == task_id, Item.state.in_(("running", "ready", "blocked")))

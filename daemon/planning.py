@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,12 @@ PRIORITY = {"High": 0, "Normal": 1, "Low": 2}
 
 
 async def apply_plan(
-    conn: AsyncConnection, task_id: int, planned: Sequence[PlannedItem], now: datetime, workspace: Path
+    conn: AsyncConnection,
+    task_id: int,
+    planned: Sequence[PlannedItem],
+    now: datetime,
+    workspace: Path,
+    estimate: Callable[[PlannedItem], int] = lambda _item: 0,
 ) -> dict[str, int]:
     """Upserts the task's items and edges; returns item ids by key.
 
@@ -59,6 +64,7 @@ async def apply_plan(
                         attempts=0,
                         next_attempt_at=now,
                         cost_micros=0,
+                        estimate_micros=estimate(p),
                         created_at=now,
                         updated_at=now,
                     )
@@ -86,6 +92,7 @@ async def apply_plan(
                 finished_at=None,
                 updated_at=now,
                 priority=task.priority,
+                estimate_micros=estimate(p),
             )
         )
     item_ids = list(ids.values())

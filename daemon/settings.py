@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     retry_cap_s: float = 300.0
     timeouts: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
     demo_auto_approve: bool = False
+    budget_timezone: str = "UTC"  # the day of the per-channel daily budget
 
     @field_validator("lease_ttl_s", "claim_poll_s", "notion_poll_s")
     @classmethod

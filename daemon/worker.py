@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import lease
-from daemon.claim import Claimed, claim
+from daemon import budget, lease
+from daemon.claim import Claimed, ClaimPolicy, claim
 from daemon.clock import Clock
 from daemon.commands import EXTENSIONS, build_command, final_path
 from daemon.complete import StoryboardHook, Success, complete, count_failures, fail
@@ -48,6 +48,7 @@ class Worker:
         clock: Clock,
         costs: CostModel,
         on_storyboard: StoryboardHook | None = None,
+        policy: ClaimPolicy | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -56,6 +57,7 @@ class Worker:
         self.clock = clock
         self.costs = costs
         self.on_storyboard = on_storyboard
+        self.policy = policy or ClaimPolicy()
         self.workspace = settings.workspace_dir
         self.running: dict[str, Running] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -93,12 +95,21 @@ class Worker:
                     self.clock.now(),
                     self.settings.lease_ttl_s,
                     EXTENSIONS,
+                    self.policy,
                 )
+                await self._budget_waits()
                 if c is None:
                     break
                 self._start(c)
                 claimed += 1
         return claimed
+
+    async def _budget_waits(self) -> None:
+        """Tasks the claim found over budget wait, with the numbers, until the budget allows."""
+        while self.policy.over_budget:
+            task_id, message = self.policy.over_budget.pop()
+            if await db_retry(budget.wait_for_budget)(self.engine, task_id, message, self.clock.now()):
+                self.log.warning("task_waits_for_budget", task=task_id, reason=message)
 
     def _local_count(self, provider: str) -> int:
         return sum(1 for r in self.running.values() if r.claimed.provider == provider)
@@ -123,6 +134,12 @@ class Worker:
                     swept = await lease.sweep_expired(self.engine, self.clock.now())
                     if swept:
                         self.log.warning("leases_expired_swept", items=swept)
+                    now = self.clock.now()
+                    resumed = await budget.resume_fitting(
+                        self.engine, self.policy.budgets, self.policy.day_of(now), now
+                    )
+                    if resumed:
+                        self.log.info("budget_waits_resumed", tasks=resumed)
             except Exception as exc:  # a DB outage must not kill the loop; the lease TTL covers it
                 self.log.warning("heartbeat_failed", error=str(exc))
 

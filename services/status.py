@@ -121,7 +121,7 @@ def decide(action: Action, task_state: str | None, waiting_gate: str | None) -> 
         return Decision(False, "this page has no production yet; set Status to Queued to start one")
     match action:
         case Action.START:
-            if task_state in ("error", "cancelled", "done", "paused"):
+            if task_state in ("error", "cancelled", "done", "paused", "budget"):
                 return Decision(True)
             return Decision(False, "this video is already in production; set Cancelled first to start over")
         case Action.APPROVE_STORYBOARD | Action.APPROVE_ASSETS | Action.APPROVE_FINAL:
@@ -132,7 +132,7 @@ def decide(action: Action, task_state: str | None, waiting_gate: str | None) -> 
             now = _REVIEW_OF[waiting_gate].value if waiting_gate else "no review"
             return Decision(False, f"there is nothing to approve for {asked}: the video is waiting at {now}")
         case Action.CANCEL:
-            if task_state in ("active", "paused", "error"):
+            if task_state in ("active", "paused", "error", "budget"):
                 return Decision(True)
             return Decision(False, f"a {task_state} video cannot be cancelled")
         case Action.PAUSE:
@@ -157,8 +157,8 @@ def shown_status(task_state: str, items: Iterable[ItemView], *, has_upload: bool
             return Status.ERROR
         case "cancelled":
             return Status.CANCELLED
-        case "paused":
-            return Status.PAUSED
+        case "paused" | "budget":
+            return Status.PAUSED  # "budget": waiting for money; the Error Log has the numbers
         case "done":
             return Status.PUBLISHED if has_upload else Status.READY
     items = list(items)

@@ -77,6 +77,8 @@ class Item(Base):
     provider_job_id: Mapped[str | None] = mapped_column(String(128))
     output_path: Mapped[str | None] = mapped_column(Text)
     cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What one run is expected to cost (config/pricing.yaml), reserved in the ledger at claim time.
+    estimate_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -131,6 +133,27 @@ class ProviderSlot(Base):
     item_id: Mapped[int | None] = mapped_column(Integer)
     lease_token: Mapped[str | None] = mapped_column(String(64), index=True)
     expires_at: Mapped[datetime | None]
+
+
+class ChannelShare(Base):
+    """Stride scheduling per provider: the channel with the lowest pass value goes next, and each
+    claim advances its channel's pass by 1/weight, so slots are shared by weight."""
+
+    __tablename__ = "channel_share"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pass_value: Mapped[float] = mapped_column(default=0.0)
+
+
+class BudgetLock(Base):
+    """One row per channel and budget day: claims that reserve money for a channel take it, so two
+    daemons cannot both spend the last dollar."""
+
+    __tablename__ = "budget_lock"
+
+    channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
 
 
 class Ledger(Base):

@@ -3,6 +3,7 @@ storyboard block and its comments, queued in the outbox only when they change.""
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ async def sync_tasks(
     async with engine.begin() as conn:
         query = select(Task).where(Task.notion_page_id.is_not(None))
         if watched is not None:
-            query = query.where(or_(Task.state.in_(("active", "paused")), Task.id.in_(watched)))
+            query = query.where(or_(Task.state.in_(("active", "paused", "budget")), Task.id.in_(watched)))
         tasks = (await conn.execute(query)).all()
         if tasks:
             views = await _item_views(conn, [t.id for t in tasks])
@@ -41,7 +42,7 @@ async def sync_tasks(
                 await _sync_one(conn, task, views.get(task.id, []), workspace, now)
     # A task's last change (done, error, cancelled) commits after a sync saw it at work: watch it once
     # more, so its final state is always written.
-    return {t.id for t in tasks if t.state in ("active", "paused")}
+    return {t.id for t in tasks if t.state in ("active", "paused", "budget")}
 
 
 async def _item_views(
@@ -84,6 +85,8 @@ async def _sync_one(
 
 
 def _error_log(task: Any) -> str:
+    if task.state == "budget" and task.error:
+        return str(task.error)
     if task.state != "error" or not task.error:
         return ""
     return f"{task.error}\nFix it, then set Status to Queued: finished parts are kept and not paid for again."
@@ -124,5 +127,8 @@ async def _comments(
         await add_comment(conn, page, f"{key}:{status.name.lower()}", body, now)
     elif status is Status.ERROR:
         await add_comment(conn, page, f"{key}:error", f"This video stopped. {_error_log(task)}", now)
+    elif task.state == "budget" and task.error:
+        digest = hashlib.sha256(str(task.error).encode()).hexdigest()[:10]
+        await add_comment(conn, page, f"{key}:budget:{digest}", f"This video is waiting. {task.error}", now)
     elif status is Status.READY and video:
         await add_comment(conn, page, f"{key}:ready", f"The video is ready: {video}", now)

@@ -1,0 +1,144 @@
+"""Budgets: per video and per channel per day. An item's estimated cost is reserved in the ledger
+when it is claimed; an item whose reservation would cross a limit is not started, and its task
+waits (state "budget") with the numbers, until the budget is raised or the day rolls over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from daemon.db.models import BudgetLock, Item, Ledger, Task
+
+
+@dataclass(frozen=True)
+class Budget:
+    per_video_micros: int
+    per_day_micros: int
+
+
+def day_of(timezone: str) -> Callable[[datetime], str]:
+    """The budget day of a moment, in the configured time zone (UTC by default)."""
+    zone = ZoneInfo(timezone)
+    return lambda moment: moment.astimezone(zone).date().isoformat()
+
+
+def _spent() -> ColumnElement[bool]:
+    return or_(Ledger.entry == "actual", and_(Ledger.entry == "reservation", Ledger.open.is_(True)))
+
+
+async def _sum(conn: AsyncConnection, *where: ColumnElement[bool]) -> int:
+    total = await conn.scalar(select(func.sum(Ledger.amount_micros)).where(_spent(), *where))
+    return int(total or 0)
+
+
+async def lock_channel_day(conn: AsyncConnection, channel: str, day: str) -> None:
+    insert_ = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(insert_(BudgetLock).values(channel_id=channel, day=day).on_conflict_do_nothing())
+    await conn.execute(
+        select(BudgetLock.day)
+        .where(BudgetLock.channel_id == channel, BudgetLock.day == day)
+        .with_for_update()
+    )
+
+
+def usd(micros: int) -> str:
+    return f"${micros / 1_000_000:,.2f}"
+
+
+async def refusal(
+    conn: AsyncConnection, task_id: int, channel: str, day: str, estimate: int, key: str, budget: Budget
+) -> str | None:
+    """Why reserving `estimate` more would cross a limit, in the operator's words; None when it fits."""
+    task_spent = await _sum(conn, Ledger.task_id == task_id)
+    if task_spent + estimate > budget.per_video_micros:
+        return (
+            f"Budget reached: this video has spent or reserved {usd(task_spent)} of its "
+            f"{usd(budget.per_video_micros)} budget, and the next step ({key}, about {usd(estimate)}) "
+            f"would go over. Raise budgets.per_video_usd in config/channels/{channel}.yaml and restart "
+            "the daemon; the video then goes on by itself."
+        )
+    day_spent = await _sum(conn, Ledger.channel_id == channel, Ledger.day == day)
+    if day_spent + estimate > budget.per_day_micros:
+        return (
+            f"Daily budget reached: channel {channel} has spent or reserved {usd(day_spent)} of its "
+            f"{usd(budget.per_day_micros)} for {day}, and the next step ({key}, about {usd(estimate)}) "
+            f"would go over. It goes on by itself when the day rolls over, or raise budgets.per_day_usd "
+            f"in config/channels/{channel}.yaml and restart the daemon."
+        )
+    return None
+
+
+async def reserve(
+    conn: AsyncConnection,
+    task_id: int,
+    item_id: int,
+    attempt_no: int,
+    channel: str,
+    day: str,
+    estimate: int,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        insert(Ledger).values(
+            task_id=task_id,
+            item_id=item_id,
+            attempt_no=attempt_no,
+            channel_id=channel,
+            entry="reservation",
+            amount_micros=estimate,
+            day=day,
+            open=True,
+            created_at=now,
+        )
+    )
+
+
+async def close_reservation(conn: AsyncConnection, item_id: int, attempt_no: int | None = None) -> None:
+    """The money of an attempt that ended without a cost is no longer held."""
+    where = [Ledger.item_id == item_id, Ledger.entry == "reservation", Ledger.open.is_(True)]
+    if attempt_no is not None:
+        where.append(Ledger.attempt_no == attempt_no)
+    await conn.execute(update(Ledger).where(*where).values(open=False))
+
+
+async def wait_for_budget(engine: AsyncEngine, task_id: int, message: str, now: datetime) -> bool:
+    """Puts an active task in the "budget" state with the message; False when it was not active."""
+    async with engine.begin() as conn:
+        await conn.execute(select(Task.id).where(Task.id == task_id).with_for_update())
+        done = await conn.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.state == "active")
+            .values(state="budget", error=message, updated_at=now)
+        )
+        return bool(done.rowcount)
+
+
+async def resume_fitting(engine: AsyncEngine, budgets: Mapping[str, Budget], day: str, now: datetime) -> int:
+    """Tasks waiting for budget go on once their cheapest ready step fits (raised limit, new day)."""
+    resumed = 0
+    async with engine.begin() as conn:
+        waiting = (await conn.execute(select(Task.id, Task.channel_id).where(Task.state == "budget"))).all()
+        for task_id, channel in waiting:
+            budget = budgets.get(channel)
+            cheapest = await conn.scalar(
+                select(func.min(Item.estimate_micros)).where(Item.task_id == task_id, Item.state == "ready")
+            )
+            if (
+                budget is None
+                or await refusal(conn, task_id, channel, day, int(cheapest or 0), "", budget) is None
+            ):
+                await conn.execute(
+                    update(Task)
+                    .where(Task.id == task_id, Task.state == "budget")
+                    .values(state="active", error=None, updated_at=now)
+                )
+                resumed += 1
+    return resumed
