@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal, select, update
+from sqlalchemy import and_, case, exists, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -39,11 +39,14 @@ async def floor_pass(conn: AsyncConnection, provider: str, now: datetime) -> flo
 
 
 def effective_pass(conn: AsyncConnection, floor: float) -> Any:
-    """ORDER BY expression: a channel's pass, lifted to the floor (new channels start there)."""
-    own = func.coalesce(ChannelShare.pass_value, literal(floor))
-    if conn.dialect.name == "postgresql":
-        return func.greatest(own, literal(floor))
-    return func.max(own, literal(floor))  # SQLite's two-argument max() is scalar
+    """ORDER BY expression: a channel's pass lifted to the floor; a channel never served yet goes
+    just before the floor, so a newcomer starts at once instead of queueing behind a backlog."""
+    lifted = func.greatest if conn.dialect.name == "postgresql" else func.max  # SQLite max(a, b) is scalar
+    # An explicit CASE: PostgreSQL's greatest() skips NULLs where SQLite's max() returns NULL.
+    return case(
+        (ChannelShare.pass_value.is_(None), literal(floor - 0.5)),
+        else_=lifted(ChannelShare.pass_value, literal(floor)),
+    )
 
 
 async def advance(

@@ -1,0 +1,173 @@
+"""Provider slots shared by channel weight, small channels never starved, budgets never crossed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon.budget import Budget, day_of, resume_fitting, wait_for_budget
+from daemon.claim import Claimed, ClaimPolicy, claim, ensure_slots
+from daemon.commands import EXTENSIONS, final_path
+from daemon.complete import Success, complete
+from daemon.costs import load_pricing_file
+from daemon.db.engine import make_engine
+from daemon.db.models import Ledger, Task
+from daemon.pipeline import Pipeline
+from daemon.settings import PROJECT_ROOT
+from services.storyboard import parse_storyboard
+from tests.support.engine_kit import channel, now
+
+
+def _board(scenes: int) -> Any:
+    return parse_storyboard(
+        {
+            "title": "Backlog",
+            "atmosphere": "Dawn",
+            "assets": [{"key": "place", "kind": "environment", "prompt": "A river"}],
+            "scenes": [
+                {
+                    "key": f"s{i:02d}",
+                    "frame": {"environment": "place"},
+                    "motion": "Slow push in",
+                    "narration": f"Scene {i} of a calm morning by the water.",
+                    "sfx": "River ambience",
+                }
+                for i in range(1, scenes + 1)
+            ],
+        }
+    )
+
+
+async def _pipeline(engine: AsyncEngine, tmp_path: Path, *ids: str) -> Pipeline:
+    channels = {i: channel(channel_id=i) for i in ids}
+    return Pipeline(
+        engine, channels, tmp_path, pricing=load_pricing_file(PROJECT_ROOT / "config/pricing.yaml")
+    )
+
+
+async def _backlog(pipeline: Pipeline, channel_id: str, tasks: int, scenes: int = 50) -> None:
+    for n in range(tasks):
+        await pipeline.submit(
+            channel_id, f"{channel_id}-{n}", {"title": "x"}, now(), storyboard=_board(scenes)
+        )
+
+
+async def _finish(engine: AsyncEngine, workspace: Path, c: Claimed, cost_micros: int = 1) -> None:
+    (workspace / c.attempt_output).parent.mkdir(parents=True, exist_ok=True)
+    (workspace / c.attempt_output).write_bytes(b"x")
+    await complete(
+        engine,
+        c,
+        Success(c.attempt_output, cost_micros, {}),
+        workspace=workspace,
+        now=now(),
+        final_path=final_path(c.kind, c.key, c.channel_id, c.project_slug),
+    )
+
+
+async def test_weights_two_to_one_share_slots_two_to_one(engine: AsyncEngine, tmp_path: Path) -> None:
+    pipeline = await _pipeline(engine, tmp_path, "big", "small")
+    await _backlog(pipeline, "big", 2)
+    await _backlog(pipeline, "small", 2)
+    await ensure_slots(engine, {"elevenlabs": 1})
+    policy = ClaimPolicy(weights={"big": 2, "small": 1})
+    got: Counter[str] = Counter()
+    for _ in range(300):
+        c = await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy)
+        assert c is not None
+        got[c.channel_id] += 1
+        await _finish(engine, tmp_path, c)
+    assert got["big"] + got["small"] == 300
+    assert abs(got["big"] / got["small"] - 2.0) <= 0.2, got
+
+
+async def test_a_huge_backlog_does_not_starve_small_channels(engine: AsyncEngine, tmp_path: Path) -> None:
+    pipeline = await _pipeline(engine, tmp_path, "huge", "tiny1", "tiny2")
+    await _backlog(pipeline, "huge", 18)  # 90 % of the narration and SFX items
+    await _backlog(pipeline, "tiny1", 1)
+    await _backlog(pipeline, "tiny2", 1)
+    await ensure_slots(engine, {"elevenlabs": 3})
+    policy = ClaimPolicy()
+    first_turnover = [await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy) for _ in range(3)]
+    assert {c.channel_id for c in first_turnover if c} == {"huge", "tiny1", "tiny2"}
+    # Finishing and refilling the slots keeps the three channels taking turns.
+    order: list[str] = []
+    for c in first_turnover:
+        assert c is not None
+        await _finish(engine, tmp_path, c)
+    for _ in range(30):
+        c = await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy)
+        assert c is not None
+        order.append(c.channel_id)
+        await _finish(engine, tmp_path, c)
+    shares = Counter(order)
+    assert set(shares) == {"huge", "tiny1", "tiny2"}
+    assert max(shares.values()) - min(shares.values()) <= 2, shares  # equal weights: equal turns
+
+
+async def _spent(engine: AsyncEngine, task_id: int | None = None) -> int:
+    async with engine.connect() as conn:
+        query = select(func.coalesce(func.sum(Ledger.amount_micros), 0)).where(
+            (Ledger.entry == "actual") | ((Ledger.entry == "reservation") & Ledger.open.is_(True))
+        )
+        if task_id is not None:
+            query = query.where(Ledger.task_id == task_id)
+        return int(await conn.scalar(query) or 0)
+
+
+async def test_two_daemons_claiming_at_once_never_cross_a_videos_budget(db_url: str, tmp_path: Path) -> None:
+    engines = [make_engine(db_url), make_engine(db_url)]
+    try:
+        pipeline = await _pipeline(engines[0], tmp_path, "nature")
+        await _backlog(pipeline, "nature", 1, scenes=20)  # 20 narrations + 20 SFX beds
+        await ensure_slots(engines[0], {"elevenlabs": 50})
+        budget = Budget(per_video_micros=300_000, per_day_micros=100_000_000)
+        policies = [ClaimPolicy(budgets={"nature": budget}), ClaimPolicy(budgets={"nature": budget})]
+
+        async def daemon(index: int) -> int:
+            claimed = 0
+            while await claim(
+                engines[index], "elevenlabs", f"d{index}", now(), 30, EXTENSIONS, policies[index]
+            ):
+                claimed += 1
+            return claimed
+
+        claims = await asyncio.gather(daemon(0), daemon(1))
+        assert sum(claims) > 0
+        assert await _spent(engines[0]) <= budget.per_video_micros
+        assert policies[0].over_budget or policies[1].over_budget
+        message = (policies[0].over_budget or policies[1].over_budget)[0][1]
+        assert "of its $0.30 budget" in message
+        assert "Raise budgets.per_video_usd in config/channels/nature.yaml" in message
+    finally:
+        for e in engines:
+            await e.dispose()
+
+
+async def test_a_daily_budget_waits_for_the_next_day_then_work_resumes(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    pipeline = await _pipeline(engine, tmp_path, "nature")
+    await _backlog(pipeline, "nature", 1, scenes=10)
+    await ensure_slots(engine, {"elevenlabs": 50})
+    budget = Budget(per_video_micros=100_000_000, per_day_micros=100_000)
+    today = now()
+    policy = ClaimPolicy(budgets={"nature": budget}, day_of=day_of("UTC"))
+    while (c := await claim(engine, "elevenlabs", "d", today, 30, EXTENSIONS, policy)) is not None:
+        await _finish(engine, tmp_path, c, cost_micros=20_000)  # each step really costs $0.02
+    assert policy.over_budget
+    assert "Daily budget reached" in policy.over_budget[0][1]
+    await wait_for_budget(engine, policy.over_budget[0][0], policy.over_budget[0][1], today)
+    day = today.date().isoformat()
+    assert await resume_fitting(engine, policy.budgets, day, today) == 0
+    tomorrow = today + timedelta(days=1)
+    assert await resume_fitting(engine, policy.budgets, tomorrow.date().isoformat(), tomorrow) == 1
+    async with engine.connect() as conn:
+        assert await conn.scalar(select(Task.state)) == "active"
+    assert await claim(engine, "elevenlabs", "d", tomorrow, 30, EXTENSIONS, policy) is not None
