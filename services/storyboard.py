@@ -237,6 +237,14 @@ def parse_storyboard_yaml(text: str, *, max_scenes: int = DEFAULT_MAX_SCENES) ->
         ) from None
     except yaml.YAMLError as exc:
         raise StoryboardError([f"storyboard: the YAML does not parse ({exc}); check its syntax"]) from None
+    except RecursionError:
+        # PyYAML parses recursively: a few hundred nested brackets exhaust Python's stack.
+        raise StoryboardError(
+            [
+                "storyboard: the YAML is nested hundreds of levels deep, far deeper than a storyboard "
+                "(title, assets and scenes, each scene with its frame); check the brackets and indentation"
+            ]
+        ) from None
     if data is None:
         raise StoryboardError(["storyboard: is empty; " + _HINTS["storyboard"]])
     return parse_storyboard(data, max_scenes=max_scenes)
