@@ -85,6 +85,12 @@ def describe_error(
         return f"{where}: {ctx['message']}"
     if kind == "missing" or (value is None and kind.endswith("_type")):
         return f"{where}: is {'missing' if kind == 'missing' else 'empty'}; {hint}"
+    if kind == "invalid_key":
+        # YAML reads `null:`, `~:`, `: x`, `yes:` and `1:` as values, not names.
+        parent = field_path(loc[:-1]) or root
+        known = ", ".join(fields.get(tuple(p for p in loc[:-1] if isinstance(p, str)), ()))
+        named = "no name (null)" if value is None else f"the name {_shown(value)}, which is not text"
+        return f"{parent}: a field has {named}; name each field with a word (known here: {known})"
     if kind == "extra_forbidden":
         known = ", ".join(fields.get(tuple(p for p in loc[:-1] if isinstance(p, str)), ()))
         return f"{where}: is not a known field; check its spelling and indentation (known here: {known})"

@@ -481,3 +481,24 @@ def test_a_yaml_nested_too_deeply_is_a_storyboard_error_not_a_crash() -> None:
             "storyboard: the YAML is nested hundreds of levels deep, far deeper than a storyboard "
             "(title, assets and scenes, each scene with its frame); check the brackets and indentation"
         ]
+
+
+def test_a_field_name_yaml_reads_as_null_or_a_number_is_named_with_the_fix() -> None:
+    """Regression: `null: x` or `1: x` in the Storyboard block gave pydantic's 'None: Keys should be
+    strings', which names no real field and says nothing of the fix."""
+    text = DESIGN_EXAMPLE + "null: oops\n7: seven\n"
+    with pytest.raises(StoryboardError) as caught:
+        parse_storyboard_yaml(text)
+    assert caught.value.problems == [
+        "storyboard: a field has no name (null); name each field with a word "
+        "(known here: title, atmosphere, assets, scenes)",
+        "storyboard: a field has the name the number 7, which is not text; name each field with a word "
+        "(known here: title, atmosphere, assets, scenes)",
+    ]
+    scene = DESIGN_EXAMPLE.replace("    sfx:", "    ~: nothing\n    sfx:")
+    with pytest.raises(StoryboardError) as caught:
+        parse_storyboard_yaml(scene)
+    assert caught.value.problems == [
+        "scenes[0]: a field has no name (null); name each field with a word "
+        "(known here: key, frame, motion, narration, sfx)"
+    ]
