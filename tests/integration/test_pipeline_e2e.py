@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
 from daemon.app import App
 from daemon.claim import ensure_slots
 from daemon.clock import SystemClock
+from daemon.costs import load_pricing_file
 from daemon.db.models import Item
+from daemon.settings import PROJECT_ROOT
+from services.pricing import to_micros
 from services.storyboard import parse_storyboard
 from tests.support.engine_kit import run_workers
 from tests.support.media import audio_duration, video_info
@@ -73,3 +77,18 @@ async def test_a_storyboard_becomes_a_video_with_every_call_made_once(
         **{f"{kind}_s0{i}": 1 for kind in ("clip", "narration", "sfx") for i in range(1, 5)},
     }
     assert all(item.cost_micros > 0 for key, item in items.items() if key in by_item)
+    # The task's cost is what the provider's own call log adds up to at config/pricing.yaml's prices.
+    billed = sum(to_micros(PRICING.actual_cost(_kind_of(call), call["usage"])) for call in calls)
+    assert sum(item.cost_micros for item in items.values()) == billed
+
+
+PRICING = load_pricing_file(PROJECT_ROOT / "config" / "pricing.yaml")
+
+
+def _kind_of(call: dict[str, Any]) -> str:
+    """Which kind of item a billable call in the sandbox's log was for."""
+    if call["provider"] == "gemini":
+        return "asset" if call["usage"].get("images") else "storyboard"
+    if call["provider"] == "kling":
+        return "clip"
+    return "sfx" if "sound-generation" in call["endpoint"] else "narration"
