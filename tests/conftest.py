@@ -52,6 +52,11 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     await eng.dispose()
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _PG_STATE.get("ok"):
+        testdb.drop_pg_template()
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     skipped = _PG_STATE.get("skipped")
     if skipped:

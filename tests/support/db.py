@@ -14,7 +14,9 @@ from daemon.db.engine import make_engine
 from daemon.migrate import upgrade
 
 PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
-TEMPLATE = "nvd_test_template"
+# One template per test session: concurrent sessions (other checkouts, CI) never share one, so a
+# session with another schema revision cannot hand its migrated template to this one.
+TEMPLATE = f"nvd_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -69,6 +71,17 @@ def make_pg_template() -> None:
         await _migrate(
             _with_database(PG_ADMIN_URL, TEMPLATE).replace("postgresql://", "postgresql+asyncpg://")
         )
+
+    asyncio.run(run())
+
+
+def drop_pg_template() -> None:
+    async def run() -> None:
+        admin = await asyncpg.connect(_asyncpg_dsn(PG_ADMIN_URL))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
     asyncio.run(run())
 
