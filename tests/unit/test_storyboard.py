@@ -474,7 +474,11 @@ def test_cross_field_problems_alone_are_also_in_storyboard_order() -> None:
 def test_a_yaml_nested_too_deeply_is_a_storyboard_error_not_a_crash() -> None:
     """Regression: 600 nested brackets made PyYAML's recursive parser raise RecursionError, which
     escaped parse_storyboard_yaml and stopped the Notion intake poll at that page."""
-    for text in ("[" * 5000 + "]" * 5000, "scenes: " + "[" * 700 + "]" * 700, "{a: " * 3000 + "1" + "}" * 3000):
+    for text in (
+        "[" * 5000 + "]" * 5000,
+        "scenes: " + "[" * 700 + "]" * 700,
+        "{a: " * 3000 + "1" + "}" * 3000,
+    ):
         with pytest.raises(StoryboardError) as caught:
             parse_storyboard_yaml(text)
         assert caught.value.problems == [
