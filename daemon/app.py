@@ -20,6 +20,7 @@ from daemon.costs import PricedCosts, load_pricing_file
 from daemon.db.engine import make_engine
 from daemon.db.models import Attempt, Task
 from daemon.errors import ConfigError
+from daemon.lease import release_owned
 from daemon.logs import get_logger
 from daemon.migrate import check_schema
 from daemon.notion.gateway import NotionApi
@@ -129,6 +130,9 @@ class App:
         log = get_logger(daemon=self.settings.daemon_id)
         for orphan in reap_orphans(self.pid_dir):
             log.warning("orphan_script_reaped", script=orphan.get("script"), item=orphan.get("label"))
+        mine = await release_owned(self.engine, self.settings.daemon_id, SystemClock().now())
+        if mine:
+            log.warning("own_leases_released_after_restart", items=mine)
         swept = await sweep_temp_files(self.engine, self.settings.workspace_dir)
         if swept:
             log.info("temp_files_swept", files=swept)

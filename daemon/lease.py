@@ -163,3 +163,25 @@ async def close_attempt(engine: AsyncEngine, item_id: int, token: str, now: date
     """Records how an attempt ended when its item is no longer ours to update (a lost lease)."""
     async with engine.begin() as conn:
         await finish_attempt(conn, item_id, token, now, outcome=outcome)
+
+
+async def release_owned(engine: AsyncEngine, owner: str, now: datetime) -> int:
+    """At start-up: a daemon's own leases from its previous life go back at once (its scripts were
+    reaped), instead of waiting out the TTL. Needs a DAEMON_ID that no other live daemon uses."""
+    async with engine.begin() as conn:
+        rows = (
+            await conn.execute(
+                select(Item.id, Item.lease_token).where(Item.state == "running", Item.lease_owner == owner)
+            )
+        ).all()
+        for row in rows:
+            await _release(
+                conn,
+                row.id,
+                row.lease_token,
+                now,
+                outcome="lost",
+                next_attempt_at=now,
+                message="its daemon restarted",
+            )
+    return len(rows)

@@ -21,6 +21,7 @@ from daemon.claim import Claimed, ClaimPolicy, claim
 from daemon.clock import Clock
 from daemon.commands import EXTENSIONS, build_command, final_path
 from daemon.complete import StoryboardHook, Success, complete, count_failures, fail
+from daemon.crashpoints import crash_point
 from daemon.logs import get_logger
 from daemon.retry import backoff_seconds, db_retry
 from daemon.runner import EXIT_OK, EXIT_TRANSIENT, ScriptOutcome, ScriptRunner
@@ -100,6 +101,7 @@ class Worker:
                 await self._budget_waits()
                 if c is None:
                     break
+                crash_point("after_claim")
                 self._start(c)
                 claimed += 1
         return claimed
@@ -203,8 +205,10 @@ class Worker:
                 await db_retry(lease.record_job_id)(
                     self.engine, c.item_id, c.lease_token, str(event["job_id"])
                 )
+                crash_point("after_job_id_stored")
                 log.info("provider_job_submitted", job_id=event["job_id"])
 
+        crash_point("after_attempt_written")
         log.info("script_started", kind=c.kind, resume=c.resume)
         return await self.runner.run(
             argv,
@@ -254,6 +258,7 @@ class Worker:
         reported = result.get("cost_usd")
         micros = self.costs.actual_micros(c.kind, usage, float(reported) if reported is not None else None)
         target = final_path(c.kind, c.key, c.channel_id, c.project_slug)
+        crash_point("before_complete")
         done = await db_retry(complete)(
             self.engine,
             c,
@@ -264,6 +269,7 @@ class Worker:
             on_storyboard=self.on_storyboard,
             auto_approve=self.settings.demo_auto_approve,
         )
+        crash_point("after_complete")
         if done == "fenced":
             log.warning("completion_fenced_out")
             produced.unlink(missing_ok=True)
@@ -309,5 +315,5 @@ async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) ->
 
 def _base_env() -> dict[str, str]:
     """What a script needs from the daemon's environment: no secrets beyond its provider keys."""
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT")
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT", "CRASH_AT")
     return {k: v for k, v in os.environ.items() if k in keep}

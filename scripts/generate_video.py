@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from scripts._lib import ffmpeg, kling, pricing
 from scripts._lib.cli import ArgumentParser, Result, positive_float, run
+from scripts._lib.crash import crash_point
 from scripts._lib.errors import ScriptError, by_http_status, permanent, transient
 from scripts._lib.files import atomic_path, require_file
 from scripts._lib.http import make_client
@@ -196,6 +197,7 @@ def download(url: str, output: Path) -> ffmpeg.VideoProbe:
                 with tmp.open("wb") as out:
                     for chunk in response.iter_bytes(1 << 16):
                         out.write(chunk)
+                        crash_point("mid_download")
         except httpx.HTTPError as exc:
             raise transient(
                 f"Downloading the clip failed ({type(exc).__name__}); run again with --resume-job."
@@ -221,6 +223,7 @@ def body(args: argparse.Namespace) -> Result:
     check_args(args)
     with kling.client_from_env() as client:
         task, resumed = obtain(client, args)
+        crash_point("after_submit_before_job_id")
         emit(
             "submitted",
             job_id=task.task_id,

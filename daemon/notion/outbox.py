@@ -16,6 +16,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from daemon.crashpoints import crash_point
 from daemon.db.models import Comment, Outbox, PageSeen, Task
 from daemon.logs import get_logger
 from daemon.notion.body import write_storyboard_block
@@ -208,6 +209,7 @@ class OutboxWriter:
         if properties:
             await self.notion.call("PATCH", f"pages/{page_id}", body={"properties": properties})
             writes += 1
+            crash_point("outbox_after_property_write")
             await self._mark_sent(sent, now)
         return writes
 
@@ -299,6 +301,7 @@ class OutboxWriter:
                     idempotent=False,
                 )
                 writes += 1
+                crash_point("outbox_after_comment")
                 await self._comment_sent(row.id, now)
             except NotionError as exc:
                 delay = backoff_seconds(row.attempts + 1, 2.0, 300.0)
