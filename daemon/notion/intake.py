@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,8 +31,9 @@ from daemon.notion.outbox import STATUS, acknowledge_status, add_comment, set_pr
 from daemon.notion.props import option_name, plain_text
 from daemon.notion.schema import SourceInfo
 from daemon.pipeline import Pipeline, cancel_task, pause_task
-from services.errors import ServiceError
+from services.errors import ServiceError, StoryboardError
 from services.paths import project_slug
+from services.prompts import characters
 from services.status import (
     ACTIONABLE,
     Action,
@@ -43,11 +45,18 @@ from services.status import (
     shown_status,
     waiting_gate,
 )
-from services.storyboard import parse_storyboard_yaml
+from services.storyboard import YOUTUBE_TITLE_LIMIT, parse_storyboard_yaml
 
 WINDOW_MARGIN = timedelta(minutes=2)
 INPUTS = ("Title", "Topic", "Story Direction", "Channel", "Priority")
 PRIORITY = {"High": 0, "Normal": 1, "Low": 2}
+# Topic and Story Direction become command-line arguments of the storyboard script (Linux allows
+# 128 KiB per argument: 32,768 characters of 4 bytes) and part of one model prompt. Notion allows
+# 200,000 characters per property, so the limits are the daemon's own.
+TOPIC_LIMIT = 2_000
+DIRECTION_LIMIT = 10_000
+MAX_PROBLEMS = 20  # storyboard problems shown in the Error Log; the rest after the first fixes
+PROBLEM_WIDTH = 400  # characters of one problem line (a misspelt field name may be a page long)
 
 
 class PageProblem(DaemonError):
@@ -191,30 +200,49 @@ class Intake:
 
     async def _start(self, source: Source, page: JSON, now: datetime) -> None:
         props = page.get("properties", {})
-        channel = self._channel_of(source, props)
+        problems: list[str] = []
+        channel: Channel | None = None
+        try:
+            channel = self._channel_of(source, props)
+        except PageProblem as exc:
+            problems.append(str(exc))
+        priority_name = option_name(props.get("Priority"))
+        if priority_name and priority_name not in PRIORITY:
+            problems.append(
+                f"Priority '{priority_name}' is not a priority: pick High, Normal or Low (or leave it empty "
+                "for Normal)."
+            )
         block = await read_storyboard_block(self.notion, str(page["id"]))
         storyboard = None
-        if block.text and block.text.strip():
+        has_block = bool(block.text and block.text.strip())
+        if block.text and has_block:
             try:
                 storyboard = parse_storyboard_yaml(block.text)
-            except ServiceError as exc:
-                raise PageProblem(f"The Storyboard block of this page has problems:\n{exc}") from exc
+            except StoryboardError as exc:
+                problems.append(_storyboard_problems(exc))
         title = plain_text(props.get("Title")).strip()
         topic = plain_text(props.get("Topic")).strip()
-        if storyboard is None and not topic:
-            raise PageProblem(
-                "Topic is empty: write what the video is about in Topic (or put a storyboard in "
-                "a Storyboard block), then set Status to Queued again."
-            )
-        if storyboard is None and not title:
-            raise PageProblem("Title is empty: give the video a title, then set Status to Queued again.")
+        direction = plain_text(props.get("Story Direction")).strip()
+        problems += _text_problems("Title", title, YOUTUBE_TITLE_LIMIT, "YouTube's limit")
+        if not has_block:
+            # Title, Topic and Story Direction write the storyboard when the page has none of its own.
+            if not topic:
+                problems.append(
+                    "Topic is empty: write what the video is about in Topic (or put a storyboard in a "
+                    "Storyboard block)."
+                )
+            if not title:
+                problems.append("Title is empty: give the video a title.")
+            problems += _text_problems("Topic", topic, TOPIC_LIMIT, "the limit")
+            problems += _text_problems("Story Direction", direction, DIRECTION_LIMIT, "the limit")
+        if problems or channel is None:
+            raise PageProblem("\n".join([*problems, "Fix this, then set Status to Queued again."]))
         request = {
             "title": title or (storyboard.title if storyboard else ""),
             "topic": topic,
-            "direction": plain_text(props.get("Story Direction")).strip(),
+            "direction": direction,
             "scenes": channel.scenes,
         }
-        priority = PRIORITY.get(option_name(props.get("Priority")) or "Normal", 1)
         await self.pipeline.submit(
             channel.id,
             project_slug(str(page["id"])),
@@ -222,7 +250,7 @@ class Intake:
             now,
             storyboard=storyboard,
             page_id=str(page["id"]),
-            priority=priority,
+            priority=PRIORITY.get(priority_name or "Normal", 1),
         )
 
     def _channel_of(self, source: Source, props: JSON) -> Channel:
@@ -236,11 +264,8 @@ class Intake:
                 return channel
         known = ", ".join(str(c.notion.channel_option) for c in source.channels if c.notion)
         if not chosen:
-            raise PageProblem(f"Channel is empty: pick one of {known}, then set Status to Queued again.")
-        raise PageProblem(
-            f"Channel '{chosen}' is not a channel of this daemon: pick one of {known}, then set "
-            "Status to Queued again."
-        )
+            raise PageProblem(f"Channel is empty: pick one of {known}.")
+        raise PageProblem(f"Channel '{_clip(chosen)}' is not a channel of this daemon: pick one of {known}.")
 
     async def _refuse(self, page_id: str, status: str, reason: str, now: datetime) -> None:
         task = await self._task_of(page_id)
@@ -296,6 +321,41 @@ class Intake:
                 .values(page_id=page_id, **values)
                 .on_conflict_do_update(index_elements=[PageSeen.page_id], set_=values)
             )
+
+
+def _text_problems(name: str, text: str, limit: int, limit_owner: str) -> list[str]:
+    """A page text's rules (those of the storyboard's text): no control characters, within a limit."""
+    problems = []
+    for position, char in enumerate(text):
+        if char not in "\n\t" and unicodedata.category(char) in ("Cc", "Cs"):
+            problems.append(
+                f"{name} contains the control character U+{ord(char):04X} at character {position + 1:,}: "
+                "remove it (only line breaks and tabs are allowed)."
+            )
+            break
+    if len(text) > limit:
+        problems.append(
+            f"{name} is {len(text):,} characters, over {limit_owner} of {limit:,}: shorten it by "
+            f"{characters(len(text) - limit)}."
+        )
+    return problems
+
+
+def _storyboard_problems(exc: StoryboardError) -> str:
+    """The storyboard's problems for the Error Log: the first ones, each clipped to a readable line."""
+    shown = [_clip(p, PROBLEM_WIDTH) for p in exc.problems[:MAX_PROBLEMS]]
+    more = len(exc.problems) - len(shown)
+    if more:
+        shown.append(f"... and {more:,} more; fix these first and the rest will be listed.")
+    return "The Storyboard block of this page has problems:\n" + "\n".join(shown)
+
+
+def _clip(text: str, width: int = 100) -> str:
+    """At most `width` characters, keeping both ends: a problem line says where first, the fix last."""
+    if len(text) <= width:
+        return text
+    half = (width - 5) // 2
+    return f"{text[:half]} ... {text[-half:]}"
 
 
 def _fingerprint(props: JSON) -> str:

@@ -177,3 +177,63 @@ async def test_an_invalid_storyboard_block_names_the_field(kit: NotionKit) -> No
     assert shown["Status"] == "Error"
     assert "scenes[0].frame.environment" in shown["Error Log"]
     assert "shallows" in shown["Error Log"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (
+            {"Topic": "herons\x00 at dawn"},
+            "Topic contains the control character U+0000 at character 7: remove it (only line breaks and "
+            "tabs are allowed).",
+        ),
+        (
+            {"Story_Direction": "鷺" * 50_000},
+            "Story Direction is 50,000 characters, over the limit of 10,000: shorten it by "
+            "40,000 characters.",
+        ),
+        (
+            {"Title": "x" * 101},
+            "Title is 101 characters, over YouTube's limit of 100: shorten it by 1 character.",
+        ),
+        (
+            {"Priority": "Urgent"},
+            "Priority 'Urgent' is not a priority: pick High, Normal or Low (or leave it empty for Normal).",
+        ),
+    ],
+)
+async def test_page_text_that_no_script_can_take_is_refused_at_intake_with_the_fix(
+    kit: NotionKit, edit: dict[str, str], problem: str
+) -> None:
+    """Regression: a NUL in Topic, or a Story Direction over Linux's 128 KiB per argument (50,000
+    CJK characters), was accepted and reached the storyboard script's command line, where spawning
+    failed ('embedded null byte', E2BIG) and the item was retried every 30 s for ever. A title over
+    YouTube's 100 characters failed only after the storyboard was paid for; an unknown Priority was
+    silently Normal."""
+    await kit.start()
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued", **edit)
+    assert await kit.poll() == 1
+    await kit.flush()
+    shown = await kit.page(page)
+    assert shown["Status"] == "Error"
+    assert shown["Error Log"] == f"{problem}\nFix this, then set Status to Queued again."
+    assert await kit.task(page) is None
+
+
+async def test_every_problem_of_a_page_is_listed_at_once(kit: NotionKit) -> None:
+    await kit.start()
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued", Channel="Nope", Topic=" ", Priority="Urgent")
+    await kit.poll()
+    await kit.flush()
+    log = (await kit.page(page))["Error Log"]
+    assert kit.app
+    notion = next(iter(kit.app.channels.values())).notion
+    assert notion
+    assert log.splitlines() == [
+        f"Channel 'Nope' is not a channel of this daemon: pick one of {notion.channel_option}.",
+        "Priority 'Urgent' is not a priority: pick High, Normal or Low (or leave it empty for Normal).",
+        "Topic is empty: write what the video is about in Topic (or put a storyboard in a Storyboard block).",
+        "Fix this, then set Status to Queued again.",
+    ]

@@ -17,7 +17,7 @@ from daemon.app import App
 from daemon.claim import ensure_slots
 from daemon.db.models import Comment, Item, Outbox, Task
 from daemon.notion.gateway import NotionApi
-from daemon.notion.props import option_name, plain_text
+from daemon.notion.props import option_name, plain_text, text_value
 from daemon.notion.sync import sync_tasks
 from daemon.settings import Settings
 from tests.support import fake_scripts
@@ -63,13 +63,19 @@ class NotionKit:
     scripts: Path | None = None
 
     async def start(
-        self, projects: int = 1, gates: dict[str, bool] | None = None, **settings: Any
+        self,
+        projects: int = 1,
+        gates: dict[str, bool] | None = None,
+        channel: dict[str, Any] | None = None,
+        **settings: Any,
     ) -> NotionKit:
+        """Seeds a channel; `channel` overrides fields of its config (e.g. {"scenes": 1})."""
         self.seeded = seed(self.sandbox, self.channel, projects)
         channels = self.tmp / "channels"
         channels.mkdir(exist_ok=True)
         config = yaml.safe_load(Path(self.seeded["channel_file"]).read_text())
         config["gates"] = gates or {"storyboard": False, "assets": False, "final": False}
+        config.update(channel or {})
         (channels / f"{self.channel}.yaml").write_text(yaml.safe_dump(config))
         self.scripts = fake_scripts.install(self.tmp / "scripts")
         creds = credentials(self.sandbox)
@@ -136,9 +142,9 @@ class NotionKit:
             if key in ("Status", "Channel", "Priority"):
                 body[key] = {"select": {"name": value} if value else None}
             elif key == "Title":
-                body[key] = {"title": [{"type": "text", "text": {"content": value}}]}
+                body[key] = {"title": text_value(value)["rich_text"]}
             else:
-                body[key] = {"rich_text": [{"type": "text", "text": {"content": value}}] if value else []}
+                body[key] = text_value(value)
         await self.operator.call("PATCH", f"pages/{page_id}", body={"properties": body})
 
     async def page(self, page_id: str) -> dict[str, Any]:
