@@ -278,6 +278,7 @@ class Intake:
                 await set_property(conn, page_id, STATUS, {"status": restore.value}, now)
 
     async def _page_error(self, page_id: str, problem: str, now: datetime) -> None:
+        problem = _printable(problem)
         task = await self._task_of(page_id)
         async with self.engine.begin() as conn:
             if task is not None and task.state == "active":
@@ -348,6 +349,17 @@ def _storyboard_problems(exc: StoryboardError) -> str:
     if more:
         shown.append(f"... and {more:,} more; fix these first and the rest will be listed.")
     return "The Storyboard block of this page has problems:\n" + "\n".join(shown)
+
+
+def _printable(text: str) -> str:
+    """Operator text echoed in a problem, with control characters shown as escapes (\\x00): they
+    would be invisible in the Error Log, and PostgreSQL stores no NUL in text or JSONB."""
+    return "".join(
+        char.encode("unicode_escape").decode("ascii")
+        if char not in "\n\t" and unicodedata.category(char) in ("Cc", "Cs")
+        else char
+        for char in text
+    )
 
 
 def _clip(text: str, width: int = 100) -> str:

@@ -237,3 +237,19 @@ async def test_every_problem_of_a_page_is_listed_at_once(kit: NotionKit) -> None
         "Topic is empty: write what the video is about in Topic (or put a storyboard in a Storyboard block).",
         "Fix this, then set Status to Queued again.",
     ]
+
+
+async def test_a_nul_in_an_option_name_is_shown_escaped_and_the_poll_goes_on(kit: NotionKit) -> None:
+    """Regression: on PostgreSQL the Error Log echoing Channel 'nature\\x00' could not be stored (no
+    NUL in JSONB), so every poll raised at that page and no later page was taken in."""
+    await kit.start(projects=2)
+    bad, good = kit.pages
+    await kit.set(bad, Status="Queued", Channel="nature\x00", Title="Herons\x00")
+    await kit.set(good, Status="Queued")
+    assert await kit.poll() == 2
+    await kit.flush()
+    log = (await kit.page(bad))["Error Log"]
+    assert "Channel 'nature\\x00' is not a channel of this daemon" in log
+    assert "Title contains the control character U+0000 at character 7" in log
+    assert "\x00" not in log
+    assert await kit.task(good) is not None
