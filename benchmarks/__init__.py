@@ -1,0 +1,1 @@
+"""The performance harness behind the README's figures: `python -m benchmarks`."""

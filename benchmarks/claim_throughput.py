@@ -1,0 +1,285 @@
+"""claim_throughput: no-op items through the real claim -> run -> complete path, against PgQueuer.
+
+The daemon side is one `Worker` (the daemon's own loop: claim, a task per running item, fenced
+completion) with 4 slots of a single provider, and an in-process `ScriptRunner` that writes the
+output file and returns a result at once. One Worker with 4 slots is how a daemon runs (one worker
+sized by the provider limits), and it is the closest shape to one QueueManager with 4 concurrent
+jobs. Items are spread over tasks of 50 (a video's size) and three channels, so the fair order,
+the per-task lock and the task's done-check do the work they do in production.
+
+PgQueuer 1.6 drains the same number of no-op jobs on the same PostgreSQL server through its public
+API: enqueue N, one QueueManager, batch size 1, at most 4 jobs at once, drain mode. PgQueuer's own
+benchmark shape (4 QueueManagers, one connection each) is measured too, for reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from benchmarks.harness import Context, database, pg_database, plain_dsn, table, target
+from daemon.claim import ClaimPolicy, ensure_slots
+from daemon.clock import SystemClock
+from daemon.costs import ReportedCosts
+from daemon.db.engine import make_engine
+from daemon.db.models import Item, Task
+from daemon.runner import EventHook, ScriptOutcome
+from daemon.settings import Settings
+from daemon.worker import Worker
+
+NAME = "claim_throughput"
+PROVIDER = "gemini"
+SLOTS = 4
+TASK_SIZE = 50
+CHANNELS = ("big", "mid", "small")
+
+
+class InstantRunner:
+    """A ScriptRunner that does the script's job in-process: writes --output and reports success."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.running = 0
+        self.max_running = 0
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        timeout: float,
+        on_event: EventHook,
+        cancel: asyncio.Event,
+        label: str,
+    ) -> ScriptOutcome:
+        self.runs += 1
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            output = Path(argv[list(argv).index("--output") + 1])
+            output.write_bytes(b"noop")
+            result = {"event": "result", "output": str(output), "cost_usd": 0.0, "provider": "bench"}
+            return ScriptOutcome(exit_code=0, result=result)
+        finally:
+            self.running -= 1
+
+
+async def seed_items(engine: AsyncEngine, count: int) -> None:
+    """`count` ready no-op items in tasks of TASK_SIZE, round-robin over the channels."""
+    now = datetime.now(UTC)
+    past = now - timedelta(seconds=1)
+    tasks = max(1, -(-count // TASK_SIZE))
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(Task),
+            [
+                {
+                    "channel_id": CHANNELS[t % len(CHANNELS)],
+                    "project_slug": f"bench-{t}",
+                    "state": "active",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for t in range(tasks)
+            ],
+        )
+        ids = [r[0] for r in await conn.execute(select(Task.id).order_by(Task.id))]
+        rows = [
+            {
+                "task_id": ids[i // TASK_SIZE],
+                "channel_id": CHANNELS[(i // TASK_SIZE) % len(CHANNELS)],
+                "kind": "asset",
+                "key": f"asset_n{i}",
+                "input": {"prompt": "noop", "aspect_ratio": "16:9"},
+                "input_hash": f"h{i}",
+                "state": "ready",
+                "provider": PROVIDER,
+                "next_attempt_at": past,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i in range(count)
+        ]
+        for start in range(0, len(rows), 2000):
+            await conn.execute(insert(Item), rows[start : start + 2000])
+
+
+async def _succeeded(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).where(Item.state == "succeeded")) or 0)
+
+
+async def daemon_drain(url: str, count: int, workspace: Path) -> dict[str, Any]:
+    """Drains `count` no-op items through one Worker with SLOTS slots; items/s and checks."""
+    engine = make_engine(url, pool_size=SLOTS)
+    try:
+        await seed_items(engine, count)
+        await ensure_slots(engine, {PROVIDER: SLOTS})
+        settings = Settings(
+            workspace_dir=workspace,
+            daemon_id="bench-claim",
+            lease_ttl_s=30.0,
+            claim_poll_s=0.05,
+        )
+        runner = InstantRunner()
+        worker = Worker(
+            engine,
+            settings,
+            {PROVIDER: SLOTS},
+            runner,
+            SystemClock(),
+            ReportedCosts(),
+            policy=ClaimPolicy(weights=dict.fromkeys(CHANNELS, 1)),
+        )
+        stop = asyncio.Event()
+        started = time.perf_counter()
+        loop = asyncio.create_task(worker.run(stop), name="bench-worker")
+        try:
+            while await _succeeded(engine) < count:
+                if loop.done():
+                    loop.result()
+                    raise RuntimeError("the worker stopped before the items were done")
+                await asyncio.sleep(0.05)
+            elapsed = time.perf_counter() - started
+        finally:
+            stop.set()
+            await loop
+        async with engine.connect() as conn:
+            attempts = int(await conn.scalar(select(func.sum(Item.attempts))) or 0)
+    finally:
+        await engine.dispose()
+    return {
+        "items": count,
+        "seconds": round(elapsed, 3),
+        "items_per_s": round(count / elapsed, 1),
+        "runs": runner.runs,
+        "attempts": attempts,
+        "max_running": runner.max_running,
+    }
+
+
+async def pgqueuer_drain(count: int, managers: int) -> dict[str, Any]:
+    """PgQueuer 1.6 on a fresh database of the same server: enqueue `count`, then drain them with
+    `managers` QueueManagers (batch size 1, at most SLOTS jobs at once per manager)."""
+    from pgqueuer import AsyncpgDriver, QueueManager
+    from pgqueuer.models import Job
+    from pgqueuer.queries import Queries
+    from pgqueuer.types import QueueExecutionMode
+
+    async with pg_database("nvd_bench_pgq", migrate=False) as (url, _):
+        dsn = plain_dsn(url)
+        setup = await asyncpg.connect(dsn)
+        try:
+            queries = Queries(AsyncpgDriver(setup))
+            await queries.install()
+            for start in range(0, count, 5000):
+                n = min(5000, count - start)
+                await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
+        finally:
+            await setup.close()
+
+        done = 0
+        connections = [await asyncpg.connect(dsn) for _ in range(managers)]
+        try:
+            qms = [QueueManager(Queries(AsyncpgDriver(c))) for c in connections]
+            for qm in qms:
+
+                @qm.entrypoint("noop")
+                async def noop(job: Job) -> None:
+                    nonlocal done
+                    done += 1
+
+            started = time.perf_counter()
+            await asyncio.gather(
+                *(
+                    qm.run(
+                        dequeue_timeout=timedelta(seconds=1),
+                        batch_size=1,
+                        mode=QueueExecutionMode.drain,
+                        max_concurrent_tasks=SLOTS,
+                        log_aggregation_interval=timedelta(0),
+                    )
+                    for qm in qms
+                )
+            )
+            elapsed = time.perf_counter() - started
+        finally:
+            for c in connections:
+                await c.close()
+    return {
+        "items": count,
+        "done": done,
+        "seconds": round(elapsed, 3),
+        "items_per_s": round(done / elapsed, 1),
+    }
+
+
+def _pgqueuer_available() -> bool:
+    try:
+        import pgqueuer
+    except ImportError:
+        return False
+    return str(getattr(pgqueuer, "__version__", "")).startswith("1.6")
+
+
+async def run(ctx: Context) -> dict[str, Any]:
+    count = 150 if ctx.quick else 5000
+    out: dict[str, Any] = {
+        "items": count,
+        "workers": f"one Worker, {SLOTS} slots of one provider, in-process runner",
+        "task_size": TASK_SIZE,
+    }
+    out["sqlite"] = await _daemon(ctx, "sqlite", count)
+    if ctx.pg_ok:
+        out["postgres"] = await _daemon(ctx, "postgres", count)
+        if _pgqueuer_available():
+            out["pgqueuer"] = await pgqueuer_drain(count, managers=1)
+            out["pgqueuer_4_managers"] = await pgqueuer_drain(count, managers=4)
+            out["pgqueuer_shape"] = f"1 QueueManager, batch 1, max {SLOTS} concurrent, drain"
+        else:
+            out["pgqueuer"] = None
+            ctx.notes.append("claim_throughput: PgQueuer 1.6 is not installed (make bench installs it)")
+    pg = (out.get("postgres") or {}).get("items_per_s")
+    ref = (out.get("pgqueuer") or {}).get("items_per_s")
+    ref4 = (out.get("pgqueuer_4_managers") or {}).get("items_per_s")
+    out["claim_ratio_vs_pgqueuer"] = round(pg / ref, 3) if pg and ref else None
+    out["claim_ratio_vs_pgqueuer_4_managers"] = round(pg / ref4, 3) if pg and ref4 else None
+    out["target_ratio"] = 1.0
+    return out
+
+
+async def _daemon(ctx: Context, kind: str, count: int) -> dict[str, Any]:
+    async with database(kind, ctx) as url:
+        return await daemon_drain(url, count, ctx.folder(f"claim-{kind}"))
+
+
+def render(result: dict[str, Any]) -> str:
+    rows: list[list[object]] = []
+    for key, label in (
+        ("postgres", "daemon, PostgreSQL"),
+        ("sqlite", "daemon, SQLite"),
+        ("pgqueuer", "PgQueuer 1.6, 1 QueueManager"),
+        ("pgqueuer_4_managers", "PgQueuer 1.6, 4 QueueManagers"),
+    ):
+        figures = result.get(key)
+        if figures:
+            rows.append([label, figures["items"], figures["seconds"], figures["items_per_s"]])
+    ratio = result.get("claim_ratio_vs_pgqueuer")
+    text = table(
+        f"claim_throughput: {result['items']} no-op items, {result['workers']}",
+        ["path", "items", "seconds", "items/s"],
+        rows,
+    )
+    met = None if ratio is None else ratio >= result["target_ratio"]
+    return (
+        f"{text}\nclaim_ratio_vs_pgqueuer = {ratio} (target >= 1.0: {target(met)}); "
+        f"vs 4 QueueManagers: {result.get('claim_ratio_vs_pgqueuer_4_managers')}"
+    )

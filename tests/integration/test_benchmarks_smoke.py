@@ -1,0 +1,74 @@
+"""The performance harness runs end to end in --quick mode and writes every benchmark's figures.
+
+Sizes are tiny, so the figures are only checked for sanity, never against the README's targets.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daemon.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+KEYS = {
+    "makespan": {"makespan_ratio", "makespan_ratio_single", "portfolio", "single"},
+    "claim_throughput": {"sqlite", "claim_ratio_vs_pgqueuer"},
+    "notion_efficiency": {"requests_per_idle_poll_per_source", "requests_per_project", "startup_requests"},
+    "fairness": {"jain_index", "small_first_start", "max_turnovers_before_small_start"},
+    "idle": {"rss_mb", "cpu_percent", "db_queries_per_s", "process", "in_process"},
+}
+MACHINE = {"cpu_model", "cores", "ram_gb", "python", "postgresql", "date", "git_commit"}
+
+
+@pytest.mark.timeout(170)
+def test_quick_run_writes_every_benchmark_with_sane_figures(tmp_path: Path) -> None:
+    output = tmp_path / "quick.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=160,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(output.read_text())
+    assert result["quick"] is True
+    assert set(result["machine"]) >= MACHINE
+    for name, keys in KEYS.items():
+        assert keys <= set(result["benchmarks"][name]), name
+        assert name in done.stdout  # its table was printed
+
+    makespan = result["benchmarks"]["makespan"]
+    for run in ("portfolio", "single"):
+        assert makespan[run]["measured_s"] >= makespan[run]["bound_s"] * 0.9 > 0
+        assert makespan[run]["limits_held"] is True
+        assert makespan[run]["retries"] == 0
+
+    claims = result["benchmarks"]["claim_throughput"]
+    for db in ("sqlite", "postgres"):
+        if db in claims:
+            assert claims[db]["items_per_s"] > 1
+            assert claims[db]["runs"] == claims[db]["attempts"] == claims[db]["items"]
+    if claims.get("pgqueuer"):
+        assert claims["pgqueuer"]["done"] == claims["pgqueuer"]["items"]
+        assert claims["claim_ratio_vs_pgqueuer"] > 0
+
+    notion = result["benchmarks"]["notion_efficiency"]
+    assert notion["idle_polls"] >= 1
+    assert notion["requests_per_idle_poll_per_source"] >= 1
+    assert notion["requests_per_project"] > 0
+
+    fair = result["benchmarks"]["fairness"]
+    assert 1 / 3 <= fair["jain_index"] <= 1
+
+    idle = result["benchmarks"]["idle"]
+    assert 10 < idle["rss_mb"] < 2000
+    assert 0 <= idle["cpu_percent"] < 200
+    assert idle["db_queries_per_s"] >= 0
+    assert idle["process"]["sigterm_exit_code"] == 0
