@@ -59,12 +59,9 @@ def build_command(c: Claimed, scripts_dir: Path, workspace: Path) -> list[str]:
     if kind == "storyboard":
         return [
             *head,
-            "--title",
-            c.input["title"],
-            "--topic",
-            c.input["topic"],
-            "--direction",
-            c.input["direction"],
+            _text("--title", c.input["title"]),
+            _text("--topic", c.input["topic"]),
+            _text("--direction", c.input["direction"]),
             "--scenes",
             str(c.input["scenes"]),
             "--output",
@@ -73,8 +70,7 @@ def build_command(c: Claimed, scripts_dir: Path, workspace: Path) -> list[str]:
     if kind == "asset":
         return [
             *head,
-            "--prompt",
-            c.input["prompt"],
+            _text("--prompt", c.input["prompt"]),
             "--aspect-ratio",
             c.input["aspect_ratio"],
             "--output",
@@ -87,10 +83,23 @@ def build_command(c: Claimed, scripts_dir: Path, workspace: Path) -> list[str]:
     if kind == "narration":
         return head + _narration_args(c) + ["--output", out]
     if kind == "sfx":
-        return [*head, "--prompt", c.input["prompt"], "--duration", str(c.input["duration"]), "--output", out]
+        return [
+            *head,
+            _text("--prompt", c.input["prompt"]),
+            "--duration",
+            str(c.input["duration"]),
+            "--output",
+            out,
+        ]
     if kind == "assembly":
         return head + _assembly_args(c, workspace) + ["--output", out]
     raise PlanError(f"item kind {kind!r} has no script")
+
+
+def _text(flag: str, value: str) -> str:
+    """Free text as one `--flag=value` argument: as a separate argument, text that starts with '-'
+    and has no space ('-30°C', '-Hush!') is taken by argparse for an option, and the script fails."""
+    return f"{flag}={value}"
 
 
 def _dep(c: Claimed, key: str, workspace: Path) -> str:
@@ -117,8 +126,7 @@ def _clip_args(c: Claimed, workspace: Path) -> list[str]:
     args = [
         "--image",
         _dep(c, f"composite_{scene}", workspace),
-        "--prompt",
-        c.input["prompt"],
+        _text("--prompt", c.input["prompt"]),
         "--duration",
         str(c.input["duration"]),
         "--model",
@@ -134,7 +142,13 @@ def _clip_args(c: Claimed, workspace: Path) -> list[str]:
 
 
 def _narration_args(c: Claimed) -> list[str]:
-    args = ["--text", c.input["text"], "--voice-id", c.input["voice_id"], "--model-id", c.input["model_id"]]
+    args = [
+        _text("--text", c.input["text"]),
+        "--voice-id",
+        c.input["voice_id"],
+        "--model-id",
+        c.input["model_id"],
+    ]
     names = {
         "stability": "--stability",
         "similarity_boost": "--similarity-boost",

@@ -29,7 +29,17 @@ from pathlib import Path
 
 here = Path(__file__).resolve().parent
 argv = sys.argv[1:]
-out = Path(argv[argv.index("--output") + 1])
+
+def arg(flag):
+    # An option's value, given as `--flag value` or `--flag=value`.
+    for i, a in enumerate(argv):
+        if a == flag:
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a[len(flag) + 1:]
+    raise SystemExit(f"no {flag}")
+
+out = Path(arg("--output"))
 item = os.environ.get("PIPELINE_TRACE", "").rsplit(":", 1)[-1]
 behaviour = json.loads((here / "behaviour.json").read_text()) if (here / "behaviour.json").exists() else {}
 actions = behaviour.get(item) or behaviour.get(Path(__file__).name) or behaviour.get("*") or ["ok"]
@@ -77,8 +87,8 @@ if action == "1":
 out.parent.mkdir(parents=True, exist_ok=True)
 tmp = out.with_name(out.name + ".tmp")
 if Path(__file__).name == "generate_storyboard.py":
-    scenes = int(argv[argv.index("--scenes") + 1])
-    title = argv[argv.index("--title") + 1]
+    scenes = int(arg("--scenes"))
+    title = arg("--title")
     board = {
         "title": title or "Untitled", "atmosphere": "Soft morning light",
         "assets": [{"key": "env_s01", "kind": "environment", "prompt": "A quiet river bank"},

@@ -1,0 +1,93 @@
+"""The command lines the daemon builds are read back by the real scripts' parsers unchanged."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from daemon.claim import Claimed
+from daemon.commands import SCRIPTS, build_command
+from scripts import (
+    generate_asset,
+    generate_audio,
+    generate_sound_effects,
+    generate_storyboard,
+    generate_video,
+)
+from services.plan import PlanOptions, build_plan
+from services.storyboard import parse_storyboard
+
+PARSERS = {
+    "storyboard": generate_storyboard.parser,
+    "asset": generate_asset.parser,
+    "clip": generate_video.parser,
+    "narration": generate_audio.parser,
+    "sfx": generate_sound_effects.parser,
+}
+# Text an operator may write that argparse would take for an option when it is a separate argument:
+# it starts with '-' and has no space.
+DASHED = ["-30°C", "-Hush!", "--output=/etc/passwd", "-rf", "--prompt-influence"]
+
+
+def _claimed(kind: str, key: str, data: dict[str, object]) -> Claimed:
+    return Claimed(
+        item_id=1,
+        task_id=1,
+        channel_id="nature",
+        project_slug="0123456789abcdef0123456789abcdef",
+        kind=kind,
+        key=key,
+        provider="x",
+        input=dict(data),
+        input_hash="h",
+        attempt_no=1,
+        lease_token="t",
+        idempotency_key="k",
+        attempt_output=f"attempts/{key}-a1",
+        resume=None,
+        deps={"composite_s01": "composites/s01.png"},
+    )
+
+
+def _parsed(kind: str, argv: list[str]) -> argparse.Namespace:
+    assert Path(argv[1]).name == SCRIPTS[kind]
+    return PARSERS[kind]().parse_args(argv[2:])
+
+
+@pytest.mark.parametrize("text", DASHED)
+def test_text_starting_with_a_dash_reaches_each_script_as_written(text: str) -> None:
+    """Regression: a Title such as '-30°C' (or a narration, prompt or sound description starting with
+    '-' and without a space) was passed as a separate argument, which argparse took for an option:
+    the script stopped with 'argument --title: expected one argument' and the task went to Error."""
+    storyboard = parse_storyboard(
+        {
+            "title": "Frost",
+            "atmosphere": "",
+            "assets": [{"key": "field", "kind": "environment", "prompt": text}],
+            "scenes": [
+                {
+                    "key": "s01",
+                    "frame": {"environment": "field"},
+                    "motion": text,
+                    "narration": text,
+                    "sfx": text,
+                }
+            ],
+        }
+    )
+    request = {"title": text, "topic": text, "direction": text, "scenes": 1}
+    generated = build_plan(request, None, PlanOptions())
+    planned = {p.key: p for p in [*generated, *build_plan(request, storyboard, PlanOptions())]}
+
+    def args(key: str) -> argparse.Namespace:
+        item = planned[key]
+        return _parsed(item.kind, build_command(_claimed(item.kind, key, item.input), Path("/s"), Path("/w")))
+
+    board = args("storyboard")
+    assert (board.title, board.topic, board.direction) == (text, text, text)
+    assert args("asset_field").prompt == planned["asset_field"].input["prompt"]
+    assert args("clip_s01").prompt == planned["clip_s01"].input["prompt"]
+    assert args("narration_s01").text == text
+    assert args("sfx_s01").prompt == text
