@@ -231,7 +231,7 @@ def _pgqueuer_available() -> bool:
 
 
 async def run(ctx: Context) -> dict[str, Any]:
-    count = 150 if ctx.quick else 5000
+    count = 150 if ctx.quick else 2000
     out: dict[str, Any] = {
         "items": count,
         "workers": f"one Worker, {SLOTS} slots of one provider, in-process runner",
