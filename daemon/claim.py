@@ -20,9 +20,6 @@ from daemon.budget import Budget, day_of, lock_channel_day, refusal, reserve
 from daemon.db.models import Attempt, ChannelShare, Item, ItemEdge, ProviderSlot, Task
 from daemon.fairness import advance, effective_pass, floor_pass
 
-# Outcomes after which the provider may still hold a job of that attempt: a new run resumes it.
-UNSETTLED = ("running", "lost", "released", "timeout")
-
 
 @dataclass(frozen=True)
 class Claimed:
@@ -39,15 +36,17 @@ class Claimed:
     lease_token: str
     idempotency_key: str
     attempt_output: str  # relative to the workspace
-    # A job of an earlier attempt to look up instead of paying again (its job id or idempotency key).
+    # The provider job an earlier attempt of this generation recorded: resumed, never paid again.
     resume: str | None
     deps: dict[str, str] = field(default_factory=dict)  # dependency key -> its output path
 
 
-def idempotency_key(channel: str, slug: str, key: str, input_hash: str, number: int) -> str:
-    """Deterministic per (item input, attempt): unique per provider account, readable in logs."""
-    digest = hashlib.sha256(f"{channel}/{slug}/{key}/{input_hash}/{number}".encode()).hexdigest()[:12]
-    return f"{slug[:16]}-{key[:24]}-a{number}-{digest}"
+def idempotency_key(channel: str, slug: str, key: str, input_hash: str, generation: int) -> str:
+    """Deterministic per (item, input, generation), shared by the generation's attempts: a retry
+    after a crash or a timeout submits under the same key, so the provider's copy is found, not
+    paid for again. Unique per provider account; readable in logs."""
+    digest = hashlib.sha256(f"{channel}/{slug}/{key}/{input_hash}/{generation}".encode()).hexdigest()[:12]
+    return f"{slug[:16]}-{key[:24]}-g{generation}-{digest}"
 
 
 def attempt_output(channel: str, slug: str, key: str, number: int, extension: str) -> str:
@@ -131,10 +130,9 @@ async def claim(
         if day is not None:
             await reserve(conn, row.task_id, row.id, number, row.channel_id, day, row.estimate_micros, now)
         await advance(conn, provider, row.channel_id, floor, policy.weights)
-        resume = await _resume_target(conn, row.id, row.provider_job_id)
         slug = await conn.scalar(select(Task.project_slug).where(Task.id == row.task_id))
         assert slug is not None
-        key = idempotency_key(row.channel_id, slug, row.key, row.input_hash, number)
+        key = idempotency_key(row.channel_id, slug, row.key, row.input_hash, row.generation)
         out = attempt_output(row.channel_id, slug, row.key, number, extension_for.get(row.kind, ""))
         await conn.execute(
             insert(Attempt).values(
@@ -164,7 +162,7 @@ async def claim(
             lease_token=token,
             idempotency_key=key,
             attempt_output=out,
-            resume=resume,
+            resume=row.provider_job_id,
             deps=deps,
         )
 
@@ -224,6 +222,7 @@ async def _ready_item(
             Item.attempts,
             Item.provider_job_id,
             Item.estimate_micros,
+            Item.generation,
         )
         .join(Task, and_(Task.id == Item.task_id, Task.state == "active"))
         .outerjoin(
@@ -238,22 +237,6 @@ async def _ready_item(
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(of=Item, skip_locked=True)
     return (await conn.execute(query)).first()
-
-
-async def _resume_target(conn: AsyncConnection, item_id: int, job_id: str | None) -> str | None:
-    if job_id:
-        return job_id
-    last = (
-        await conn.execute(
-            select(Attempt.outcome, Attempt.provider_job_id, Attempt.idempotency_key)
-            .where(Attempt.item_id == item_id)
-            .order_by(Attempt.number.desc())
-            .limit(1)
-        )
-    ).first()
-    if last is None or last.outcome not in UNSETTLED:
-        return None
-    return str(last.provider_job_id or last.idempotency_key)
 
 
 async def dependency_outputs(conn: AsyncConnection, item_id: int) -> dict[str, str]:

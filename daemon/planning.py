@@ -84,6 +84,7 @@ async def apply_plan(
                 state="blocked",
                 next_attempt_at=now,
                 provider_job_id=None,
+                generation=Item.generation + 1,
                 output_path=None,
                 error=None,
                 lease_owner=None,

@@ -24,7 +24,7 @@ from daemon.complete import StoryboardHook, Success, complete, count_failures, f
 from daemon.crashpoints import crash_point
 from daemon.logs import get_logger
 from daemon.retry import backoff_seconds, db_retry
-from daemon.runner import EXIT_OK, EXIT_TRANSIENT, ScriptOutcome, ScriptRunner
+from daemon.runner import EXIT_OK, EXIT_PERMANENT, EXIT_USAGE, ScriptOutcome, ScriptRunner
 from daemon.settings import Settings
 
 
@@ -239,12 +239,13 @@ class Worker:
             return
         if outcome.exit_code == EXIT_OK:
             await self._succeed(c, outcome, log)
-        elif outcome.exit_code == EXIT_TRANSIENT or outcome.timed_out or (outcome.exit_code or 0) < 0:
-            await self._retry_or_fail(c, outcome, log)
-        else:
+        elif outcome.exit_code in (EXIT_PERMANENT, EXIT_USAGE) and not outcome.timed_out:
             message = outcome.message()
             await db_retry(fail)(self.engine, c, message, now, exit_code=outcome.exit_code)
             log.error("item_failed", exit_code=outcome.exit_code, reason=message)
+        else:
+            # 75, a timeout, or a crash (a signal, an exit code outside the contract): try again.
+            await self._retry_or_fail(c, outcome, log)
 
     async def _succeed(self, c: Claimed, outcome: ScriptOutcome, log: Any) -> None:
         result = outcome.result or {}
@@ -315,5 +316,16 @@ async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) ->
 
 def _base_env() -> dict[str, str]:
     """What a script needs from the daemon's environment: no secrets beyond its provider keys."""
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT", "CRASH_AT")
+    keep = (
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "TMPDIR",
+        "PYTHONPATH",
+        "VIRTUAL_ENV",
+        "SYSTEMROOT",
+        "CRASH_AT",
+        "CRASH_ONCE",
+    )
     return {k: v for k, v in os.environ.items() if k in keep}

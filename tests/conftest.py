@@ -34,7 +34,17 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
     """A migrated, empty database: every DB-facing test runs once on SQLite and once on PostgreSQL."""
-    if request.param == "sqlite":
+    yield from _database(str(request.param), tmp_path, sqlite_template)
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    """Like db_url, for tests that choose the backend per case: parametrize `database` indirectly."""
+    yield from _database(str(request.param), tmp_path, sqlite_template)
+
+
+def _database(backend: str, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    if backend == "sqlite":
         yield testdb.sqlite_url_from_template(sqlite_template, tmp_path)
         return
     if not _pg_ready():

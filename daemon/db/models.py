@@ -75,6 +75,10 @@ class Item(Base):
     lease_token: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
     provider_job_id: Mapped[str | None] = mapped_column(String(128))
+    # Bumped each time the item is reset (new input, or a new pass after it failed): part of its
+    # idempotency key, which every attempt of one generation shares, so a retry finds the job an
+    # earlier attempt submitted instead of paying for another.
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     output_path: Mapped[str | None] = mapped_column(Text)
     cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     # What one run is expected to cost (config/pricing.yaml), reserved in the ledger at claim time.
@@ -103,7 +107,7 @@ class Attempt(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"), index=True)
     number: Mapped[int] = mapped_column(Integer)
-    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128), index=True)
     output_path: Mapped[str] = mapped_column(Text)
     lease_token: Mapped[str] = mapped_column(String(64))
     owner: Mapped[str] = mapped_column(String(128))

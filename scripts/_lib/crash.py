@@ -1,4 +1,8 @@
-"""Crash points for the fault tests (same `CRASH_AT=name[@n]` convention as the daemon's)."""
+"""Crash points for the fault tests (same `CRASH_AT=name[@n]` convention as the daemon's).
+
+Every run of a script inherits the variable; with `CRASH_ONCE=<file>` only the first run that
+reaches the point dies (it leaves the file behind), so the retry that follows can succeed.
+"""
 
 from __future__ import annotations
 
@@ -14,5 +18,12 @@ def crash_point(name: str) -> None:
         point, _, nth = entry.strip().partition("@")
         # A script reaches each of its points once per run: only @1 (or no count) applies.
         if point == name and int(nth or 1) == 1:
+            once = os.environ.get("CRASH_ONCE")
+            if once:
+                try:
+                    with open(once, "x"):
+                        pass
+                except FileExistsError:
+                    return
             sys.stdout.flush()
             os._exit(9)

@@ -1,0 +1,85 @@
+"""What the fault tests check after crashes: the sandbox's call log against the DB and workspace."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from daemon.db.engine import make_engine
+from daemon.db.models import Attempt, Item, Task
+from tests.support.sandbox_proc import SandboxProcess
+
+
+@dataclass
+class Audit:
+    tasks: list[Any]
+    items: list[Any]
+    attempts: list[Any]
+    calls: list[dict[str, Any]]
+    workspace: Path
+    problems: list[str] = field(default_factory=list)
+
+    def calls_per_item(self, provider: str) -> Counter[str]:
+        return Counter(str(c["item"]).rsplit(":", 1)[-1] for c in self.calls if c["provider"] == provider)
+
+    def kling_creates_per_clip(self) -> Counter[str]:
+        return self.calls_per_item("kling")
+
+
+async def audit(db_url: str, sandbox: SandboxProcess, workspace: Path) -> Audit:
+    engine = make_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            tasks = list((await conn.execute(select(Task))).all())
+            items = list((await conn.execute(select(Item))).all())
+            attempts = list((await conn.execute(select(Attempt))).all())
+    finally:
+        await engine.dispose()
+    result = Audit(tasks, items, attempts, [c for c in sandbox.calls() if c["item"]], workspace)
+    result.problems = consistency_problems(result)
+    return result
+
+
+def consistency_problems(a: Audit) -> list[str]:
+    """Nothing left running; every done item's file on disk; no file recorded for an unfinished item."""
+    problems = []
+    for item in a.items:
+        if item.state == "running":
+            problems.append(f"{item.key} is still running")
+        if item.state == "succeeded" and item.output_path and not (a.workspace / item.output_path).is_file():
+            problems.append(f"{item.key} is done but {item.output_path} is missing")
+        if item.state != "succeeded" and item.output_path:
+            problems.append(f"{item.key} is {item.state} but records {item.output_path}")
+    for count, clip in ((n, k) for k, n in a.kling_creates_per_clip().items() if n > 1):
+        problems.append(f"{clip} was created {count} times at Kling")
+    return problems
+
+
+def repeats(a: Audit) -> tuple[dict[str, int], list[str]]:
+    """Gemini and ElevenLabs take no idempotency key, so a call repeats when a kill fell between the
+    request and the recording of its result. Returns the repeats per item, and those not explained
+    by an attempt that was lost (killed) before it recorded a result."""
+    by_id = {item.id: item.key for item in a.items}
+    lost: Counter[str] = Counter()
+    succeeded: Counter[str] = Counter()
+    for attempt in a.attempts:
+        key = by_id.get(attempt.item_id, "?")
+        if attempt.outcome in ("lost", "released", "running"):
+            lost[key] += 1
+        elif attempt.outcome == "succeeded":
+            succeeded[key] += 1
+    found: dict[str, int] = {}
+    unexplained = []
+    for provider in ("gemini", "elevenlabs"):
+        for key, calls in a.calls_per_item(provider).items():
+            if calls > 1:
+                found[key] = calls - 1
+                if succeeded[key] != 1 or calls - 1 > lost[key]:
+                    unexplained.append(
+                        f"{key}: {calls} calls, {lost[key]} lost attempts, {succeeded[key]} done"
+                    )
+    return found, unexplained
