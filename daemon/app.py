@@ -143,8 +143,10 @@ class App:
             limits=self.limits,
             notion_sources=[s.info.data_source_id for s in self.sources],
         )
+        worker = self.worker()
+        self.pipeline.on_change = worker.wake.set
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.worker().run(stop), name="worker")
+            group.create_task(worker.run(stop), name="worker")
             jobs = self.notion_jobs()
             if jobs is not None:
                 group.create_task(jobs.run(stop), name="notion")

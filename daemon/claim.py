@@ -190,6 +190,21 @@ async def _affordable_item(
     return None, None
 
 
+async def ready_providers(engine: AsyncEngine, providers: list[str], now: datetime) -> list[str]:
+    """Which of these providers have a ready item due now in an active task (one indexed query)."""
+    if not providers:
+        return []
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(Item.provider)
+            .join(Task, and_(Task.id == Item.task_id, Task.state == "active"))
+            .where(Item.provider.in_(providers), Item.state == "ready", Item.next_attempt_at <= now)
+            .group_by(Item.provider)
+        )
+        found = {r[0] for r in rows}
+    return [p for p in providers if p in found]
+
+
 async def _free_slot(conn: AsyncConnection, provider: str, now: datetime) -> int | None:
     query = (
         select(ProviderSlot.slot_no)

@@ -86,6 +86,12 @@ class Pipeline:
         self.workspace = workspace
         self.auto_approve = auto_approve
         self.estimate = estimator(pricing)
+        # Set by the composition root to wake this process's worker when new work appears.
+        self.on_change: Callable[[], None] | None = None
+
+    def notify(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def channel(self, channel_id: str) -> Channel:
         channel = self.channels.get(channel_id)

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     daemon_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     lease_ttl_s: float = 30.0
     claim_poll_s: float = 1.0
+    idle_poll_max_s: float = 2.0  # an idle daemon backs off to this between looks for work
     notion_poll_s: float = 30.0
     notion_rate: float = 3.0  # requests/s on average, for every Notion call of this daemon
     notion_burst: int = 3

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import budget, lease
-from daemon.claim import Claimed, ClaimPolicy, claim
+from daemon.claim import Claimed, ClaimPolicy, claim, ready_providers
 from daemon.clock import Clock
 from daemon.commands import EXTENSIONS, build_command, final_path
 from daemon.complete import StoryboardHook, Success, complete, count_failures, fail
@@ -73,11 +73,21 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Claims until `stop`, then gives running items a grace period and hands back the rest."""
         beats = asyncio.create_task(self._heartbeat_loop(stop), name="heartbeat")
+        idle_rounds = 0
         try:
             while not stop.is_set():
                 claimed = await self._claim_round()
+                idle_rounds = 0 if claimed else idle_rounds + 1
                 if not claimed:
-                    await _wait_any(stop, self.wake, self.settings.claim_poll_s)
+                    # Idle: poll less and less often (up to idle_poll_max_s); a local completion
+                    # (which may unblock work) wakes the loop at once.
+                    delay = min(
+                        self.settings.claim_poll_s * 2 ** min(idle_rounds - 1, 6),
+                        max(self.settings.claim_poll_s, self.settings.idle_poll_max_s),
+                    )
+                    await _wait_any(stop, self.wake, delay)
+                    if self.wake.is_set():
+                        idle_rounds = 0
                     self.wake.clear()
             await self._drain()
         finally:
@@ -87,8 +97,10 @@ class Worker:
 
     async def _claim_round(self) -> int:
         claimed = 0
-        for provider, limit in self.limits.items():
-            while self._local_count(provider) < limit:
+        free = [p for p, limit in self.limits.items() if self._local_count(p) < limit]
+        # One cheap query says which providers have work due; claims only where there is some.
+        for provider in await db_retry(ready_providers)(self.engine, free, self.clock.now()):
+            while self._local_count(provider) < self.limits[provider]:
                 c = await db_retry(claim)(
                     self.engine,
                     provider,

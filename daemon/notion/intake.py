@@ -185,6 +185,7 @@ class Intake:
             await self._page_error(page_id, str(exc), now)
         else:
             log.info("operator_action_applied")
+            self.pipeline.notify()
 
     async def _apply(self, source: Source, page: JSON, action: Action, task: Any, now: datetime) -> None:
         if action is Action.START:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -18,6 +19,7 @@ from daemon.notion.outbox import OutboxWriter
 from daemon.notion.sync import sync_tasks
 
 LEASE = "notion"
+FULL_SYNC_S = 30.0
 
 
 class NotionJobs:
@@ -44,7 +46,9 @@ class NotionJobs:
         self.outbox_s = outbox_s
         self.lease_ttl_s = lease_ttl_s
         self.token: str | None = None
-        self.watched: set[int] | None = None  # None: the first sync after taking the lead covers all
+        self.watched: set[int] = set()  # tasks at work at the last sync: synced until they settle
+        self.last_full: datetime | None = None  # every FULL_SYNC_S, every task with a page is synced
+        self.intake_acted = False
         self.active = 0  # jobs running now; shutdown waits for them instead of cancelling them
         self.log = get_logger(daemon=owner, job="notion")
 
@@ -95,19 +99,27 @@ class NotionJobs:
         self.token = await leader.acquire(self.engine, LEASE, self.owner, self.clock.now(), self.lease_ttl_s)
         if self.token and not was:
             self.log.info("leadership_taken")
-            self.watched = None
+            self.last_full = None
             await self.poll()
         elif was and not self.token:
             self.log.warning("leadership_lost")
 
     async def poll(self) -> None:
         if self.token:
-            await self.intake.poll(self.clock.now())
+            if await self.intake.poll(self.clock.now()):
+                self.intake_acted = True
             await self.outbox()
 
     async def outbox(self) -> None:
+        """Sync and flush while tasks are at work; when idle, once per FULL_SYNC_S (cheap on the DB)."""
         if not self.token:
             return
         now = self.clock.now()
-        self.watched = await sync_tasks(self.engine, self.workspace, now, self.watched)
+        full = self.last_full is None or (now - self.last_full).total_seconds() >= FULL_SYNC_S
+        if not (self.watched or full or self.intake_acted):
+            return
+        self.watched = await sync_tasks(self.engine, self.workspace, now, None if full else self.watched)
+        if full:
+            self.last_full = now
+        self.intake_acted = False
         await self.writer.flush(now)
