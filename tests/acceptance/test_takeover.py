@@ -1,0 +1,125 @@
+"""A daemon frozen past its lease loses its item to another daemon; thawed, it kills its script and
+its completion is refused; the clip is paid once. And a SIGTERMed daemon's work is picked up by a
+second daemon within seconds, not after the lease TTL."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import yaml
+
+from tests.support.chaos import audit
+from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.sandbox_proc import SandboxProcess
+from tests.support.stack import STORYBOARD, daemon_env, write_channel
+
+
+async def _until(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _setup(sandbox: SandboxProcess, database: str, tmp_path: Path, kling_seconds: float) -> dict[str, str]:
+    sandbox.configure(cheap_media=True, kling_seconds=kling_seconds)
+    channels = tmp_path / "channels"
+    write_channel(channels)
+    env = {
+        **daemon_env(sandbox, tmp_path / "ws", channels, database),
+        "CLAIM_POLL_S": "0.2",
+        "IDLE_POLL_MAX_S": "0.5",
+        "LEASE_TTL_S": "3",
+        "SIGTERM_GRACE_S": "1",
+    }
+    board = {**STORYBOARD, "scenes": STORYBOARD["scenes"][:1]}
+    (tmp_path / "sb.yaml").write_text(yaml.safe_dump(board))
+    done = run_cli(env, "enqueue", "--channel", "nature", "--storyboard", str(tmp_path / "sb.yaml"))
+    assert done.returncode == 0, done.stderr
+    return env
+
+
+async def test_a_frozen_daemon_loses_its_clip_and_its_completion_is_refused(
+    fresh_sandbox: SandboxProcess, db_url: str, tmp_path: Path
+) -> None:
+    env = _setup(fresh_sandbox, db_url, tmp_path, kling_seconds=900)  # 15 s clips
+    a = DaemonProcess(env, tmp_path / "a.log", "daemon-a").start()
+    b: DaemonProcess | None = None
+    try:
+
+        async def clip_submitted() -> bool:
+            return bool(fresh_sandbox.calls("kling"))
+
+        await _until(clip_submitted, 90, "daemon A to submit the clip")
+        a.signal(signal.SIGSTOP)
+        b = DaemonProcess(env, tmp_path / "b.log", "daemon-b").start()
+
+        async def b_owns_clip() -> bool:
+            result = await audit(db_url, fresh_sandbox, tmp_path / "ws")
+            clip = next((i for i in result.items if i.key == "clip_s01"), None)
+            return clip is not None and clip.state == "running" and clip.lease_owner == "daemon-b"
+
+        await _until(b_owns_clip, 30, "daemon B to take the clip over after A's lease expired")
+        a.signal(signal.SIGCONT)
+
+        async def a_killed_its_script() -> bool:
+            return any(e.get("event") == "script_killed_lease_lost" for e in a.events())
+
+        await _until(a_killed_its_script, 15, "daemon A to find its lease gone and kill its script")
+
+        async def done() -> bool:
+            result = await audit(db_url, fresh_sandbox, tmp_path / "ws")
+            return bool(result.tasks) and result.tasks[0].state == "done"
+
+        await _until(done, 120, "the task to finish")
+    finally:
+        for d in (a, b):
+            if d is not None:
+                d.signal(signal.SIGCONT)
+                d.signal(signal.SIGTERM)
+                d.wait(timeout=30)
+    result = await audit(db_url, fresh_sandbox, tmp_path / "ws")
+    assert result.problems == []
+    assert list(result.kling_creates_per_clip().values()) == [1]  # B resumed A's job: paid once
+    clip = next(i for i in result.items if i.key == "clip_s01")
+    attempts = sorted((t.number, t.owner, t.outcome) for t in result.attempts if t.item_id == clip.id)
+    assert attempts == [(1, "daemon-a", "lost"), (2, "daemon-b", "succeeded")]
+    assert not any(e.get("event") == "item_succeeded" and e.get("item") == "clip_s01" for e in a.events())
+
+
+async def test_a_sigtermed_daemons_items_are_picked_up_within_five_seconds(
+    fresh_sandbox: SandboxProcess, db_url: str, tmp_path: Path
+) -> None:
+    env = _setup(fresh_sandbox, db_url, tmp_path, kling_seconds=900)
+    env = {**env, "LEASE_TTL_S": "60"}  # far longer than the 5 s allowed: a hand-back, not an expiry
+    a = DaemonProcess(env, tmp_path / "a.log", "daemon-a").start()
+    b = DaemonProcess(env, tmp_path / "b.log", "daemon-b")
+    try:
+
+        async def a_runs_clip() -> bool:
+            result = await audit(db_url, fresh_sandbox, tmp_path / "ws")
+            return any(i.key == "clip_s01" and i.lease_owner == "daemon-a" for i in result.items)
+
+        await _until(a_runs_clip, 90, "daemon A to run the clip")
+        b.start()
+        a.signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        assert a.wait(timeout=20) == 0
+
+        async def b_runs_clip() -> bool:
+            result = await audit(db_url, fresh_sandbox, tmp_path / "ws")
+            return any(i.key == "clip_s01" and i.lease_owner == "daemon-b" for i in result.items)
+
+        await _until(b_runs_clip, 10, "daemon B to pick the clip up")
+        assert time.monotonic() - stopped < 5
+    finally:
+        for d in (a, b):
+            if d.proc is not None:
+                d.signal(signal.SIGTERM)
+                d.wait(timeout=30)
