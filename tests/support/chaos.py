@@ -24,7 +24,12 @@ class Audit:
     problems: list[str] = field(default_factory=list)
 
     def calls_per_item(self, provider: str) -> Counter[str]:
-        return Counter(str(c["item"]).rsplit(":", 1)[-1] for c in self.calls if c["provider"] == provider)
+        """Billable calls per item, keyed as the daemon traces them: channel:slug:item key."""
+        return Counter(str(c["item"]) for c in self.calls if c["provider"] == provider)
+
+    def trace_key(self, item: Any) -> str:
+        task = next(t for t in self.tasks if t.id == item.task_id)
+        return f"{task.channel_id}:{task.project_slug}:{item.key}"
 
     def kling_creates_per_clip(self) -> Counter[str]:
         return self.calls_per_item("kling")
@@ -63,7 +68,7 @@ def repeats(a: Audit) -> tuple[dict[str, int], list[str]]:
     """Gemini and ElevenLabs take no idempotency key, so a call repeats when a kill fell between the
     request and the recording of its result. Returns the repeats per item, and those not explained
     by an attempt that was lost (killed) before it recorded a result."""
-    by_id = {item.id: item.key for item in a.items}
+    by_id = {item.id: a.trace_key(item) for item in a.items}
     lost: Counter[str] = Counter()
     succeeded: Counter[str] = Counter()
     for attempt in a.attempts:
