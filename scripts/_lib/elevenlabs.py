@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from scripts._lib import env
-from scripts._lib.errors import ScriptError, by_http_status, permanent, transient
+from scripts._lib.errors import KEY_FIX, ScriptError, by_http_status, permanent, transient
 from scripts._lib.http import json_body, make_client, send
 
 PROVIDER = "elevenlabs"
@@ -51,10 +51,8 @@ def classify_error(status: int, body: dict[str, Any]) -> ScriptError:
             code,
         )
     if code in AUTH_STATUSES or status == 401:
-        return permanent(
-            f"ElevenLabs refused the API key ({code or status}): check ELEVENLABS_API_KEY.{said}",
-            code or status,
-        )
+        fix = KEY_FIX.format("ELEVENLABS_API_KEY")
+        return permanent(f"ElevenLabs refused the API key ({code or status}): {fix}{said}", code or status)
     if code == "voice_not_found":
         return permanent(
             f"ElevenLabs does not know this voice ({code}): fix voice.voice_id in the channel config.{said}",

@@ -17,6 +17,9 @@ EXIT_CODES: dict[Kind, int] = {"transient": EXIT_TRANSIENT, "permanent": EXIT_PE
 
 ProviderCode = str | int | None
 
+# What an operator does about a refused key: the daemon reads its settings once, at start.
+KEY_FIX = "put the right key in {} in the daemon's settings, restart the daemon, then requeue."
+
 
 class ScriptError(Exception):
     """A failure with its kind, an operator-facing message (what happened + what to do) and the

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from scripts._lib import env
-from scripts._lib.errors import ScriptError, by_http_status, permanent, transient
+from scripts._lib.errors import KEY_FIX, ScriptError, by_http_status, permanent, transient
 from scripts._lib.http import json_body, make_client, send
 
 PROVIDER = "gemini"
@@ -84,10 +84,9 @@ def classify_error(status: int, body: dict[str, Any]) -> ScriptError:
         or status in (401, 403)
         or api_status in ("UNAUTHENTICATED", "PERMISSION_DENIED")
     ):
+        fix = KEY_FIX.format("GEMINI_API_KEY")
         return permanent(
-            f"Gemini refused the API key ({reason or api_status or status}): check GEMINI_API_KEY. "
-            f"{message}".strip(),
-            code,
+            f"Gemini refused the API key ({reason or api_status or status}): {fix} {message}".strip(), code
         )
     if api_status == "RESOURCE_EXHAUSTED" or status == 429:
         return _quota_error(message, details, code)

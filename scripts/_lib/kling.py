@@ -11,7 +11,7 @@ import httpx
 import jwt
 
 from scripts._lib import env
-from scripts._lib.errors import ScriptError, by_http_status, permanent, transient
+from scripts._lib.errors import KEY_FIX, ScriptError, by_http_status, permanent, transient
 from scripts._lib.http import json_body, make_client, send
 
 PROVIDER = "kling"
@@ -21,7 +21,8 @@ TOKEN_LIFETIME_S = 1800
 CLOCK_SKEW_S = 5
 
 # Kling's own codes (the HTTP status alone cannot tell "rate limited" from "out of money": both 429).
-AUTH_CODES = frozenset({1000, 1001, 1002, 1003, 1004})
+AUTH_CODES = frozenset({1000, 1001, 1002})
+CLOCK_CODES = frozenset({1003, 1004})  # the JWT is not yet valid or has expired
 TRANSIENT_CODES = frozenset({1302, 1303, 5000, 5001, 5002})
 NOT_FOUND_CODES = frozenset({1202, 1203})
 CONTENT_CODES = frozenset({1300, 1301})
@@ -140,10 +141,16 @@ def classify_error(status: int, payload: dict[str, Any]) -> ScriptError:
     code = _code(payload)
     message = str(payload.get("message") or "").strip()
     said = f" Kling said: {message}" if message else ""
+    if code in CLOCK_CODES:
+        return permanent(
+            f"Kling refused the token's time (code {code}): this machine's clock is off; set it right (NTP), "
+            f"then requeue.{said}",
+            code,
+        )
     if code in AUTH_CODES:
         return permanent(
-            f"Kling refused the credentials (code {code}): check KLING_ACCESS_KEY, KLING_SECRET_KEY and the "
-            f"machine's clock.{said}",
+            f"Kling refused the credentials (code {code}): "
+            f"{KEY_FIX.format('KLING_ACCESS_KEY and KLING_SECRET_KEY (a pair from one account)')}{said}",
             code,
         )
     if code in TRANSIENT_CODES:

@@ -253,3 +253,27 @@ def test_keys_never_reach_stdout() -> None:
     text = redact(f"refused key {secret}", {"ELEVENLABS_API_KEY": secret})
     assert secret not in text
     assert "<ELEVENLABS_API_KEY>" in text
+
+
+def test_a_refused_key_names_its_setting_and_says_to_restart_and_requeue() -> None:
+    """Regression: 'check GEMINI_API_KEY' left out that the daemon reads its settings only at start
+    and that the page must be queued again; Kling blamed keys and clock alike for every auth code."""
+    restart = "in the daemon's settings, restart the daemon, then requeue."
+    key = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]
+    assert gemini.classify_error(400, _gemini_error(400, "INVALID_ARGUMENT", key)).message.startswith(
+        f"Gemini refused the API key (API_KEY_INVALID): put the right key in GEMINI_API_KEY {restart}"
+    )
+    detail = {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}}
+    assert elevenlabs.classify_error(401, detail).message.startswith(
+        f"ElevenLabs refused the API key (invalid_api_key): put the right key in ELEVENLABS_API_KEY {restart}"
+    )
+    refused = kling.classify_error(401, {"code": 1002, "message": "Authorization is invalid"})
+    assert refused.message.startswith(
+        "Kling refused the credentials (code 1002): put the right key in KLING_ACCESS_KEY and "
+        f"KLING_SECRET_KEY (a pair from one account) {restart}"
+    )
+    expired = kling.classify_error(401, {"code": 1004, "message": "Authorization has expired"})
+    assert (expired.kind, expired.provider_code) == ("permanent", 1004)
+    assert expired.message.startswith(
+        "Kling refused the token's time (code 1004): this machine's clock is off"
+    )
