@@ -46,7 +46,7 @@ bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 chaos: $(STAMP)
-	$(PY) -m pytest tests/acceptance -m chaos --chaos-full
+	$(PY) -m tests.support.chaos_run --kills 30 --write-docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
