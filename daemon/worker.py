@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -59,6 +60,7 @@ class Worker:
         self.costs = costs
         self.on_storyboard = on_storyboard
         self.policy = policy or ClaimPolicy()
+        self.disk_full = False
         self.workspace = settings.workspace_dir
         self.running: dict[str, Running] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -95,8 +97,31 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await beats
 
+    def _disk_ok(self) -> bool:
+        """Work pauses while the workspace's disk is nearly full, and goes on when space returns."""
+        try:
+            free_mb = shutil.disk_usage(self.workspace).free / 1_000_000
+        except OSError:
+            return True  # the workspace does not exist yet; the first item creates it
+        full = free_mb < self.settings.min_free_mb
+        if full != self.disk_full:
+            self.disk_full = full
+            if full:
+                self.log.error(
+                    "workspace_disk_full_paused",
+                    free_mb=round(free_mb),
+                    needed_mb=self.settings.min_free_mb,
+                    workspace=str(self.workspace),
+                    action="free space on this disk (or raise it); work goes on by itself",
+                )
+            else:
+                self.log.warning("workspace_disk_space_back_resumed", free_mb=round(free_mb))
+        return not full
+
     async def _claim_round(self) -> int:
         claimed = 0
+        if not self._disk_ok():
+            return 0
         free = [p for p, limit in self.limits.items() if self._local_count(p) < limit]
         # One cheap query says which providers have work due; claims only where there is some.
         for provider in await db_retry(ready_providers)(self.engine, free, self.clock.now()):

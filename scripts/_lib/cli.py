@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import traceback
@@ -10,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from scripts._lib.errors import EXIT_OK, EXIT_PERMANENT, ScriptError, usage
+from scripts._lib.errors import EXIT_OK, EXIT_PERMANENT, EXIT_TRANSIENT, ScriptError, usage
 from scripts._lib.output import emit_error, emit_result
 
 
@@ -40,7 +41,14 @@ def run(
     except ScriptError as exc:
         emit_error(exc)
         return exc.exit_code
-    except Exception as exc:  # a bug or an unexpected local failure: retrying will not fix it
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # A full disk frees up; outputs are written atomically, so nothing half-written stays.
+            emit_error(
+                ScriptError("transient", "The disk is full; free some space and it goes on by itself.")
+            )
+            return EXIT_TRANSIENT
+        # A bug or an unexpected local failure: retrying will not fix it.
         traceback.print_exc(file=sys.stderr)
         emit_error(ScriptError("permanent", f"Unexpected failure: {type(exc).__name__}: {exc}"))
         return EXIT_PERMANENT
