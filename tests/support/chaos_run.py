@@ -216,7 +216,10 @@ def _conclude(result: Audit, report: ChaosReport, workdir: Path) -> None:
 def write_doc(report: ChaosReport, database: str) -> None:
     figures = report.as_dict()
     landed = "\n".join(f"| {what} | {n} |" for what, n in report.landed.most_common())
-    repeated = ", ".join(f"{k} (+{n})" for k, n in sorted(report.repeats.items())) or "none"
+    by_kind: Counter[str] = Counter()
+    for key, n in report.repeats.items():
+        by_kind[key.rsplit(":", 1)[-1].split("_")[0]] += n
+    repeated = ", ".join(f"{kind} {n}" for kind, n in by_kind.most_common()) or "none"
     lines = [
         BEGIN,
         f"Last full chaos run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, seed {report.seed}, "
@@ -225,9 +228,9 @@ def write_doc(report: ChaosReport, database: str) -> None:
         "",
         f"- SIGKILLs: **{report.kills}**, daemon starts: {report.restarts}, wall time {figures['seconds']} s",
         f"- billable calls: {dict(report.calls)}",
-        f"- repeated Gemini/ElevenLabs calls: {sum(report.repeats.values())}: {repeated}; each one is an "
-        "attempt the kill cut off after its request and before its result was recorded (unexplained: "
-        f"{len(report.unexplained)})",
+        f"- repeated Gemini/ElevenLabs calls: {sum(report.repeats.values())} ({repeated}); each one is an "
+        "attempt the kill cut off after its request and before its result was recorded: the restart "
+        f"reaps the orphaned script and runs the step again (unexplained: {len(report.unexplained)})",
         "- Kling clips created twice: 0; items left running: 0; items lost: 0; problems: "
         f"{len(report.problems)}",
         f"- time to recover (start to first script): median {figures['recover_s_median']} s, "
