@@ -6,7 +6,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -38,16 +38,26 @@ class Redactor:
         return event
 
 
+class _LibraryHandler(logging.StreamHandler[TextIO]):
+    """Writes to sys.stderr as it is at each record (like logging's last resort), and marks the
+    handler `configure` installs, so that configuring again replaces it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure(secrets: Iterable[str], *, json_lines: bool = True, level: int = logging.INFO) -> None:
     redactor = Redactor(secrets)
     # APScheduler reports every coalesced run at WARNING; skipped overlapping runs are by design here.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     renderer: Any = structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            stamp,
             structlog.processors.format_exc_info,
             redactor,
             renderer,
@@ -56,6 +66,25 @@ def configure(secrets: Iterable[str], *, json_lines: bool = True, level: int = l
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    # Libraries log through the standard library: notion-client's "request fail" line quotes Notion's
+    # error message, which may quote what was refused. Those records pass the same redactor.
+    handler = _LibraryHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.processors.add_log_level, stamp],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redactor,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _LibraryHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
 
 
 def get_logger(**bound: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,3 +84,23 @@ def test_secrets_are_redacted_from_every_log_line() -> None:
     assert first["api_key"] == "[redacted]"
     assert first["nested"]["headers"]["x-goog-api-key"] == "[redacted]"
     assert first["task"] == 1
+
+
+@pytest.mark.usefixtures("_restore_logging")
+def test_library_log_lines_are_redacted_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """Regression: notion-client logs Notion's error message through the standard library
+    ("request fail: ... message=..."), which bypassed the redactor and reached stderr as it was."""
+    logs.configure(["ntn_RecognisableToken123"])
+    logging.getLogger("daemon.notion.client").warning(
+        "request fail: code=%s, message=%s", "unauthorized", "token ntn_RecognisableToken123 is invalid"
+    )
+    logging.getLogger("some.library").info("chatter below WARNING stays out")
+    err = capsys.readouterr().err
+    assert "RecognisableToken123" not in err
+    line = json.loads(err.strip().splitlines()[-1])
+    assert line["event"] == "request fail: code=unauthorized, message=token [redacted] is invalid"
+    assert (line["level"], line["logger"]) == ("warning", "daemon.notion.client")
+    assert "chatter" not in err
+    logs.configure(["ntn_RecognisableToken123"])  # configuring again replaces the handler, not adds one
+    logging.getLogger("x").warning("once")
+    assert capsys.readouterr().err.count('"once"') == 1
