@@ -86,6 +86,7 @@ class NotionApi:
                 log_level=logging.WARNING,
             )
         )
+        self.token = token
         self.bucket = TokenBucket(rate, burst)
         self.attempts = attempts
         self.max_wait_s = max_wait_s
@@ -146,10 +147,12 @@ class NotionApi:
             if not idempotent:
                 raise AmbiguousWrite(f"{what}: Notion answered {status} {code}", status, code) from exc
             return backoff_seconds(attempt, 0.5, self.max_wait_s)
-        if status == 404 or (status == 400 and "archived" in str(exc)):
+        # Notion's own words go into logs and the outbox's last error: never the token they may quote.
+        said = str(exc).replace(self.token, "[redacted]") if self.token else str(exc)
+        if status == 404 or (status == 400 and "archived" in said):
             # 404: deleted or unshared; 400 "Can't edit block that is archived": in the trash.
-            raise NotionNotFound(f"{what}: {exc}", status, code) from exc
-        raise NotionRejected(f"{what}: {status} {code}: {exc}", status, code) from exc
+            raise NotionNotFound(f"{what}: {said}", status, code) from exc
+        raise NotionRejected(f"{what}: {status} {code}: {said}", status, code) from exc
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from daemon.db.models import Comment
+from daemon.db.models import Comment, Outbox
 from tests.support import fake_scripts
 from tests.support.notion_kit import NotionKit
 from tests.support.sandbox_proc import SandboxProcess
@@ -117,3 +117,27 @@ async def test_an_operators_cancel_racing_a_daemon_write_wins(kit: NotionKit) ->
     assert (await kit.task(page)).state == "cancelled"
     await kit.flush()
     assert (await kit.page(page))["Status"] == "Cancelled"
+
+
+async def test_notions_error_quoting_the_token_is_kept_without_it(kit: NotionKit) -> None:
+    """Regression: a rejected write's error text, Notion's own words, went into the outbox's last
+    error (the DB) and the log as it was, so a message quoting the token stored the token."""
+    await kit.start()
+    page = kit.pages[0]
+    assert kit.app and kit.app.notion
+    token = kit.app.notion.token
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    kit.sandbox.fault(
+        provider="notion",
+        status=400,
+        code="validation_error",
+        endpoint="^PATCH /notion/v1/pages/",
+        message=f"body failed validation for the integration {token}",
+        count=1,
+    )
+    await kit.flush()
+    async with kit.app.engine.connect() as conn:
+        errors = [e for e in await conn.scalars(select(Outbox.last_error).where(Outbox.page_id == page)) if e]
+    assert errors and all("body failed validation for the integration [redacted]" in e for e in errors)
+    assert not any(token in e for e in errors)
