@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from daemon import logs
 from daemon.app import App, install_signal_handlers
 from daemon.db.engine import make_engine
 from daemon.db.models import Item, Task
@@ -119,6 +120,9 @@ async def run_demo(workspace: Path) -> int:
         os.environ["WORKSPACE_DIR"] = str(demo / "workspace")
         os.environ.pop("DATABASE_URL", None)
         settings = Settings(demo_auto_approve=True, notion_poll_s=1.0, claim_poll_s=0.2, lease_ttl_s=15.0)
+        # The redactor was set up before these keys existed: it must know them from now on.
+        secrets = [*settings.secret_values(), os.environ.get("NOTION_OPERATOR_TOKEN", "")]
+        logs.configure(secrets, json_lines=not sys.stderr.isatty())
         await _migrate(settings)
         video = await _produce(settings, page_id, started)
     finally:
