@@ -112,7 +112,8 @@ class Sandbox:
     def _provider_call(
         self, provider: Provider, route: object, params: dict[str, str], path_exists: bool, request: Request
     ) -> Response:
-        latency_ms, fault = self.faults.take(provider.name, request.method, request.path)
+        credential = " ".join(request.header(h) for h in ("authorization", "x-goog-api-key", "xi-api-key"))
+        latency_ms, fault = self.faults.take(provider.name, request.method, request.path, credential)
         if latency_ms:
             time.sleep(latency_ms / 1000)
         if fault is not None and fault.kind in ("error", "outage"):

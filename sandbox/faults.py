@@ -28,6 +28,8 @@ class Fault:
     latency_ms: int = 0
     drop: bool = False
     endpoint: re.Pattern[str] | None = None  # searched in "METHOD /path"
+    # Only calls made with this credential (e.g. the integration's token, not the operator's).
+    token: str | None = None
     remaining: int | None = None  # None: unlimited within the period
     until: float | None = None  # epoch seconds; None: until used up
     id: int = 0
@@ -38,8 +40,10 @@ class Fault:
             return False
         return self.remaining is None or self.remaining > 0
 
-    def matches(self, provider: str, method: str, path: str) -> bool:
+    def matches(self, provider: str, method: str, path: str, credential: str = "") -> bool:
         if provider != self.provider:
+            return False
+        if self.token is not None and self.token not in credential:
             return False
         return self.endpoint is None or self.endpoint.search(f"{method} {path}") is not None
 
@@ -87,6 +91,7 @@ def parse_fault(spec: dict[str, Any], now: float, latency_scale: float) -> Fault
         latency_ms=int(spec.get("latency_ms", 0)),
         drop=bool(spec.get("drop", False)),
         endpoint=re.compile(endpoint) if endpoint else None,
+        token=spec.get("token"),
         remaining=count,
         until=None if seconds is None else now + float(seconds) * scale,
     )
@@ -114,7 +119,7 @@ class Faults:
             now = time.time()
             return [f.describe() for f in self._faults if f.active(now)]
 
-    def take(self, provider: str, method: str, path: str) -> tuple[int, Fault | None]:
+    def take(self, provider: str, method: str, path: str, credential: str = "") -> tuple[int, Fault | None]:
         """The latency to add (ms) and the error fault to apply to this call, consuming counts."""
         with self._lock:
             now = time.time()
@@ -122,7 +127,7 @@ class Faults:
             latency = 0
             chosen: Fault | None = None
             for fault in self._faults:
-                if not fault.matches(provider, method, path):
+                if not fault.matches(provider, method, path, credential):
                     continue
                 if fault.kind == "latency":
                     latency += fault.latency_ms

@@ -30,11 +30,13 @@ from daemon.notion.gateway import (
 )
 from daemon.notion.props import option_name, text_value
 from daemon.retry import backoff_seconds
+from services.status import action_for
 
 JSON = dict[str, Any]
 STATUS = "Status"
 STORYBOARD_BODY = "__storyboard__"  # not a property: the Storyboard block of the page body
 COMMENT_MARK = "nvd:"  # a comment's key, kept in its last line so a retry can see it was written
+HELD_STATUS_S = 5.0  # a Status held back for the operator's change is looked at again after this
 
 
 async def set_property(conn: AsyncConnection, page_id: str, prop: str, value: JSON, now: datetime) -> bool:
@@ -214,18 +216,20 @@ class OutboxWriter:
         return writes
 
     async def _status_still_ours(self, page_id: str, row: Any, now: datetime) -> bool:
-        """Reads the page: if the operator changed Status since our last write, theirs wins."""
+        """Reads the page: if the operator set an operator status (Queued, Cancelled, an approval...)
+        since our last write, theirs wins: our Status waits, unchanged, until intake has acted on
+        theirs and acknowledged it as the new baseline. Any other hand edit is overwritten."""
         page = await self.notion.call("GET", f"pages/{page_id}")
         current = option_name(page.get("properties", {}).get(STATUS))
         ours = (row.sent_value or {}).get("status")
-        if ours is None or current == ours:
+        if ours is None or current == ours or action_for(current or "") is None:
             return True
-        self.log.info("operator_status_wins", page=page_id, operator=current, dropped=row.value.get("status"))
-        async with self.engine.begin() as conn:
+        self.log.info("operator_status_wins", page=page_id, operator=current, held=row.value.get("status"))
+        async with self.engine.begin() as conn:  # look again later rather than on every flush
             await conn.execute(
                 update(Outbox)
-                .where(Outbox.id == row.id, Outbox.version == row.version)
-                .values(sent_version=row.version, sent_value={"status": current})
+                .where(Outbox.id == row.id)
+                .values(next_attempt_at=now + timedelta(seconds=HELD_STATUS_S))
             )
         return False
 
