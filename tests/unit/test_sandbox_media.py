@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -217,18 +218,21 @@ def _signed(**claims: Any) -> str:
     )
 
 
+# Headers are made when each test runs, not at collection: a collected token's times go stale
+# in a long run (regression: nbf "+600 s" was in the past 19 minutes into the suite).
 @pytest.mark.parametrize(
-    ("header", "code"),
+    ("make_header", "code"),
     [
-        ("", 1001),
-        ("Basic abc", 1002),
-        ("Bearer abc.def", 1002),
-        (_signed(iss="ak_other"), 1000),
-        (_signed(exp=int(time.time()) - 60), 1004),
-        (_signed(nbf=int(time.time()) + 600), 1003),
+        (lambda: "", 1001),
+        (lambda: "Basic abc", 1002),
+        (lambda: "Bearer abc.def", 1002),
+        (lambda: _signed(iss="ak_other"), 1000),
+        (lambda: _signed(exp=int(time.time()) - 60), 1004),
+        (lambda: _signed(nbf=int(time.time()) + 600), 1003),
     ],
 )
-def test_bad_kling_tokens_get_their_codes(header: str, code: int) -> None:
+def test_bad_kling_tokens_get_their_codes(make_header: Callable[[], str], code: int) -> None:
+    header = make_header()
     failure = jwt.check(header, ACCESS, SECRET)
     assert failure is not None
     assert failure.code == code
