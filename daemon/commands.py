@@ -51,7 +51,7 @@ def final_path(kind: str, key: str, channel: str, slug: str) -> str:
     return f"{base}/{folder}/{key.split('_', 1)[1]}{EXTENSIONS[kind]}"
 
 
-def build_command(c: Claimed, scripts_dir: Path, workspace: Path) -> list[str]:
+def build_command(c: Claimed, scripts_dir: Path, workspace: Path, *, kling_poll_s: float = 10.0) -> list[str]:
     """The argv of the item's script; inputs are the recorded outputs of its dependencies."""
     out = str(workspace / c.attempt_output)
     head = [sys.executable, str(scripts_dir / SCRIPTS[c.kind])]
@@ -79,7 +79,7 @@ def build_command(c: Claimed, scripts_dir: Path, workspace: Path) -> list[str]:
     if kind == "composite":
         return head + _composite_args(c, workspace) + ["--output", out]
     if kind == "clip":
-        return head + _clip_args(c, workspace) + ["--output", out]
+        return head + _clip_args(c, workspace, kling_poll_s) + ["--output", out]
     if kind == "narration":
         return head + _narration_args(c) + ["--output", out]
     if kind == "sfx":
@@ -121,7 +121,7 @@ def _composite_args(c: Claimed, workspace: Path) -> list[str]:
     return args
 
 
-def _clip_args(c: Claimed, workspace: Path) -> list[str]:
+def _clip_args(c: Claimed, workspace: Path, poll_s: float) -> list[str]:
     scene = c.key.split("_", 1)[1]
     args = [
         "--image",
@@ -135,6 +135,8 @@ def _clip_args(c: Claimed, workspace: Path) -> list[str]:
         c.input["mode"],
         "--external-id",
         c.idempotency_key,
+        "--poll-interval",
+        str(poll_s),
     ]
     if c.resume:
         args += ["--resume-job", c.resume]

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     lease_ttl_s: float = 30.0
     claim_poll_s: float = 1.0
     idle_poll_max_s: float = 2.0  # an idle daemon backs off to this between looks for work
+    kling_poll_s: float = 10.0  # how often the clip script asks Kling whether a clip is done
     min_free_mb: float = 200.0  # below this much free space in the workspace, no new work starts
     notion_poll_s: float = 30.0
     notion_rate: float = 3.0  # requests/s on average, for every Notion call of this daemon

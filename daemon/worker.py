@@ -23,7 +23,7 @@ from daemon.clock import Clock
 from daemon.commands import EXTENSIONS, build_command, final_path
 from daemon.complete import StoryboardHook, Success, complete, count_failures, fail
 from daemon.crashpoints import crash_point
-from daemon.logs import get_logger
+from daemon.logs import Redactor, get_logger
 from daemon.retry import backoff_seconds, db_retry
 from daemon.runner import EXIT_OK, EXIT_PERMANENT, EXIT_USAGE, ScriptOutcome, ScriptRunner
 from daemon.settings import Settings
@@ -61,6 +61,8 @@ class Worker:
         self.on_storyboard = on_storyboard
         self.policy = policy or ClaimPolicy()
         self.disk_full = False
+        # What scripts say goes into the DB and onto Notion pages: never with a key in it.
+        self.redact = Redactor(settings.secret_values()).scrub
         self.workspace = settings.workspace_dir
         self.running: dict[str, Running] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -213,23 +215,20 @@ class Worker:
             outcome = await self._execute(c, running, log)
             await self._settle(c, running, outcome, log)
         except Exception as exc:
+            # The run itself failed (the script could not start, the workspace is unwritable...):
+            # it counts as a failed attempt, so a cause that never goes away ends in Error, not a loop.
             log.exception("item_run_crashed", error=str(exc))
             with contextlib.suppress(Exception):
-                await lease.release(
-                    self.engine,
-                    c.item_id,
-                    c.lease_token,
-                    self.clock.now(),
-                    outcome="transient",
-                    next_attempt_at=self.clock.now() + timedelta(seconds=30),
-                    message=f"internal error: {exc}",
-                )
+                crashed = ScriptOutcome(exit_code=None, error={"message": f"the step could not run: {exc}"})
+                await self._retry_or_fail(c, crashed, log)
         finally:
             self.running.pop(c.lease_token, None)
             self.wake.set()
 
     async def _execute(self, c: Claimed, running: Running, log: Any) -> ScriptOutcome:
-        argv = build_command(c, self.settings.scripts_dir, self.workspace)
+        argv = build_command(
+            c, self.settings.scripts_dir, self.workspace, kling_poll_s=self.settings.kling_poll_s
+        )
         (self.workspace / c.attempt_output).parent.mkdir(parents=True, exist_ok=True)
         env = {
             **_base_env(),
@@ -277,7 +276,7 @@ class Worker:
         if outcome.exit_code == EXIT_OK:
             await self._succeed(c, outcome, log)
         elif outcome.exit_code in (EXIT_PERMANENT, EXIT_USAGE) and not outcome.timed_out:
-            message = outcome.message()
+            message = self.redact(outcome.message())
             await db_retry(fail)(self.engine, c, message, now, exit_code=outcome.exit_code)
             log.error("item_failed", exit_code=outcome.exit_code, reason=message)
         else:
@@ -319,7 +318,7 @@ class Worker:
         kind = "timeout" if outcome.timed_out else "transient"
         failures = await db_retry(count_failures)(self.engine, c.item_id) + 1  # this attempt included
         if failures >= self.settings.max_attempts:
-            message = f"gave up after {failures} attempts: {outcome.message()}"
+            message = f"gave up after {failures} attempts: {self.redact(outcome.message())}"
             await db_retry(fail)(self.engine, c, message, now, exit_code=outcome.exit_code, outcome=kind)
             log.error("item_failed", reason=message)
             return
@@ -334,11 +333,14 @@ class Worker:
             now,
             outcome=kind,
             next_attempt_at=now + timedelta(seconds=delay),
-            message=outcome.message(),
+            message=self.redact(outcome.message()),
             exit_code=outcome.exit_code,
         )
         log.warning(
-            "item_retry_scheduled", delay_s=round(delay, 1), failures=failures, reason=outcome.message()
+            "item_retry_scheduled",
+            delay_s=round(delay, 1),
+            failures=failures,
+            reason=self.redact(outcome.message()),
         )
 
 

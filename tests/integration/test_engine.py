@@ -340,3 +340,22 @@ async def test_last_two_dependencies_finishing_together_still_unblock_their_depe
             )
         )
         assert (await kit.items(task_id))["assembly"].state == "ready", f"round {round_no}"
+
+
+async def test_a_step_that_cannot_even_start_ends_in_error_not_a_retry_loop(kit: Kit) -> None:
+    """Regression: a script that could not be spawned (here: an argument over Linux's 128 KiB) was released
+    as transient every 30 s for ever; it now counts as a failed attempt like any other."""
+    kit.overrides.update(max_attempts=2)
+    task_id = await kit.submit(storyboard(scenes=1))
+    item = (await kit.items(task_id))["narration_s01"]
+    async with kit.engine.begin() as conn:
+        await conn.execute(
+            update(Item).where(Item.id == item.id).values(input={**item.input, "text": "a" * 200_000})
+        )
+
+    async def stopped() -> bool:
+        return await _task_state(kit, task_id) == "error"
+
+    await run_workers([kit.worker()], stopped, timeout=30)
+    task = await kit.task(task_id)
+    assert "narration_s01: gave up after 2 attempts: the step could not run" in task.error
