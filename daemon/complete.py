@@ -78,7 +78,10 @@ async def complete(
         if result.output != final_path:
             target = workspace / final_path
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(workspace / result.output, target)
+            source = workspace / result.output
+            # A retry of a completion whose commit was lost finds the file moved already.
+            if source.exists() or not target.exists():
+                os.replace(source, target)
         await conn.execute(
             update(Attempt)
             .where(Attempt.item_id == c.item_id, Attempt.lease_token == c.lease_token)

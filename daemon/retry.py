@@ -16,12 +16,30 @@ def backoff_seconds(failures: int, base: float, cap: float, hint: float | None =
     return max(delay, min(hint, cap)) if hint else delay
 
 
+# SQLSTATE classes and codes that a retry outlives: a lost or refused connection, a server shutting
+# down or starting up, a serialization failure or a deadlock victim.
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "57P", "40001", "40P01", "53300")
+
+
 def _is_transient_db_error(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError):
         return True
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated)
-    return isinstance(exc, (ConnectionError, OSError)) and not isinstance(exc, FileNotFoundError)
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    # Walk the chain: SQLAlchemy wraps the driver's error, which may wrap a socket error.
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            break
+        state = str(getattr(seen, "sqlstate", "") or "")
+        if state.startswith(_TRANSIENT_SQLSTATE_PREFIXES):
+            return True
+        if isinstance(seen, (ConnectionError, TimeoutError)) or (
+            isinstance(seen, OSError) and not isinstance(seen, FileNotFoundError)
+        ):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
 
 
 # Quick in-process calls (DB statements after a restart of the server) retry in place.

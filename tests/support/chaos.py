@@ -88,3 +88,22 @@ def repeats(a: Audit) -> tuple[dict[str, int], list[str]]:
                         f"{key}: {calls} calls, {lost[key]} lost attempts, {succeeded[key]} done"
                     )
     return found, unexplained
+
+
+def priced_micros(calls: list[dict[str, Any]]) -> int:
+    """What the sandbox's call log adds up to at config/pricing.yaml's prices."""
+    from daemon.costs import load_pricing_file
+    from daemon.settings import PROJECT_ROOT
+    from services.pricing import to_micros
+
+    pricing = load_pricing_file(PROJECT_ROOT / "config" / "pricing.yaml")
+    return sum(to_micros(pricing.actual_cost(_kind_of(call), call["usage"])) for call in calls)
+
+
+def _kind_of(call: dict[str, Any]) -> str:
+    """Which kind of item a billable call in the sandbox's log was for."""
+    if call["provider"] == "gemini":
+        return "asset" if call["usage"].get("images") else "storyboard"
+    if call["provider"] == "kling":
+        return "clip"
+    return "sfx" if "sound-generation" in call["endpoint"] else "narration"
