@@ -1,0 +1,81 @@
+"""The outbox's crash points: the daemon dies between a Notion write and its bookkeeping; after
+the restart every property is right and no comment is written twice."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from daemon.notion.gateway import NotionApi
+from daemon.notion.props import option_name
+from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.notion_kit import seed
+from tests.support.sandbox_proc import SandboxProcess
+from tests.support.stack import credentials, daemon_env
+
+
+@pytest.mark.parametrize("point", ["outbox_after_property_write", "outbox_after_comment"])
+async def test_a_crash_between_a_notion_write_and_its_bookkeeping_writes_nothing_twice(
+    point: str, fresh_sandbox: SandboxProcess, db_url: str, tmp_path: Path
+) -> None:
+    fresh_sandbox.configure(cheap_media=True, kling_seconds=120)
+    seeded = seed(fresh_sandbox, "nature", 1, "--scenes", "1")
+    page = seeded["page_ids"][0]
+    channels = tmp_path / "channels"
+    channels.mkdir()
+    config = yaml.safe_load(Path(seeded["channel_file"]).read_text())
+    config["gates"] = {"storyboard": True, "assets": False, "final": False}
+    (channels / "nature.yaml").write_text(yaml.safe_dump(config))
+    env = {
+        **daemon_env(fresh_sandbox, tmp_path / "ws", channels, db_url),
+        "NOTION_POLL_S": "1",
+        "CLAIM_POLL_S": "0.2",
+        "IDLE_POLL_MAX_S": "0.5",
+        "LEASE_TTL_S": "5",
+    }
+    assert run_cli(env, "migrate").returncode == 0
+    operator = NotionApi(credentials(fresh_sandbox)["notion_operator_token"], fresh_sandbox.base("notion"))
+    try:
+        await operator.call(
+            "PATCH", f"pages/{page}", body={"properties": {"Status": {"select": {"name": "Queued"}}}}
+        )
+        crashing = DaemonProcess({**env, "CRASH_AT": point}, tmp_path / "crash.log", "nv-host").start()
+        try:
+            assert crashing.wait(timeout=120) in (9, -9), f"the daemon did not crash at {point}"
+        finally:
+            crashing.stop()
+        daemon = DaemonProcess(env, tmp_path / "after.log", "nv-host").start()
+        try:
+            await _until_status(operator, page, "Storyboard Review")
+            await operator.call(
+                "PATCH",
+                f"pages/{page}",
+                body={"properties": {"Status": {"select": {"name": "Storyboard Approved"}}}},
+            )
+            await _until_status(operator, page, "Ready")
+        finally:
+            daemon.signal()
+            daemon.wait(timeout=30)
+        listing = await operator.call("GET", "comments", query={"block_id": page, "page_size": 100})
+        texts = ["".join(p["plain_text"] for p in c["rich_text"]) for c in listing["results"]]
+        assert sum("ready for review in the Storyboard block" in t for t in texts) == 1
+        assert sum("The video is ready" in t for t in texts) == 1
+        final = (await operator.call("GET", f"pages/{page}"))["properties"]
+        assert final["Cost"]["number"] > 0
+        assert final["Output"]["url"].endswith(".mp4")
+    finally:
+        await operator.close()
+
+
+async def _until_status(operator: NotionApi, page: str, status: str) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        got = option_name((await operator.call("GET", f"pages/{page}"))["properties"]["Status"])
+        if got == status:
+            return
+        assert time.monotonic() < deadline, f"the page never showed {status} (last: {got})"
+        await asyncio.sleep(0.5)
