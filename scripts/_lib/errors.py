@@ -25,11 +25,15 @@ class ScriptError(Exception):
     """A failure with its kind, an operator-facing message (what happened + what to do) and the
     provider's own error code when there is one."""
 
-    def __init__(self, kind: Kind, message: str, provider_code: ProviderCode = None) -> None:
+    def __init__(
+        self, kind: Kind, message: str, provider_code: ProviderCode = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.kind: Kind = kind
         self.message = message
         self.provider_code = provider_code
+        # The provider's own hint of when to try again, passed on to the daemon's backoff.
+        self.retry_after_s = retry_after_s
 
     @property
     def exit_code(self) -> int:

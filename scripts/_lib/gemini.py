@@ -113,10 +113,18 @@ def _quota_error(message: str, details: list[dict[str, Any]], code: str | int) -
         )
     delay = _retry_delay(details, message)
     hint = f" Gemini suggests waiting {delay}." if delay else ""
-    return transient(
+    error = transient(
         f"Gemini's rate limit was hit (RESOURCE_EXHAUSTED); retry later.{hint}",
         quota_ids[0] if quota_ids else code,
     )
+    error.retry_after_s = _seconds(delay)
+    return error
+
+
+def _seconds(delay: str) -> float | None:
+    """'34s' or '35.5s' as seconds (Google's Duration format)."""
+    found = re.fullmatch(r"([\d.]+)s", delay.strip())
+    return float(found.group(1)) if found else None
 
 
 def _detail_reason(details: list[dict[str, Any]]) -> str:

@@ -277,3 +277,12 @@ def test_a_refused_key_names_its_setting_and_says_to_restart_and_requeue() -> No
     assert expired.message.startswith(
         "Kling refused the token's time (code 1004): this machine's clock is off"
     )
+
+
+def test_geminis_retry_delay_is_passed_on_as_a_hint_for_the_daemons_backoff() -> None:
+    from scripts._lib import gemini
+
+    details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "34s"}]
+    error = gemini._quota_error("Please retry in 34.2s.", details, 429)
+    assert error.kind == "transient"
+    assert error.retry_after_s == 34.0
