@@ -36,5 +36,5 @@ def emit_result(output: str, cost_usd: float, provider: str, meta: dict[str, Any
 
 
 def emit_error(error: ScriptError) -> None:
-    hint = {} if error.retry_after_s is None else {"retry_after_s": error.retry_after_s}
+    hint: dict[str, Any] = {} if error.retry_after_s is None else {"retry_after_s": error.retry_after_s}
     emit("error", kind=error.kind, message=error.message, provider_code=error.provider_code, **hint)
