@@ -20,7 +20,10 @@ def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it cost three round trips (BEGIN, a ping, ROLLBACK) on every checkout. A
+        # connection the server dropped fails its first statement instead; SQLAlchemy invalidates
+        # it (and the rest of the pool) and db_retry repeats the call on a new one.
+        pool_pre_ping=False,
         # Every write is a short transaction; asyncpg's statement cache serves the few hot shapes.
         connect_args={"server_settings": {"application_name": "notion-video-daemon"}},
     )
