@@ -58,6 +58,15 @@ async def refusal(
 ) -> str | None:
     """Why reserving `estimate` more would cross a limit, in the operator's words; None when it fits."""
     task_spent = await _sum(conn, Ledger.task_id == task_id)
+    day_spent = await _sum(conn, Ledger.channel_id == channel, Ledger.day == day)
+    return refusal_text(task_spent, day_spent, channel, day, estimate, key, budget)
+
+
+def refusal_text(
+    task_spent: int, day_spent: int, channel: str, day: str, estimate: int, key: str, budget: Budget
+) -> str | None:
+    """Why `estimate` more on top of what the video and the channel's day have spent or reserved
+    would cross a limit, in the operator's words; None when it fits."""
     if task_spent + estimate > budget.per_video_micros:
         return (
             f"Budget reached: this video has spent or reserved {usd(task_spent)} of its "
@@ -65,7 +74,6 @@ async def refusal(
             f"would go over. Raise budgets.per_video_usd in config/channels/{channel}.yaml and restart "
             "the daemon; the video then goes on by itself."
         )
-    day_spent = await _sum(conn, Ledger.channel_id == channel, Ledger.day == day)
     if day_spent + estimate > budget.per_day_micros:
         return (
             f"Daily budget reached: channel {channel} has spent or reserved {usd(day_spent)} of its "

@@ -251,3 +251,15 @@ Index(
     postgresql_where=text("state = 'ready'"),
     sqlite_where=text("state = 'ready'"),
 )
+# The fair claim: a provider's channels with ready items, and each channel's ready items in claim
+# order (priority, task, item), read from the front of this index.
+Index(
+    "ix_item_fair",
+    Item.provider,
+    Item.channel_id,
+    Item.priority,
+    Item.task_id,
+    Item.id,
+    postgresql_where=text("state = 'ready'"),
+    sqlite_where=text("state = 'ready'"),
+)
