@@ -6,8 +6,9 @@ and counts as done, once. A daemon whose lease was taken over finds another toke
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from sqlalchemy.orm import aliased
 
 from daemon.budget import close_reservation
 from daemon.claim import Claimed
+from daemon.db.engine import PgDriver, pg_driver
 from daemon.db.models import Attempt, Item, ItemEdge, Ledger, Task
 from daemon.lease import finish_attempt, free_slot
 
@@ -57,6 +59,11 @@ async def complete(
     on_storyboard: StoryboardHook | None = None,
     auto_approve: bool = False,
 ) -> Outcome:
+    if engine.dialect.name == "postgresql" and not (c.kind == "storyboard" and on_storyboard is not None):
+        return await _complete_pg(
+            engine, c, result, workspace=workspace, now=now, final_path=final_path, auto_approve=auto_approve
+        )
+    # SQLite, and a storyboard, which expands the task's plan (the hook) before the refresh.
     async with engine.begin() as conn:
         await lock_task(conn, c.task_id)
         done = await conn.execute(
@@ -74,14 +81,7 @@ async def complete(
         )
         if done.rowcount != 1:
             return await _already_or_fenced(conn, c)
-        # Under the fence (the row is ours until commit), the attempt's output becomes the item's.
-        if result.output != final_path:
-            target = workspace / final_path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = workspace / result.output
-            # A retry of a completion whose commit was lost finds the file moved already.
-            if source.exists() or not target.exists():
-                os.replace(source, target)
+        _move_output(workspace, result.output, final_path)
         await conn.execute(
             update(Attempt)
             .where(Attempt.item_id == c.item_id, Attempt.lease_token == c.lease_token)
@@ -101,6 +101,23 @@ async def complete(
             await conn.execute(update(Task).where(Task.id == c.task_id).values(final_video_path=final_path))
         await refresh_ready(conn, c.task_id, now, auto_approve=auto_approve)
     return "done"
+
+
+def _move_output(workspace: Path, output: str, final_path: str) -> None:
+    """Under the fence (the item row is ours until commit), the attempt's output becomes the item's.
+    A retry of a completion whose commit was lost finds the file moved already."""
+    if output == final_path:
+        return
+    source, target = workspace / output, workspace / final_path
+    try:
+        os.replace(source, target)
+    except FileNotFoundError:
+        if not source.exists() and target.exists():
+            return  # moved by the attempt whose commit was lost
+        if target.parent.is_dir():
+            raise  # the attempt's output itself is missing
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
 
 
 async def _already_or_fenced(conn: AsyncConnection, c: Claimed) -> Outcome:
@@ -238,3 +255,145 @@ async def approve_gate(engine: AsyncEngine, task_id: int, gate_kind: str, now: d
             return False
         await refresh_ready(conn, task_id, now)
         return True
+
+
+# PostgreSQL: the completion in three round trips ---------------------------------------------------
+# 1. BEGIN and the task row's lock, in one message: the lock order every transaction on a task's
+#    items keeps (completions, cancels, approvals, failures), and what makes the next statement's
+#    snapshot see the commit of a completion that held the task before us.
+# 2. One statement: the fenced update of the item and, only if it matched, the attempt's outcome,
+#    the reservation closed and the actual cost booked once (the ledger's unique key), the slot
+#    freed, dependants whose other dependencies all succeeded made ready, the assembly's path, the
+#    task done when every other item succeeded; it returns the item's state (for 'already' or
+#    'fenced') and the gates now ready, to pass the ones that are off.
+# 3. COMMIT, after the output has moved while the item row is still locked.
+#
+# The statement's parts share one snapshot, in which this item is still running: the dependency and
+# done checks count it as succeeded explicitly. Items it makes ready are still blocked in that
+# snapshot, so they are not succeeded (the done check stays right) and not listed twice as gates.
+_COMPLETE_PG = """
+WITH done AS (
+    UPDATE item SET state = 'succeeded', output_path = $4, cost_micros = item.cost_micros + $5,
+                    lease_expires_at = NULL, finished_at = $6, updated_at = $6, error = NULL
+    WHERE item.id = $2 AND item.lease_token = $3 AND item.state = 'running'
+    RETURNING item.id
+),
+att AS (
+    UPDATE attempt SET outcome = 'succeeded', exit_code = 0, usage = $8::jsonb, cost_micros = $5,
+                       finished_at = $6
+    WHERE item_id = $2 AND lease_token = $3 AND EXISTS (SELECT FROM done)
+    RETURNING 1
+),
+reservation AS (
+    UPDATE ledger SET open = false
+    WHERE item_id = $2 AND attempt_no = $7 AND entry = 'reservation' AND EXISTS (SELECT FROM done)
+    RETURNING 1
+),
+booked AS (
+    INSERT INTO ledger (task_id, item_id, attempt_no, channel_id, entry, amount_micros, day, open,
+                        created_at)
+    SELECT $1, $2, $7, $9, 'actual', $5, $10, false, $6 FROM done
+    ON CONFLICT (item_id, attempt_no, entry) DO NOTHING
+    RETURNING 1
+),
+freed AS (
+    UPDATE provider_slot SET item_id = NULL, lease_token = NULL, expires_at = NULL
+    WHERE lease_token = $3 AND EXISTS (SELECT FROM done)
+    RETURNING 1
+),
+unblocked AS (
+    UPDATE item SET state = 'ready', next_attempt_at = $6, updated_at = $6
+    WHERE item.task_id = $1 AND item.state = 'blocked' AND EXISTS (SELECT FROM done)
+      AND NOT EXISTS (
+        SELECT FROM item_edge e JOIN item d ON d.id = e.depends_on
+        WHERE e.item_id = item.id AND d.state <> 'succeeded' AND d.id <> $2)
+    RETURNING item.id, item.provider, item.input
+),
+pending AS (
+    SELECT EXISTS (SELECT FROM item WHERE task_id = $1 AND state <> 'succeeded' AND id <> $2) AS left_over
+),
+finished AS (
+    UPDATE task SET
+        final_video_path = coalesce($11::text, task.final_video_path),
+        state = CASE WHEN task.state = 'active' AND NOT (SELECT left_over FROM pending)
+                     THEN 'done' ELSE task.state END,
+        updated_at = CASE WHEN task.state = 'active' AND NOT (SELECT left_over FROM pending)
+                          THEN $6 ELSE task.updated_at END
+    WHERE task.id = $1 AND EXISTS (SELECT FROM done)
+      AND ($11::text IS NOT NULL OR (task.state = 'active' AND NOT (SELECT left_over FROM pending)))
+    RETURNING task.id
+)
+SELECT EXISTS (SELECT FROM done) AS done, i.state, i.lease_token,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', g.id, 'input', g.input)), '[]'::jsonb)
+        FROM (SELECT id, input FROM unblocked WHERE provider = 'operator'
+              UNION ALL
+              SELECT id, input FROM item
+              WHERE task_id = $1 AND state = 'ready' AND provider = 'operator') g) AS gates
+FROM item i WHERE i.id = $2
+"""
+
+# After gates passed (a statement of their own, so this one sees them succeeded): dependants made
+# ready, the task done if nothing is left, and the gates ready now. $1 task, $2 now.
+_REFRESH_PG = """
+WITH unblocked AS (
+    UPDATE item SET state = 'ready', next_attempt_at = $2, updated_at = $2
+    WHERE item.task_id = $1 AND item.state = 'blocked' AND NOT EXISTS (
+        SELECT FROM item_edge e JOIN item d ON d.id = e.depends_on
+        WHERE e.item_id = item.id AND d.state <> 'succeeded')
+    RETURNING item.id, item.provider, item.input
+),
+finished AS (
+    UPDATE task SET state = 'done', updated_at = $2
+    WHERE task.id = $1 AND task.state = 'active'
+      AND NOT EXISTS (SELECT FROM item WHERE task_id = $1 AND state <> 'succeeded')
+    RETURNING task.id
+)
+SELECT id, input FROM unblocked WHERE provider = 'operator'
+UNION ALL
+SELECT id, input FROM item WHERE task_id = $1 AND state = 'ready' AND provider = 'operator'
+"""
+_PASS_PG = "UPDATE item SET state = 'succeeded', finished_at = $2, updated_at = $2 WHERE id = ANY ($1::int[])"
+
+
+async def _complete_pg(
+    engine: AsyncEngine,
+    c: Claimed,
+    result: Success,
+    *,
+    workspace: Path,
+    now: datetime,
+    final_path: str,
+    auto_approve: bool,
+) -> Outcome:
+    lock = f"SELECT id FROM task WHERE id = {int(c.task_id)} FOR UPDATE"
+    async with pg_driver(engine) as db, db.transaction(first=lock):
+        row = await db.fetchrow(
+            _COMPLETE_PG,
+            c.task_id,
+            c.item_id,
+            c.lease_token,
+            final_path,
+            result.cost_micros,
+            now,
+            c.attempt_no,
+            json.dumps(result.usage),
+            c.channel_id,
+            now.date().isoformat(),
+            final_path if c.kind == "assembly" else None,
+        )
+        if row is None or not row["done"]:
+            if row is not None and row["state"] == "succeeded" and row["lease_token"] == c.lease_token:
+                return "already"
+            return "fenced"
+        _move_output(workspace, result.output, final_path)
+        await _pass_gates_pg(db, c.task_id, now, row["gates"], auto_approve)
+    return "done"
+
+
+async def _pass_gates_pg(
+    db: PgDriver, task_id: int, now: datetime, gates: Sequence[Any], auto_approve: bool
+) -> None:
+    """Gates that are off (or every gate, in the demo) pass at once, which may unblock more."""
+    while passing := [g["id"] for g in gates if auto_approve or not g["input"].get("on", True)]:
+        await db.fetch(_PASS_PG, passing, now)
+        gates = await db.fetch(_REFRESH_PG, task_id, now)
