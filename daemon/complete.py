@@ -21,7 +21,7 @@ from sqlalchemy.orm import aliased
 
 from daemon.budget import close_reservation
 from daemon.claim import Claimed
-from daemon.db.engine import PgDriver, pg_driver
+from daemon.db.engine import PgDriver, pg_driver, sqlite_driver, sqlite_time
 from daemon.db.models import Attempt, Item, ItemEdge, Ledger, Task
 from daemon.lease import finish_attempt, free_slot
 
@@ -59,11 +59,12 @@ async def complete(
     on_storyboard: StoryboardHook | None = None,
     auto_approve: bool = False,
 ) -> Outcome:
-    if engine.dialect.name == "postgresql" and not (c.kind == "storyboard" and on_storyboard is not None):
-        return await _complete_pg(
+    if not (c.kind == "storyboard" and on_storyboard is not None):
+        fast = _complete_pg if engine.dialect.name == "postgresql" else _complete_sqlite
+        return await fast(
             engine, c, result, workspace=workspace, now=now, final_path=final_path, auto_approve=auto_approve
         )
-    # SQLite, and a storyboard, which expands the task's plan (the hook) before the refresh.
+    # A storyboard expands the task's plan (the hook) before the refresh: SQLAlchemy statements.
     async with engine.begin() as conn:
         await lock_task(conn, c.task_id)
         done = await conn.execute(
@@ -397,3 +398,87 @@ async def _pass_gates_pg(
     while passing := [g["id"] for g in gates if auto_approve or not g["input"].get("on", True)]:
         await db.fetch(_PASS_PG, passing, now)
         gates = await db.fetch(_REFRESH_PG, task_id, now)
+
+
+# SQLite: the same transaction, one statement at a time --------------------------------------------
+# BEGIN IMMEDIATE serialises writers (the task lock's job on PostgreSQL), and each statement sees
+# the ones before it.
+_UNBLOCK_SQLITE = """
+UPDATE item SET state = 'ready', next_attempt_at = ?, updated_at = ?
+WHERE task_id = ? AND state = 'blocked' AND NOT EXISTS (
+    SELECT 1 FROM item_edge e JOIN item d ON d.id = e.depends_on
+    WHERE e.item_id = item.id AND d.state <> 'succeeded')
+"""
+_GATES_SQLITE = "SELECT id, input FROM item WHERE task_id = ? AND state = 'ready' AND provider = 'operator'"
+_DONE_SQLITE = """
+UPDATE task SET state = 'done', updated_at = ?
+WHERE id = ? AND state = 'active'
+  AND NOT EXISTS (SELECT 1 FROM item WHERE task_id = ? AND state <> 'succeeded')
+"""
+
+
+async def _complete_sqlite(
+    engine: AsyncEngine,
+    c: Claimed,
+    result: Success,
+    *,
+    workspace: Path,
+    now: datetime,
+    final_path: str,
+    auto_approve: bool,
+) -> Outcome:
+    at = sqlite_time(now)
+    async with sqlite_driver(engine) as db, db.transaction():
+        mine = await db.fetchrow(
+            "UPDATE item SET state = 'succeeded', output_path = ?, cost_micros = cost_micros + ?, "
+            "lease_expires_at = NULL, finished_at = ?, updated_at = ?, error = NULL "
+            "WHERE id = ? AND lease_token = ? AND state = 'running' RETURNING id",
+            (final_path, result.cost_micros, at, at, c.item_id, c.lease_token),
+        )
+        if mine is None:
+            row = await db.fetchrow("SELECT state, lease_token FROM item WHERE id = ?", (c.item_id,))
+            return "already" if row == ("succeeded", c.lease_token) else "fenced"
+        _move_output(workspace, result.output, final_path)
+        await db.fetch(
+            "UPDATE attempt SET outcome = 'succeeded', exit_code = 0, usage = ?, cost_micros = ?, "
+            "finished_at = ? WHERE item_id = ? AND lease_token = ?",
+            (json.dumps(result.usage), result.cost_micros, at, c.item_id, c.lease_token),
+        )
+        await db.fetch(
+            "UPDATE ledger SET open = 0 WHERE item_id = ? AND attempt_no = ? AND entry = 'reservation'",
+            (c.item_id, c.attempt_no),
+        )
+        await db.fetch(
+            "INSERT INTO ledger (task_id, item_id, attempt_no, channel_id, entry, amount_micros, day, open, "
+            "created_at) VALUES (?, ?, ?, ?, 'actual', ?, ?, 0, ?) "
+            "ON CONFLICT (item_id, attempt_no, entry) DO NOTHING",
+            (
+                c.task_id,
+                c.item_id,
+                c.attempt_no,
+                c.channel_id,
+                result.cost_micros,
+                now.date().isoformat(),
+                at,
+            ),
+        )
+        await db.fetch(
+            "UPDATE provider_slot SET item_id = NULL, lease_token = NULL, expires_at = NULL "
+            "WHERE lease_token = ?",
+            (c.lease_token,),
+        )
+        if c.kind == "assembly":
+            await db.fetch("UPDATE task SET final_video_path = ? WHERE id = ?", (final_path, c.task_id))
+        while True:
+            await db.fetch(_UNBLOCK_SQLITE, (at, at, c.task_id))
+            gates = await db.fetch(_GATES_SQLITE, (c.task_id,))
+            passing = [g for g, data in gates if auto_approve or not json.loads(data).get("on", True)]
+            if not passing:
+                break
+            await db.fetch(
+                f"UPDATE item SET state = 'succeeded', finished_at = ?, updated_at = ? "
+                f"WHERE id IN ({', '.join('?' * len(passing))})",
+                (at, at, *passing),
+            )
+        await db.fetch(_DONE_SQLITE, (at, c.task_id, c.task_id))
+    return "done"

@@ -1,14 +1,19 @@
 """The async engine: SQLite (WAL, busy timeout, BEGIN IMMEDIATE) or PostgreSQL (asyncpg).
 
-On PostgreSQL the claim and the completion are the hot path: they run hand-written statements on
-the pooled connection's asyncpg driver (`pg_driver`), one round trip each, without SQLAlchemy's
-statement building, compile, bind and result processing; everything else goes through SQLAlchemy.
+The claim and the completion are the hot path: they run hand-written statements on the pooled
+connection's own driver (`pg_driver`: asyncpg, `sqlite_driver`: aiosqlite), one round trip or one
+thread hop each, without SQLAlchemy's statement building, compile, bind and result processing;
+everything else goes through SQLAlchemy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import sqlite3
+import weakref
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +22,13 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     """Builds the engine for a normalised async URL (see settings.normalise_database_url)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, parsed.database)
+        return _sqlite_engine(url, parsed.database, pool_size)
     return create_async_engine(
         url,
         pool_size=pool_size,
@@ -40,12 +44,14 @@ def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     )
 
 
-def _sqlite_engine(url: str, database: str | None) -> AsyncEngine:
+def _sqlite_engine(url: str, database: str | None, pool_size: int) -> AsyncEngine:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    # NullPool: one short-lived connection per transaction keeps WAL checkpoints moving and avoids
-    # sharing a connection across event-loop tasks.
-    engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
+    # A small pool: opening a connection per transaction (a thread, the file, the pragmas) cost
+    # more than most transactions. Idle connections hold no snapshot: WAL checkpoints go on.
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, connect_args={"timeout": 30}
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -149,6 +155,92 @@ async def pg_driver(engine: AsyncEngine) -> AsyncIterator[PgDriver]:
         finally:
             if raw.is_closed() or raw.is_in_transaction():
                 await _invalidate(conn)
+
+
+class SqliteDriver:
+    """The pooled SQLite connection's aiosqlite driver: each statement is one hop to its thread
+    (SQLAlchemy's adapter made several), rows come back as tuples. Errors come out as SQLAlchemy
+    raises them: a busy database as an OperationalError (db_retry repeats the call), a constraint
+    as an IntegrityError."""
+
+    __slots__ = ("open", "raw")
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.open = False  # inside a transaction we began
+
+    async def fetch(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return list(await self.raw.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise _sqlite_error(exc, sql) from exc
+
+    async def fetchrow(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> tuple[Any, ...] | None:
+        rows = await self.fetch(sql, params)
+        return rows[0] if rows else None
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """BEGIN IMMEDIATE (the write lock, as every transaction here takes it) ... COMMIT."""
+        await self.fetch("BEGIN IMMEDIATE")
+        self.open = True
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.raw.execute_fetchall("ROLLBACK")
+                self.open = False
+            raise
+        await self.fetch("COMMIT")
+        self.open = False
+
+
+def _sqlite_error(exc: sqlite3.Error, sql: str) -> Exception:
+    if isinstance(exc, sqlite3.OperationalError):
+        return OperationalError(sql, None, exc)
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityError(sql, None, exc)
+    return DBAPIError(sql, None, exc)
+
+
+# One queue per engine (and event loop) for the hot path's write transactions: they wait their
+# turn in order instead of colliding on SQLite's write lock, whose busy handler sleeps 1 to 100 ms
+# between tries. Other transactions (and other processes) still meet them at the lock itself.
+_WRITERS: weakref.WeakKeyDictionary[Any, dict[asyncio.AbstractEventLoop, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _writer_lock(engine: AsyncEngine) -> asyncio.Lock:
+    locks = _WRITERS.setdefault(engine.sync_engine, {})
+    loop = asyncio.get_running_loop()
+    lock = locks.get(loop)
+    if lock is None:
+        for stale in [other for other in locks if other.is_closed()]:
+            del locks[stale]
+        lock = locks[loop] = asyncio.Lock()
+    return lock
+
+
+@contextlib.asynccontextmanager
+async def sqlite_driver(engine: AsyncEngine) -> AsyncIterator[SqliteDriver]:
+    """The pooled SQLite connection, as its aiosqlite driver, taken in turn with the hot path's
+    other transactions; one left inside a transaction (a cancelled rollback) is invalidated."""
+    async with _writer_lock(engine), engine.connect() as conn:
+        db = SqliteDriver((await conn.get_raw_connection()).driver_connection)
+        try:
+            yield db
+        finally:
+            if db.open:
+                await _invalidate(conn)
+
+
+def sqlite_time(moment: datetime) -> str:
+    """A moment as the UTC datetime columns store it on SQLite (SQLAlchemy's DATETIME format), so
+    that comparisons between stored and bound values stay textual and exact."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 async def _invalidate(conn: AsyncConnection) -> None:
