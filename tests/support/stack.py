@@ -81,6 +81,8 @@ def daemon_env(
         "KLING_BASE_URL": sandbox.base("kling"),
         "ELEVENLABS_API_KEY": creds["elevenlabs_api_key"],
         "ELEVENLABS_BASE_URL": sandbox.base("elevenlabs"),
+        # The sandbox's clips take seconds, not minutes: ask Kling every second, not every ten.
+        "KLING_POLL_S": "1",
     }
     if database_url:
         env["DATABASE_URL"] = database_url
