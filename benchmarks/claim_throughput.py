@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from benchmarks.harness import Context, database, pg_database, plain_dsn, table, target
@@ -112,6 +112,16 @@ async def seed_items(engine: AsyncEngine, count: int) -> None:
             await conn.execute(insert(Item), rows[start : start + 2000])
 
 
+async def analyze(engine: AsyncEngine) -> None:
+    """PostgreSQL's statistics for the seeded tables, as autovacuum gathers them within its first
+    minute in production: without them the planner takes the seeded backlog for an empty table
+    and reads the claim's channels from the wrong index (the whole ready backlog per claim)."""
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            await conn.execute(text("ANALYZE"))
+            await conn.commit()
+
+
 async def _succeeded(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         return int(await conn.scalar(select(func.count()).where(Item.state == "succeeded")) or 0)
@@ -123,6 +133,7 @@ async def daemon_drain(url: str, count: int, workspace: Path) -> dict[str, Any]:
     try:
         await seed_items(engine, count)
         await ensure_slots(engine, {PROVIDER: SLOTS})
+        await analyze(engine)
         settings = Settings(
             workspace_dir=workspace,
             daemon_id="bench-claim",
