@@ -28,6 +28,10 @@ from daemon.retry import backoff_seconds, db_retry
 from daemon.runner import EXIT_OK, EXIT_PERMANENT, EXIT_USAGE, ScriptOutcome, ScriptRunner
 from daemon.settings import Settings
 
+# Wrapped once: tenacity builds its machinery per wrap, and these run for every claim.
+_claim = db_retry(claim)
+_ready_providers = db_retry(ready_providers)
+
 
 class CostModel(Protocol):
     def actual_micros(self, kind: str, usage: dict[str, Any], reported_usd: float | None) -> int: ...
@@ -61,6 +65,7 @@ class Worker:
         self.on_storyboard = on_storyboard
         self.policy = policy or ClaimPolicy()
         self.disk_full = False
+        self.base_env = _base_env()  # read once: the daemon's environment does not change
         # What scripts say goes into the DB and onto Notion pages: never with a key in it.
         self.redact = Redactor(settings.secret_values()).scrub
         self.workspace = settings.workspace_dir
@@ -126,9 +131,9 @@ class Worker:
             return 0
         free = [p for p, limit in self.limits.items() if self._local_count(p) < limit]
         # One cheap query says which providers have work due; claims only where there is some.
-        for provider in await db_retry(ready_providers)(self.engine, free, self.clock.now()):
+        for provider in await _ready_providers(self.engine, free, self.clock.now()):
             while self._local_count(provider) < self.limits[provider]:
-                c = await db_retry(claim)(
+                c = await _claim(
                     self.engine,
                     provider,
                     self.settings.daemon_id,
@@ -231,7 +236,7 @@ class Worker:
         )
         (self.workspace / c.attempt_output).parent.mkdir(parents=True, exist_ok=True)
         env = {
-            **_base_env(),
+            **self.base_env,
             **self.settings.script_env(),
             "PIPELINE_TRACE": f"{self.settings.daemon_id}/{c.channel_id}:{c.project_slug}:{c.key}",
         }
