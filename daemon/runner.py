@@ -1,7 +1,9 @@
 """Runs one script as an asyncio subprocess in its own process group, reading its JSON lines.
 
 No transaction or connection is held while a script runs. The group can be killed at once (lost
-lease, cancel, timeout, shutdown); a pidfile per group lets a restarted daemon reap orphans.
+lease, cancel, timeout, shutdown). A script dies with its daemon (NVD_PARENT_PID, see
+scripts/_lib/parent.py); where the kernel cannot arrange that, a pidfile per group lets a restarted
+daemon reap the orphans.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class SubprocessRunner:
     ) -> ScriptOutcome:
         proc = await asyncio.create_subprocess_exec(
             *argv,
-            env=dict(env),
+            env={**env, "NVD_PARENT_PID": str(os.getpid())},  # the script dies with this daemon
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             stdin=asyncio.subprocess.DEVNULL,

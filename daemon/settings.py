@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     daemon_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     lease_ttl_s: float = 30.0
     claim_poll_s: float = 1.0
+    # The most scripts this daemon runs at once (e.g. a small machine beside bigger ones); unset: the
+    # sum of the provider limits, which are shared by every daemon on the database.
+    max_running: int | None = None
     idle_poll_max_s: float = 2.0  # an idle daemon backs off to this between looks for work
     kling_poll_s: float = 10.0  # how often the clip script asks Kling whether a clip is done
     min_free_mb: float = 200.0  # below this much free space in the workspace, no new work starts
@@ -66,6 +69,13 @@ class Settings(BaseSettings):
     def _positive(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("must be a positive number of seconds")
+        return value
+
+    @field_validator("max_running")
+    @classmethod
+    def _at_least_one(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError("must be at least 1 (or unset for the sum of the provider limits)")
         return value
 
     @property

@@ -76,7 +76,8 @@ class Worker:
 
     @property
     def capacity(self) -> int:
-        return sum(self.limits.values())
+        """How many scripts this daemon runs at once: MAX_RUNNING, else the sum of the provider limits."""
+        return self.settings.max_running or sum(self.limits.values())
 
     # Loops -----------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -129,10 +130,12 @@ class Worker:
         claimed = 0
         if not self._disk_ok():
             return 0
+        if len(self.running) >= self.capacity:
+            return 0
         free = [p for p, limit in self.limits.items() if self._local_count(p) < limit]
         # One cheap query says which providers have work due; claims only where there is some.
         for provider in await _ready_providers(self.engine, free, self.clock.now()):
-            while self._local_count(provider) < self.limits[provider]:
+            while self._local_count(provider) < self.limits[provider] and len(self.running) < self.capacity:
                 c = await _claim(
                     self.engine,
                     provider,

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from scripts._lib.errors import EXIT_OK, EXIT_PERMANENT, EXIT_TRANSIENT, ScriptError, usage
 from scripts._lib.output import emit_error, emit_result
+from scripts._lib.parent import die_with_parent
 
 
 @dataclass
@@ -35,6 +36,7 @@ def run(
     parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], Result], argv: Sequence[str] | None
 ) -> int:
     """Runs one script; every failure ends as one error line and its exit code, never a traceback."""
+    die_with_parent()
     try:
         args = parser.parse_args(argv)
         result = body(args)

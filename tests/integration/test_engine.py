@@ -276,6 +276,21 @@ async def test_two_daemons_never_exceed_a_providers_limit(kit: Kit) -> None:
     assert max_overlap([(float(str(r["start"])), float(str(r["end"]))) for r in clips]) == 2
 
 
+async def test_max_running_caps_one_daemon_below_the_shared_provider_limits(kit: Kit) -> None:
+    kit.limits.update(gemini=3, kling=3, elevenlabs=3, local=3)
+    await kit.prepare()
+    fake_scripts.set_behaviour(kit.scripts, {"*": ["sleep:0.2"]})
+    task_id = await kit.submit(storyboard(scenes=3))
+
+    async def done() -> bool:
+        return await _task_state(kit, task_id) == "done"
+
+    await run_workers([kit.worker("small-machine", max_running=1)], done, timeout=60)
+    runs = [r for r in fake_scripts.runs(kit.scripts) if r["outcome"] == "ok"]
+    assert len(runs) > 10
+    assert max_overlap([(float(str(r["start"])), float(str(r["end"]))) for r in runs]) == 1
+
+
 async def test_a_replanned_storyboard_regenerates_only_what_changed(kit: Kit) -> None:
     task_id = await kit.submit(storyboard(scenes=2))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -91,3 +92,73 @@ async def test_leftover_attempt_files_are_swept_but_not_a_running_attempts(
     assert await sweep_temp_files(engine, kit.workspace) == 1
     assert live.exists()
     assert not dead.exists()
+
+
+SCRIPT_WITH_CHILD = """
+import subprocess, sys, time
+from scripts._lib.parent import die_with_parent
+die_with_parent()
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+open(sys.argv[1], "w").write(f"{child.pid}\\n")
+time.sleep(300)
+"""
+
+DAEMON = """
+import asyncio, sys
+from pathlib import Path
+from daemon.runner import SubprocessRunner
+
+async def main():
+    async def ignore(event): pass
+    await SubprocessRunner(Path(sys.argv[1])).run(
+        [sys.executable, sys.argv[2], sys.argv[3]], env={"PYTHONPATH": sys.argv[4]}, timeout=300,
+        on_event=ignore, cancel=asyncio.Event(), label="clip_s01",
+    )
+
+asyncio.run(main())
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie has ended; only its parent's wait is missing.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_a_killed_daemons_script_and_its_children_die_with_it(tmp_path: Path) -> None:
+    """Without this, an orphan goes on calling a provider for an item another daemon has taken over."""
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "script.py").write_text(SCRIPT_WITH_CHILD)
+    pid_out = tmp_path / "child.pid"
+    daemon = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            DAEMON,
+            str(tmp_path / "run"),
+            str(tmp_path / "script.py"),
+            str(pid_out),
+            str(root),
+        ],
+        cwd=root,
+    )
+    deadline = time.monotonic() + 30
+    while not (pid_out.exists() and pid_out.read_text().endswith("\n")):
+        assert time.monotonic() < deadline, "the script did not start"
+        time.sleep(0.05)
+    script_pid = int(json.loads(next((tmp_path / "run").glob("*.json")).read_text())["pgid"])
+    child_pid = int(pid_out.read_text())
+    daemon.kill()
+    daemon.wait()
+    deadline = time.monotonic() + 5
+    while not (_gone(script_pid) and _gone(child_pid)):
+        if time.monotonic() > deadline:
+            for pid in (script_pid, child_pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 9)
+            raise AssertionError("the script or its child outlived the killed daemon")
+        time.sleep(0.05)

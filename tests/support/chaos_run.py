@@ -229,8 +229,8 @@ def write_doc(report: ChaosReport, database: str) -> None:
         f"- SIGKILLs: **{report.kills}**, daemon starts: {report.restarts}, wall time {figures['seconds']} s",
         f"- billable calls: {dict(report.calls)}",
         f"- repeated Gemini/ElevenLabs calls: {sum(report.repeats.values())} ({repeated}); each one is an "
-        "attempt the kill cut off after its request and before its result was recorded: the restart "
-        f"reaps the orphaned script and runs the step again (unexplained: {len(report.unexplained)})",
+        "attempt the kill cut off after its request and before its result was recorded: the script died "
+        f"with its daemon and the step ran again (unexplained: {len(report.unexplained)})",
         "- Kling clips created twice: 0; items left running: 0; items lost: 0; problems: "
         f"{len(report.problems)}",
         f"- time to recover (start to first script): median {figures['recover_s_median']} s, "
