@@ -130,14 +130,14 @@ async def test_claims_take_the_item_the_fair_order_names(
     engine: AsyncEngine, tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     general = 0
-    general_path = claims._claim_general
+    general_path = claims.claim_general
 
     async def counted(*args: Any) -> Any:
         nonlocal general
         general += 1
         return await general_path(*args)
 
-    monkeypatch.setattr(claims, "_claim_general", counted)
+    monkeypatch.setattr(claims, "claim_general", counted)
     rng = random.Random(seed)
     big_paused = seed % 2 == 1
     backlog = await _seed(engine, rng, big_paused)

@@ -1,0 +1,63 @@
+"""What a claim hands the worker, how its attempt is named, and what decides who goes first."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from daemon.budget import Budget, day_of
+
+CANDIDATES = 4  # ready items looked at per claim before giving up on budget-blocked tasks
+
+# Money spent or held: actual costs and open reservations (budget._spent), for the raw statements.
+SPENT = "(entry = 'actual' OR (entry = 'reservation' AND open))"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    item_id: int
+    task_id: int
+    channel_id: str
+    project_slug: str
+    kind: str
+    key: str
+    provider: str
+    input: dict[str, Any]
+    input_hash: str
+    attempt_no: int
+    lease_token: str
+    idempotency_key: str
+    attempt_output: str  # relative to the workspace
+    # The provider job an earlier attempt of this generation recorded: resumed, never paid again.
+    resume: str | None
+    deps: dict[str, str] = field(default_factory=dict)  # dependency key -> its output path
+
+
+def idempotency_key(channel: str, slug: str, key: str, input_hash: str, generation: int) -> str:
+    """Deterministic per (item, input, generation), shared by the generation's attempts: a retry
+    after a crash or a timeout submits under the same key, so the provider's copy is found, not
+    paid for again. Unique per provider account; readable in logs."""
+    digest = hashlib.sha256(f"{channel}/{slug}/{key}/{input_hash}/{generation}".encode()).hexdigest()[:12]
+    return f"{slug[:16]}-{key[:24]}-g{generation}-{digest}"
+
+
+def attempt_output(channel: str, slug: str, key: str, number: int, extension: str) -> str:
+    return f"channels/{channel}/projects/{slug}/attempts/{key}-a{number}{extension}"
+
+
+@dataclass
+class ClaimPolicy:
+    """Who goes first and what may be spent: channel weights, budgets, and the budget day."""
+
+    weights: Mapping[str, int] = field(default_factory=dict)
+    budgets: Mapping[str, Budget] = field(default_factory=dict)
+    day_of: Callable[[datetime], str] = field(default_factory=lambda: day_of("UTC"))
+    # Tasks a claim found over budget, with the message; the caller marks them waiting (outside
+    # the claim's transaction, so the claim never takes a task lock while holding an item lock).
+    over_budget: list[tuple[int, str]] = field(default_factory=list)
+
+
+DEFAULT_POLICY = ClaimPolicy()
