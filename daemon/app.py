@@ -12,7 +12,8 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.budget import Budget, day_of
+from daemon.budget import day_of
+from daemon.channel_watch import ChannelWatch, apply_to
 from daemon.channels import Channel, load_channels, load_provider_limits
 from daemon.claim import ClaimPolicy, ensure_slots
 from daemon.clock import SystemClock
@@ -105,14 +106,9 @@ class App:
 
     def policy(self) -> ClaimPolicy:
         """Channel weights and budgets for the claim, from the channel files."""
-        return ClaimPolicy(
-            weights={c.id: c.weight for c in self.channels.values()},
-            budgets={
-                c.id: Budget(int(c.budgets.per_video_usd * 1_000_000), int(c.budgets.per_day_usd * 1_000_000))
-                for c in self.channels.values()
-            },
-            day_of=day_of(self.settings.budget_timezone),
-        )
+        policy = ClaimPolicy(day_of=day_of(self.settings.budget_timezone))
+        apply_to(policy, self.channels)
+        return policy
 
     def worker(self) -> Worker:
         return Worker(
@@ -145,8 +141,10 @@ class App:
         )
         worker = self.worker()
         self.pipeline.on_change = worker.wake.set
+        watch = ChannelWatch(self.settings.channels_dir, self.channels, worker.policy, log)
         async with asyncio.TaskGroup() as group:
             group.create_task(worker.run(stop), name="worker")
+            group.create_task(watch.run(stop, worker.budgets_changed), name="channel-files")
             jobs = self.notion_jobs()
             if jobs is not None:
                 group.create_task(jobs.run(stop), name="notion")

@@ -71,15 +71,15 @@ def refusal_text(
         return (
             f"Budget reached: this video has spent or reserved {usd(task_spent)} of its "
             f"{usd(budget.per_video_micros)} budget, and the next step ({key}, about {usd(estimate)}) "
-            f"would go over. Raise budgets.per_video_usd in config/channels/{channel}.yaml and restart "
-            "the daemon; the video then goes on by itself."
+            f"would go over. Raise budgets.per_video_usd in config/channels/{channel}.yaml; the daemon "
+            "reads the file again within seconds and the video goes on by itself."
         )
     if day_spent + estimate > budget.per_day_micros:
         return (
             f"Daily budget reached: channel {channel} has spent or reserved {usd(day_spent)} of its "
             f"{usd(budget.per_day_micros)} for {day}, and the next step ({key}, about {usd(estimate)}) "
             f"would go over. It goes on by itself when the day rolls over, or raise budgets.per_day_usd "
-            f"in config/channels/{channel}.yaml and restart the daemon."
+            f"in config/channels/{channel}.yaml (read again within seconds, no restart)."
         )
     return None
 

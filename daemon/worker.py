@@ -192,6 +192,21 @@ class Worker:
             except Exception as exc:  # a DB outage must not kill the loop; the lease TTL covers it
                 self.log.warning("heartbeat_failed", error=str(exc))
 
+    async def budgets_changed(self) -> None:
+        """Budgets were raised (or weights changed) in the channel files: waiting videos that now
+        fit go on at once, not at the next sweep."""
+        now = self.clock.now()
+        try:
+            resumed = await budget.resume_fitting(
+                self.engine, self.policy.budgets, self.policy.day_of(now), now
+            )
+        except Exception as exc:  # the next sweep tries again
+            self.log.warning("budget_resume_failed", error=str(exc))
+            return
+        if resumed:
+            self.log.info("budget_waits_resumed", tasks=resumed)
+        self.wake.set()
+
     async def _beat(self) -> None:
         tokens = list(self.running)
         lost = await lease.heartbeat(self.engine, tokens, self.clock.now(), self.settings.lease_ttl_s)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.budget import Budget, day_of, resume_fitting, wait_for_budget
+from daemon.channel_watch import ChannelWatch, apply_to
+from daemon.channels import Budgets, load_channels
 from daemon.claim import Claimed, ClaimPolicy, claim, ensure_slots
 from daemon.commands import EXTENSIONS, final_path
 from daemon.complete import Success, complete
@@ -145,6 +150,7 @@ async def test_two_daemons_claiming_at_once_never_cross_a_videos_budget(db_url: 
         message = (policies[0].over_budget or policies[1].over_budget)[0][1]
         assert "of its $0.30 budget" in message
         assert "Raise budgets.per_video_usd in config/channels/nature.yaml" in message
+        assert "the video goes on by itself" in message
     finally:
         for e in engines:
             await e.dispose()
@@ -171,3 +177,75 @@ async def test_a_daily_budget_waits_for_the_next_day_then_work_resumes(
     async with engine.connect() as conn:
         assert await conn.scalar(select(Task.state)) == "active"
     assert await claim(engine, "elevenlabs", "d", tomorrow, 30, EXTENSIONS, policy) is not None
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def _record(self, event: str, **fields: Any) -> None:
+        self.events.append((event, fields))
+
+    info = warning = error = _record
+
+
+def _write_channel(folder: Path, c: Any, **changes: Any) -> None:
+    data = c.model_copy(update=changes).model_dump(mode="json", exclude_none=True)
+    path = folder / f"{c.id}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    _touch(path)
+
+
+def _touch(path: Path) -> None:
+    """A new mtime even within the file system's clock tick."""
+    stamp = time.time_ns()
+    os.utime(path, ns=(stamp, stamp))
+
+
+async def test_a_budget_raised_in_the_channel_file_lets_the_waiting_video_go_on(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "channels"
+    folder.mkdir()
+    nature = channel(channel_id="nature").model_copy(
+        update={"budgets": Budgets(per_video_usd=0.05, per_day_usd=100)}
+    )
+    _write_channel(folder, nature)
+    channels = load_channels(folder)
+    pipeline = await _pipeline(engine, tmp_path, "nature")
+    await _backlog(pipeline, "nature", 1, scenes=10)
+    await ensure_slots(engine, {"elevenlabs": 50})
+    policy = ClaimPolicy(day_of=day_of("UTC"))
+    apply_to(policy, channels)
+    log = _Log()
+    watch = ChannelWatch(folder, channels, policy, log)
+    while (c := await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy)) is not None:
+        await _finish(engine, tmp_path, c, cost_micros=20_000)
+    task_id, why = policy.over_budget[0]
+    await wait_for_budget(engine, task_id, why, now())
+    assert "within seconds" in why and "restart" not in why
+    assert watch.check() is False  # nothing changed yet
+
+    # A broken file: the error names the field, the last good budget stays.
+    (folder / "nature.yaml").write_text(
+        (folder / "nature.yaml").read_text().replace("weight: 1", "weight: 0")
+    )
+    _touch(folder / "nature.yaml")
+    assert watch.check() is False
+    event, fields = log.events[-1]
+    assert event == "channel_files_invalid_kept_previous" and "weight" in fields["reason"]
+    assert policy.budgets["nature"].per_video_micros == 50_000
+
+    # The operator raises the budget and changes the gates: the budget applies now, the gates
+    # need a restart and say so.
+    _write_channel(folder, nature, budgets=Budgets(per_video_usd=5, per_day_usd=100), weight=3,
+                   gates=nature.gates.model_copy(update={"final": not nature.gates.final}))  # fmt: skip
+    assert watch.check() is True
+    assert policy.budgets["nature"].per_video_micros == 5_000_000
+    assert policy.weights["nature"] == 3
+    assert ("channel_change_needs_restart", {"channel": "nature", "fields": ["gates"]}) in log.events
+    day = now().date().isoformat()
+    assert await resume_fitting(engine, policy.budgets, day, now()) == 1
+    async with engine.connect() as conn:
+        assert await conn.scalar(select(Task.state).where(Task.id == task_id)) == "active"
+    assert await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy) is not None

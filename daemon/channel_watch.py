@@ -1,0 +1,103 @@
+"""Budgets and weights follow the channel files while the daemon runs.
+
+An operator told "Budget reached" raises the budget in the channel's YAML file; the daemon reads
+the folder again when a file changes, and the waiting video goes on within seconds, with no
+restart. Only `budgets` and `weight` apply at once; any other change (a new channel, a Notion
+binding, gates, voice) is logged as needing a restart. A file that no longer parses is logged
+with the field and the fix, and the last good settings stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from daemon.budget import Budget
+from daemon.channels import Channel, load_channels
+from daemon.claim import ClaimPolicy
+from daemon.errors import ConfigError
+
+CHECK_S = 5.0  # how often the folder's files are looked at (a stat each, no reading)
+LIVE_FIELDS = frozenset({"budgets", "weight"})
+
+
+def budget_of(channel: Channel) -> Budget:
+    return Budget(
+        int(channel.budgets.per_video_usd * 1_000_000), int(channel.budgets.per_day_usd * 1_000_000)
+    )
+
+
+def apply_to(policy: ClaimPolicy, channels: dict[str, Channel]) -> None:
+    """The claim reads these mappings on every claim; they are replaced whole, never edited."""
+    policy.weights = {c.id: c.weight for c in channels.values()}
+    policy.budgets = {c.id: budget_of(c) for c in channels.values()}
+
+
+class ChannelWatch:
+    def __init__(self, folder: Path, channels: dict[str, Channel], policy: ClaimPolicy, log: Any) -> None:
+        self.folder = folder
+        self.channels = dict(channels)
+        self.policy = policy
+        self.log = log
+        self.seen = self._signature()
+
+    def _signature(self) -> tuple[tuple[str, int, int], ...]:
+        found = []
+        with contextlib.suppress(OSError):
+            for path in sorted(self.folder.glob("*.yaml")):
+                with contextlib.suppress(OSError):
+                    st = path.stat()
+                    found.append((path.name, st.st_mtime_ns, st.st_size))
+        return tuple(found)
+
+    def check(self) -> bool:
+        """Reads the folder again if a file changed; True when budgets or weights changed."""
+        now = self._signature()
+        if now == self.seen:
+            return False
+        self.seen = now
+        try:
+            fresh = load_channels(self.folder)
+        except ConfigError as exc:
+            self.log.error(
+                "channel_files_invalid_kept_previous",
+                reason=str(exc),
+                action="fix the file; the daemon reads it again when it changes",
+            )
+            return False
+        changed = []
+        for cid in sorted(set(fresh) | set(self.channels)):
+            old, new = self.channels.get(cid), fresh.get(cid)
+            if old is None or new is None:
+                self.log.warning("channel_change_needs_restart", channel=cid, change="added or removed")
+                continue
+            fields = {name for name in Channel.model_fields if getattr(old, name) != getattr(new, name)}
+            if fields - LIVE_FIELDS:
+                self.log.warning(
+                    "channel_change_needs_restart", channel=cid, fields=sorted(fields - LIVE_FIELDS)
+                )
+            if fields & LIVE_FIELDS:
+                changed.append(cid)
+                self.channels[cid] = self.channels[cid].model_copy(
+                    update={name: getattr(new, name) for name in LIVE_FIELDS}
+                )
+        if not changed:
+            return False
+        apply_to(self.policy, self.channels)
+        self.log.info(
+            "channel_budgets_reloaded",
+            channels=changed,
+            budgets={cid: self.channels[cid].budgets.model_dump() for cid in changed},
+            weights={cid: self.channels[cid].weight for cid in changed},
+        )
+        return True
+
+    async def run(self, stop: asyncio.Event, on_change: Callable[[], Any]) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), CHECK_S)
+            if not stop.is_set() and self.check():
+                await on_change()
