@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,7 @@ async def test_a_full_disk_pauses_work_and_space_coming_back_resumes_it(
         assert message["needed_mb"] == 8
         assert "free space" in message["action"]
         await asyncio.sleep(2)
-        started_while_full = await _runs_started_after(daemon, message["timestamp"])
+        claimed_while_full = await _claimed_after(db_url, fresh_sandbox, small_disk, message["timestamp"])
         filler.unlink()
 
         async def finished() -> bool:
@@ -107,7 +108,7 @@ async def test_a_full_disk_pauses_work_and_space_coming_back_resumes_it(
     finally:
         daemon.signal()
         daemon.wait(timeout=30)
-    assert started_while_full == []
+    assert claimed_while_full == []
     result = await audit(db_url, fresh_sandbox, small_disk)
     assert result.problems == []
     for key, path in done_before.items():  # nothing recorded as done was lost or made again
@@ -117,9 +118,13 @@ async def test_a_full_disk_pauses_work_and_space_coming_back_resumes_it(
         ) == 1 or not key.startswith(("narration", "sfx"))
 
 
-async def _runs_started_after(daemon: DaemonProcess, timestamp: str) -> list[str]:
+async def _claimed_after(db_url: str, sandbox: SandboxProcess, workspace: Path, timestamp: str) -> list[int]:
+    """Attempts claimed after the pause was logged. (A step claimed just before the check that saw
+    the disk full may log its start a moment after the pause line; it was not started while full.)"""
+    paused_at = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    result = await audit(db_url, sandbox, workspace)
     return [
-        e["item"]
-        for e in daemon.events()
-        if e.get("event") == "script_started" and e["timestamp"] > timestamp
+        a.item_id
+        for a in result.attempts
+        if (a.started_at if a.started_at.tzinfo else a.started_at.replace(tzinfo=UTC)) > paused_at
     ]
