@@ -61,7 +61,7 @@ class ChannelWatch:
         self.seen = now
         try:
             fresh = load_channels(self.folder)
-        except ConfigError as exc:
+        except (ConfigError, OSError, ValueError) as exc:  # ValueError: a file that is not UTF-8
             self.log.error(
                 "channel_files_invalid_kept_previous",
                 reason=str(exc),
@@ -96,8 +96,14 @@ class ChannelWatch:
         return True
 
     async def run(self, stop: asyncio.Event, on_change: Callable[[], Any]) -> None:
+        """Runs beside the worker in one task group: nothing here may raise, or the worker stops."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), CHECK_S)
-            if not stop.is_set() and self.check():
-                await on_change()
+            if stop.is_set():
+                break
+            try:
+                if self.check():
+                    await on_change()
+            except Exception as exc:
+                self.log.error("channel_files_check_failed", error=str(exc))

@@ -235,6 +235,10 @@ async def test_a_budget_raised_in_the_channel_file_lets_the_waiting_video_go_on(
     event, fields = log.events[-1]
     assert event == "channel_files_invalid_kept_previous" and "weight" in fields["reason"]
     assert policy.budgets["nature"].per_video_micros == 50_000
+    (folder / "nature.yaml").write_bytes(b"\xff\xfe not text")  # half-saved by an editor
+    assert watch.check() is False
+    assert log.events[-1][0] == "channel_files_invalid_kept_previous"
+    assert policy.budgets["nature"].per_video_micros == 50_000
 
     # The operator raises the budget and changes the gates: the budget applies now, the gates
     # need a restart and say so.
