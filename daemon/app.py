@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.budget import day_of
-from daemon.channel_watch import ChannelWatch, apply_to
+from daemon.channel_watch import ChannelWatch, Signature, apply_to, files_signature
 from daemon.channels import Channel, load_channels, load_provider_limits
 from daemon.claim import ClaimPolicy, ensure_slots
 from daemon.clock import SystemClock
@@ -47,10 +47,12 @@ class App:
     costs: PricedCosts
     notion: NotionApi | None = None
     sources: list[Source] = field(default_factory=list)
+    channel_files: Signature = ()  # the channel files as they were when read
 
     @classmethod
     async def build(cls, settings: Settings, *, check: bool = True) -> App:
         """Reads and validates every configuration file; refuses an unmigrated schema."""
+        channel_files = files_signature(settings.channels_dir)
         channels = load_channels(settings.channels_dir)
         limits = load_provider_limits(settings.providers_file).as_dict()
         pricing = load_pricing_file(settings.pricing_file)
@@ -65,7 +67,7 @@ class App:
         pipeline = Pipeline(
             engine, channels, settings.workspace_dir, auto_approve=settings.demo_auto_approve, pricing=pricing
         )
-        app = cls(settings, engine, channels, limits, pipeline, costs)
+        app = cls(settings, engine, channels, limits, pipeline, costs, channel_files=channel_files)
         if check:
             try:
                 await app.connect_notion()
@@ -141,7 +143,9 @@ class App:
         )
         worker = self.worker()
         self.pipeline.on_change = worker.wake.set
-        watch = ChannelWatch(self.settings.channels_dir, self.channels, worker.policy, log)
+        watch = ChannelWatch(
+            self.settings.channels_dir, self.channels, worker.policy, log, self.channel_files
+        )
         async with asyncio.TaskGroup() as group:
             group.create_task(worker.run(stop), name="worker")
             group.create_task(watch.run(stop, worker.budgets_changed), name="channel-files")

@@ -36,26 +36,35 @@ def apply_to(policy: ClaimPolicy, channels: dict[str, Channel]) -> None:
     policy.budgets = {c.id: budget_of(c) for c in channels.values()}
 
 
+Signature = tuple[tuple[str, int, int], ...]
+
+
+def files_signature(folder: Path) -> Signature:
+    """Name, mtime and size of each channel file: taken before the files are read, so that an edit
+    made while they are being read is seen as a change."""
+    found = []
+    with contextlib.suppress(OSError):
+        for path in sorted(folder.glob("*.yaml")):
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                found.append((path.name, st.st_mtime_ns, st.st_size))
+    return tuple(found)
+
+
 class ChannelWatch:
-    def __init__(self, folder: Path, channels: dict[str, Channel], policy: ClaimPolicy, log: Any) -> None:
+    def __init__(
+        self, folder: Path, channels: dict[str, Channel], policy: ClaimPolicy, log: Any, seen: Signature
+    ) -> None:
+        """`seen`: the files' signature from before `channels` were read from them."""
         self.folder = folder
         self.channels = dict(channels)
         self.policy = policy
         self.log = log
-        self.seen = self._signature()
-
-    def _signature(self) -> tuple[tuple[str, int, int], ...]:
-        found = []
-        with contextlib.suppress(OSError):
-            for path in sorted(self.folder.glob("*.yaml")):
-                with contextlib.suppress(OSError):
-                    st = path.stat()
-                    found.append((path.name, st.st_mtime_ns, st.st_size))
-        return tuple(found)
+        self.seen = seen
 
     def check(self) -> bool:
         """Reads the folder again if a file changed; True when budgets or weights changed."""
-        now = self._signature()
+        now = files_signature(self.folder)
         if now == self.seen:
             return False
         self.seen = now

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import budget, lease
+from daemon.budget import Budget
 from daemon.claim import Claimed, ClaimPolicy, claim, ready_providers
 from daemon.clock import Clock
 from daemon.commands import EXTENSIONS, build_command, final_path
@@ -72,6 +74,7 @@ class Worker:
         self.running: dict[str, Running] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
+        self.rounds = 0
         self.log = get_logger(daemon=settings.daemon_id)
 
     @property
@@ -133,9 +136,15 @@ class Worker:
         if len(self.running) >= self.capacity:
             return 0
         free = [p for p, limit in self.limits.items() if self._local_count(p) < limit]
+        # Each round starts at the next provider, so that under MAX_RUNNING the first provider with
+        # a backlog cannot take every free place round after round.
+        self.rounds += 1
+        turn = self.rounds % len(free) if free else 0
+        free = free[turn:] + free[:turn]
         # One cheap query says which providers have work due; claims only where there is some.
         for provider in await _ready_providers(self.engine, free, self.clock.now()):
             while self._local_count(provider) < self.limits[provider] and len(self.running) < self.capacity:
+                budgets_seen = self.policy.budgets
                 c = await _claim(
                     self.engine,
                     provider,
@@ -145,7 +154,7 @@ class Worker:
                     EXTENSIONS,
                     self.policy,
                 )
-                await self._budget_waits()
+                await self._budget_waits(budgets_seen)
                 if c is None:
                     break
                 crash_point("after_claim")
@@ -153,12 +162,17 @@ class Worker:
                 claimed += 1
         return claimed
 
-    async def _budget_waits(self) -> None:
-        """Tasks the claim found over budget wait, with the numbers, until the budget allows."""
+    async def _budget_waits(self, budgets_seen: Mapping[str, Budget]) -> None:
+        """Tasks the claim found over budget wait, with the numbers, until the budget allows. If
+        the channel files changed the budgets since the claim judged them, they are judged again."""
+        waited = False
         while self.policy.over_budget:
             task_id, message = self.policy.over_budget.pop()
             if await db_retry(budget.wait_for_budget)(self.engine, task_id, message, self.clock.now()):
                 self.log.warning("task_waits_for_budget", task=task_id, reason=message)
+                waited = True
+        if waited and self.policy.budgets is not budgets_seen:
+            await self.budgets_changed()  # raised while we paused them: they go on at once
 
     def _local_count(self, provider: str) -> int:
         return sum(1 for r in self.running.values() if r.claimed.provider == provider)

@@ -19,7 +19,8 @@ PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent() -> None:
-    expected = os.environ.get("NVD_PARENT_PID")
+    # Read once and removed, so a Python program this script starts is not taken for a daemon's script.
+    expected = os.environ.pop("NVD_PARENT_PID", None)
     if not expected or not sys.platform.startswith("linux"):
         return
     signal.signal(signal.SIGTERM, _kill_own_group)
@@ -30,7 +31,7 @@ def die_with_parent() -> None:
 
 
 def _kill_own_group(signum: int, frame: FrameType | None) -> None:
-    sys.stdout.flush()
+    # Nothing before the kill: with the daemon gone, even a flush of stdout can raise (broken pipe).
     if os.getpgrp() == os.getpid():  # the daemon starts each script as its own group's leader
         os.killpg(os.getpgrp(), signal.SIGKILL)
     os._exit(128 + signum)

@@ -103,7 +103,8 @@ async def test_three_daemons_share_the_work_safely_and_a_killed_leader_is_replac
     workers = {c["client"] for c in calls}
     assert len(workers) >= 2, f"only {workers} worked; the daemons did not share the work"
     survivors_names = {f"daemon-{i}" for i in range(3)} - {f"daemon-{leader}"}
-    after_kill = {c["client"] for c in calls if c["started"] > killed_wall}
+    # A request sent just before the kill may be logged a moment after it: 2 s of grace.
+    after_kill = {c["client"] for c in calls if c["started"] > killed_wall + 2}
     assert after_kill and after_kill <= survivors_names, "the survivors did not carry the work on"
     stats = fresh_sandbox.stats()
     assert stats["kling"]["max_task_concurrency"] <= 2

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.budget import Budget, day_of, resume_fitting, wait_for_budget
-from daemon.channel_watch import ChannelWatch, apply_to
+from daemon.channel_watch import ChannelWatch, apply_to, files_signature
 from daemon.channels import Budgets, load_channels
 from daemon.claim import Claimed, ClaimPolicy, claim, ensure_slots
 from daemon.commands import EXTENSIONS, final_path
@@ -211,6 +211,7 @@ async def test_a_budget_raised_in_the_channel_file_lets_the_waiting_video_go_on(
         update={"budgets": Budgets(per_video_usd=0.05, per_day_usd=100)}
     )
     _write_channel(folder, nature)
+    seen = files_signature(folder)
     channels = load_channels(folder)
     pipeline = await _pipeline(engine, tmp_path, "nature")
     await _backlog(pipeline, "nature", 1, scenes=10)
@@ -218,7 +219,7 @@ async def test_a_budget_raised_in_the_channel_file_lets_the_waiting_video_go_on(
     policy = ClaimPolicy(day_of=day_of("UTC"))
     apply_to(policy, channels)
     log = _Log()
-    watch = ChannelWatch(folder, channels, policy, log)
+    watch = ChannelWatch(folder, channels, policy, log, seen)
     while (c := await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy)) is not None:
         await _finish(engine, tmp_path, c, cost_micros=20_000)
     task_id, why = policy.over_budget[0]
