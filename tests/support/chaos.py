@@ -32,7 +32,13 @@ class Audit:
         return f"{task.channel_id}:{task.project_slug}:{item.key}"
 
     def kling_creates_per_clip(self) -> Counter[str]:
-        return self.calls_per_item("kling")
+        """Kling tasks created (and so billed) per clip. A create Kling refused costs nothing: the
+        duplicate external_task_id of a retry that raced a killed script's create still in flight
+        at Kling (the retry then collects that task), or the account's parallel-task limit."""
+        return Counter(str(c["item"]) for c in self.calls if c["provider"] == "kling" and c["status"] == 200)
+
+    def kling_refused_creates(self) -> int:
+        return sum(1 for c in self.calls if c["provider"] == "kling" and c["status"] != 200)
 
 
 async def audit(db_url: str, sandbox: SandboxProcess, workspace: Path) -> Audit:
@@ -60,7 +66,8 @@ def consistency_problems(a: Audit) -> list[str]:
         if item.state != "succeeded" and item.output_path:
             problems.append(f"{item.key} is {item.state} but records {item.output_path}")
     for count, clip in ((n, k) for k, n in a.kling_creates_per_clip().items() if n > 1):
-        problems.append(f"{clip} was created {count} times at Kling")
+        ids = [c["identity"] for c in a.calls if c["item"] == clip and c["provider"] == "kling"]
+        problems.append(f"{clip} was created {count} times at Kling (external ids {ids})")
     return problems
 
 

@@ -45,7 +45,8 @@ class ChaosReport:
     landed: Counter[str] = field(default_factory=Counter)  # what was running when a kill landed
     recover_s: list[float] = field(default_factory=list)  # restart -> first script started again
     seconds: float = 0.0
-    calls: Counter[str] = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)  # answered 200: the ones paid for
+    kling_refused: int = 0  # creates Kling refused (a retry racing a killed script's create): free
     repeats: dict[str, int] = field(default_factory=dict)
     unexplained: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -61,6 +62,7 @@ class ChaosReport:
             "recover_s_max": max(self.recover_s) if self.recover_s else None,
             "seconds": round(self.seconds, 1),
             "billable_calls": dict(self.calls),
+            "kling_refused_creates": self.kling_refused,
             "repeats": self.repeats,
             "unexplained_repeats": self.unexplained,
             "problems": self.problems,
@@ -204,7 +206,8 @@ def _conclude(result: Audit, report: ChaosReport, workdir: Path) -> None:
     found, unexplained = repeats(result)
     report.repeats = found
     report.unexplained = unexplained
-    report.calls = Counter(c["provider"] for c in result.calls)
+    report.calls = Counter(c["provider"] for c in result.calls if c["status"] == 200)
+    report.kling_refused = result.kling_refused_creates()
     for task in result.tasks:
         path = workdir / "ws" / str(task.final_video_path)
         info = video_info(path)
@@ -231,7 +234,9 @@ def write_doc(report: ChaosReport, database: str) -> None:
         f"- repeated Gemini/ElevenLabs calls: {sum(report.repeats.values())} ({repeated}); each one is an "
         "attempt the kill cut off after its request and before its result was recorded: the script died "
         f"with its daemon and the step ran again (unexplained: {len(report.unexplained)})",
-        "- Kling clips created twice: 0; items left running: 0; items lost: 0; problems: "
+        f"- Kling clips created twice: 0 (creates Kling refused as duplicates of a killed script's create "
+        f"still in flight, then collected: {report.kling_refused}); items left running: 0; items lost: 0; "
+        "problems: "
         f"{len(report.problems)}",
         f"- time to recover (start to first script): median {figures['recover_s_median']} s, "
         f"max {figures['recover_s_max']} s",
@@ -258,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write-docs", action="store_true", help="write the figures into docs/RELIABILITY.md"
     )
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, DB, sandbox state)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
     database = args.database or f"sqlite+aiosqlite:///{workdir / 'chaos.db'}"
@@ -266,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     ok = not report.problems and not report.unexplained and report.kills >= args.kills
     if args.write_docs and ok:
         write_doc(report, database)
-    shutil.rmtree(workdir, ignore_errors=True)
+    if args.keep or not ok:
+        print(f"work folder kept: {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0 if ok else 1
 
 
