@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +20,16 @@ from daemon.budget import Budget
 from daemon.channels import Channel, load_channels
 from daemon.claim import ClaimPolicy
 from daemon.errors import ConfigError
+from services.pricing import to_micros
 
 CHECK_S = 5.0  # how often the folder's files are looked at (a stat each, no reading)
 LIVE_FIELDS = frozenset({"budgets", "weight"})
 
 
 def budget_of(channel: Channel) -> Budget:
-    return Budget(
-        int(channel.budgets.per_video_usd * 1_000_000), int(channel.budgets.per_day_usd * 1_000_000)
-    )
+    """In whole micro-dollars, rounded as costs are (int(2.01 * 1_000_000) is 2_009_999)."""
+    b = channel.budgets
+    return Budget(to_micros(Decimal(str(b.per_video_usd))), to_micros(Decimal(str(b.per_day_usd))))
 
 
 def apply_to(policy: ClaimPolicy, channels: dict[str, Channel]) -> None:
@@ -70,7 +72,7 @@ class ChannelWatch:
         self.seen = now
         try:
             fresh = load_channels(self.folder)
-        except (ConfigError, OSError, ValueError) as exc:  # ValueError: a file that is not UTF-8
+        except ConfigError as exc:
             self.log.error(
                 "channel_files_invalid_kept_previous",
                 reason=str(exc),

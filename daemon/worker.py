@@ -67,7 +67,8 @@ class Worker:
         self.on_storyboard = on_storyboard
         self.policy = policy or ClaimPolicy()
         self.disk_full = False
-        self.base_env = _base_env()  # read once: the daemon's environment does not change
+        # Built once: the daemon's environment and settings do not change while it runs.
+        self.base_env = {**_base_env(), **settings.script_env()}
         # What scripts say goes into the DB and onto Notion pages: never with a key in it.
         self.redact = Redactor(settings.secret_values()).scrub
         self.workspace = settings.workspace_dir
@@ -197,29 +198,26 @@ class Worker:
                     swept = await lease.sweep_expired(self.engine, self.clock.now())
                     if swept:
                         self.log.warning("leases_expired_swept", items=swept)
-                    now = self.clock.now()
-                    resumed = await budget.resume_fitting(
-                        self.engine, self.policy.budgets, self.policy.day_of(now), now
-                    )
-                    if resumed:
-                        self.log.info("budget_waits_resumed", tasks=resumed)
+                    await self._resume_budget_waits()
             except Exception as exc:  # a DB outage must not kill the loop; the lease TTL covers it
                 self.log.warning("heartbeat_failed", error=str(exc))
 
     async def budgets_changed(self) -> None:
         """Budgets were raised (or weights changed) in the channel files: waiting videos that now
         fit go on at once, not at the next sweep."""
-        now = self.clock.now()
         try:
-            resumed = await budget.resume_fitting(
-                self.engine, self.policy.budgets, self.policy.day_of(now), now
-            )
+            await self._resume_budget_waits()
         except Exception as exc:  # the next sweep tries again
             self.log.warning("budget_resume_failed", error=str(exc))
             return
+        self.wake.set()
+
+    async def _resume_budget_waits(self) -> None:
+        """Videos waiting for budget whose cheapest ready step now fits go on (a new day, a raise)."""
+        now = self.clock.now()
+        resumed = await budget.resume_fitting(self.engine, self.policy.budgets, self.policy.day_of(now), now)
         if resumed:
             self.log.info("budget_waits_resumed", tasks=resumed)
-        self.wake.set()
 
     async def _beat(self) -> None:
         tokens = list(self.running)
@@ -269,7 +267,6 @@ class Worker:
         (self.workspace / c.attempt_output).parent.mkdir(parents=True, exist_ok=True)
         env = {
             **self.base_env,
-            **self.settings.script_env(),
             "PIPELINE_TRACE": f"{self.settings.daemon_id}/{c.channel_id}:{c.project_slug}:{c.key}",
         }
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.channel_watch import budget_of
 from daemon.channels import load_channels, load_provider_limits
 from daemon.errors import ConfigError
 
@@ -81,3 +82,16 @@ def test_provider_limits_come_from_config(tmp_path: Path) -> None:
     bad = _write(tmp_path, "bad.yaml", "max_concurrent: {kling: 0}\n")
     with pytest.raises(ConfigError, match="kling: Input should be greater than or equal to 1"):
         load_provider_limits(bad)
+
+
+def test_a_channel_file_that_is_not_utf8_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "nature.yaml").write_bytes(GOOD.encode("utf-16"))
+    with pytest.raises(ConfigError, match=r"nature\.yaml: not UTF-8 text .*save it as UTF-8"):
+        load_channels(tmp_path)
+
+
+def test_budgets_become_exact_micro_dollars(tmp_path: Path) -> None:
+    _write(tmp_path, "nature.yaml", GOOD.replace("per_video_usd: 12", "per_video_usd: 2.01"))
+    budget = budget_of(load_channels(tmp_path)["nature"])
+    assert (budget.per_video_micros, budget.per_day_micros) == (2_010_000, 60_000_000)
