@@ -30,6 +30,10 @@ def day_of(timezone: str) -> Callable[[datetime], str]:
     return lambda moment: moment.astimezone(zone).date().isoformat()
 
 
+# _spent() for the hand-written claim statements: change the two together.
+SPENT_SQL = "(entry = 'actual' OR (entry = 'reservation' AND open))"
+
+
 def _spent() -> ColumnElement[bool]:
     return or_(Ledger.entry == "actual", and_(Ledger.entry == "reservation", Ledger.open.is_(True)))
 

@@ -49,10 +49,15 @@ def effective_pass(conn: AsyncConnection, floor: float) -> Any:
     )
 
 
+def stride(weights: Mapping[str, int], channel: str) -> float:
+    """How far a channel's pass moves per claim: 1/weight (weight 1 when unset)."""
+    return 1.0 / max(1, weights.get(channel, 1))
+
+
 async def advance(
     conn: AsyncConnection, provider: str, channel: str, floor: float, weights: Mapping[str, int]
 ) -> None:
-    stride = 1.0 / max(1, weights.get(channel, 1))
+    step = stride(weights, channel)
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     await conn.execute(
         insert(ChannelShare)
@@ -66,5 +71,5 @@ async def advance(
             ChannelShare.provider == provider,
             ChannelShare.channel_id == channel,
         )
-        .values(pass_value=lifted(ChannelShare.pass_value, literal(floor)) + stride)
+        .values(pass_value=lifted(ChannelShare.pass_value, literal(floor)) + step)
     )

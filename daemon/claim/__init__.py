@@ -11,36 +11,12 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.claim.common import (
-    CANDIDATES,
-    DEFAULT_POLICY,
-    Claimed,
-    ClaimPolicy,
-    attempt_output,
-    idempotency_key,
-)
-from daemon.claim.general import (
-    claim_general,
-    dependency_outputs,
-    ensure_slots,
-    ready_providers,
-    running_count,
-)
+from daemon.claim.common import DEFAULT_POLICY, Claimed, ClaimPolicy, idempotency_key
+from daemon.claim.general import claim_general, ensure_slots, ready_providers
 from daemon.claim.postgres import GENERAL, claim_pg
 from daemon.claim.sqlite import claim_sqlite
 
-__all__ = [
-    "CANDIDATES",
-    "ClaimPolicy",
-    "Claimed",
-    "attempt_output",
-    "claim",
-    "dependency_outputs",
-    "ensure_slots",
-    "idempotency_key",
-    "ready_providers",
-    "running_count",
-]
+__all__ = ["ClaimPolicy", "Claimed", "claim", "ensure_slots", "idempotency_key", "ready_providers"]
 
 # The fast paths ----------------------------------------------------------------------------------
 # Both take the general path's decisions, with the fewest round trips each database allows:
@@ -50,7 +26,7 @@ __all__ = [
 #            channel never served goes just below the floor), then priority, task, item;
 #   budget:  only when the item's channel has one: under the channel-day lock, the video's and
 #            the day's spent-or-reserved money plus the estimate must fit, or the task is noted
-#            over budget and skipped (at most CANDIDATES tasks per claim), and the estimate is
+#            over budget and skipped (at most BUDGET_TRIES tasks per claim), and the estimate is
 #            reserved;
 #   writes:  the lease on slot and item, attempts + 1, the channel's pass advanced by 1/weight, the
 #            attempt row with its idempotency key and output path; the claim returns the item with

@@ -10,10 +10,7 @@ from typing import Any
 
 from daemon.budget import Budget, day_of
 
-CANDIDATES = 4  # ready items looked at per claim before giving up on budget-blocked tasks
-
-# Money spent or held: actual costs and open reservations (budget._spent), for the raw statements.
-SPENT = "(entry = 'actual' OR (entry = 'reservation' AND open))"
+BUDGET_TRIES = 4  # over-budget tasks a claim passes over before it gives up
 
 
 @dataclass(frozen=True)

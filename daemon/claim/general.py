@@ -1,7 +1,8 @@
 """The claim as a transaction of single SQLAlchemy statements: the definition the fast paths follow.
 
-PostgreSQL's fast path hands a claim over to it in two rare cases: a channel whose first ready
-items are all ineligible, and a budgeted item taken by another daemon between two statements.
+Only PostgreSQL still runs it, when its fast path hands a claim over in one of two rare cases: a
+channel whose first ready items are all ineligible, and a budgeted item taken by another daemon
+between two statements. SQLite always claims through daemon/claim/sqlite.py.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.budget import lock_channel_day, refusal, reserve
-from daemon.claim.common import CANDIDATES, Claimed, ClaimPolicy, attempt_output, idempotency_key
+from daemon.claim.common import BUDGET_TRIES, Claimed, ClaimPolicy, attempt_output, idempotency_key
 from daemon.db.models import Attempt, ChannelShare, Item, ItemEdge, ProviderSlot, Task
 from daemon.fairness import advance, effective_pass, floor_pass
 
@@ -49,10 +50,7 @@ async def claim_general(
     extension_for: Mapping[str, str],
     policy: ClaimPolicy,
 ) -> Claimed | None:
-    """The claim as a transaction of single SQLAlchemy statements, the definition the fast paths
-    below follow. PostgreSQL's fast path hands a claim over to it in two rare cases: a channel
-    whose first ready items are all ineligible, and a budgeted item taken by another daemon
-    between two statements."""
+    """See the module's docstring."""
     async with engine.begin() as conn:
         slot = await _free_slot(conn, provider, now)
         if slot is None:
@@ -127,7 +125,7 @@ async def _affordable_item(
     """The fairest ready item whose estimated cost fits its budgets, and the budget day it is
     reserved on (None when its channel has no budget)."""
     skipped: list[int] = []
-    for _ in range(CANDIDATES):
+    for _ in range(BUDGET_TRIES):
         row = await _ready_item(conn, provider, now, floor, skipped)
         if row is None:
             return None, None
@@ -215,12 +213,3 @@ async def dependency_outputs(conn: AsyncConnection, item_id: int) -> dict[str, s
         .where(ItemEdge.item_id == item_id)
     )
     return {r.key: r.output_path for r in rows if r.output_path}
-
-
-async def running_count(conn: AsyncConnection, provider: str) -> int:
-    return int(
-        await conn.scalar(
-            select(func.count()).select_from(Item).where(Item.provider == provider, Item.state == "running")
-        )
-        or 0
-    )

@@ -12,9 +12,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon.budget import SPENT_SQL as SPENT
 from daemon.budget import refusal_text
-from daemon.claim.common import CANDIDATES, SPENT, Claimed, ClaimPolicy, attempt_output, idempotency_key
+from daemon.claim.common import BUDGET_TRIES, Claimed, ClaimPolicy, attempt_output, idempotency_key
 from daemon.db.engine import PgDriver, pg_driver
+from daemon.fairness import stride
 
 # Returned when the claim is the general path's to make.
 GENERAL: Any = object()
@@ -24,7 +26,7 @@ def _strides(weights: Mapping[str, int]) -> str:
     """Each channel's stride (1/weight) for the statement's advance. PostgreSQL computes the general
     path's greatest(pass, floor) + stride as greatest(pass + stride, floor + stride): the same
     double, since rounding is monotonic."""
-    return json.dumps({channel: 1.0 / max(1, weight) for channel, weight in weights.items()})
+    return json.dumps({channel: stride(weights, channel) for channel in weights})
 
 
 def _claimed(row: Mapping[str, Any], provider: str, token: str, deps: Mapping[str, str]) -> Claimed:
@@ -50,7 +52,7 @@ def _claimed(row: Mapping[str, Any], provider: str, token: str, deps: Mapping[st
 # PostgreSQL ------------------------------------------------------------------------------------------
 # One statement of data-modifying CTEs, run in autocommit (its own transaction: one round trip):
 # lock the slot (SKIP LOCKED), choose the item and lock it (SKIP LOCKED), write everything, return
-# the claim. Each channel offers its first _CANDIDATES eligible items, so items other claims hold
+# the claim. Each channel offers its first _PER_CHANNEL eligible items, so items other claims hold
 # locked are passed over as the general path's SKIP LOCKED would.
 #
 # Nothing is written when the chosen item's channel has a budget ($8): the budgeted claim follows,
@@ -59,7 +61,7 @@ def _claimed(row: Mapping[str, Any], provider: str, token: str, deps: Mapping[st
 # channel's first _WINDOW ready items are all ineligible (a paused task's backlog, a provider's
 # backoff), so that its first eligible item, further on, is not known here.
 _WINDOW = 64
-_CANDIDATES = 8
+_PER_CHANNEL = 8
 
 # The chosen item's lease, attempt and pass, once `go` holds (id, floor, slot_no) of a locked item
 # and slot; $2 now, $3 token, $4 expires, $5 owner, $6 strides, $7 extensions.
@@ -141,7 +143,7 @@ cand AS (
         WHERE w.next_attempt_at <= $2 AND w.task_id <> ALL ($9::int[])
           AND (SELECT t.state FROM task t WHERE t.id = w.task_id) = 'active'
         ORDER BY w.priority, w.task_id, w.id
-        LIMIT {_CANDIDATES}
+        LIMIT {_PER_CHANNEL}
     ) x
 ),
 blind AS (
@@ -262,7 +264,7 @@ async def claim_pg(
     )
     skipped: list[int] = []
     async with pg_driver(engine) as db:
-        for _ in range(CANDIDATES):
+        for _ in range(BUDGET_TRIES):
             row = await db.fetchrow(CLAIM_PG, *args, list(policy.budgets), skipped)
             if row["blind"]:
                 return GENERAL

@@ -9,9 +9,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon.budget import SPENT_SQL as SPENT
 from daemon.budget import refusal_text
-from daemon.claim.common import CANDIDATES, SPENT, Claimed, ClaimPolicy, attempt_output, idempotency_key
+from daemon.claim.common import BUDGET_TRIES, Claimed, ClaimPolicy, attempt_output, idempotency_key
 from daemon.db.engine import sqlite_driver, sqlite_time
+from daemon.fairness import stride
 
 # SQLite ------------------------------------------------------------------------------------------
 # BEGIN IMMEDIATE serialises every writer, so the statements run one after another with nothing
@@ -80,7 +82,7 @@ async def claim_sqlite(
         if slot is None:
             return None
         skipped: list[int] = []
-        for _ in range(CANDIDATES):
+        for _ in range(BUDGET_TRIES):
             row = await db.fetchrow(
                 _PICK_SQLITE, {"provider": provider, "now": at, "skipped": json.dumps(skipped)}
             )
@@ -90,11 +92,7 @@ async def claim_sqlite(
              generation, slug, floor, deps) = row  # fmt: skip
             budget = policy.budgets.get(channel)
             if budget is not None:
-                day = policy.day_of(now)
-                await db.fetch(
-                    "INSERT INTO budget_lock (channel_id, day) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                    (channel, day),
-                )
+                day = policy.day_of(now)  # no budget_lock row: BEGIN IMMEDIATE already serialises
                 spent = await db.fetchrow(_SPENT_SQLITE, (task_id, channel, day))
                 assert spent is not None
                 why = refusal_text(spent[0], spent[1], channel, day, estimate, key, budget)
@@ -117,11 +115,11 @@ async def claim_sqlite(
             )
             if budget is not None:
                 await db.fetch(_RESERVE_SQLITE, (task_id, item_id, number, channel, estimate, day, at))
-            stride = 1.0 / max(1, policy.weights.get(channel, 1))
+            step = stride(policy.weights, channel)
             await db.fetch(
                 "INSERT INTO channel_share (provider, channel_id, pass_value) VALUES (?, ?, ?) "
                 "ON CONFLICT (provider, channel_id) DO UPDATE SET pass_value = max(pass_value, ?) + ?",
-                (provider, channel, floor + stride, floor, stride),
+                (provider, channel, floor + step, floor, step),
             )
             ikey = idempotency_key(channel, slug, key, input_hash, generation)
             out = attempt_output(channel, slug, key, number, extension_for.get(kind, ""))
