@@ -58,13 +58,25 @@ async def complete(
     final_path: str,
     on_storyboard: StoryboardHook | None = None,
     auto_approve: bool = False,
+    budget_day: str | None = None,
 ) -> Outcome:
+    """`budget_day`: the day the actual cost counts against (the daemon's BUDGET_TIMEZONE, as the
+    reservations); the UTC date when not given."""
+    day = budget_day or now.date().isoformat()
     if not (c.kind == "storyboard" and on_storyboard is not None):
         fast = _complete_pg if engine.dialect.name == "postgresql" else _complete_sqlite
         return await fast(
-            engine, c, result, workspace=workspace, now=now, final_path=final_path, auto_approve=auto_approve
+            engine,
+            c,
+            result,
+            workspace=workspace,
+            now=now,
+            final_path=final_path,
+            auto_approve=auto_approve,
+            day=day,
         )
     # A storyboard expands the task's plan (the hook) before the refresh: SQLAlchemy statements.
+    # (Only a storyboard with a hook comes here.)
     async with engine.begin() as conn:
         await lock_task(conn, c.task_id)
         done = await conn.execute(
@@ -94,12 +106,9 @@ async def complete(
                 finished_at=now,
             )
         )
-        await _record_cost(conn, c, result.cost_micros, now)
+        await _record_cost(conn, c, result.cost_micros, now, day)
         await free_slot(conn, c.lease_token)
-        if c.kind == "storyboard" and on_storyboard is not None:
-            await on_storyboard(conn, c.task_id, workspace / final_path)
-        if c.kind == "assembly":
-            await conn.execute(update(Task).where(Task.id == c.task_id).values(final_video_path=final_path))
+        await on_storyboard(conn, c.task_id, workspace / final_path)
         await refresh_ready(conn, c.task_id, now, auto_approve=auto_approve)
     return "done"
 
@@ -128,7 +137,7 @@ async def _already_or_fenced(conn: AsyncConnection, c: Claimed) -> Outcome:
     return "fenced"
 
 
-async def _record_cost(conn: AsyncConnection, c: Claimed, micros: int, now: datetime) -> None:
+async def _record_cost(conn: AsyncConnection, c: Claimed, micros: int, now: datetime, day: str) -> None:
     await conn.execute(
         update(Ledger)
         .where(Ledger.item_id == c.item_id, Ledger.attempt_no == c.attempt_no, Ledger.entry == "reservation")
@@ -144,7 +153,7 @@ async def _record_cost(conn: AsyncConnection, c: Claimed, micros: int, now: date
                     channel_id=c.channel_id,
                     entry="actual",
                     amount_micros=micros,
-                    day=now.date().isoformat(),
+                    day=day,
                     open=False,
                     created_at=now,
                 )
@@ -365,6 +374,7 @@ async def _complete_pg(
     now: datetime,
     final_path: str,
     auto_approve: bool,
+    day: str,
 ) -> Outcome:
     lock = f"SELECT id FROM task WHERE id = {int(c.task_id)} FOR UPDATE"
     async with pg_driver(engine) as db, db.transaction(first=lock):
@@ -379,7 +389,7 @@ async def _complete_pg(
             c.attempt_no,
             json.dumps(result.usage),
             c.channel_id,
-            now.date().isoformat(),
+            day,
             final_path if c.kind == "assembly" else None,
         )
         if row is None or not row["done"]:
@@ -426,6 +436,7 @@ async def _complete_sqlite(
     now: datetime,
     final_path: str,
     auto_approve: bool,
+    day: str,
 ) -> Outcome:
     at = sqlite_time(now)
     async with sqlite_driver(engine) as db, db.transaction():
@@ -458,7 +469,7 @@ async def _complete_sqlite(
                 c.attempt_no,
                 c.channel_id,
                 result.cost_micros,
-                now.date().isoformat(),
+                day,
                 at,
             ),
         )

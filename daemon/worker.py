@@ -330,15 +330,17 @@ class Worker:
         micros = self.costs.actual_micros(c.kind, usage, float(reported) if reported is not None else None)
         target = final_path(c.kind, c.key, c.channel_id, c.project_slug)
         crash_point("before_complete")
+        now = self.clock.now()
         done = await db_retry(complete)(
             self.engine,
             c,
             Success(c.attempt_output, micros, usage),
             workspace=self.workspace,
-            now=self.clock.now(),
+            now=now,
             final_path=target,
             on_storyboard=self.on_storyboard,
             auto_approve=self.settings.demo_auto_approve,
+            budget_day=self.policy.day_of(now),
         )
         crash_point("after_complete")
         if done == "fenced":

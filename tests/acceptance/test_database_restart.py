@@ -38,7 +38,6 @@ async def test_a_postgres_restart_mid_run_loses_nothing(
         **daemon_env(fresh_sandbox, tmp_path / "ws", channels, database),
         "CLAIM_POLL_S": "0.2",
         "IDLE_POLL_MAX_S": "0.5",
-        "KLING_POLL_S": "1",
     }
     board = {**STORYBOARD, "scenes": STORYBOARD["scenes"][:2]}
     (tmp_path / "sb.yaml").write_text(yaml.safe_dump(board))

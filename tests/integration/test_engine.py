@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.claim import claim
+from daemon.budget import day_of
+from daemon.claim import ClaimPolicy, claim
 from daemon.commands import EXTENSIONS, final_path
 from daemon.complete import Success, complete
 from daemon.db.models import Attempt, Item, Ledger
@@ -289,6 +290,25 @@ async def test_max_running_caps_one_daemon_below_the_shared_provider_limits(kit:
     runs = [r for r in fake_scripts.runs(kit.scripts) if r["outcome"] == "ok"]
     assert len(runs) > 10
     assert max_overlap([(float(str(r["start"])), float(str(r["end"]))) for r in runs]) == 1
+
+
+async def test_actual_costs_count_against_the_budget_day_of_budget_timezone(kit: Kit) -> None:
+    """The reservations follow BUDGET_TIMEZONE; so must the actual costs that replace them, or an
+    evening's spending lands on the wrong day's budget."""
+    # A zone whose date differs from UTC's at this hour (UTC-12 before noon, UTC+14 after).
+    zone = "Pacific/Kiritimati" if now().hour >= 12 else "Etc/GMT+12"
+    await kit.prepare()
+    task_id = await kit.submit(storyboard(scenes=1))
+    worker = kit.worker()
+    worker.policy = ClaimPolicy(day_of=day_of(zone))
+
+    async def done() -> bool:
+        return await _task_state(kit, task_id) == "done"
+
+    await run_workers([worker], done, timeout=60)
+    async with kit.engine.connect() as conn:
+        days = set((await conn.execute(select(Ledger.day).where(Ledger.entry == "actual"))).scalars())
+    assert days == {day_of(zone)(now())} != {now().date().isoformat()}
 
 
 async def test_a_replanned_storyboard_regenerates_only_what_changed(kit: Kit) -> None:
