@@ -134,7 +134,7 @@ class PgDriver:
             raise self._translate(exc, "COMMIT") from exc
 
     def _translate(self, exc: Exception, sql: str) -> Exception:
-        if self.raw.is_closed() or isinstance(exc, (OSError, ConnectionError)):
+        if self.raw.is_closed() or isinstance(exc, OSError):  # ConnectionError included
             return OperationalError(sql, None, exc, connection_invalidated=True)
         if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
             return IntegrityError(sql, None, exc)
@@ -163,11 +163,10 @@ class SqliteDriver:
     raises them: a busy database as an OperationalError (db_retry repeats the call), a constraint
     as an IntegrityError."""
 
-    __slots__ = ("open", "raw")
+    __slots__ = ("raw",)
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
-        self.open = False  # inside a transaction we began
 
     async def fetch(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -185,16 +184,13 @@ class SqliteDriver:
     async def transaction(self) -> AsyncIterator[None]:
         """BEGIN IMMEDIATE (the write lock, as every transaction here takes it) ... COMMIT."""
         await self.fetch("BEGIN IMMEDIATE")
-        self.open = True
         try:
             yield
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.raw.execute_fetchall("ROLLBACK")
-                self.open = False
             raise
         await self.fetch("COMMIT")
-        self.open = False
 
 
 def _sqlite_error(exc: sqlite3.Error, sql: str) -> Exception:
@@ -233,7 +229,7 @@ async def sqlite_driver(engine: AsyncEngine) -> AsyncIterator[SqliteDriver]:
         try:
             yield db
         finally:
-            if db.open:
+            if db.raw.in_transaction:
                 await _invalidate(conn)
 
 
