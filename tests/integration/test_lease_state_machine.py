@@ -37,6 +37,7 @@ from daemon.commands import EXTENSIONS, final_path
 from daemon.complete import Success, complete, count_failures, fail
 from daemon.db.models import Attempt, Item, ProviderSlot, Task
 from tests.support.engine_kit import Kit, storyboard
+from tests.support.profiles import examples
 
 T = TypeVar("T")
 TTL = 30.0
@@ -46,7 +47,10 @@ OWNERS = ("d1", "d2", "d3")
 LIMITS = {"gemini": 1, "kling": 1, "elevenlabs": 2, "local": 1}
 # Runs of up to 50 steps. Fewer on PostgreSQL, whose round trips are slower: what differs there is
 # row locking, which this single-process machine does not race (concurrent claims are tested apart).
-EXAMPLES = {"sqlite": 40, "postgresql": 25}
+EXAMPLES = {
+    "sqlite": examples(ci=15, deep=40),
+    "postgresql": examples(ci=10, deep=25),
+}
 STEPS = st.sampled_from([1.0, 5.0, TTL / 3, TTL - 1, TTL + 1, 3 * TTL])
 
 

@@ -15,6 +15,7 @@ from services.errors import StoryboardError
 from services.paths import Workspace, item_key
 from services.plan import PlanOptions, build_plan
 from services.storyboard import Storyboard, parse_storyboard, parse_storyboard_yaml
+from tests.support.profiles import examples
 
 ROOT = Path("/srv/nvd-workspace")  # never touched: paths are only resolved, not created
 SLUG = "0123456789abcdef0123456789abcdef"
@@ -190,7 +191,9 @@ def _check_problems(exc: StoryboardError) -> None:
         assert len(problem) < 2_000, "one problem fits on a line of the Error Log"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@settings(
+    max_examples=examples(ci=40, deep=300), suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
 @given(text=storyboard_yaml())
 def test_any_yaml_is_a_safe_storyboard_or_a_storyboard_error_naming_the_field(text: str) -> None:
     try:
@@ -202,7 +205,9 @@ def test_any_yaml_is_a_safe_storyboard_or_a_storyboard_error_naming_the_field(te
     _check_safe(sb)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@settings(
+    max_examples=examples(ci=40, deep=300), suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
 @given(data=storyboard_data())
 def test_any_data_is_a_safe_storyboard_or_a_storyboard_error_naming_the_field(data: Any) -> None:
     """The same rules for a storyboard that arrives as data (a generated storyboard.json)."""

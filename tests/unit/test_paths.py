@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from services.errors import PathRefused, ServiceError
 from services.paths import ProjectPaths, Workspace, project_slug
+from tests.support.profiles import examples
 
 PAGE_ID = "1f2e3d4c-5b6a-7988-0716-25344352617A"
 SLUG = "1f2e3d4c5b6a7988071625344352617a"
@@ -166,7 +167,7 @@ _ANY_TEXT = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(ci=30, deep=200), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(channel=_ANY_TEXT, slug=_ANY_TEXT, key=_ANY_TEXT)
 def test_any_string_is_refused_or_stays_inside_the_root(
     workspace: Workspace, channel: str, slug: str, key: str
@@ -188,7 +189,7 @@ def test_any_string_is_refused_or_stays_inside_the_root(
     )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(ci=30, deep=200))
 @given(page_id=st.text(max_size=40))
 def test_any_page_id_gives_a_safe_slug_or_is_refused(page_id: str) -> None:
     try:

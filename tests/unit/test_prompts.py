@@ -17,6 +17,7 @@ from services.prompts import (
     isolation_instruction,
     shorten,
 )
+from tests.support.profiles import examples
 
 ATMOSPHERE = "Misty river delta at dawn, low golden side light, photoreal nature documentary"
 
@@ -105,7 +106,7 @@ def test_shorten(text: str, width: int, expected: str) -> None:
     assert shorten(text, width) == expected
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(ci=50, deep=200))
 @given(atmosphere=st.text(max_size=300), own=st.text(min_size=1, max_size=300), limit=st.integers(1, 400))
 def test_fit_prompt_never_exceeds_the_limit_and_keeps_the_item_text(
     atmosphere: str, own: str, limit: int

@@ -19,6 +19,7 @@ from services.storyboard import (
     parse_storyboard_yaml,
     storyboard_to_yaml,
 )
+from tests.support.profiles import examples
 
 DESIGN_EXAMPLE = """\
 title: The Heron's Patience
@@ -416,7 +417,7 @@ _TEXT = st.text(
 _KEY = st.from_regex(r"[a-z0-9_]{1,12}", fullmatch=True)
 
 
-@settings(max_examples=50, deadline=None)  # PyYAML is slow; 5,000 examples passed once
+@settings(max_examples=examples(ci=15, deep=50))  # PyYAML is slow; 5,000 examples passed once
 @given(title=_TEXT, atmosphere=_TEXT, prompt=_TEXT, motion=_TEXT, narration=_TEXT, sfx=_TEXT, key=_KEY)
 def test_any_valid_storyboard_survives_the_yaml_round_trip(
     title: str, atmosphere: str, prompt: str, motion: str, narration: str, sfx: str, key: str
