@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: test check lint format types imports demo bench chaos clean
+.PHONY: test test-fast check lint format types imports demo bench bench-smoke chaos clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11")'
@@ -15,8 +15,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The suite runs on pytest-xdist workers: most tests wait on subprocesses, so a 2-core machine keeps
+# more than two busy. --dist loadgroup keeps the tests of one xdist_group (the shared demo run) on
+# one worker. TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 4
+XDIST := -n $(TEST_WORKERS) --dist loadgroup
+
+# The whole suite: CI runs this.
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
+
+# Everyday work: the unit tests and the quick integration tests (not marked slow).
+test-fast: $(STAMP)
+	$(PY) -m pytest $(XDIST) -m "not slow" tests/unit tests/integration $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -42,11 +53,17 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)
+# The harness's own check (--quick sizes, about a minute) runs first: a broken harness fails early.
+bench-smoke: $(BENCH_STAMP)
+	$(PY) -m pytest benchmarks/test_smoke.py
+
+bench: bench-smoke
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
+# 30 kills on each database; `make test` runs a short chaos run on PostgreSQL.
 chaos: $(STAMP)
-	$(PY) -m tests.support.chaos_run --kills 30 --write-docs
+	$(PY) -m tests.support.chaos_run --kills 30 --database sqlite --write-docs
+	$(PY) -m tests.support.chaos_run --kills 30 --database postgres --write-docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

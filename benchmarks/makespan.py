@@ -39,7 +39,7 @@ from daemon.db.models import Attempt, Item, ItemEdge, Task
 from daemon.settings import PROJECT_ROOT
 from services.storyboard import parse_storyboard
 from tests.support.sandbox_proc import SandboxProcess
-from tests.support.stack import settings_for
+from tests.support.stack import SMALL_CUT, script_shims, settings_for
 
 NAME = "makespan"
 SCALE = 1 / 60
@@ -47,36 +47,18 @@ SCALE = 1 / 60
 MODEL_S = {"asset": 30.0, "clip": 240.0, "narration": 10.0, "sfx": 10.0, "storyboard": 20.0}
 LOCAL_KINDS = ("composite", "assembly")
 KLING_POLL_S = 10.0  # generate_video.py's default poll interval, in real seconds
-SCRIPTS = (
-    "generate_storyboard",
-    "generate_asset",
-    "create_composite",
-    "generate_video",
-    "generate_audio",
-    "generate_sound_effects",
-    "assemble_video",
-)
 NARRATION = (
     "At first light the river wakes, and every creature along its banks begins the patient work of the day."
 )
 
 
-# The final cut at a small size (cheap media, like the sandbox's): the benchmark measures scheduling,
-# not a 1080p encode on this machine's cores.
-ASSEMBLY_ARGS = ["--width", "320", "--height", "180", "--preset", "ultrafast"]
-
-
 def write_shims(folder: Path, poll_s: float) -> Path:
     """The real scripts, run through their main(); generate_video gets a poll interval at scale,
-    assemble_video a small frame."""
-    folder.mkdir(parents=True, exist_ok=True)
-    extras = {"generate_video": ["--poll-interval", f"{poll_s:.4f}"], "assemble_video": ASSEMBLY_ARGS}
-    for name in SCRIPTS:
-        extra = f" + {extras[name]!r}" if name in extras else ""
-        (folder / f"{name}.py").write_text(
-            f"import sys\nfrom scripts.{name} import main\n\nsys.exit(main(sys.argv[1:]{extra}))\n"
-        )
-    return folder
+    assemble_video a small frame (cheap media, like the sandbox's: the benchmark measures
+    scheduling, not a 1080p encode on this machine's cores)."""
+    return script_shims(
+        folder, {"generate_video": ["--poll-interval", f"{poll_s:.4f}"], "assemble_video": SMALL_CUT}
+    )
 
 
 def storyboard(scenes: int, tag: str) -> dict[str, Any]:

@@ -1,6 +1,9 @@
 """The performance harness runs end to end in --quick mode and writes every benchmark's figures.
 
-Sizes are tiny, so the figures are only checked for sanity, never against the README's targets.
+`make bench` runs this first (`make bench-smoke` alone): a broken harness fails in a minute, not
+after the full run. Sizes are tiny, so the figures that depend on scale (makespan, claims per
+second) are checked for sanity; the ones that do not (fairness, Notion requests per idle poll, idle
+statements per second) must meet the README's targets.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ from pathlib import Path
 import pytest
 
 from daemon.settings import PROJECT_ROOT
-
-pytestmark = pytest.mark.slow
 
 KEYS = {
     "makespan": {"makespan_ratio", "makespan_ratio_single", "portfolio", "single"},
@@ -61,14 +62,15 @@ def test_quick_run_writes_every_benchmark_with_sane_figures(tmp_path: Path) -> N
 
     notion = result["benchmarks"]["notion_efficiency"]
     assert notion["idle_polls"] >= 1
-    assert notion["requests_per_idle_poll_per_source"] >= 1
+    assert notion["requests_per_idle_poll_per_source"] == notion["target_per_idle_poll"] == 1
     assert notion["requests_per_project"] > 0
 
     fair = result["benchmarks"]["fairness"]
-    assert 1 / 3 <= fair["jain_index"] <= 1
+    assert fair["target_jain"] <= fair["jain_index"] <= 1
 
     idle = result["benchmarks"]["idle"]
-    assert 10 < idle["rss_mb"] < 2000
-    assert 0 <= idle["cpu_percent"] < 200
-    assert idle["db_queries_per_s"] >= 0
+    assert 10 < idle["rss_mb"] < idle["targets"]["rss_mb"]
+    assert 0 <= idle["cpu_percent"] < 200  # 3 s of a process: too short to judge against 1 %
+    # The idle daemon does look at the DB (zero would mean the hook counted nothing), within target.
+    assert 0 < idle["db_queries_per_s"] <= idle["targets"]["db_queries_per_s"]
     assert idle["process"]["sigterm_exit_code"] == 0

@@ -13,13 +13,15 @@ from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name, plain_text
 from tests.acceptance.test_notion_processes import _until
 from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.db import ON_SQLITE
 from tests.support.notion_kit import seed
 from tests.support.sandbox_proc import SandboxProcess
-from tests.support.stack import credentials, daemon_env
+from tests.support.stack import credentials, daemon_env, small_cut_scripts
 
 
+@ON_SQLITE
 async def test_a_budget_raised_in_the_channel_file_takes_effect_without_a_restart(
-    fresh_sandbox: SandboxProcess, db_url: str, tmp_path: Path
+    fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
 ) -> None:
     fresh_sandbox.configure(cheap_media=True, kling_seconds=30)
     seeded = seed(fresh_sandbox, "nature", 1, "--scenes", "2")
@@ -31,7 +33,12 @@ async def test_a_budget_raised_in_the_channel_file_takes_effect_without_a_restar
     config["budgets"] = {"per_video_usd": 0.30, "per_day_usd": 100.0}  # the clips do not fit
     channel_file = channels / "nature.yaml"
     channel_file.write_text(yaml.safe_dump(config))
-    env = {**daemon_env(fresh_sandbox, tmp_path / "ws", channels, db_url), "NOTION_POLL_S": "1"}
+    env = {
+        **daemon_env(
+            fresh_sandbox, tmp_path / "ws", channels, database, scripts_dir=small_cut_scripts(tmp_path)
+        ),
+        "NOTION_POLL_S": "1",
+    }
     assert run_cli(env, "migrate").returncode == 0
     operator = NotionApi(credentials(fresh_sandbox)["notion_operator_token"], fresh_sandbox.base("notion"))
     daemon = DaemonProcess(env, tmp_path / "daemon.log", "daemon").start()

@@ -15,7 +15,7 @@ from tests.support.chaos import audit, repeats
 from tests.support.daemon_proc import DaemonProcess, run_cli
 from tests.support.media import video_info
 from tests.support.sandbox_proc import SandboxProcess
-from tests.support.stack import STORYBOARD, daemon_env, write_channel
+from tests.support.stack import STORYBOARD, daemon_env, small_cut_scripts, write_channel
 
 # The daemon dies at these points; a restarted daemon (same DAEMON_ID) finishes the work.
 DAEMON_POINTS = (
@@ -51,7 +51,9 @@ async def test_a_crash_at_each_point_loses_nothing_and_pays_no_clip_twice(
     channels = tmp_path / "channels"
     write_channel(channels)
     env = {
-        **daemon_env(fresh_sandbox, tmp_path / "ws", channels, database),
+        **daemon_env(
+            fresh_sandbox, tmp_path / "ws", channels, database, scripts_dir=small_cut_scripts(tmp_path)
+        ),
         "CLAIM_POLL_S": "0.2",
         "LEASE_TTL_S": "5",
         "RETRY_BASE_S": "0.2",

@@ -1,41 +1,57 @@
 """PostgreSQL restarted in the middle of a run: the daemon reconnects, loses nothing, pays no clip
-twice, and counts every cost once."""
+twice, and counts every cost once. The server is the test's own (tests/support/pg_cluster.py), so
+its restart disturbs no test running beside it."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import yaml
 
 from tests.support.chaos import audit, priced_micros, repeats
 from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.db import migrate
+from tests.support.pg_cluster import PrivateCluster
 from tests.support.sandbox_proc import SandboxProcess
-from tests.support.stack import STORYBOARD, daemon_env, write_channel
+from tests.support.stack import STORYBOARD, daemon_env, small_cut_scripts, write_channel
 
 
-def _restart_postgres() -> None:
-    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[0]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+@pytest.fixture
+def cluster() -> Iterator[PrivateCluster]:
+    server = PrivateCluster().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
-@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+async def _migrated_database(cluster: PrivateCluster) -> str:
+    admin = await asyncpg.connect(cluster.url())
+    try:
+        await admin.execute("CREATE DATABASE nvd")
+    finally:
+        await admin.close()
+    url = cluster.url("nvd").replace("postgresql://", "postgresql+asyncpg://")
+    await migrate(url)
+    return url
+
+
 async def test_a_postgres_restart_mid_run_loses_nothing(
-    database: str, fresh_sandbox: SandboxProcess, tmp_path: Path
+    cluster: PrivateCluster, fresh_sandbox: SandboxProcess, tmp_path: Path
 ) -> None:
+    database = await _migrated_database(cluster)
     fresh_sandbox.configure(cheap_media=True, kling_seconds=480)
     channels = tmp_path / "channels"
     write_channel(channels)
     env = {
-        **daemon_env(fresh_sandbox, tmp_path / "ws", channels, database),
+        **daemon_env(
+            fresh_sandbox, tmp_path / "ws", channels, database, scripts_dir=small_cut_scripts(tmp_path)
+        ),
         "CLAIM_POLL_S": "0.2",
         "IDLE_POLL_MAX_S": "0.5",
     }
@@ -49,7 +65,7 @@ async def test_a_postgres_restart_mid_run_loses_nothing(
         while len(fresh_sandbox.calls("kling")) < 2:
             assert time.monotonic() < deadline, "the clips were not submitted"
             await asyncio.sleep(0.3)
-        _restart_postgres()
+        cluster.restart()
         assert daemon.proc is not None
         deadline = time.monotonic() + 180
         while True:

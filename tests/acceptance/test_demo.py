@@ -4,28 +4,19 @@ every scene's narration window with the sound bed between words, and a resumed s
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import select
 
 from daemon.db.engine import make_engine
 from daemon.db.models import Attempt, Item
+from tests.support.demo_run import SHARED_DEMO, DemoRun
 from tests.support.media import decode_audio, rms_dbfs, video_info
 
 
-def _demo(workspace: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith(("_KEY", "_TOKEN", "_URL"))}
-    env["WORKSPACE_DIR"] = str(workspace)
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", "demo"], capture_output=True, text=True, env=env, timeout=400
-    )
-
-
-def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(tmp_path: Path) -> None:
-    done = _demo(tmp_path)
+@SHARED_DEMO
+def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(demo: DemoRun) -> None:
+    done = demo.first
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     video = Path(lines[-1])
@@ -37,7 +28,7 @@ def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(tmp_path:
 
     info = video_info(video)
     assert (info.width, info.height, info.video_codec, info.audio_codec) == (1920, 1080, "h264", "aac")
-    timeline = asyncio.run(_timeline(tmp_path / "demo" / "workspace" / "daemon.db"))
+    timeline = asyncio.run(_timeline(demo.database))
     assert len(timeline) == 4
     audio = decode_audio(video)
     silence = -60.0
@@ -47,7 +38,7 @@ def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(tmp_path:
         bed = rms_dbfs(audio, scene["narration_end_s"] + 0.05, scene["end_s"] - 0.02)
         assert silence < bed < speech - 6, (scene, bed, speech)  # the SFX bed, under the voice
 
-    again = _demo(tmp_path)
+    again = demo.again()
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.strip().splitlines()[-1] == str(video)  # the same project, not a new one
 

@@ -16,8 +16,9 @@ import yaml
 
 from tests.support.chaos import audit
 from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.db import ON_SQLITE
 from tests.support.sandbox_proc import SandboxProcess
-from tests.support.stack import STORYBOARD, daemon_env, write_channel
+from tests.support.stack import STORYBOARD, daemon_env, small_cut_scripts, write_channel
 
 SIZE_MB = 48
 
@@ -55,14 +56,15 @@ async def _until(predicate: Callable[[], Awaitable[bool]], timeout: float, what:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@ON_SQLITE
 async def test_a_full_disk_pauses_work_and_space_coming_back_resumes_it(
-    small_disk: Path, fresh_sandbox: SandboxProcess, db_url: str, tmp_path: Path
+    small_disk: Path, fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
 ) -> None:
     fresh_sandbox.configure(cheap_media=True, kling_seconds=180)
     channels = tmp_path / "channels"
     write_channel(channels)
     env = {
-        **daemon_env(fresh_sandbox, small_disk, channels, db_url),
+        **daemon_env(fresh_sandbox, small_disk, channels, database, scripts_dir=small_cut_scripts(tmp_path)),
         "CLAIM_POLL_S": "0.2",
         "IDLE_POLL_MAX_S": "0.5",
         "MIN_FREE_MB": "8",
@@ -77,13 +79,13 @@ async def test_a_full_disk_pauses_work_and_space_coming_back_resumes_it(
     try:
 
         async def narrations_done() -> bool:
-            result = await audit(db_url, fresh_sandbox, small_disk)
+            result = await audit(database, fresh_sandbox, small_disk)
             return all(i.state == "succeeded" for i in result.items if i.kind == "narration")
 
         await _until(narrations_done, 90, "the narrations to be made")
         done_before = {
             i.key: i.output_path
-            for i in (await audit(db_url, fresh_sandbox, small_disk)).items
+            for i in (await audit(database, fresh_sandbox, small_disk)).items
             if i.state == "succeeded" and i.output_path
         }
         filler = _fill(small_disk, leave_mb=2)
@@ -96,11 +98,11 @@ async def test_a_full_disk_pauses_work_and_space_coming_back_resumes_it(
         assert message["needed_mb"] == 8
         assert "free space" in message["action"]
         await asyncio.sleep(2)
-        claimed_while_full = await _claimed_after(db_url, fresh_sandbox, small_disk, message["timestamp"])
+        claimed_while_full = await _claimed_after(database, fresh_sandbox, small_disk, message["timestamp"])
         filler.unlink()
 
         async def finished() -> bool:
-            result = await audit(db_url, fresh_sandbox, small_disk)
+            result = await audit(database, fresh_sandbox, small_disk)
             return bool(result.tasks) and result.tasks[0].state == "done"
 
         await _until(finished, 180, "the task to finish once space came back")
@@ -109,7 +111,7 @@ async def test_a_full_disk_pauses_work_and_space_coming_back_resumes_it(
         daemon.signal()
         daemon.wait(timeout=30)
     assert claimed_while_full == []
-    result = await audit(db_url, fresh_sandbox, small_disk)
+    result = await audit(database, fresh_sandbox, small_disk)
     assert result.problems == []
     for key, path in done_before.items():  # nothing recorded as done was lost or made again
         assert (small_disk / path).is_file(), key
@@ -118,11 +120,13 @@ async def test_a_full_disk_pauses_work_and_space_coming_back_resumes_it(
         ) == 1 or not key.startswith(("narration", "sfx"))
 
 
-async def _claimed_after(db_url: str, sandbox: SandboxProcess, workspace: Path, timestamp: str) -> list[int]:
+async def _claimed_after(
+    database: str, sandbox: SandboxProcess, workspace: Path, timestamp: str
+) -> list[int]:
     """Attempts claimed after the pause was logged. (A step claimed just before the check that saw
     the disk full may log its start a moment after the pause line; it was not started while full.)"""
     paused_at = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    result = await audit(db_url, sandbox, workspace)
+    result = await audit(database, sandbox, workspace)
     return [
         a.item_id
         for a in result.attempts

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from daemon.db.engine import make_engine
 from daemon.db.models import Item, Task
 from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.db import ON_POSTGRES
 from tests.support.media import video_info
 from tests.support.sandbox_proc import SandboxProcess
 from tests.support.stack import STORYBOARD, daemon_env, write_channel
@@ -48,15 +49,16 @@ async def _wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float, wh
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@ON_POSTGRES
 async def test_sigterm_mid_clip_hands_back_and_a_second_daemon_resumes_the_same_kling_job(
-    fresh_sandbox: SandboxProcess, db_url: str, tmp_path: Path
+    fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
 ) -> None:
     # Clips take ~12 s in the sandbox, so the first daemon is surely mid-clip when it is stopped.
     fresh_sandbox.configure(kling_seconds=720)
     channels = tmp_path / "channels"
     write_channel(channels)
     env = {
-        **daemon_env(fresh_sandbox, tmp_path / "ws", channels, db_url),
+        **daemon_env(fresh_sandbox, tmp_path / "ws", channels, database),
         "SIGTERM_GRACE_S": "1",
         "CLAIM_POLL_S": "0.3",
     }
@@ -69,7 +71,7 @@ async def test_sigterm_mid_clip_hands_back_and_a_second_daemon_resumes_the_same_
     try:
 
         async def clip_submitted() -> bool:
-            clip = (await _items(db_url)).get("clip_s01")
+            clip = (await _items(database)).get("clip_s01")
             return clip is not None and clip.provider_job_id is not None
 
         await _wait_for(clip_submitted, 90, "the clip to be submitted to Kling")
@@ -79,7 +81,7 @@ async def test_sigterm_mid_clip_hands_back_and_a_second_daemon_resumes_the_same_
         assert time.monotonic() - stopped_at < 10
     finally:
         first.stop()
-    clip = (await _items(db_url))["clip_s01"]
+    clip = (await _items(database))["clip_s01"]
     assert clip.state == "ready"
     assert clip.lease_token is None
     job_id = clip.provider_job_id
@@ -89,7 +91,7 @@ async def test_sigterm_mid_clip_hands_back_and_a_second_daemon_resumes_the_same_
     try:
 
         async def finished() -> bool:
-            return str((await _task(db_url)).state) == "done"
+            return str((await _task(database)).state) == "done"
 
         await _wait_for(finished, 180, "the task to finish")
         second.signal(signal.SIGTERM)
@@ -102,6 +104,6 @@ async def test_sigterm_mid_clip_hands_back_and_a_second_daemon_resumes_the_same_
         e for e in second.events() if e.get("event") == "script_started" and e.get("item") == "clip_s01"
     ]
     assert resumed and resumed[0]["resume"] == job_id
-    task = await _task(db_url)
+    task = await _task(database)
     info = video_info(tmp_path / "ws" / task.final_video_path)
     assert (info.width, info.height) == (1920, 1080)

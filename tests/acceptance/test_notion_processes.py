@@ -14,14 +14,16 @@ import yaml
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name, plain_text
 from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.db import ON_SQLITE
 from tests.support.media import video_info
 from tests.support.notion_kit import seed
 from tests.support.sandbox_proc import SandboxProcess
 from tests.support.stack import credentials, daemon_env
 
 
+@ON_SQLITE
 async def test_queued_in_notion_becomes_a_ready_page_with_a_video_and_sigterm_exits_cleanly(
-    fresh_sandbox: SandboxProcess, db_url: str, tmp_path: Path
+    fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
 ) -> None:
     fresh_sandbox.configure(kling_seconds=600)  # ~10 s per clip: the daemon is mid-clip when stopped
     seeded = seed(fresh_sandbox, "nature", 1, "--scenes", "2")
@@ -32,7 +34,7 @@ async def test_queued_in_notion_becomes_a_ready_page_with_a_video_and_sigterm_ex
     config["gates"] = {"storyboard": False, "assets": False, "final": False}
     (channels / "nature.yaml").write_text(yaml.safe_dump(config))
     env = {
-        **daemon_env(fresh_sandbox, tmp_path / "ws", channels, db_url),
+        **daemon_env(fresh_sandbox, tmp_path / "ws", channels, database),
         "NOTION_POLL_S": "1",
         "CLAIM_POLL_S": "0.3",
         "SIGTERM_GRACE_S": "1",

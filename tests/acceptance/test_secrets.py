@@ -1,7 +1,8 @@
-"""Secrets never leak: `python -m daemon demo` with recognisable keys, and a daemon whose Kling secret
-is wrong while the provider echoes keys in its error answers. No key value appears in any log line,
-any file under the workspace, anything in Notion (properties, blocks, comments), or the DB's error
-texts; no Kling token (a JWT signed with the secret) is stored anywhere either.
+"""Secrets never leak: `python -m daemon demo` with recognisable keys (the run shared with
+test_demo.py, see tests/support/demo_run.py), and a daemon whose Kling secret is wrong while the
+provider echoes keys in its error answers. No key value appears in any log line, any file under the
+workspace, anything in Notion (properties, blocks, comments), or the DB's error texts; no Kling
+token (a JWT signed with the secret) is stored anywhere either.
 
 Two files hold the keys by design and are left out: the sandbox's own `credentials.json` (the
 provider's side of the accounts) and `daemon.env`, which `python -m sandbox seed` writes as the
@@ -12,17 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 from sqlalchemy import select
 
@@ -31,18 +28,9 @@ from daemon.db.models import Attempt, Comment, Item, Outbox, Task
 from daemon.notion.gateway import NotionApi
 from daemon.settings import read_env_file
 from tests.support.daemon_proc import DaemonProcess
+from tests.support.demo_run import KEYS, MARK, SHARED_DEMO, DemoRun
 from tests.support.sandbox_proc import SandboxProcess
 
-MARK = uuid.uuid4().hex[:10]
-# Shaped like the real ones, each with a mark no other text contains.
-KEYS = {
-    "notion_token": f"ntn_LEAKCANARY{MARK}notiontoken0123456789",
-    "notion_operator_token": f"ntn_op_LEAKCANARY{MARK}operator01",
-    "gemini_api_key": f"AIzaLEAKCANARY{MARK}gemini0123456789",
-    "kling_access_key": f"ak_LEAKCANARY{MARK}access01",
-    "kling_secret_key": f"sk_LEAKCANARY{MARK}klingsecret0123456789",
-    "elevenlabs_api_key": f"sk_LEAKCANARY{MARK}elevenlabs0123456789",
-}
 WRONG_KLING_SECRET = f"sk_WRONGCANARY{MARK}notthesecret0123456789"
 SECRETS = [*KEYS.values(), WRONG_KLING_SECRET]
 # The first characters of any HS256 JWT ({"alg":"HS256","typ":"JWT"} in base64url): a stored
@@ -52,93 +40,31 @@ SECRET_STORES = ("credentials.json", "daemon.env")
 SEED = [sys.executable, "-m", "sandbox", "seed", "--channel", "nature", "--projects", "1", "--queued"]
 
 
-def _prepare(workspace: Path) -> Path:
-    """The demo's sandbox state with our keys and cheap media, written before the demo starts: the
-    sandbox keeps the keys it finds (sandbox/credentials.py) and its saved settings."""
-    state = workspace / "demo" / "sandbox"
-    state.mkdir(parents=True)
-    (state / "credentials.json").write_text(json.dumps(KEYS))
-    fast = {
-        "cheap_media": True,
-        "kling_seconds": 60,
-        "gemini_image_seconds": 0,
-        "tts_seconds": 0,
-        "sfx_seconds": 0,
-    }
-    (state / "config.json").write_text(json.dumps(fast))
-    return state
+@SHARED_DEMO
+def test_no_key_leaks_from_the_demo_or_from_a_daemon_with_a_refused_key(
+    demo: DemoRun, tmp_path: Path
+) -> None:
+    done = demo.first
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert Path(done.stdout.strip().splitlines()[-1]).suffix == ".mp4"
+    _no_secret_in("the demo's output", (done.stdout + done.stderr).encode())
+    assert "unavailable for the integration [redacted]" in done.stderr  # Notion's echo, logged redacted
 
-
-# Error answers that quote keys, as some providers quote the key they refused. Each is answered once
-# and passes (429, 503): the daemon retries, and must repeat the key nowhere.
-ECHOES = [
-    {
-        "provider": "elevenlabs",
-        "status": 429,
-        "code": "too_many_concurrent_requests",
-        "message": f"busy; key {KEYS['elevenlabs_api_key']} (kling {KEYS['kling_access_key']})",
-    },
-    {
-        "provider": "notion",
-        "status": 503,
-        "code": "service_unavailable",
-        "endpoint": "^GET /notion/v1/pages/",
-        "message": f"unavailable for the integration {KEYS['notion_token']}",
-    },
-]
-
-
-def _echo_keys_once_ready(state: Path, stop: threading.Event) -> None:
-    """Adds the ECHOES faults to the demo's sandbox as soon as it listens."""
-    info = state / "server.json"
-    while not stop.is_set():
-        if info.exists():
-            try:
-                url = json.loads(info.read_text())["url"]
-                httpx.post(f"{url}/_sandbox/faults", json=[{**e, "count": 1} for e in ECHOES], timeout=5)
-                return
-            except (ValueError, KeyError, httpx.HTTPError):
-                pass  # the file is being written, or the server not yet listening
-        time.sleep(0.05)
-
-
-def test_no_key_leaks_from_the_demo_or_from_a_daemon_with_a_refused_key(tmp_path: Path) -> None:
-    workspace = tmp_path / "workspace"
-    state = _prepare(workspace)
-    env = {k: v for k, v in os.environ.items() if not k.endswith(("_KEY", "_TOKEN", "_URL"))}
-    env["WORKSPACE_DIR"] = str(workspace)
-    stop = threading.Event()
-    echo = threading.Thread(target=_echo_keys_once_ready, args=(state, stop), daemon=True)
-    echo.start()
-    try:
-        demo = subprocess.run(
-            [sys.executable, "-m", "daemon", "demo"], capture_output=True, text=True, env=env, timeout=400
-        )
-    finally:
-        stop.set()
-        echo.join(5)
-    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
-    assert Path(demo.stdout.strip().splitlines()[-1]).suffix == ".mp4"
-    _no_secret_in("the demo's output", (demo.stdout + demo.stderr).encode())
-    assert "unavailable for the integration [redacted]" in demo.stderr  # Notion's echo, logged redacted
-
-    refused = _run_with_a_refused_kling_secret(state, workspace, tmp_path)
+    refused = _run_with_a_refused_kling_secret(demo.state, demo.workspace, tmp_path)
     assert "put the right key in KLING_ACCESS_KEY and KLING_SECRET_KEY" in refused, refused
     # The keys Kling quoted reached the error path, and the script put their names in their place.
     assert "Authentication failed for <KLING_ACCESS_KEY> signed with <KLING_SECRET_KEY>" in refused
 
-    for path in sorted(p for p in workspace.rglob("*") if p.is_file()):
-        if path.name in SECRET_STORES and path.parent == state:
+    for path in sorted(p for p in demo.workspace.rglob("*") if p.is_file()):
+        if path.name in SECRET_STORES and path.parent == demo.state:
             continue
-        _no_secret_in(str(path.relative_to(workspace)), path.read_bytes())
-    sandbox = SandboxProcess(state).start()
+        _no_secret_in(str(path.relative_to(demo.workspace)), path.read_bytes())
+    sandbox = SandboxProcess(demo.state).start()
     try:
         _no_secret_in("Notion", asyncio.run(_everything_in_notion(sandbox)).encode())
     finally:
         sandbox.stop()
-    _no_secret_in(
-        "the DB's texts", asyncio.run(_db_texts(workspace / "demo" / "workspace" / "daemon.db")).encode()
-    )
+    _no_secret_in("the DB's texts", asyncio.run(_db_texts(demo.database)).encode())
 
 
 def _run_with_a_refused_kling_secret(state: Path, workspace: Path, tmp_path: Path) -> str:

@@ -10,16 +10,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name
 from tests.support.chaos import audit
 from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.db import ON_POSTGRES
 from tests.support.notion_kit import seed
 from tests.support.sandbox_proc import SandboxProcess
-from tests.support.stack import credentials, daemon_env
+from tests.support.stack import credentials, daemon_env, small_cut_scripts
 
 
 def _overlaps(calls: list[dict[str, Any]]) -> list[str]:
@@ -39,7 +39,7 @@ def _overlaps(calls: list[dict[str, Any]]) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+@ON_POSTGRES
 async def test_three_daemons_share_the_work_safely_and_a_killed_leader_is_replaced(
     database: str, fresh_sandbox: SandboxProcess, tmp_path: Path
 ) -> None:
@@ -53,7 +53,9 @@ async def test_three_daemons_share_the_work_safely_and_a_killed_leader_is_replac
     limits = "max_concurrent: {gemini: 2, kling: 2, elevenlabs: 2, local: 2}\n"
     (tmp_path / "providers.yaml").write_text(limits)
     env = {
-        **daemon_env(fresh_sandbox, tmp_path / "ws", channels, database),
+        **daemon_env(
+            fresh_sandbox, tmp_path / "ws", channels, database, scripts_dir=small_cut_scripts(tmp_path)
+        ),
         "NOTION_POLL_S": "1",
         "CLAIM_POLL_S": "0.2",
         "IDLE_POLL_MAX_S": "0.5",

@@ -14,8 +14,9 @@ import yaml
 
 from tests.support.chaos import audit
 from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.db import ON_POSTGRES
 from tests.support.sandbox_proc import SandboxProcess
-from tests.support.stack import STORYBOARD, daemon_env, write_channel
+from tests.support.stack import STORYBOARD, daemon_env, small_cut_scripts, write_channel
 
 
 async def _until(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
@@ -32,7 +33,7 @@ def _setup(sandbox: SandboxProcess, database: str, tmp_path: Path, kling_seconds
     channels = tmp_path / "channels"
     write_channel(channels)
     env = {
-        **daemon_env(sandbox, tmp_path / "ws", channels, database),
+        **daemon_env(sandbox, tmp_path / "ws", channels, database, scripts_dir=small_cut_scripts(tmp_path)),
         "CLAIM_POLL_S": "0.2",
         "IDLE_POLL_MAX_S": "0.5",
         "LEASE_TTL_S": "3",
@@ -45,10 +46,11 @@ def _setup(sandbox: SandboxProcess, database: str, tmp_path: Path, kling_seconds
     return env
 
 
+@ON_POSTGRES
 async def test_a_frozen_daemon_loses_its_clip_and_its_completion_is_refused(
-    fresh_sandbox: SandboxProcess, db_url: str, tmp_path: Path
+    fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
 ) -> None:
-    env = _setup(fresh_sandbox, db_url, tmp_path, kling_seconds=900)  # 15 s clips
+    env = _setup(fresh_sandbox, database, tmp_path, kling_seconds=900)  # 15 s clips
     a = DaemonProcess(env, tmp_path / "a.log", "daemon-a").start()
     b: DaemonProcess | None = None
     try:
@@ -61,7 +63,7 @@ async def test_a_frozen_daemon_loses_its_clip_and_its_completion_is_refused(
         b = DaemonProcess(env, tmp_path / "b.log", "daemon-b").start()
 
         async def b_owns_clip() -> bool:
-            result = await audit(db_url, fresh_sandbox, tmp_path / "ws")
+            result = await audit(database, fresh_sandbox, tmp_path / "ws")
             clip = next((i for i in result.items if i.key == "clip_s01"), None)
             return clip is not None and clip.state == "running" and clip.lease_owner == "daemon-b"
 
@@ -74,7 +76,7 @@ async def test_a_frozen_daemon_loses_its_clip_and_its_completion_is_refused(
         await _until(a_killed_its_script, 15, "daemon A to find its lease gone and kill its script")
 
         async def done() -> bool:
-            result = await audit(db_url, fresh_sandbox, tmp_path / "ws")
+            result = await audit(database, fresh_sandbox, tmp_path / "ws")
             return bool(result.tasks) and result.tasks[0].state == "done"
 
         await _until(done, 120, "the task to finish")
@@ -84,7 +86,7 @@ async def test_a_frozen_daemon_loses_its_clip_and_its_completion_is_refused(
                 d.signal(signal.SIGCONT)
                 d.signal(signal.SIGTERM)
                 d.wait(timeout=30)
-    result = await audit(db_url, fresh_sandbox, tmp_path / "ws")
+    result = await audit(database, fresh_sandbox, tmp_path / "ws")
     assert result.problems == []
     assert list(result.kling_creates_per_clip().values()) == [1]  # B resumed A's job: paid once
     clip = next(i for i in result.items if i.key == "clip_s01")
@@ -93,27 +95,35 @@ async def test_a_frozen_daemon_loses_its_clip_and_its_completion_is_refused(
     assert not any(e.get("event") == "item_succeeded" and e.get("item") == "clip_s01" for e in a.events())
 
 
+@ON_POSTGRES
 async def test_a_sigtermed_daemons_items_are_picked_up_within_five_seconds(
-    fresh_sandbox: SandboxProcess, db_url: str, tmp_path: Path
+    fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
 ) -> None:
-    env = _setup(fresh_sandbox, db_url, tmp_path, kling_seconds=900)
+    env = _setup(fresh_sandbox, database, tmp_path, kling_seconds=900)
     env = {**env, "LEASE_TTL_S": "60"}  # far longer than the 5 s allowed: a hand-back, not an expiry
     a = DaemonProcess(env, tmp_path / "a.log", "daemon-a").start()
     b = DaemonProcess(env, tmp_path / "b.log", "daemon-b")
     try:
 
         async def a_runs_clip() -> bool:
-            result = await audit(db_url, fresh_sandbox, tmp_path / "ws")
+            result = await audit(database, fresh_sandbox, tmp_path / "ws")
             return any(i.key == "clip_s01" and i.lease_owner == "daemon-a" for i in result.items)
 
         await _until(a_runs_clip, 90, "daemon A to run the clip")
+        # B is up before A stops: the five seconds are A's hand-back and B's claim, not the start-up
+        # of a Python interpreter on a loaded machine.
         b.start()
+
+        async def b_started() -> bool:
+            return any(e.get("event") == "daemon_started" for e in b.events())
+
+        await _until(b_started, 60, "daemon B to start")
         a.signal(signal.SIGTERM)
         stopped = time.monotonic()
         assert a.wait(timeout=20) == 0
 
         async def b_runs_clip() -> bool:
-            result = await audit(db_url, fresh_sandbox, tmp_path / "ws")
+            result = await audit(database, fresh_sandbox, tmp_path / "ws")
             return any(i.key == "clip_s01" and i.lease_owner == "daemon-b" for i in result.items)
 
         await _until(b_runs_clip, 10, "daemon B to pick the clip up")

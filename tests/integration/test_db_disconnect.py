@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
-import pytest
 from sqlalchemy import insert
 
 from daemon.claim import claim, ensure_slots
@@ -16,15 +15,13 @@ from daemon.db.engine import make_engine
 from daemon.db.models import Item, Task
 from daemon.retry import db_retry
 from tests.support import db as testdb
+from tests.support.db import ON_POSTGRES
 from tests.support.engine_kit import now
 
 PROVIDER = "gemini"
-POSTGRES = pytest.mark.parametrize(
-    "database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
-)
 
 
-@POSTGRES
+@ON_POSTGRES
 async def test_connections_the_server_dropped_are_replaced_on_the_retry(
     database: str, tmp_path: Path
 ) -> None:

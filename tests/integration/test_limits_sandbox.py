@@ -13,7 +13,7 @@ from daemon.db.models import Item, Task
 from services.storyboard import parse_storyboard
 from tests.support.engine_kit import run_workers
 from tests.support.sandbox_proc import SandboxProcess
-from tests.support.stack import STORYBOARD, settings_for, write_channel
+from tests.support.stack import STORYBOARD, settings_for, small_cut_scripts, write_channel
 
 
 async def test_two_daemons_keep_kling_and_elevenlabs_within_their_limits(
@@ -34,6 +34,7 @@ async def test_two_daemons_keep_kling_and_elevenlabs_within_their_limits(
             db_url,
             daemon_id=name,
             claim_poll_s=0.2,
+            scripts_dir=small_cut_scripts(tmp_path),
             providers_file=tmp_path / "providers.yaml",
         )
         apps.append(await App.build(settings))

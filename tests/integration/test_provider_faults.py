@@ -27,7 +27,7 @@ from tests.support import db as testdb
 from tests.support.engine_kit import run_workers
 from tests.support.media import video_info
 from tests.support.sandbox_proc import SandboxProcess
-from tests.support.stack import settings_for, write_channel
+from tests.support.stack import settings_for, small_cut_scripts, write_channel
 
 # Kling's and ElevenLabs' endpoints, as the sandbox's fault matcher sees them ("METHOD /path").
 KLING_CREATE = r"^POST /kling/v1/videos/image2video$"
@@ -98,6 +98,7 @@ async def produce(
         channels,
         db_url,
         daemon_id=f"faults-{uuid.uuid4().hex[:6]}",
+        scripts_dir=small_cut_scripts(tmp_path),
         claim_poll_s=0.1,
         retry_base_s=0.05,
         retry_cap_s=0.3,

@@ -1,8 +1,9 @@
 """The chaos run: the sandbox, two channels, three projects, and a daemon SIGKILLed at seeded random
 moments and restarted each time, until every project is finished. Then the audit.
 
-`make chaos` runs the full version (python -m tests.support.chaos_run --kills 30 --write-docs) and
-writes its figures into docs/RELIABILITY.md; `make test` runs a short one (tests/acceptance/test_chaos.py).
+`make chaos` runs the full version on SQLite and on PostgreSQL (python -m tests.support.chaos_run
+--kills 30 --database sqlite|postgres --write-docs) and writes each one's figures into
+docs/RELIABILITY.md; `make test` runs a short one on PostgreSQL (tests/acceptance/test_chaos.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,16 +29,21 @@ import yaml
 
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name
+from tests.support import db as testdb
 from tests.support.chaos import Audit, audit, repeats
 from tests.support.daemon_proc import DaemonProcess, run_cli
 from tests.support.media import video_info
 from tests.support.notion_kit import seed
 from tests.support.sandbox_proc import SandboxProcess
-from tests.support.stack import credentials, daemon_env
+from tests.support.stack import credentials, daemon_env, small_cut_scripts
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "RELIABILITY.md"
-BEGIN, END = "<!-- chaos-figures -->", "<!-- /chaos-figures -->"
+
+
+def _markers(kind: str) -> tuple[str, str]:
+    """Where a database's figures sit in docs/RELIABILITY.md."""
+    return f"<!-- chaos-figures {kind} -->", f"<!-- /chaos-figures {kind} -->"
 
 
 @dataclass
@@ -108,7 +116,7 @@ async def _prepare(sandbox: SandboxProcess, workdir: Path, database: str) -> tup
         (channels / f"{channel}.yaml").write_text(yaml.safe_dump(config))
         pages += seeded["page_ids"]
     env = {
-        **daemon_env(sandbox, workdir / "ws", channels, database),
+        **daemon_env(sandbox, workdir / "ws", channels, database, scripts_dir=small_cut_scripts(workdir)),
         "NOTION_POLL_S": "1",
         "CLAIM_POLL_S": "0.2",
         "IDLE_POLL_MAX_S": "0.5",
@@ -217,6 +225,8 @@ def _conclude(result: Audit, report: ChaosReport, workdir: Path) -> None:
 
 
 def write_doc(report: ChaosReport, database: str) -> None:
+    kind = "postgres" if "postgresql" in database else "sqlite"
+    begin, end = _markers(kind)
     figures = report.as_dict()
     landed = "\n".join(f"| {what} | {n} |" for what, n in report.landed.most_common())
     by_kind: Counter[str] = Counter()
@@ -224,9 +234,9 @@ def write_doc(report: ChaosReport, database: str) -> None:
         by_kind[key.rsplit(":", 1)[-1].split("_")[0]] += n
     repeated = ", ".join(f"{kind} {n}" for kind, n in by_kind.most_common()) or "none"
     lines = [
-        BEGIN,
+        begin,
         f"Last full chaos run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, seed {report.seed}, "
-        f"{'PostgreSQL' if 'postgresql' in database else 'SQLite'}, on a 2-core VM "
+        f"{'PostgreSQL' if kind == 'postgres' else 'SQLite'}, on a 2-core VM "
         f"(`make chaos`; these lines are written by the run itself).",
         "",
         f"- SIGKILLs: **{report.kills}**, daemon starts: {report.restarts}, wall time {figures['seconds']} s",
@@ -247,11 +257,13 @@ def write_doc(report: ChaosReport, database: str) -> None:
         "| running | kills |",
         "|---|---|",
         landed,
-        END,
+        end,
     ]
-    text = DOC.read_text() if DOC.exists() else f"# Reliability\n\n{BEGIN}\n{END}\n"
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
+    text = DOC.read_text()
+    if begin not in text:
+        raise SystemExit(f"{DOC} has no {begin} ... {end} section for these figures; add one")
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
     DOC.write_text(head + "\n".join(lines) + tail)
 
 
@@ -259,15 +271,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.support.chaos_run")
     parser.add_argument("--kills", type=int, default=30)
     parser.add_argument("--seed", type=int, default=20261127)
-    parser.add_argument("--database", default=None, help="async URL; default: SQLite in a temp folder")
+    parser.add_argument(
+        "--database",
+        default="sqlite",
+        help="sqlite (a file in the work folder), postgres (a new database on TEST_DATABASE_URL's "
+        "server, dropped after) or an async URL",
+    )
     parser.add_argument(
         "--write-docs", action="store_true", help="write the figures into docs/RELIABILITY.md"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, DB, sandbox state)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
-    database = args.database or f"sqlite+aiosqlite:///{workdir / 'chaos.db'}"
-    report = asyncio.run(run_chaos(workdir, database, args.kills, args.seed))
+    with _database(args.database, workdir) as database:
+        report = asyncio.run(run_chaos(workdir, database, args.kills, args.seed))
     print(json.dumps(report.as_dict(), indent=2))
     ok = not report.problems and not report.unexplained and report.kills >= args.kills
     if args.write_docs and ok:
@@ -277,6 +294,22 @@ def main(argv: list[str] | None = None) -> int:
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0 if ok else 1
+
+
+@contextmanager
+def _database(choice: str, workdir: Path) -> Iterator[str]:
+    if choice == "sqlite":
+        yield f"sqlite+aiosqlite:///{workdir / 'chaos.db'}"
+    elif choice == "postgres":
+        testdb.make_pg_template()
+        url, name = testdb.create_pg_database()
+        try:
+            yield url
+        finally:
+            testdb.drop_pg_database(name)
+            testdb.drop_pg_template()
+    else:
+        yield choice
 
 
 if __name__ == "__main__":

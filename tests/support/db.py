@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from daemon.db.engine import make_engine
 from daemon.migrate import upgrade
@@ -40,7 +41,7 @@ def _with_database(url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-async def _migrate(url: str) -> None:
+async def migrate(url: str) -> None:
     engine = make_engine(url)
     try:
         await upgrade(engine)
@@ -50,7 +51,7 @@ async def _migrate(url: str) -> None:
 
 def make_sqlite_template(folder: Path) -> Path:
     path = folder / "template.db"
-    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
     return path
 
 
@@ -68,7 +69,7 @@ def make_pg_template() -> None:
             await admin.execute(f'CREATE DATABASE "{TEMPLATE}"')
         finally:
             await admin.close()
-        await _migrate(
+        await migrate(
             _with_database(PG_ADMIN_URL, TEMPLATE).replace("postgresql://", "postgresql+asyncpg://")
         )
 
@@ -111,3 +112,10 @@ def drop_pg_database(name: str) -> None:
             await admin.close()
 
     asyncio.run(run())
+
+
+# Tests about one database's behaviour run on it alone: parametrize the `database` fixture (conftest).
+ON_SQLITE = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+ON_POSTGRES = pytest.mark.parametrize(
+    "database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)

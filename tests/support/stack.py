@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from daemon.commands import SCRIPTS
 from daemon.settings import Settings
 from tests.support.sandbox_proc import SandboxProcess
 
@@ -64,8 +66,35 @@ def credentials(sandbox: SandboxProcess) -> dict[str, str]:
     return dict(json.loads((sandbox.state_dir / "credentials.json").read_text()))
 
 
+# A final cut at 320x180: for tests of scheduling and recovery against the sandbox's cheap media,
+# where a 1080p encode would only spend the machine's cores (the 1080p cut has tests of its own).
+SMALL_CUT = ["--width", "320", "--height", "180", "--preset", "ultrafast"]
+
+
+def script_shims(folder: Path, extras: Mapping[str, Sequence[str]]) -> Path:
+    """A SCRIPTS_DIR of the real scripts, each run through its main() with `extras[name]` appended
+    to the arguments the daemon gives it (the last of a repeated option wins)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in SCRIPTS.values():
+        name = file.removesuffix(".py")
+        extra = f" + {list(extras[name])!r}" if name in extras else ""
+        (folder / file).write_text(
+            f"import sys\nfrom scripts.{name} import main\n\nsys.exit(main(sys.argv[1:]{extra}))\n"
+        )
+    return folder
+
+
+def small_cut_scripts(folder: Path) -> Path:
+    return script_shims(folder / "small-cut-scripts", {"assemble_video": SMALL_CUT})
+
+
 def daemon_env(
-    sandbox: SandboxProcess, workspace: Path, channels: Path, database_url: str | None
+    sandbox: SandboxProcess,
+    workspace: Path,
+    channels: Path,
+    database_url: str | None,
+    *,
+    scripts_dir: Path | None = None,
 ) -> dict[str, str]:
     """Every setting a daemon needs against this sandbox, as environment variables."""
     creds = credentials(sandbox)
@@ -86,6 +115,8 @@ def daemon_env(
     }
     if database_url:
         env["DATABASE_URL"] = database_url
+    if scripts_dir:
+        env["SCRIPTS_DIR"] = str(scripts_dir)
     return env
 
 
