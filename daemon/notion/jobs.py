@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -48,13 +48,18 @@ class NotionJobs:
         self.token: str | None = None
         self.watched: set[int] = set()  # tasks at work at the last sync: synced until they settle
         self.last_full: datetime | None = None  # every FULL_SYNC_S, every task with a page is synced
+        self.scheduler: AsyncIOScheduler | None = None
+        # The outbox runs as its own job and after each poll that acted; two runs at once would both
+        # read the same unsent rows and write them twice (a Status written again after the operator
+        # changed it, a comment posted twice).
+        self.outbox_lock = asyncio.Lock()
         self.intake_acted = False
         self.active = 0  # jobs running now; shutdown waits for them instead of cancelling them
         self.log = get_logger(daemon=owner, job="notion")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Runs until `stop`; the leader's lease is handed back on the way out."""
-        scheduler = AsyncIOScheduler()
+        self.scheduler = scheduler = AsyncIOScheduler()
         common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         scheduler.add_job(
             self._guard(self.lead),
@@ -100,7 +105,10 @@ class NotionJobs:
         if self.token and not was:
             self.log.info("leadership_taken")
             self.last_full = None
-            await self.poll()
+            # The first poll runs as the intake job, now: run here, it would hold this job (one
+            # instance at a time) past the lease's renewals, and a long first poll lost the lease.
+            if self.scheduler:
+                self.scheduler.modify_job("intake", next_run_time=datetime.now(UTC))
         elif was and not self.token:
             self.log.warning("leadership_lost")
 
@@ -112,14 +120,15 @@ class NotionJobs:
 
     async def outbox(self) -> None:
         """Sync and flush while tasks are at work; when idle, once per FULL_SYNC_S (cheap on the DB)."""
-        if not self.token:
-            return
-        now = self.clock.now()
-        full = self.last_full is None or (now - self.last_full).total_seconds() >= FULL_SYNC_S
-        if not (self.watched or full or self.intake_acted):
-            return
-        self.watched = await sync_tasks(self.engine, self.workspace, now, None if full else self.watched)
-        if full:
-            self.last_full = now
-        self.intake_acted = False
-        await self.writer.flush(now)
+        async with self.outbox_lock:
+            if not self.token:
+                return
+            now = self.clock.now()
+            full = self.last_full is None or (now - self.last_full).total_seconds() >= FULL_SYNC_S
+            if not (self.watched or full or self.intake_acted):
+                return
+            self.intake_acted = False  # cleared before the sync: a poll acting during it asks again
+            self.watched = await sync_tasks(self.engine, self.workspace, now, None if full else self.watched)
+            if full:
+                self.last_full = now
+            await self.writer.flush(now)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon.clock import SystemClock
 from daemon.leader import acquire, holder, release
+from daemon.notion.jobs import NotionJobs
 from tests.support.engine_kit import now
 
 
@@ -38,3 +43,80 @@ async def test_a_leader_stopping_hands_over_at_once(engine: AsyncEngine) -> None
     assert token is not None
     await release(engine, "singletons", token)
     assert await acquire(engine, "singletons", "daemon-b", t0 + timedelta(seconds=1), 30) is not None
+
+
+async def test_the_leader_keeps_its_lease_while_its_first_poll_takes_longer_than_the_lease(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Regression: the first poll ran inside the lease job, whose renewals waited for it; a poll
+    longer than the TTL (three pages queued on a loaded machine) lost the lease to another daemon."""
+
+    class SlowIntake:
+        polls = 0
+
+        async def poll(self, at: datetime) -> bool:
+            self.polls += 1
+            await asyncio.sleep(2.0)
+            return False
+
+    class NoWrites:
+        async def flush(self, at: datetime) -> bool:
+            return False
+
+    intake = SlowIntake()
+    jobs = NotionJobs(
+        engine,
+        intake,
+        NoWrites(),
+        tmp_path,
+        SystemClock(),
+        "daemon-a",
+        poll_s=60,
+        lease_ttl_s=1.2,  # type: ignore[arg-type]
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(jobs.run(stop))
+    try:
+        deadline = time.monotonic() + 10
+        while (await holder(engine, "notion"))[0] != "daemon-a":
+            assert time.monotonic() < deadline, "daemon-a never took the lease"
+            await asyncio.sleep(0.05)
+        taken_by_b = []
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            taken_by_b.append(await acquire(engine, "notion", "daemon-b", SystemClock().now(), 1.2))
+            await asyncio.sleep(0.1)
+        assert intake.polls >= 1  # the first poll ran, and took longer than the lease
+        assert taken_by_b == [None] * len(taken_by_b)
+        assert (await holder(engine, "notion"))[0] == "daemon-a"
+    finally:
+        stop.set()
+        await running
+
+
+async def test_the_outbox_never_runs_twice_at_once(engine: AsyncEngine, tmp_path: Path) -> None:
+    """Regression: a poll that acted ran the outbox while the outbox job ran it too; both wrote the
+    same unsent rows, and the second Status write undid the operator's approval made in between
+    (seen as a page stuck at Storyboard Review in test_outbox_crash_points under load)."""
+
+    class ActingIntake:
+        async def poll(self, at: datetime) -> bool:
+            return True
+
+    class CountingWriter:
+        running = most = flushes = 0
+
+        async def flush(self, at: datetime) -> int:
+            self.running += 1
+            self.flushes += 1
+            self.most = max(self.most, self.running)
+            await asyncio.sleep(0.2)
+            self.running -= 1
+            return 0
+
+    writer = CountingWriter()
+    jobs = NotionJobs(engine, ActingIntake(), writer, tmp_path, SystemClock(), "daemon-a", poll_s=60)
+    jobs.token = await acquire(engine, "notion", "daemon-a", SystemClock().now(), 30)
+    await asyncio.gather(jobs.poll(), jobs.outbox(), jobs.poll())
+    assert writer.flushes >= 2  # the polls acted: each asked for a flush
+    assert writer.most == 1
