@@ -63,6 +63,14 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     await eng.dispose()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every acceptance test runs real processes for tens of seconds: all are slow (make test-fast
+    leaves them out)."""
+    for item in items:
+        if "acceptance" in item.path.parts:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Under --dist loadgroup an xdist_group must really keep its tests on one worker: pytest-xdist
     3.8 stopped grouping, silently, on pytest 9.2 (xdist issue 1386; pyproject.toml pins pytest)."""

@@ -11,7 +11,7 @@ from tests.support.db import ON_POSTGRES
 
 @ON_POSTGRES
 async def test_a_short_chaos_run_loses_nothing_and_pays_no_clip_twice(database: str, tmp_path: Path) -> None:
-    report = await run_chaos(tmp_path, database, kills=6, seed_value=7)
+    report = await run_chaos(tmp_path, database, kills=6, seed_value=7, scenes=2)
     assert report.kills >= 1
     assert report.problems == []
     assert report.unexplained == []

@@ -44,7 +44,7 @@ async def test_three_daemons_share_the_work_safely_and_a_killed_leader_is_replac
     database: str, fresh_sandbox: SandboxProcess, tmp_path: Path
 ) -> None:
     fresh_sandbox.configure(cheap_media=True, kling_seconds=300)
-    seeded = seed(fresh_sandbox, "nature", 3, "--scenes", "3")
+    seeded = seed(fresh_sandbox, "nature", 3, "--scenes", "2")
     channels = tmp_path / "channels"
     channels.mkdir()
     config = yaml.safe_load(Path(seeded["channel_file"]).read_text())

@@ -498,6 +498,7 @@ def _allowed(path: Path, tmp: Path, workspace: Path) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_generated_pages_bad_ones_get_error_good_ones_produce(
     sandbox: SandboxProcess, db_url: str, tmp_path: Path
 ) -> None:

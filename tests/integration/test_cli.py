@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 GOOD = "id: nature\nname: Nature\nvoice: {voice_id: JBFqnCBsd6RMkjVDRZzb}\n"
 STORYBOARD = """
 title: The Heron's Patience
@@ -49,6 +51,7 @@ def test_a_bad_channel_file_stops_start_up(tmp_path: Path) -> None:
     assert "voice.voice_id: Field required (add this field)" in done.stderr
 
 
+@pytest.mark.slow
 def test_enqueue_plans_a_task_and_a_bad_storyboard_names_the_field(tmp_path: Path) -> None:
     (tmp_path / "channels").mkdir()
     (tmp_path / "channels" / "nature.yaml").write_text(GOOD)

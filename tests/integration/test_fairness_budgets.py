@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -76,6 +77,7 @@ async def _finish(engine: AsyncEngine, workspace: Path, c: Claimed, cost_micros:
     )
 
 
+@pytest.mark.slow
 async def test_weights_two_to_one_share_slots_two_to_one(engine: AsyncEngine, tmp_path: Path) -> None:
     pipeline = await _pipeline(engine, tmp_path, "big", "small")
     await _backlog(pipeline, "big", 2)
@@ -92,6 +94,7 @@ async def test_weights_two_to_one_share_slots_two_to_one(engine: AsyncEngine, tm
     assert abs(got["big"] / got["small"] - 2.0) <= 0.2, got
 
 
+@pytest.mark.slow
 async def test_a_huge_backlog_does_not_starve_small_channels(engine: AsyncEngine, tmp_path: Path) -> None:
     pipeline = await _pipeline(engine, tmp_path, "huge", "tiny1", "tiny2")
     await _backlog(pipeline, "huge", 18)  # 90 % of the narration and SFX items

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -38,6 +39,8 @@ from daemon.complete import Success, complete, count_failures, fail
 from daemon.db.models import Attempt, Item, ProviderSlot, Task
 from tests.support.engine_kit import Kit, storyboard
 from tests.support.profiles import examples
+
+pytestmark = pytest.mark.slow  # hundreds of claim, crash and completion steps on each database
 
 T = TypeVar("T")
 TTL = 30.0

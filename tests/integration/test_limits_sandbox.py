@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from daemon.app import App
@@ -14,6 +15,8 @@ from services.storyboard import parse_storyboard
 from tests.support.engine_kit import run_workers
 from tests.support.sandbox_proc import SandboxProcess
 from tests.support.stack import STORYBOARD, settings_for, small_cut_scripts, write_channel
+
+pytestmark = pytest.mark.slow  # two daemons through a video's provider work
 
 
 async def test_two_daemons_keep_kling_and_elevenlabs_within_their_limits(

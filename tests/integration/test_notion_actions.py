@@ -109,6 +109,7 @@ async def test_queued_on_an_error_page_starts_a_new_pass_that_reuses_finished_it
     assert (await kit.task(page)).pass_no == 2
 
 
+@pytest.mark.slow
 async def test_cancelled_kills_running_scripts_and_starts_nothing_more(kit: NotionKit) -> None:
     await kit.start()
     assert kit.scripts
@@ -138,6 +139,7 @@ async def test_cancelled_kills_running_scripts_and_starts_nothing_more(kit: Noti
     assert (await kit.page(page))["Status"] == "Cancelled"
 
 
+@pytest.mark.slow
 async def test_paused_lets_running_items_finish_and_starts_nothing_new(kit: NotionKit) -> None:
     await kit.start()
     assert kit.scripts

@@ -18,6 +18,8 @@ from tests.support.notion_kit import NotionKit
 from tests.support.sandbox_proc import SandboxProcess
 from tests.support.stack import credentials
 
+pytestmark = pytest.mark.slow  # waits out a Notion outage
+
 
 @pytest.fixture
 async def kit(sandbox: SandboxProcess, db_url: str, tmp_path: Path) -> AsyncIterator[NotionKit]:

@@ -32,6 +32,7 @@ async def _queued_and_planned(kit: NotionKit) -> str:
     return page
 
 
+@pytest.mark.slow
 async def test_a_429_storm_is_waited_out_with_retry_after_and_every_write_lands(
     kit: NotionKit, sandbox: SandboxProcess
 ) -> None:
@@ -98,6 +99,7 @@ async def test_a_comment_that_lands_but_loses_its_answer_is_written_once(
     assert len(reviews) == 1
 
 
+@pytest.mark.slow
 async def test_an_operators_cancel_racing_a_daemon_write_wins(kit: NotionKit) -> None:
     await kit.start()
     page = await _queued_and_planned(kit)

@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from daemon.app import App
@@ -21,6 +22,8 @@ from tests.support.media import audio_duration, video_info
 from tests.support.pg_watch import TransactionWatch
 from tests.support.sandbox_proc import SandboxProcess
 from tests.support.stack import STORYBOARD, settings_for, write_channel
+
+pytestmark = pytest.mark.slow  # a 1080p video end to end
 
 
 async def test_a_storyboard_becomes_a_video_with_every_call_made_once(

@@ -29,6 +29,8 @@ from tests.support.media import video_info
 from tests.support.sandbox_proc import SandboxProcess
 from tests.support.stack import settings_for, small_cut_scripts, write_channel
 
+pytestmark = pytest.mark.slow  # videos made through provider faults
+
 # Kling's and ElevenLabs' endpoints, as the sandbox's fault matcher sees them ("METHOD /path").
 KLING_CREATE = r"^POST /kling/v1/videos/image2video$"
 TTS = r"^POST /elevenlabs/v1/text-to-speech/"

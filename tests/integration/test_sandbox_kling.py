@@ -162,6 +162,7 @@ def test_unknown_task_is_404_1203(sandbox: SandboxProcess) -> None:
 
 
 # Tasks ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_task_goes_submitted_processing_succeed_with_a_real_push_in_clip(
     fresh_sandbox: SandboxProcess, tmp_path: Path
 ) -> None:
@@ -214,6 +215,7 @@ def test_external_task_id_reuse_is_refused_not_a_second_task(fresh_sandbox: Sand
     assert fresh_sandbox.stats()["kling"]["tasks"] == 1
 
 
+@pytest.mark.slow
 def test_pro_ten_second_clip_is_1080p_and_a_task_without_external_id_is_logged_by_task_id(
     fresh_sandbox: SandboxProcess, tmp_path: Path
 ) -> None:
@@ -259,6 +261,7 @@ def test_fail_trigger_ends_the_task_failed_with_a_message(fresh_sandbox: Sandbox
     assert "task_result" not in failed
 
 
+@pytest.mark.slow
 def test_a_restarted_sandbox_answers_for_old_tasks_and_renders_missing_clips(
     fresh_sandbox: SandboxProcess, tmp_path: Path
 ) -> None:
@@ -286,6 +289,7 @@ def test_a_restarted_sandbox_answers_for_old_tasks_and_renders_missing_clips(
     assert video_info(_download(url, tmp_path / "remade.mp4")).frames == 40  # 5 s at cheap 8 fps
 
 
+@pytest.mark.slow
 def test_stopping_mid_render_is_quick_and_the_restarted_sandbox_finishes_the_clip(
     fresh_sandbox: SandboxProcess, tmp_path: Path
 ) -> None:

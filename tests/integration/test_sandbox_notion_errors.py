@@ -203,6 +203,7 @@ def call_honouring_retry_after(call: Callable[[], T], waits: list[float]) -> T:
             time.sleep(wait)
 
 
+@pytest.mark.slow
 def test_rate_limit_answers_429_with_retry_after_and_honouring_it_succeeds(
     fresh_sandbox: SandboxProcess,
 ) -> None:

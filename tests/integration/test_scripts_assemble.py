@@ -42,6 +42,7 @@ def _scene_args(media: list[tuple[Path, Path, Path]]) -> list[object]:
     return args
 
 
+@pytest.mark.slow
 def test_final_cut(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None:
     output = tmp_path / "final" / "video.mp4"
     run = run_script("assemble_video", *_scene_args(media), "--output", output, env=local_env())

@@ -13,6 +13,8 @@ from tests.integration.test_scripts_support import ROOT, local_env
 from tests.support.media import moov_before_mdat, video_info
 from tests.support.sandbox_proc import SandboxProcess
 
+pytestmark = pytest.mark.slow  # the README's commands, to a finished video
+
 MARKER = "<!-- try-the-pieces -->"
 
 

@@ -79,14 +79,16 @@ class ChaosReport:
         }
 
 
-async def run_chaos(workdir: Path, database: str, kills: int, seed_value: int) -> ChaosReport:
+async def run_chaos(
+    workdir: Path, database: str, kills: int, seed_value: int, scenes: int = 3
+) -> ChaosReport:
     rng = random.Random(seed_value)
     report = ChaosReport(seed=seed_value)
     sandbox = SandboxProcess(workdir / "sandbox").start()
     started = time.monotonic()
     try:
         sandbox.configure(cheap_media=True, kling_seconds=300)
-        env, pages = await _prepare(sandbox, workdir, database)
+        env, pages = await _prepare(sandbox, workdir, database, scenes)
         operator = NotionApi(credentials(sandbox)["notion_operator_token"], sandbox.base("notion"))
         try:
             for page in pages:
@@ -105,12 +107,14 @@ async def run_chaos(workdir: Path, database: str, kills: int, seed_value: int) -
     return report
 
 
-async def _prepare(sandbox: SandboxProcess, workdir: Path, database: str) -> tuple[dict[str, str], list[str]]:
+async def _prepare(
+    sandbox: SandboxProcess, workdir: Path, database: str, scenes: int
+) -> tuple[dict[str, str], list[str]]:
     channels = workdir / "channels"
     channels.mkdir(parents=True, exist_ok=True)
     pages: list[str] = []
     for channel, projects in (("nature", 2), ("oceans", 1)):
-        seeded = seed(sandbox, channel, projects, "--scenes", "3")
+        seeded = seed(sandbox, channel, projects, "--scenes", str(scenes))
         config = yaml.safe_load(Path(seeded["channel_file"]).read_text())
         config["gates"] = {"storyboard": False, "assets": False, "final": False}
         (channels / f"{channel}.yaml").write_text(yaml.safe_dump(config))
