@@ -113,12 +113,19 @@ async def reserve(
     )
 
 
-async def close_reservation(conn: AsyncConnection, item_id: int, attempt_no: int | None = None) -> None:
-    """The money of an attempt that ended without a cost is no longer held."""
-    where = [Ledger.item_id == item_id, Ledger.entry == "reservation", Ledger.open.is_(True)]
-    if attempt_no is not None:
-        where.append(Ledger.attempt_no == attempt_no)
-    await conn.execute(update(Ledger).where(*where).values(open=False))
+async def close_reservation(conn: AsyncConnection, item_id: int, attempt_no: int) -> None:
+    """The money of an attempt that ended without a cost is no longer held. Only that attempt's:
+    the caller has just ended it under its fence, and a newer attempt's reservation is not its own."""
+    await conn.execute(
+        update(Ledger)
+        .where(
+            Ledger.item_id == item_id,
+            Ledger.attempt_no == attempt_no,
+            Ledger.entry == "reservation",
+            Ledger.open.is_(True),
+        )
+        .values(open=False)
+    )
 
 
 async def wait_for_budget(engine: AsyncEngine, task_id: int, message: str, now: datetime) -> bool:

@@ -179,13 +179,13 @@ async def fail(
             .where(Item.id == c.item_id, Item.lease_token == c.lease_token, Item.state == "running")
             .values(state="failed", error=message, lease_expires_at=None, finished_at=now, updated_at=now)
         )
-        await close_reservation(conn, c.item_id)
         await free_slot(conn, c.lease_token)
         await finish_attempt(
             conn, c.item_id, c.lease_token, now, outcome=outcome, message=message, exit_code=exit_code
         )
         if done.rowcount != 1:
-            return False
+            return False  # fenced: the attempt that holds the item now keeps its reservation
+        await close_reservation(conn, c.item_id, c.attempt_no)
         await conn.execute(
             update(Task)
             .where(Task.id == c.task_id, Task.state == "active")

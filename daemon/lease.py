@@ -107,8 +107,14 @@ async def _release(
     )
     await free_slot(conn, token)
     await finish_attempt(conn, item_id, token, now, outcome=outcome, message=message, exit_code=exit_code)
-    await close_reservation(conn, item_id)
-    return done.rowcount == 1
+    if done.rowcount != 1:
+        return False  # not ours any more: whoever ended this lease closed its reservation
+    number = await conn.scalar(
+        select(Attempt.number).where(Attempt.item_id == item_id, Attempt.lease_token == token)
+    )
+    if number is not None:
+        await close_reservation(conn, item_id, number)
+    return True
 
 
 async def free_slot(conn: AsyncConnection, token: str) -> None:

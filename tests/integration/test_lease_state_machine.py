@@ -33,10 +33,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import lease
-from daemon.claim import Claimed, claim, ensure_slots
+from daemon.budget import Budget
+from daemon.claim import Claimed, ClaimPolicy, claim, ensure_slots
 from daemon.commands import EXTENSIONS, final_path
 from daemon.complete import Success, complete, count_failures, fail
-from daemon.db.models import Attempt, Item, ProviderSlot, Task
+from daemon.db.models import Attempt, Item, Ledger, ProviderSlot, Task
 from tests.support.engine_kit import Kit, storyboard
 from tests.support.profiles import examples
 
@@ -54,6 +55,8 @@ EXAMPLES = {
     "sqlite": examples(ci=15, deep=40),
     "postgresql": examples(ci=10, deep=25),
 }
+# A budget no step reaches: every claim reserves its estimate, so the ledger can be checked.
+BUDGETED = ClaimPolicy(budgets={"nature": Budget(per_video_micros=10**12, per_day_micros=10**12)})
 STEPS = st.sampled_from([1.0, 5.0, TTL / 3, TTL - 1, TTL + 1, 3 * TTL])
 
 
@@ -125,7 +128,7 @@ def machine(world: World) -> type[RuleBasedStateMachine]:  # noqa: C901 - one ru
             return self.take(owner, "local")
 
         def take(self, owner: str, provider: str) -> Any:
-            c = world.run(claim(world.engine, provider, owner, self.now, TTL, EXTENSIONS))
+            c = world.run(claim(world.engine, provider, owner, self.now, TTL, EXTENSIONS, BUDGETED))
             if c is None:
                 return multiple()  # no slot or no ready item: nothing joins the bundle
             self.count("claim")
@@ -277,10 +280,11 @@ def machine(world: World) -> type[RuleBasedStateMachine]:  # noqa: C901 - one ru
         # Invariants (one snapshot of the DB after every step) -------------------------------------
         @invariant()
         def consistent(self) -> None:
-            items, slots, attempts = world.run(_snapshot(world.engine, self.task_id))
+            items, slots, attempts, ledger = world.run(_snapshot(world.engine, self.task_id))
             valid = [i for i in items if i.state == "running" and i.lease_expires_at > self.now]
             self.one_valid_lease_per_item_holding_its_slot(items, valid, slots)
             self.attempts_written_counted_and_bounded(items, attempts)
+            self.money_held_only_for_the_running_attempt(items, attempts, ledger)
             for item in items:  # a stale completion never replaced the accepted owner's output
                 if item.id in self.winner and item.state == "succeeded":
                     assert item.lease_token == self.winner[item.id]
@@ -322,6 +326,19 @@ def machine(world: World) -> type[RuleBasedStateMachine]:  # noqa: C901 - one ru
                 failures = sum(1 for a in mine if a.outcome in ("transient", "timeout"))
                 assert failures <= MAX_ATTEMPTS + self.requeues, item.key
 
+        def money_held_only_for_the_running_attempt(
+            self, items: list[Any], attempts: list[Any], ledger: list[Any]
+        ) -> None:
+            """A running item holds one open reservation, its current attempt's; nothing else holds
+            money (a stale daemon's release or failure never closes the new holder's)."""
+            for item in items:
+                held = sorted(r.attempt_no for r in ledger if r.item_id == item.id and r.open)
+                if item.state == "running":
+                    current = [a.number for a in attempts if a.lease_token == item.lease_token]
+                    assert held == current, (item.key, held, current)
+                else:
+                    assert held == [], (item.key, item.state, held)
+
         def teardown(self) -> None:
             # Stop this run's task and free its slots, so the next run starts with every slot free.
             world.run(_stop(world.engine, self.task_id, self.now))
@@ -334,8 +351,9 @@ async def _items(engine: AsyncEngine, task_id: int) -> dict[str, Any]:
         return {r.key: r for r in await conn.execute(select(Item).where(Item.task_id == task_id))}
 
 
-async def _snapshot(engine: AsyncEngine, task_id: int) -> tuple[list[Any], list[Any], list[Any]]:
+async def _snapshot(engine: AsyncEngine, task_id: int) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
     async with engine.connect() as conn:
+        ledger = list((await conn.execute(select(Ledger).where(Ledger.task_id == task_id))).all())
         items = list((await conn.execute(select(Item).where(Item.task_id == task_id))).all())
         slots = list((await conn.execute(select(ProviderSlot))).all())
         attempts = list(
@@ -345,7 +363,7 @@ async def _snapshot(engine: AsyncEngine, task_id: int) -> tuple[list[Any], list[
                 )
             ).all()
         )
-    return items, slots, attempts
+    return items, slots, attempts, ledger
 
 
 async def _attempt(engine: AsyncEngine, item_id: int, token: str) -> Any:
