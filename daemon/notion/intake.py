@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,6 +78,8 @@ class Intake:
         self.notion = notion
         self.pipeline = pipeline
         self.sources = sources
+        # Set by the leader's jobs: a poll stops at the next page once the lease is not ours.
+        self.leading: Callable[[], bool] = lambda: True
         self.log = get_logger(job="intake")
 
     async def poll(self, now: datetime) -> int:
@@ -95,6 +98,8 @@ class Intake:
         pages = await self._query(source, since)
         acted = 0
         for page in pages:
+            if not self.leading():
+                return acted  # the cursor stays: the next leader's poll sees the rest again
             try:
                 acted += await self._handle(source, page, now)
             except NotionError as exc:

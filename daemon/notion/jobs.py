@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -46,6 +46,7 @@ class NotionJobs:
         self.outbox_s = outbox_s
         self.lease_ttl_s = lease_ttl_s
         self.token: str | None = None
+        self.valid_until: datetime | None = None  # when the lease runs out unless renewed
         self.watched: set[int] = set()  # tasks at work at the last sync: synced until they settle
         self.last_full: datetime | None = None  # every FULL_SYNC_S, every task with a page is synced
         self.scheduler: AsyncIOScheduler | None = None
@@ -59,6 +60,8 @@ class NotionJobs:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Runs until `stop`; the leader's lease is handed back on the way out."""
+        # A long flush or poll stops at the next page once the lease is no longer ours.
+        self.writer.leading = self.intake.leading = self.leading
         self.scheduler = scheduler = AsyncIOScheduler()
         common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         scheduler.add_job(
@@ -99,9 +102,23 @@ class NotionJobs:
         guarded.__name__ = job.__name__
         return guarded
 
+    def leading(self) -> bool:
+        """Whether this daemon may act as the leader now: it holds the lease and the lease has not
+        run out since it was last renewed (a failed or late renewal ends it on time)."""
+        return self.token is not None and self.valid_until is not None and self.clock.now() < self.valid_until
+
     async def lead(self) -> None:
         was = self.token
-        self.token = await leader.acquire(self.engine, LEASE, self.owner, self.clock.now(), self.lease_ttl_s)
+        asked = self.clock.now()
+        try:
+            self.token = await leader.acquire(self.engine, LEASE, self.owner, asked, self.lease_ttl_s)
+        except Exception:
+            # Not renewed: the lease runs out at valid_until as it would for a dead daemon, and
+            # leading() says so then; the token is kept for a renewal that may still succeed.
+            if not self.leading():
+                self._lost(was)
+            raise
+        self.valid_until = asked + timedelta(seconds=self.lease_ttl_s) if self.token else None
         if self.token and not was:
             self.log.info("leadership_taken")
             self.last_full = None
@@ -110,10 +127,16 @@ class NotionJobs:
             if self.scheduler:
                 self.scheduler.modify_job("intake", next_run_time=datetime.now(UTC))
         elif was and not self.token:
+            self._lost(was)
+
+    def _lost(self, was: str | None) -> None:
+        if was:
             self.log.warning("leadership_lost")
+        self.token = None
+        self.valid_until = None
 
     async def poll(self) -> None:
-        if self.token:
+        if self.leading():
             if await self.intake.poll(self.clock.now()):
                 self.intake_acted = True
             await self.outbox()
@@ -121,7 +144,7 @@ class NotionJobs:
     async def outbox(self) -> None:
         """Sync and flush while tasks are at work; when idle, once per FULL_SYNC_S (cheap on the DB)."""
         async with self.outbox_lock:
-            if not self.token:
+            if not self.leading():
                 return
             now = self.clock.now()
             full = self.last_full is None or (now - self.last_full).total_seconds() >= FULL_SYNC_S

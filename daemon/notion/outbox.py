@@ -9,6 +9,7 @@ acted, and the daemon's value is dropped in favour of theirs.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -156,6 +157,8 @@ class OutboxWriter:
         # page's data source -> "select" | "status": how Status is written there
         self.status_kind = status_kind
         self.on_page_gone = on_page_gone
+        # Set by the leader's jobs: a flush stops at the next write once the lease is not ours.
+        self.leading: Callable[[], bool] = lambda: True
         self.log = get_logger(job="outbox")
 
     async def flush(self, now: datetime) -> int:
@@ -180,6 +183,8 @@ class OutboxWriter:
             by_page[row.page_id].append(row)
         writes = 0
         for page_id, page_rows in by_page.items():
+            if not self.leading():
+                break
             try:
                 writes += await self._write_page(page_id, page_rows, now)
             except NotionNotFound:
@@ -285,6 +290,8 @@ class OutboxWriter:
             ).all()
         writes = 0
         for row in rows:
+            if not self.leading():
+                break
             try:
                 if row.attempts > 0 and await self._comment_exists(row.page_id, row.key):
                     await self._comment_sent(row.id, now)  # an earlier try did land: written once

@@ -7,6 +7,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.clock import SystemClock
@@ -116,7 +117,57 @@ async def test_the_outbox_never_runs_twice_at_once(engine: AsyncEngine, tmp_path
 
     writer = CountingWriter()
     jobs = NotionJobs(engine, ActingIntake(), writer, tmp_path, SystemClock(), "daemon-a", poll_s=60)
-    jobs.token = await acquire(engine, "notion", "daemon-a", SystemClock().now(), 30)
+    await jobs.lead()
+    assert jobs.leading()
     await asyncio.gather(jobs.poll(), jobs.outbox(), jobs.poll())
     assert writer.flushes >= 2  # the polls acted: each asked for a flush
     assert writer.most == 1
+
+
+async def test_a_leader_whose_lease_is_not_renewed_stops_writing_when_it_runs_out(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Regression: a failed renewal was logged and the token kept, so intake and the outbox went on
+    beside the daemon that took the lease over."""
+
+    class Clock:
+        at = SystemClock().now()
+
+        def now(self) -> datetime:
+            return self.at
+
+    class CountingWriter:
+        flushes = 0
+
+        async def flush(self, at: datetime) -> int:
+            self.flushes += 1
+            return 0
+
+    class QuietIntake:
+        async def poll(self, at: datetime) -> bool:
+            return True
+
+    clock, writer = Clock(), CountingWriter()
+    jobs = NotionJobs(engine, QuietIntake(), writer, tmp_path, clock, "daemon-a", poll_s=60, lease_ttl_s=10)
+    await jobs.lead()
+    assert jobs.leading()
+    await jobs.poll()
+    assert writer.flushes == 1
+
+    class Unreachable:
+        dialect = engine.dialect
+
+        def begin(self) -> None:
+            raise OSError("connection refused")
+
+    # The database is unreachable: the renewal fails, and the lease is still ours until it runs out.
+    jobs.engine = Unreachable()
+    clock.at += timedelta(seconds=5)
+    with pytest.raises(OSError, match="connection refused"):
+        await jobs.lead()
+    assert jobs.leading()
+    clock.at += timedelta(seconds=6)  # past the lease's end
+    assert not jobs.leading()
+    await jobs.poll()
+    await jobs.outbox()
+    assert writer.flushes == 1  # nothing written once the lease ran out
