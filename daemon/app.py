@@ -158,8 +158,7 @@ class App:
         if self.notion is None or not self.sources:
             return None
         clock = SystemClock()
-        status_kind = {"*": self.sources[0].info.status_type}
-        writer = OutboxWriter(self.engine, self.notion, status_kind, on_page_gone=self.page_gone)
+        writer = OutboxWriter(self.engine, self.notion, on_page_gone=self.page_gone)
         intake = Intake(self.engine, self.notion, self.pipeline, self.sources)
         return NotionJobs(
             self.engine,

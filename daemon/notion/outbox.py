@@ -149,13 +149,10 @@ class OutboxWriter:
         self,
         engine: AsyncEngine,
         notion: NotionGateway,
-        status_kind: dict[str, str],
         on_page_gone: Any = None,
     ) -> None:
         self.engine = engine
         self.notion = notion
-        # page's data source -> "select" | "status": how Status is written there
-        self.status_kind = status_kind
         self.on_page_gone = on_page_gone
         # Set by the leader's jobs: a flush stops at the next write once the lease is not ours.
         self.leading: Callable[[], bool] = lambda: True
@@ -209,9 +206,13 @@ class OutboxWriter:
                 writes += 1
                 await self._mark_sent([row], now)
                 continue
-            if row.property == STATUS and not await self._status_still_ours(page_id, row, now):
-                continue
-            properties[row.property] = self._value(page_id, row)
+            if row.property == STATUS:
+                kind = await self._status_kind_if_ours(page_id, row, now)
+                if kind is None:
+                    continue
+                properties[STATUS] = {kind: {"name": row.value["status"]}}
+            else:
+                properties[row.property] = _value(row)
             sent.append(row)
         if properties:
             await self.notion.call("PATCH", f"pages/{page_id}", body={"properties": properties})
@@ -220,15 +221,19 @@ class OutboxWriter:
             await self._mark_sent(sent, now)
         return writes
 
-    async def _status_still_ours(self, page_id: str, row: Any, now: datetime) -> bool:
+    async def _status_kind_if_ours(self, page_id: str, row: Any, now: datetime) -> str | None:
         """Reads the page: if the operator set an operator status (Queued, Cancelled, an approval...)
         since our last write, theirs wins: our Status waits, unchanged, until intake has acted on
-        theirs and acknowledged it as the new baseline. Any other hand edit is overwritten."""
+        theirs and acknowledged it as the new baseline (None). Any other hand edit is overwritten.
+        Otherwise returns how this page's data source types Status ("select" or "status"): channels
+        may sit in data sources of either kind."""
         page = await self.notion.call("GET", f"pages/{page_id}")
-        current = option_name(page.get("properties", {}).get(STATUS))
+        prop = page.get("properties", {}).get(STATUS) or {}
+        current = option_name(prop)
         ours = (row.sent_value or {}).get("status")
+        kind = prop.get("type") if prop.get("type") in ("select", "status") else "select"
         if ours is None or current == ours or action_for(current or "") is None:
-            return True
+            return str(kind)
         self.log.info("operator_status_wins", page=page_id, operator=current, held=row.value.get("status"))
         async with self.engine.begin() as conn:  # look again later rather than on every flush
             await conn.execute(
@@ -236,16 +241,7 @@ class OutboxWriter:
                 .where(Outbox.id == row.id)
                 .values(next_attempt_at=now + timedelta(seconds=HELD_STATUS_S))
             )
-        return False
-
-    def _value(self, page_id: str, row: Any) -> JSON:
-        value = row.value
-        if row.property == STATUS:
-            kind = self.status_kind.get(page_id) or self.status_kind.get("*", "select")
-            return {kind: {"name": value["status"]}}
-        if "text" in value:
-            return text_value(str(value["text"]))
-        return dict(value)
+        return None
 
     async def _mark_sent(self, rows: list[Any], now: datetime) -> None:
         async with self.engine.begin() as conn:
@@ -349,3 +345,10 @@ class OutboxWriter:
 
 async def page_of_task(conn: AsyncConnection, task_id: int) -> str | None:
     return await conn.scalar(select(Task.notion_page_id).where(Task.id == task_id))
+
+
+def _value(row: Any) -> JSON:
+    value = row.value
+    if "text" in value:
+        return text_value(str(value["text"]))
+    return dict(value)

@@ -143,3 +143,25 @@ async def test_notions_error_quoting_the_token_is_kept_without_it(kit: NotionKit
         errors = [e for e in await conn.scalars(select(Outbox.last_error).where(Outbox.page_id == page)) if e]
     assert errors and all("body failed validation for the integration [redacted]" in e for e in errors)
     assert not any(token in e for e in errors)
+
+
+async def test_status_is_written_as_each_data_source_types_it(kit: NotionKit) -> None:
+    """Regression: the first data source's Status type was used for every page, so a page in a data
+    source whose Status is a status property (not a select) was never written."""
+    await kit.start(more={"kanban": ["--status-type", "status"]})
+    assert kit.operator and kit.scripts
+    fake_scripts.set_behaviour(kit.scripts, {"*": ["hang"], "generate_storyboard.py": ["ok"]})
+    select_page, status_page = kit.pages[0], kit.more["kanban"]["page_ids"][0]
+    await kit.set(select_page, Status="Queued")
+    await kit.operator.call(
+        "PATCH", f"pages/{status_page}", body={"properties": {"Status": {"status": {"name": "Queued"}}}}
+    )
+    assert await kit.poll() == 2
+    await kit.flush()
+    for page in (select_page, status_page):
+        shown = await kit.page(page)
+        assert shown["Status"] == "Planning", (page, shown)
+    assert kit.app
+    async with kit.app.engine.connect() as conn:
+        errors = [r for r in await conn.scalars(select(Outbox.last_error)) if r]
+    assert errors == []

@@ -58,6 +58,7 @@ class NotionKit:
     tmp: Path
     channel: str = field(default_factory=lambda: f"ch{uuid.uuid4().hex[:8]}")
     seeded: dict[str, Any] = field(default_factory=dict)
+    more: dict[str, dict[str, Any]] = field(default_factory=dict)
     app: App | None = None
     operator: NotionApi | None = None
     scripts: Path | None = None
@@ -67,16 +68,24 @@ class NotionKit:
         projects: int = 1,
         gates: dict[str, bool] | None = None,
         channel: dict[str, Any] | None = None,
+        more: dict[str, list[str]] | None = None,
         **settings: Any,
     ) -> NotionKit:
-        """Seeds a channel; `channel` overrides fields of its config (e.g. {"scenes": 1})."""
+        """Seeds a channel; `channel` overrides fields of its config (e.g. {"scenes": 1}). `more`
+        seeds further channels, each in a data source of its own, with the seed's extra arguments
+        (e.g. {"kanban": ["--status-type", "status"]}); their seeds are in `self.more`."""
         self.seeded = seed(self.sandbox, self.channel, projects)
         channels = self.tmp / "channels"
         channels.mkdir(exist_ok=True)
-        config = yaml.safe_load(Path(self.seeded["channel_file"]).read_text())
-        config["gates"] = gates or {"storyboard": False, "assets": False, "final": False}
-        config.update(channel or {})
-        (channels / f"{self.channel}.yaml").write_text(yaml.safe_dump(config))
+        seeds = [(self.channel, self.seeded)]
+        for name, args in (more or {}).items():
+            self.more[name] = seed(self.sandbox, name, projects, *args)
+            seeds.append((name, self.more[name]))
+        for name, seeded in seeds:
+            config = yaml.safe_load(Path(seeded["channel_file"]).read_text())
+            config["gates"] = gates or {"storyboard": False, "assets": False, "final": False}
+            config.update(channel or {})
+            (channels / f"{name}.yaml").write_text(yaml.safe_dump(config))
         self.scripts = fake_scripts.install(self.tmp / "scripts")
         creds = credentials(self.sandbox)
         values: dict[str, Any] = {
