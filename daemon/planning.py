@@ -7,8 +7,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
 
 from daemon.db.engine import returned_id
 from daemon.db.models import Item, ItemEdge, Task
@@ -29,7 +30,11 @@ async def apply_plan(
 
     Kept as they are: items with an unchanged hash (running ones go on; succeeded ones are never
     regenerated while their output is on disk). Reset: items whose hash changed, and failed or
-    cancelled ones (a new pass gives them fresh attempts). Removed: items no longer in the plan.
+    cancelled ones (a new pass gives them fresh attempts). A cancelled item whose hash is unchanged
+    keeps its generation and its provider job: its next attempt collects what was already paid for
+    (the same idempotency key, the job resumed), where a failed one starts a new generation.
+    Removed: items no longer in the plan. Last, items made ready earlier that now wait for an
+    unfinished dependency (a gate that waits again) go back to blocked.
     """
     task = (await conn.execute(select(Task.channel_id, Task.priority).where(Task.id == task_id))).one()
     existing = {
@@ -75,6 +80,7 @@ async def apply_plan(
         ids[p.key] = row.id
         if _keep(row, p, workspace):
             continue
+        same_work = row.state == "cancelled" and row.input_hash == p.input_hash
         await conn.execute(
             update(Item)
             .where(Item.id == row.id)
@@ -83,8 +89,8 @@ async def apply_plan(
                 input_hash=p.input_hash,
                 state="blocked",
                 next_attempt_at=now,
-                provider_job_id=None,
-                generation=Item.generation + 1,
+                provider_job_id=Item.provider_job_id if same_work else None,
+                generation=Item.generation if same_work else Item.generation + 1,
                 output_path=None,
                 error=None,
                 lease_owner=None,
@@ -101,6 +107,16 @@ async def apply_plan(
     edges = [{"item_id": ids[p.key], "depends_on": ids[d]} for p in planned for d in p.deps]
     if edges:
         await conn.execute(insert(ItemEdge), edges)
+    dep = aliased(Item)
+    unfinished = exists().where(
+        ItemEdge.item_id == Item.id, dep.id == ItemEdge.depends_on, dep.state != "succeeded"
+    )
+    await conn.execute(
+        update(Item)
+        .where(Item.task_id == task_id, Item.state == "ready", unfinished)
+        .values(state="blocked", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
     return ids
 
 

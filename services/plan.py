@@ -3,7 +3,9 @@
 An item's `input_hash` covers its own input and the hashes of the items whose *output* it consumes
 (a Merkle chain), so editing scene 7 changes the hashes of scene 7's items and of the assembly only.
 Gates hash what they guard, but a gate's hash is never passed on: approving again does not make the
-items behind it new.
+items behind it new. Every item behind a gate depends on it directly, not only through the items
+between: on a later pass those may be done already, and a waiting gate must still hold everything
+after it.
 """
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ def build_plan(
             "scenes": [s.key for s in storyboard.scenes],
             "sfx_level_db": options.sfx_level_db,
         },
-        media_keys,
+        [*media_keys, "storyboard_gate", "assets_gate"],
     )
     builder.add("final_gate", "final_gate", {"on": bool(options.gates.get("final", True))}, ["assembly"])
     return list(builder.items.values())
@@ -181,7 +183,7 @@ def _scene_items(builder: _Builder, scene: Any, atmosphere: str, options: PlanOp
             "character": character,
             "key_color": options.key_color,
         },
-        composite_deps,
+        [*composite_deps, "storyboard_gate"],
     )
     seconds = estimate_narration_seconds(scene.narration)
     builder.add(
@@ -193,7 +195,7 @@ def _scene_items(builder: _Builder, scene: Any, atmosphere: str, options: PlanOp
             "model": options.clip_model,
             "mode": options.clip_mode,
         },
-        [f"composite_{s}", "assets_gate"],
+        [f"composite_{s}", "storyboard_gate", "assets_gate"],
     )
     builder.add(
         f"narration_{s}",

@@ -11,14 +11,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.budget import day_of
+from daemon.channels import Gates
 from daemon.claim import ClaimPolicy, claim
 from daemon.commands import EXTENSIONS, final_path
-from daemon.complete import Success, complete
+from daemon.complete import Success, approve_gate, complete
 from daemon.db.models import Attempt, Item, Ledger
 from daemon.lease import sweep_expired
-from services.storyboard import parse_storyboard
+from daemon.pipeline import cancel_task
+from services.storyboard import Storyboard, parse_storyboard
 from tests.support import fake_scripts
-from tests.support.engine_kit import Kit, now, run_workers, storyboard
+from tests.support.engine_kit import Kit, channel, now, run_workers, storyboard
 
 
 @pytest.fixture
@@ -394,3 +396,88 @@ async def test_a_step_that_cannot_even_start_ends_in_error_not_a_retry_loop(kit:
     await run_workers([kit.worker()], stopped, timeout=30)
     task = await kit.task(task_id)
     assert "narration_s01: gave up after 2 attempts: the step could not run" in task.error
+
+
+PAID = ("asset", "clip", "narration", "sfx")
+
+
+def _edited(scene: int, motion: str) -> Storyboard:
+    data = storyboard(scenes=2).model_dump(mode="json")
+    data["scenes"][scene - 1]["motion"] = motion
+    return parse_storyboard(data)
+
+
+async def _started(kit: Kit) -> list[str]:
+    return [str(r["item"]) for r in fake_scripts.runs(kit.scripts) if r["outcome"] == "started"]
+
+
+async def test_a_gate_waiting_on_a_later_pass_holds_every_paid_step_behind_it(kit: Kit) -> None:
+    """Regression: after Cancelled, an edited scene and Queued, the storyboard gate waited again but
+    clips whose composite and assets were done from the first pass started anyway (paid)."""
+    kit.channels["nature"] = channel(Gates(storyboard=True, assets=False, final=False))
+    fake_scripts.set_behaviour(kit.scripts, {"generate_video.py": ["hang"]})
+    task_id = await kit.submit(storyboard(scenes=2))
+    assert await approve_gate(kit.engine, task_id, "storyboard_gate", now())
+
+    async def clips_running() -> bool:
+        items = await kit.items(task_id)
+        return all(items[f"clip_s0{i}"].state == "running" for i in (1, 2)) and all(
+            items[f"{kind}_s0{i}"].state == "succeeded" for kind in ("narration", "sfx") for i in (1, 2)
+        )
+
+    await run_workers([kit.worker()], clips_running)
+    await cancel_task(kit.engine, task_id, now())
+    fake_scripts.set_behaviour(kit.scripts, {})
+    before = len(await _started(kit))
+    await kit.submit(_edited(1, "A fast pan across the reeds"))  # the operator's edit, then Queued
+    items = await kit.items(task_id)
+    assert items["storyboard_gate"].state == "ready"  # waiting for the operator
+    waiting = [
+        k for k, i in items.items() if i.kind in (*PAID, "composite", "assembly") and i.state == "ready"
+    ]
+    assert waiting == []
+    deadline = asyncio.get_running_loop().time() + 2
+
+    async def two_seconds() -> bool:
+        return asyncio.get_running_loop().time() > deadline
+
+    await run_workers([kit.worker()], two_seconds)
+    assert (await _started(kit))[before:] == []  # nothing ran, nothing paid, while the gate waited
+    assert await approve_gate(kit.engine, task_id, "storyboard_gate", now())
+
+    async def done() -> bool:
+        return await _task_state(kit, task_id) == "done"
+
+    await run_workers([kit.worker()], done)
+    assert sorted((await _started(kit))[before:]) == ["assembly", "clip_s01", "clip_s02"]
+
+
+async def test_a_clip_cancelled_after_its_submit_is_collected_on_the_next_pass_not_bought_again(
+    kit: Kit,
+) -> None:
+    """Regression: Cancelled then Queued with unchanged inputs gave the clip a new generation, so
+    Kling got a new create (clip_s01-g1 after g0) though the g0 job was recorded."""
+    fake_scripts.set_behaviour(kit.scripts, {"clip_s01": ["submit-sleep:3600", "ok"]})
+    task_id = await kit.submit(storyboard(scenes=1))
+
+    async def submitted() -> bool:
+        return (await kit.items(task_id))["clip_s01"].provider_job_id is not None
+
+    await run_workers([kit.worker()], submitted)
+    first = (await kit.items(task_id))["clip_s01"]
+    await cancel_task(kit.engine, task_id, now())
+    await kit.submit(storyboard(scenes=1))  # Queued again, nothing changed
+    again = (await kit.items(task_id))["clip_s01"]
+    assert (again.generation, again.provider_job_id) == (first.generation, first.provider_job_id)
+
+    async def done() -> bool:
+        return await _task_state(kit, task_id) == "done"
+
+    await run_workers([kit.worker()], done)
+    runs = [
+        r for r in fake_scripts.runs(kit.scripts) if r["item"] == "clip_s01" and r["outcome"] == "started"
+    ]
+    assert len(runs) == 2
+    keys = {r["argv"][r["argv"].index("--external-id") + 1] for r in runs}
+    assert len(keys) == 1  # one idempotency key: Kling finds the task it already has
+    assert "--resume-job" in runs[1]["argv"] and first.provider_job_id in runs[1]["argv"]
