@@ -13,11 +13,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchmarks import claim_throughput, fairness, idle, makespan, notion_efficiency
+from benchmarks import claim_throughput, fairness, idle, makespan, notion_efficiency, operator_latency
 from benchmarks.harness import RESULTS, Context, log_to_file, machine_facts, pg_reachable
 
 BENCHMARKS: dict[str, ModuleType] = {
-    m.NAME: m for m in (makespan, claim_throughput, notion_efficiency, fairness, idle)
+    m.NAME: m for m in (makespan, claim_throughput, notion_efficiency, operator_latency, fairness, idle)
 }
 
 

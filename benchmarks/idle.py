@@ -1,7 +1,7 @@
 """idle: what an idle daemon costs: RSS, CPU and database queries per second.
 
 A Notion channel is configured against the sandbox (seeded with one Draft page), nothing is queued,
-and every setting is the production default (claim poll 1 s, Notion poll 30 s, lease TTL 30 s).
+and every setting is the production default (claim poll 1 s, Notion poll 4 s when idle, lease TTL 30 s).
 
 1. `python -m daemon run` as a process: RSS and CPU % from psutil over the window, and the
    transactions and rows read per second on its PostgreSQL database from pg_stat_database

@@ -142,7 +142,7 @@ class App:
             notion_sources=[s.info.data_source_id for s in self.sources],
         )
         worker = self.worker()
-        self.pipeline.on_change = worker.wake.set
+        self.pipeline.on_change = worker.nudge
         watch = ChannelWatch(
             self.settings.channels_dir, self.channels, worker.policy, log, self.channel_files
         )
@@ -168,6 +168,7 @@ class App:
             clock,
             self.settings.daemon_id,
             poll_s=self.settings.notion_poll_s,
+            idle_poll_s=self.settings.idle_poll_s,
             lease_ttl_s=self.settings.lease_ttl_s,
         )
 

@@ -53,7 +53,10 @@ class Settings(BaseSettings):
     idle_poll_max_s: float = 2.0  # an idle daemon backs off to this between looks for work
     kling_poll_s: float = 10.0  # how often the clip script asks Kling whether a clip is done
     min_free_mb: float = 200.0  # below this much free space in the workspace, no new work starts
-    notion_poll_s: float = 30.0
+    # Notion is polled every NOTION_POLL_S while anything is at work, and every NOTION_IDLE_POLL_S
+    # (default: twice NOTION_POLL_S) when nothing is: an operator's edit is acted on within seconds.
+    notion_poll_s: float = 2.0
+    notion_idle_poll_s: float | None = None
     notion_rate: float = 3.0  # requests/s on average, for every Notion call of this daemon
     notion_burst: int = 3
     sigterm_grace_s: float = 8.0
@@ -64,12 +67,17 @@ class Settings(BaseSettings):
     demo_auto_approve: bool = False
     budget_timezone: str = "UTC"  # the day of the per-channel daily budget
 
-    @field_validator("lease_ttl_s", "claim_poll_s", "notion_poll_s")
+    @field_validator("lease_ttl_s", "claim_poll_s", "notion_poll_s", "notion_idle_poll_s")
     @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
             raise ValueError("must be a positive number of seconds")
         return value
+
+    @property
+    def idle_poll_s(self) -> float:
+        """How often Notion is polled when nothing is at work (never more often than at work)."""
+        return max(self.notion_poll_s, self.notion_idle_poll_s or 2 * self.notion_poll_s)
 
     @field_validator("max_running")
     @classmethod

@@ -39,6 +39,9 @@ class CostModel(Protocol):
     def actual_micros(self, kind: str, usage: dict[str, Any], reported_usd: float | None) -> int: ...
 
 
+HEARTBEAT_MAX_S = 2.0
+
+
 @dataclass
 class Running:
     claimed: Claimed
@@ -75,6 +78,7 @@ class Worker:
         self.running: dict[str, Running] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
+        self.beat_now = asyncio.Event()
         self.rounds = 0
         self.log = get_logger(daemon=settings.daemon_id)
 
@@ -185,12 +189,22 @@ class Worker:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def nudge(self) -> None:
+        """Something changed (an operator's action, new work): claim now, and beat now, so a script
+        whose item was cancelled is killed at once rather than at the next heartbeat."""
+        self.wake.set()
+        self.beat_now.set()
+
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
-        interval = self.settings.lease_ttl_s / 3
+        # Often (a beat is one statement, and only while scripts run): a lease taken away by a
+        # Cancelled on another daemon is noticed within HEARTBEAT_MAX_S.
+        interval = min(self.settings.lease_ttl_s / 3, HEARTBEAT_MAX_S)
         sweep_every = max(1, int(self.settings.lease_ttl_s / interval))
         beat = 0
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.beat_now.wait(), interval)
+            self.beat_now.clear()
             beat += 1
             try:
                 await self._beat()

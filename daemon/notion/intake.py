@@ -49,6 +49,7 @@ from services.status import (
 from services.storyboard import YOUTUBE_TITLE_LIMIT, parse_storyboard_yaml
 
 WINDOW_MARGIN = timedelta(minutes=2)
+CURSOR_SAVE_S = 60.0
 INPUTS = ("Title", "Topic", "Story Direction", "Channel", "Priority")
 PRIORITY = {"High": 0, "Normal": 1, "Low": 2}
 # Topic and Story Direction become command-line arguments of the storyboard script (Linux allows
@@ -80,6 +81,8 @@ class Intake:
         self.sources = sources
         # Set by the leader's jobs: a poll stops at the next page once the lease is not ours.
         self.leading: Callable[[], bool] = lambda: True
+        self.cursors: dict[str, datetime | None] = {}  # data source -> the last poll's start
+        self.cursor_saved: dict[str, datetime] = {}
         self.log = get_logger(job="intake")
 
     async def poll(self, now: datetime) -> int:
@@ -91,11 +94,12 @@ class Intake:
 
     async def poll_source(self, source: Source, now: datetime) -> int:
         ds = source.info.data_source_id
-        async with self.engine.connect() as conn:
-            since = await conn.scalar(
-                select(PollCursor.last_poll_started_at).where(PollCursor.data_source_id == ds)
-            )
-        pages = await self._query(source, since)
+        if ds not in self.cursors:
+            async with self.engine.connect() as conn:
+                self.cursors[ds] = await conn.scalar(
+                    select(PollCursor.last_poll_started_at).where(PollCursor.data_source_id == ds)
+                )
+        pages = await self._query(source, self.cursors[ds])
         acted = 0
         for page in pages:
             if not self.leading():
@@ -104,7 +108,14 @@ class Intake:
                 acted += await self._handle(source, page, now)
             except NotionError as exc:
                 self.log.warning("intake_page_deferred", page=page.get("id"), error=str(exc))
-        await self._save_cursor(ds, now)
+        self.cursors[ds] = now
+        # The cursor is kept in memory and saved now and then (every CURSOR_SAVE_S, or when a page
+        # was acted on): the query's window reaches WINDOW_MARGIN further back than the cursor, so a
+        # new leader starting from a saved cursor a minute old still sees every change.
+        saved = self.cursor_saved.get(ds)
+        if acted or saved is None or (now - saved).total_seconds() >= CURSOR_SAVE_S:
+            await self._save_cursor(ds, now)
+            self.cursor_saved[ds] = now
         return acted
 
     async def _query(self, source: Source, since: datetime | None) -> list[JSON]:

@@ -33,6 +33,7 @@ class NotionJobs:
         owner: str,
         *,
         poll_s: float,
+        idle_poll_s: float | None = None,
         outbox_s: float = 2.0,
         lease_ttl_s: float = 30.0,
     ) -> None:
@@ -43,6 +44,8 @@ class NotionJobs:
         self.clock = clock
         self.owner = owner
         self.poll_s = poll_s
+        self.idle_poll_s = idle_poll_s or poll_s
+        self.last_poll: datetime | None = None
         self.outbox_s = outbox_s
         self.lease_ttl_s = lease_ttl_s
         self.token: str | None = None
@@ -136,10 +139,19 @@ class NotionJobs:
         self.valid_until = None
 
     async def poll(self) -> None:
-        if self.leading():
-            if await self.intake.poll(self.clock.now()):
-                self.intake_acted = True
-            await self.outbox()
+        """The intake job runs every poll_s; with nothing at work it polls every idle_poll_s only."""
+        if not self.leading():
+            return
+        now = self.clock.now()
+        idle = not self.watched and not self.intake_acted
+        # Half a job interval of slack: the jobs fire every poll_s, give or take the scheduler's jitter.
+        since = None if self.last_poll is None else (now - self.last_poll).total_seconds()
+        if idle and since is not None and since < self.idle_poll_s - self.poll_s / 2:
+            return
+        self.last_poll = now
+        if await self.intake.poll(now):
+            self.intake_acted = True
+        await self.outbox()
 
     async def outbox(self) -> None:
         """Sync and flush while tasks are at work; when idle, once per FULL_SYNC_S (cheap on the DB)."""

@@ -116,7 +116,10 @@ async def test_the_outbox_never_runs_twice_at_once(engine: AsyncEngine, tmp_path
             return 0
 
     writer = CountingWriter()
-    jobs = NotionJobs(engine, ActingIntake(), writer, tmp_path, SystemClock(), "daemon-a", poll_s=60)
+    # Polls as often as asked: the idle rule (poll less often when nothing is at work) is not the point.
+    jobs = NotionJobs(
+        engine, ActingIntake(), writer, tmp_path, SystemClock(), "daemon-a", poll_s=1e-3, idle_poll_s=1e-9
+    )
     await jobs.lead()
     assert jobs.leading()
     await asyncio.gather(jobs.poll(), jobs.outbox(), jobs.poll())
@@ -171,3 +174,38 @@ async def test_a_leader_whose_lease_is_not_renewed_stops_writing_when_it_runs_ou
     await jobs.poll()
     await jobs.outbox()
     assert writer.flushes == 1  # nothing written once the lease ran out
+
+
+async def test_notion_is_polled_every_poll_s_at_work_and_every_idle_poll_s_when_idle(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    class Clock:
+        at = SystemClock().now()
+
+        def now(self) -> datetime:
+            return self.at
+
+    class CountingIntake:
+        polls = 0
+
+        async def poll(self, at: datetime) -> bool:
+            self.polls += 1
+            return False
+
+    class NoWrites:
+        async def flush(self, at: datetime) -> int:
+            return 0
+
+    clock, intake = Clock(), CountingIntake()
+    jobs = NotionJobs(
+        engine, intake, NoWrites(), tmp_path, clock, "daemon-a", poll_s=2, idle_poll_s=4, lease_ttl_s=600
+    )
+    await jobs.lead()
+    seen = []
+    for second in range(0, 13, 2):  # the intake job fires every poll_s
+        clock.at = Clock.at + timedelta(seconds=second)
+        if second >= 8:
+            jobs.watched = {1}  # a task at work from here on (each sync would say so; none runs here)
+        await jobs.poll()
+        seen.append(intake.polls)
+    assert seen == [1, 1, 2, 2, 3, 4, 5]
