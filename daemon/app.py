@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from daemon.clock import SystemClock
 from daemon.costs import PricedCosts, load_pricing_file
 from daemon.db.engine import make_engine
 from daemon.db.models import Attempt, Task
+from daemon.db.reach import check_reachable
 from daemon.errors import ConfigError
 from daemon.lease import release_owned
 from daemon.logs import get_logger
@@ -37,6 +39,20 @@ from daemon.worker import Worker
 STALE_TEMP_S = 3600
 
 
+def prepare_workspace(path: Path) -> None:
+    """The workspace exists and takes files, or start-up stops saying which setting to change."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"WORKSPACE_DIR {path}: cannot write there ({exc.strerror}); point WORKSPACE_DIR at a "
+            "writable folder (a mounted volume in production)"
+        ) from exc
+
+
 @dataclass
 class App:
     settings: Settings
@@ -52,6 +68,7 @@ class App:
     @classmethod
     async def build(cls, settings: Settings, *, check: bool = True) -> App:
         """Reads and validates every configuration file; refuses an unmigrated schema."""
+        prepare_workspace(settings.workspace_dir)
         channel_files = files_signature(settings.channels_dir)
         channels = load_channels(settings.channels_dir)
         limits = load_provider_limits(settings.providers_file).as_dict()
@@ -60,6 +77,7 @@ class App:
         engine = make_engine(settings.sqlalchemy_url, pool_size=4)
         if check:
             try:
+                await check_reachable(engine)
                 await check_schema(engine)
             except BaseException:
                 await engine.dispose()
@@ -135,6 +153,12 @@ class App:
         if swept:
             log.info("temp_files_swept", files=swept)
         await ensure_slots(self.engine, self.limits)
+        if not self.channels:
+            log.warning(
+                "no_channel_configured",
+                channels_dir=str(self.settings.channels_dir),
+                action="add a <channel>.yaml there (see Configuration in the README), then restart",
+            )
         log.info(
             "daemon_started",
             channels=sorted(self.channels),

@@ -15,13 +15,14 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from daemon import logs
-from daemon.app import App, install_signal_handlers
+from daemon.app import App, install_signal_handlers, prepare_workspace
 from daemon.clock import SystemClock
 from daemon.complete import approve_gate
 from daemon.db.engine import make_engine
 from daemon.db.models import Item, Task
+from daemon.db.reach import check_reachable
 from daemon.demo import run_demo
-from daemon.errors import ConfigError, DaemonError
+from daemon.errors import ConfigError, DaemonError, ServiceUnreachable
 from daemon.migrate import upgrade
 from daemon.notion.gateway import NotionApi
 from daemon.notion.schema import create_database
@@ -32,21 +33,41 @@ from services.storyboard import parse_storyboard_yaml
 GATES = {"storyboard": "storyboard_gate", "assets": "assets_gate", "final": "final_gate"}
 
 
+# Exit codes beside 0 and 1 (sysexits.h): a setting to fix, which a supervisor should not restart
+# (systemd: RestartPreventExitStatus=78), and a service that may come back, which it should.
+EX_CONFIG = 78
+EX_TEMPFAIL = 75
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.env_file:
-        load_env_file(Path(args.env_file))
     try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    logs.configure(settings.secret_values(), json_lines=not sys.stderr.isatty())
-    try:
+        if args.env_file:
+            load_env_file(Path(args.env_file))
+        settings = _settings()
+        logs.configure(settings.secret_values(), json_lines=not sys.stderr.isatty())
         return int(asyncio.run(COMMANDS[args.command](settings, args)))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except ServiceUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
     except (DaemonError, ServiceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _settings() -> Settings:
+    """The settings from the environment; a bad value names its variable and what it must be."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper()
+            problems.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("; ".join(problems)) from exc
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,8 +107,11 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.database_url:
+        prepare_workspace(settings.workspace_dir)  # the SQLite file lives there
     engine = make_engine(settings.sqlalchemy_url)
     try:
+        await check_reachable(engine)
         await upgrade(engine)
     finally:
         await engine.dispose()

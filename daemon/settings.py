@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from daemon.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Per kind: how long a script may run before it is killed and the attempt counts as transient.
@@ -128,7 +130,14 @@ def normalise_database_url(url: str | None, workspace: Path) -> str:
             return "postgresql+asyncpg://" + url[len(prefix) :]
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
-    return url
+    if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite:///")):
+        return url
+    scheme = url.split("://", 1)[0] if "://" in url else url[:20]
+    raise ConfigError(
+        f"DATABASE_URL: the scheme {scheme!r} is not supported; use postgresql://user@host:5432/dbname "
+        "(postgres:// as Railway gives it) or sqlite:///path/to/daemon.db, or unset it for SQLite in "
+        "WORKSPACE_DIR"
+    )
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -145,5 +154,10 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 def load_env_file(path: Path) -> None:
     """Loads an env file into os.environ without overriding what is already set."""
-    for key, value in read_env_file(path).items():
+    try:
+        values = read_env_file(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"--env-file {path}: {why}; give the path of a file of KEY=value lines") from exc
+    for key, value in values.items():
         os.environ.setdefault(key, value)

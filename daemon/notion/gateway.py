@@ -36,7 +36,12 @@ class NotionError(DaemonError):
 
 
 class NotionUnavailable(NotionError):
-    """Notion kept failing (5xx, 429, timeouts) past the retry budget: try again later."""
+    """Notion kept failing (5xx, 429, timeouts) past the retry budget: try again later. `reason` is
+    the last failure (a status and code, or a connection error)."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class NotionNotFound(NotionError):
@@ -87,6 +92,7 @@ class NotionApi:
             )
         )
         self.token = token
+        self.base_url = base_url
         self.bucket = TokenBucket(rate, burst)
         self.attempts = attempts
         self.max_wait_s = max_wait_s
@@ -114,12 +120,15 @@ class NotionApi:
         return await self._with_retries(once, idempotent, f"{method} {path}")
 
     async def _with_retries(self, once: Callable[[], Awaitable[T]], idempotent: bool, what: str) -> T:
+        reason = ""
         for attempt in range(1, self.attempts + 1):
             try:
                 return await once()
             except APIResponseError as exc:
+                reason = f"{exc.status} {exc.code.value if hasattr(exc.code, 'value') else exc.code}"
                 delay = self._delay_for(exc, attempt, idempotent, what)
             except (RequestTimeoutError, httpx.TransportError, HTTPResponseError) as exc:
+                reason = type(exc).__name__
                 status = getattr(exc, "status", None)
                 if status is not None and status < 500:
                     raise NotionRejected(f"{what}: Notion answered {status}", status) from exc
@@ -132,7 +141,8 @@ class NotionApi:
                 break
             await asyncio.sleep(delay)
         raise NotionUnavailable(
-            f"{what}: Notion did not answer after {self.attempts} attempts; will retry later"
+            f"{what}: Notion did not answer after {self.attempts} attempts ({reason}); will retry later",
+            reason,
         )
 
     def _delay_for(self, exc: APIResponseError, attempt: int, idempotent: bool, what: str) -> float:

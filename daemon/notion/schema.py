@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from daemon.channels import Channel
-from daemon.errors import ConfigError
-from daemon.notion.gateway import JSON, NotionGateway, NotionNotFound, NotionRejected
+from daemon.errors import ConfigError, ServiceUnreachable
+from daemon.notion.gateway import JSON, NotionGateway, NotionNotFound, NotionRejected, NotionUnavailable
 from services.status import Status
 
 # Canonical property -> the Notion types it may have.
@@ -44,6 +44,13 @@ class SourceInfo:
     has_channel: bool
 
 
+def _unreadable(data_source_id: str, names: str, exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"Notion data source {data_source_id} (channels {names}) cannot be read: {exc}. Share the "
+        "database with the integration (••• menu, Connections) and check notion.data_source_id"
+    )
+
+
 async def check_data_source(
     notion: NotionGateway, data_source_id: str, channels: list[Channel]
 ) -> SourceInfo:
@@ -51,10 +58,19 @@ async def check_data_source(
     names = ", ".join(c.id for c in channels)
     try:
         source = await notion.call("GET", f"data_sources/{data_source_id}")
-    except (NotionNotFound, NotionRejected) as exc:
-        raise ConfigError(
-            f"Notion data source {data_source_id} (channels {names}) cannot be read: {exc}. Share the "
-            "database with the integration (••• menu, Connections) and check notion.data_source_id"
+    except NotionRejected as exc:
+        if exc.status == 401:
+            raise ConfigError(
+                "NOTION_TOKEN: Notion refused the token (401 unauthorized); set NOTION_TOKEN to the "
+                "integration's secret (Notion: Settings, Connections, Develop or manage integrations)"
+            ) from exc
+        raise _unreadable(data_source_id, names, exc) from exc
+    except NotionNotFound as exc:
+        raise _unreadable(data_source_id, names, exc) from exc
+    except NotionUnavailable as exc:
+        raise ServiceUnreachable(
+            f"NOTION_BASE_URL: cannot reach Notion at {getattr(notion, 'base_url', 'its address')} "
+            f"({exc.reason}); check the network, or NOTION_BASE_URL if it is set"
         ) from exc
     props: dict[str, Any] = source.get("properties", {})
     problems = _property_problems(

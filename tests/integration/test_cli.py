@@ -25,9 +25,10 @@ scenes:
 """
 
 
-def _daemon(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _daemon(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WORKSPACE_DIR": str(tmp_path / "ws"), "CHANNELS_DIR": str(tmp_path / "channels")}
     env.pop("DATABASE_URL", None)
+    env.update(settings)
     return subprocess.run(
         [sys.executable, "-m", "daemon", *args], capture_output=True, text=True, env=env, timeout=60
     )
@@ -46,7 +47,7 @@ def test_a_bad_channel_file_stops_start_up(tmp_path: Path) -> None:
     (tmp_path / "channels" / "nature.yaml").write_text(GOOD.replace("voice_id", "voice_name"))
     assert _daemon(tmp_path, "migrate").returncode == 0
     done = _daemon(tmp_path, "run")
-    assert done.returncode == 1
+    assert done.returncode == 78  # a setting to fix: systemd does not restart it (RestartPreventExitStatus)
     assert "nature.yaml: invalid channel configuration" in done.stderr
     assert "voice.voice_id: Field required (add this field)" in done.stderr
 
@@ -72,3 +73,85 @@ def test_enqueue_plans_a_task_and_a_bad_storyboard_names_the_field(tmp_path: Pat
     done = _daemon(tmp_path, "enqueue", "--channel", "oceans", "--storyboard", str(good))
     assert done.returncode == 1
     assert "unknown channel 'oceans'; known channels: nature" in done.stderr
+
+
+def _last_line(done: subprocess.CompletedProcess[str]) -> str:
+    """What the command ended with; and no traceback before it."""
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    return done.stderr.strip().splitlines()[-1]
+
+
+PG = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/test").rsplit("/", 1)[0]
+BAD_SETTINGS = [
+    (
+        {"DATABASE_URL": "postgresql://root@127.0.0.1:1/videos"},
+        75,
+        "error: DATABASE_URL: cannot reach PostgreSQL at 127.0.0.1:1 (",
+    ),
+    pytest.param(
+        {"DATABASE_URL": f"{PG}/nvd_no_such_database"},
+        78,
+        "configuration error: DATABASE_URL: PostgreSQL at 127.0.0.1:5432 has no database "
+        "'nvd_no_such_database'; create it (createdb nvd_no_such_database) or correct the name",
+        marks=pytest.mark.postgres,
+    ),
+    (
+        {"DATABASE_URL": "mysql://root@127.0.0.1/videos"},
+        78,
+        "configuration error: DATABASE_URL: the scheme 'mysql' is not supported; use postgresql://",
+    ),
+    (
+        {"WORKSPACE_DIR": "/proc/nvd-workspace"},
+        78,
+        "configuration error: WORKSPACE_DIR /proc/nvd-workspace: cannot write there (",
+    ),
+    (
+        {"LEASE_TTL_S": "-1"},
+        78,
+        "configuration error: LEASE_TTL_S: must be a positive number of seconds",
+    ),
+]
+
+
+@pytest.mark.parametrize(("settings", "code", "line"), BAD_SETTINGS)
+@pytest.mark.parametrize("command", ["run", "migrate"])
+def test_a_bad_setting_ends_the_command_with_one_line_naming_it(
+    tmp_path: Path, settings: dict[str, str], code: int, line: str, command: str
+) -> None:
+    (tmp_path / "channels").mkdir()
+    (tmp_path / "channels" / "nature.yaml").write_text(GOOD)
+    done = _daemon(tmp_path, command, **settings)
+    assert (done.returncode, _last_line(done)[: len(line)]) == (code, line)
+
+
+def test_a_missing_env_file_is_named(tmp_path: Path) -> None:
+    done = _daemon(tmp_path, "--env-file", str(tmp_path / "nowhere.env"), "run")
+    assert done.returncode == 78
+    assert _last_line(done) == (
+        f"configuration error: --env-file {tmp_path / 'nowhere.env'}: No such file or directory; "
+        "give the path of a file of KEY=value lines"
+    )
+
+
+def test_no_channel_is_warned_about(tmp_path: Path) -> None:
+    (tmp_path / "channels").mkdir()
+    assert _daemon(tmp_path, "migrate").returncode == 0
+    env = {**os.environ, "WORKSPACE_DIR": str(tmp_path / "ws"), "CHANNELS_DIR": str(tmp_path / "channels")}
+    env.pop("DATABASE_URL", None)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "run"], stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert daemon.stderr is not None
+        for raw in daemon.stderr:
+            if "daemon_started" in raw:
+                break
+            if "no_channel_configured" in raw:
+                assert str(tmp_path / "channels") in raw and "add a <channel>.yaml" in raw
+                return
+        raise AssertionError("no warning that no channel is configured")
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+        assert daemon.stderr is not None
+        daemon.stderr.close()

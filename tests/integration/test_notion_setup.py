@@ -14,9 +14,10 @@ from daemon.channels import Channel, NotionBinding, Voice
 from daemon.errors import ConfigError
 from daemon.notion.gateway import NotionApi
 from daemon.notion.schema import check_data_source
+from tests.support.daemon_proc import run_cli
 from tests.support.notion_kit import seed
 from tests.support.sandbox_proc import SandboxProcess
-from tests.support.stack import credentials
+from tests.support.stack import credentials, daemon_env
 
 
 def _channel(source: str) -> Channel:
@@ -133,3 +134,40 @@ async def test_notion_setup_makes_a_database_that_passes_the_check(
         assert info.has_channel
     finally:
         await notion.close()
+
+
+@pytest.mark.parametrize(
+    ("setting", "code", "line"),
+    [
+        (
+            {"NOTION_TOKEN": "ntn_not_the_integrations_secret"},
+            78,
+            "configuration error: NOTION_TOKEN: Notion refused the token (401 unauthorized)",
+        ),
+        (
+            {"NOTION_BASE_URL": "http://127.0.0.1:1/notion"},
+            75,
+            "error: NOTION_BASE_URL: cannot reach Notion at http://127.0.0.1:1/notion (ConnectError)",
+        ),
+    ],
+)
+def test_a_wrong_notion_token_or_address_is_named_in_one_line(
+    sandbox: SandboxProcess, tmp_path: Path, setting: dict[str, str], code: int, line: str
+) -> None:
+    """Regression: a wrong token was blamed on sharing and the data source id; an unreachable
+    Notion was not named and said "will retry later" as the daemon exited."""
+    seeded = seed(sandbox, "nature", 0)
+    channels = tmp_path / "channels"
+    channels.mkdir()
+    (channels / "nature.yaml").write_text(Path(seeded["channel_file"]).read_text())
+    env = {
+        **daemon_env(sandbox, tmp_path / "ws", channels, None),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'daemon.db'}",
+        **setting,
+    }
+    assert run_cli(env, "migrate").returncode == 0
+    done = run_cli(env, "run")
+    assert "Traceback" not in done.stderr
+    assert done.returncode == code
+    assert done.stderr.strip().splitlines()[-1].startswith(line)
+    assert "will retry later" not in done.stderr.strip().splitlines()[-1]

@@ -1,0 +1,76 @@
+"""The first round trip to the database, with start-up's failures said in one line each.
+
+A missing database, a refused user or a SQLite file that cannot be opened are settings to fix
+(ConfigError); a server that does not answer may come back (ServiceUnreachable). The message names
+DATABASE_URL and the address, never the password.
+"""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+from collections.abc import Iterator
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon.errors import ConfigError, DaemonError, ServiceUnreachable
+
+
+async def check_reachable(engine: AsyncEngine) -> None:
+    """One `SELECT 1`; an error start-up cannot get past becomes a one-line DaemonError."""
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        problem = database_problem(exc, engine.url)
+        if problem is None:
+            raise
+        raise problem from exc
+
+
+def database_problem(exc: BaseException, url: URL) -> DaemonError | None:
+    """What a connection failure means for the operator, or None when it is not one of those."""
+    if url.get_backend_name() == "sqlite":
+        for cause in _chain(exc):
+            if isinstance(cause, sqlite3.OperationalError):
+                return ConfigError(
+                    f"DATABASE_URL: cannot open the SQLite file {url.database} ({cause}); point it at "
+                    "a writable folder, or unset it for SQLite in WORKSPACE_DIR"
+                )
+        return None
+    where = f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}"
+    for cause in _chain(exc):
+        if isinstance(cause, asyncpg.InvalidCatalogNameError):
+            return ConfigError(
+                f"DATABASE_URL: {where} has no database {url.database!r}; create it "
+                f"(createdb {url.database}) or correct the name"
+            )
+        if isinstance(cause, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError):
+            return ConfigError(
+                f"DATABASE_URL: {where} refused the user {url.username!r}; check the user and password"
+            )
+        if isinstance(cause, socket.gaierror):
+            return ConfigError(f"DATABASE_URL: the host {url.host!r} is not known; correct the host name")
+        if isinstance(cause, OSError | TimeoutError | asyncpg.CannotConnectNowError):
+            reason = getattr(cause, "strerror", None) or type(cause).__name__
+            return ServiceUnreachable(
+                f"DATABASE_URL: cannot reach {where} ({reason}); start the server or correct the host "
+                "and port"
+            )
+    return None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, what SQLAlchemy wrapped (`orig`) and their causes, each once."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo += [getattr(current, "orig", None), current.__cause__, current.__context__]
