@@ -12,7 +12,7 @@ import yaml
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name, plain_text
 from tests.acceptance.test_notion_processes import _until
-from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.daemon_proc import DaemonProcess
 from tests.support.db import ON_SQLITE
 from tests.support.notion_kit import seed
 from tests.support.sandbox_proc import SandboxProcess
@@ -39,7 +39,6 @@ async def test_a_budget_raised_in_the_channel_file_takes_effect_without_a_restar
         ),
         "NOTION_POLL_S": "1",
     }
-    assert run_cli(env, "migrate").returncode == 0
     operator = NotionApi(credentials(fresh_sandbox)["notion_operator_token"], fresh_sandbox.base("notion"))
     daemon = DaemonProcess(env, tmp_path / "daemon.log", "daemon").start()
     try:

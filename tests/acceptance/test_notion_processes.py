@@ -13,7 +13,7 @@ import yaml
 
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name, plain_text
-from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.daemon_proc import DaemonProcess
 from tests.support.db import ON_SQLITE
 from tests.support.media import video_info
 from tests.support.notion_kit import seed
@@ -39,7 +39,6 @@ async def test_queued_in_notion_becomes_a_ready_page_with_a_video_and_sigterm_ex
         "CLAIM_POLL_S": "0.3",
         "SIGTERM_GRACE_S": "1",
     }
-    assert run_cli(env, "migrate").returncode == 0
     operator = NotionApi(credentials(fresh_sandbox)["notion_operator_token"], fresh_sandbox.base("notion"))
     try:
         await operator.call(

@@ -15,7 +15,7 @@ import yaml
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name
 from tests.support.chaos import audit
-from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.daemon_proc import DaemonProcess
 from tests.support.db import ON_SQLITE
 from tests.support.notion_kit import seed
 from tests.support.sandbox_proc import SandboxProcess
@@ -72,7 +72,6 @@ async def test_cancel_while_clips_render_then_queue_again_pays_each_clip_once_an
         "NOTION_POLL_S": "1",
         "CLAIM_POLL_S": "0.2",
     }
-    assert run_cli(env, "migrate").returncode == 0
     api = NotionApi(credentials(fresh_sandbox)["notion_operator_token"], fresh_sandbox.base("notion"))
     operator = Operator(api, seeded["page_ids"][0])
     daemon = DaemonProcess(env, tmp_path / "daemon.log", "operator-loop").start()

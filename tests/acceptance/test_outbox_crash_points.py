@@ -12,7 +12,7 @@ import yaml
 
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name
-from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.daemon_proc import DaemonProcess
 from tests.support.db import ON_SQLITE
 from tests.support.notion_kit import seed
 from tests.support.sandbox_proc import SandboxProcess
@@ -41,7 +41,6 @@ async def test_a_crash_between_a_notion_write_and_its_bookkeeping_writes_nothing
         "IDLE_POLL_MAX_S": "0.5",
         "LEASE_TTL_S": "5",
     }
-    assert run_cli(env, "migrate").returncode == 0
     operator = NotionApi(credentials(fresh_sandbox)["notion_operator_token"], fresh_sandbox.base("notion"))
     try:
         await operator.call(

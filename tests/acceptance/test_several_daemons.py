@@ -16,7 +16,7 @@ import yaml
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name
 from tests.support.chaos import audit
-from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.daemon_proc import DaemonProcess
 from tests.support.db import ON_POSTGRES
 from tests.support.notion_kit import seed
 from tests.support.sandbox_proc import SandboxProcess
@@ -66,7 +66,6 @@ async def test_three_daemons_share_the_work_safely_and_a_killed_leader_is_replac
         "MAX_RUNNING": "2",
         "PROVIDERS_FILE": str(tmp_path / "providers.yaml"),
     }
-    assert run_cli(env, "migrate").returncode == 0
     operator = NotionApi(credentials(fresh_sandbox)["notion_operator_token"], fresh_sandbox.base("notion"))
     daemons = [DaemonProcess(env, tmp_path / f"d{i}.log", f"daemon-{i}").start() for i in range(3)]
     try:
