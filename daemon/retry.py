@@ -17,8 +17,9 @@ def backoff_seconds(failures: int, base: float, cap: float, hint: float | None =
 
 
 # SQLSTATE classes and codes that a retry outlives: a lost or refused connection, a server shutting
-# down or starting up, a serialization failure or a deadlock victim.
-_TRANSIENT_SQLSTATE_PREFIXES = ("08", "57P", "40001", "40P01", "53300")
+# down or starting up, a serialization failure or a deadlock victim, a lock or statement timeout (a
+# frozen daemon held the row; the server ends its idle transaction, and the next try gets through).
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "57P", "40001", "40P01", "53300", "55P03", "57014")
 
 
 def _is_transient_db_error(exc: BaseException) -> bool:

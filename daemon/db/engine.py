@@ -23,6 +23,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+# Every transaction of the daemon lasts milliseconds. A daemon frozen (SIGSTOP, a stalled VM) inside
+# one would hold its row locks for as long as it is frozen, and every other daemon's sweep, claim or
+# intake would wait on them without end: the server ends such a transaction after 10 s, a lock is
+# waited for 5 s at most (the caller's retry tries again), and no statement runs past 60 s.
+PG_TIMEOUTS = {
+    "idle_in_transaction_session_timeout": "10s",
+    "lock_timeout": "5s",
+    "statement_timeout": "60s",
+}
+
 
 def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     """Builds the engine for a normalised async URL (see settings.normalise_database_url)."""
@@ -40,7 +50,9 @@ def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
         # Every write is a short transaction; asyncpg's statement cache serves the few hot shapes.
         # No JIT: compiling a plan took longer than running it (0.7 s for a 1 ms claim, whenever
         # the planner's estimate crossed jit_above_cost).
-        connect_args={"server_settings": {"application_name": "notion-video-daemon", "jit": "off"}},
+        connect_args={
+            "server_settings": {"application_name": "notion-video-daemon", "jit": "off", **PG_TIMEOUTS}
+        },
     )
 
 

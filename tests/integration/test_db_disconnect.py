@@ -3,16 +3,21 @@ invalidated, and db_retry repeats the call on a new one."""
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
-from sqlalchemy import insert
+import pytest
+from sqlalchemy import insert, update
+from sqlalchemy.exc import DBAPIError
 
 from daemon.claim import claim, ensure_slots
 from daemon.commands import EXTENSIONS, final_path
 from daemon.complete import Success, complete
 from daemon.db.engine import make_engine
 from daemon.db.models import Item, Task
+from daemon.lease import sweep_expired
 from daemon.retry import db_retry
 from tests.support import db as testdb
 from tests.support.db import ON_POSTGRES
@@ -80,3 +85,56 @@ async def test_connections_the_server_dropped_are_replaced_on_the_retry(
         assert done == "done"
     finally:
         await engine.dispose()
+
+
+@ON_POSTGRES
+@pytest.mark.slow
+async def test_a_daemon_frozen_inside_a_transaction_holds_its_locks_only_until_the_idle_timeout(
+    database: str,
+) -> None:
+    """Regression: a daemon SIGSTOPped inside its job-id transaction held the item's row lock for
+    as long as it was frozen, and the other daemon's sweep waited on it (27 s in a takeover test)."""
+    frozen, other = make_engine(database, pool_size=1), make_engine(database, pool_size=1)
+    try:
+        at = now()
+        async with other.begin() as conn:
+            task_id = (
+                await conn.execute(
+                    insert(Task)
+                    .values(
+                        channel_id="nature", project_slug="p", state="active", created_at=at, updated_at=at
+                    )
+                    .returning(Task.id)
+                )
+            ).scalar_one()
+            await conn.execute(
+                insert(Item).values(
+                    task_id=task_id,
+                    channel_id="nature",
+                    kind="clip",
+                    key="clip_s01",
+                    input={},
+                    input_hash="h",
+                    state="running",
+                    provider="kling",
+                    lease_token="frozen-daemon",
+                    lease_expires_at=at - timedelta(seconds=1),
+                    next_attempt_at=at,
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+        held = await frozen.connect()
+        await held.begin()
+        await held.execute(update(Item).values(provider_job_id="job-1"))  # and then it froze
+        started = time.monotonic()
+        swept = await db_retry(sweep_expired)(other, now())
+        waited = time.monotonic() - started
+        assert swept == 1
+        assert waited < 20, waited  # the server ended the frozen transaction after 10 s idle
+        with pytest.raises(DBAPIError):
+            await held.execute(update(Item).values(provider_job_id="job-2"))  # it wakes: no longer open
+        await held.close()
+    finally:
+        await frozen.dispose()
+        await other.dispose()
