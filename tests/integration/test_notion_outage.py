@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from daemon.notion.gateway import NotionError
+from services.paths import project_slug
 from tests.support import fake_scripts
 from tests.support.notion_kit import NotionKit
 from tests.support.sandbox_proc import SandboxProcess
@@ -33,8 +34,10 @@ async def test_an_outage_delays_writes_but_loses_none_and_the_operator_wins(
 ) -> None:
     await kit.start(projects=2)
     assert kit.scripts
-    fake_scripts.set_behaviour(kit.scripts, {"generate_video.py": ["sleep:4"]})
     cancelled, finished = kit.pages
+    # The page cancelled during the outage cannot finish before the cancel is seen: its clip hangs.
+    behaviour = {f"{project_slug(cancelled)}:clip_s01": ["hang"], "generate_video.py": ["sleep:4"]}
+    fake_scripts.set_behaviour(kit.scripts, behaviour)
     await kit.set(cancelled, Status="Queued")
     await kit.set(finished, Status="Queued")
     await kit.poll()

@@ -30,7 +30,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Path, Pa
         # A voice-like tone, pulsed like words; then a 2 s ambience bed (looped by the assembly).
         _ffmpeg("-f", "lavfi", "-i", f"sine=frequency={180 + 40 * i}:duration={narration_s}",
                 "-af", "volume=0.6,tremolo=f=3:d=0.5", "-c:a", "libmp3lame", str(narration))  # fmt: skip
-        _ffmpeg("-f", "lavfi", "-i", "anoisesrc=d=2:c=pink:a=0.5", "-c:a", "libmp3lame", str(sfx))
+        # Seeded: the same bed every run (unseeded noise made the level margin vary from run to run).
+        _ffmpeg("-f", "lavfi", "-i", f"anoisesrc=d=2:c=pink:a=0.5:seed={i}", "-c:a", "libmp3lame", str(sfx))
         scenes.append((clip, narration, sfx))
     return scenes
 
@@ -64,7 +65,7 @@ def test_final_cut(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None
     for scene in meta["timeline"]:
         speech = rms_dbfs(samples, scene["start_s"] + 0.1, scene["narration_end_s"] - 0.1)
         tail = rms_dbfs(samples, scene["narration_end_s"] + 0.08, scene["end_s"] - 0.02)
-        assert speech > tail + 10, scene  # the narration stays clearly above the bed
+        assert speech > tail + 10, (scene, speech, tail)  # the narration stays clearly above the bed
         assert tail > -60, scene  # but the bed is there
     assert [s["end_s"] for s in meta["timeline"]][-1] == pytest.approx(meta["duration_s"])
     assert list(output.parent.iterdir()) == [output]

@@ -1,7 +1,8 @@
 """Stand-in scripts that follow the script contract, driven by a behaviour file, for engine tests.
 
 Each real script name is installed as a copy of one program that looks up what to do for its item
-(taken from PIPELINE_TRACE) in `behaviour.json`: a list of actions, one per run, the last repeating.
+(taken from PIPELINE_TRACE) in `behaviour.json`, by "<project slug>:<item key>", then item key, then
+script name, then "*": a list of actions, one per run, the last repeating.
 Actions: "ok", "75", "75:S" (with a retry hint of S seconds), "1", "sleep:S" (then ok),
 "fail-after:S" (then exit 1), "submit-sleep:S" (prints submitted, sleeps, then ok), "hang" (sleeps
 forever). Every run is logged to `runs.jsonl`
@@ -40,9 +41,12 @@ def arg(flag):
     raise SystemExit(f"no {flag}")
 
 out = Path(arg("--output"))
-item = os.environ.get("PIPELINE_TRACE", "").rsplit(":", 1)[-1]
+trace = os.environ.get("PIPELINE_TRACE", "").split(":")
+item = trace[-1]
+project_item = ":".join(trace[-2:])
 behaviour = json.loads((here / "behaviour.json").read_text()) if (here / "behaviour.json").exists() else {}
-actions = behaviour.get(item) or behaviour.get(Path(__file__).name) or behaviour.get("*") or ["ok"]
+actions = (behaviour.get(project_item) or behaviour.get(item) or behaviour.get(Path(__file__).name)
+           or behaviour.get("*") or ["ok"])
 
 with open(here / "counter.lock", "a+") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
