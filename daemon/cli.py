@@ -1,4 +1,4 @@
-"""The command line: run, migrate, enqueue, approve, status."""
+"""The command line: run, migrate, enqueue, and the operator's status, approve, cancel and retry."""
 
 from __future__ import annotations
 
@@ -7,15 +7,19 @@ import asyncio
 import json
 import re
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from daemon import logs
 from daemon.app import App, install_signal_handlers, prepare_workspace
+from daemon.budget import Spend, task_spend, usd
 from daemon.clock import SystemClock
 from daemon.complete import approve_gate
 from daemon.db.engine import make_engine
@@ -23,14 +27,27 @@ from daemon.db.models import Item, Task
 from daemon.db.reach import check_reachable
 from daemon.demo import run_demo
 from daemon.errors import ConfigError, DaemonError, ServiceUnreachable
-from daemon.migrate import upgrade
+from daemon.migrate import check_schema, upgrade
 from daemon.notion.gateway import NotionApi
 from daemon.notion.schema import create_database
+from daemon.pipeline import cancel_task
 from daemon.settings import Settings, load_env_file
 from services.errors import ServiceError
-from services.storyboard import parse_storyboard_yaml
+from services.status import Action, ItemView, Status, decide, progress_line, shown_status, waiting_gate
+from services.storyboard import Storyboard, parse_storyboard, parse_storyboard_yaml
 
 GATES = {"storyboard": "storyboard_gate", "assets": "assets_gate", "final": "final_gate"}
+GATE_ACTIONS = {
+    "storyboard": Action.APPROVE_STORYBOARD,
+    "assets": Action.APPROVE_ASSETS,
+    "final": Action.APPROVE_FINAL,
+}
+REVIEWS = {
+    "storyboard_gate": Status.STORYBOARD_REVIEW,
+    "assets_gate": Status.ASSETS_REVIEW,
+    "final_gate": Status.FINAL_REVIEW,
+}
+TITLE_WIDTH = 40
 
 
 # Exit codes beside 0 and 1 (sysexits.h): a setting to fix, which a supervisor should not restart
@@ -83,8 +100,15 @@ def _parser() -> argparse.ArgumentParser:
     approve = sub.add_parser("approve", help="approve a review gate of a task")
     approve.add_argument("--task", required=True, type=int)
     approve.add_argument("--gate", required=True, choices=sorted(GATES))
-    status = sub.add_parser("status", help="tasks and their items")
-    status.add_argument("--task", type=int)
+    status = sub.add_parser("status", help="a table of the tasks: status, gate waiting, progress, cost")
+    status.add_argument("--task", type=int, help="this task only")
+    status.add_argument("--json", action="store_true", help="a JSON list, for scripts")
+    cancel = sub.add_parser("cancel", help="stop a task now (as Status = Cancelled on its page)")
+    cancel.add_argument("--task", required=True, type=int)
+    retry = sub.add_parser(
+        "retry", help="a new pass of a stopped task (error, cancelled, paused), reusing finished steps"
+    )
+    retry.add_argument("--task", required=True, type=int)
     sub.add_parser("demo", help="the sandbox, a sample channel and project, run to a finished MP4")
     setup = sub.add_parser("notion-setup", help="create a ready Notion database for a new channel")
     setup.add_argument("--parent-page", required=True, help="id of a page shared with the integration")
@@ -138,9 +162,51 @@ async def _enqueue(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _approve(settings: Settings, args: argparse.Namespace) -> int:
-    app = await App.build(settings)
+# The operator's commands ---------------------------------------------------------------------------
+# They change the DB only, as intake does for a page: the running daemon's sync writes the page.
+
+
+async def _operator_app(settings: Settings) -> App:
+    """The configuration and a checked database; Notion is not contacted (nothing here needs it)."""
+    app = await App.build(settings, check=False)
     try:
+        await check_reachable(app.engine)
+        await check_schema(app.engine)
+    except BaseException:
+        await app.close()
+        raise
+    return app
+
+
+async def _task_and_gate(app: App, task_id: int) -> tuple[Any, str | None]:
+    """The task's row (None when there is none) and the gate it waits at."""
+    async with app.engine.connect() as conn:
+        task = (await conn.execute(select(Task).where(Task.id == task_id))).first()
+        if task is None:
+            return None, None
+        rows = await conn.execute(select(Item.kind, Item.state).where(Item.task_id == task_id))
+        return task, waiting_gate(ItemView(r.kind, r.state) for r in rows)
+
+
+def _no_such_task(task_id: int) -> int:
+    print(f"no such task: {task_id}", file=sys.stderr)
+    return 1
+
+
+def _refused(task_id: int, reason: str) -> int:
+    print(f"task {task_id}: {reason}", file=sys.stderr)
+    return 1
+
+
+async def _approve(settings: Settings, args: argparse.Namespace) -> int:
+    app = await _operator_app(settings)
+    try:
+        task, gate = await _task_and_gate(app, args.task)
+        if task is None:
+            return _no_such_task(args.task)
+        decision = decide(GATE_ACTIONS[args.gate], task.state, gate)
+        if not decision.allowed:
+            return _refused(args.task, decision.reason)
         ok = await approve_gate(app.engine, args.task, GATES[args.gate], SystemClock().now())
     finally:
         await app.close()
@@ -151,42 +217,193 @@ async def _approve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _status(settings: Settings, args: argparse.Namespace) -> int:
-    app = await App.build(settings)
+async def _cancel(settings: Settings, args: argparse.Namespace) -> int:
+    app = await _operator_app(settings)
     try:
-        async with app.engine.connect() as conn:
-            query = select(Task)
-            if args.task:
-                query = query.where(Task.id == args.task)
-            tasks = (await conn.execute(query.order_by(Task.id))).all()
-            out: list[dict[str, Any]] = []
-            for task in tasks:
-                counts = dict(
-                    (
-                        await conn.execute(
-                            select(Item.state, func.count())
-                            .where(Item.task_id == task.id)
-                            .group_by(Item.state)
-                        )
-                    ).all()
-                )
-                cost = await conn.scalar(select(func.sum(Item.cost_micros)).where(Item.task_id == task.id))
-                out.append(
-                    {
-                        "task": task.id,
-                        "channel": task.channel_id,
-                        "slug": task.project_slug,
-                        "state": task.state,
-                        "items": counts,
-                        "cost_usd": (cost or 0) / 1_000_000,
-                        "error": task.error,
-                        "video": task.final_video_path,
-                    }
-                )
+        task, gate = await _task_and_gate(app, args.task)
+        if task is None:
+            return _no_such_task(args.task)
+        decision = decide(Action.CANCEL, task.state, gate)
+        if not decision.allowed:
+            return _refused(args.task, decision.reason)
+        stopped = await cancel_task(app.engine, args.task, SystemClock().now())
     finally:
         await app.close()
-    print(json.dumps(out, indent=2))
+    print(f"cancelled task {args.task} ({_count(stopped, 'item')} stopped)")
     return 0
+
+
+async def _retry(settings: Settings, args: argparse.Namespace) -> int:
+    """A new pass, as Status = Queued on the page: the task's own request and storyboard, so every
+    finished step is kept and work paid for before a cancel is collected, not bought again."""
+    app = await _operator_app(settings)
+    try:
+        task, gate = await _task_and_gate(app, args.task)
+        if task is None:
+            return _no_such_task(args.task)
+        decision = decide(Action.START, task.state, gate)
+        if not decision.allowed:
+            hint = f" (`python -m daemon cancel --task {args.task}` cancels it)"
+            return _refused(args.task, decision.reason + (hint if task.state == "active" else ""))
+        request = task.request or {"title": task.title, "topic": "", "direction": ""}
+        await app.pipeline.submit(
+            task.channel_id,
+            task.project_slug,
+            request,
+            SystemClock().now(),
+            storyboard=await _given_storyboard(app, task),
+            page_id=task.notion_page_id,
+            priority=task.priority,
+        )
+        async with app.engine.connect() as conn:
+            after = (await conn.execute(select(Task.state, Task.pass_no).where(Task.id == task.id))).one()
+            items = (
+                await conn.execute(
+                    select(Item.state, func.count())
+                    .where(Item.task_id == task.id, Item.provider != "operator")
+                    .group_by(Item.state)
+                )
+            ).all()
+    finally:
+        await app.close()
+    kept = sum(n for state, n in items if state == "succeeded")
+    total = sum(n for _, n in items)
+    if after.state == "done":
+        print(f"task {args.task}: pass {after.pass_no} found nothing left to do; it is done")
+    else:
+        print(f"task {args.task}: pass {after.pass_no} started, {kept} of {_count(total, 'step')} kept")
+    return 0
+
+
+async def _given_storyboard(app: App, task: Any) -> Storyboard | None:
+    """The storyboard the operator (or a file) gave, passed again as given; a generated one is
+    found by submit itself and kept while the request is unchanged."""
+    async with app.engine.connect() as conn:
+        spec = await conn.scalar(select(Item.input).where(Item.task_id == task.id, Item.key == "storyboard"))
+    if not spec or not spec.get("given") or task.storyboard is None:
+        return None
+    return parse_storyboard(task.storyboard)
+
+
+async def _status(settings: Settings, args: argparse.Namespace) -> int:
+    app = await _operator_app(settings)
+    try:
+        async with app.engine.connect() as conn:
+            out = await _overview(conn, args.task, SystemClock().now())
+    finally:
+        await app.close()
+    if args.task is not None and not out:
+        return _no_such_task(args.task)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(_table(out) if out else "no tasks yet")
+    return 0
+
+
+async def _overview(conn: AsyncConnection, task_id: int | None, now: datetime) -> list[dict[str, Any]]:
+    """Each task as its page shows it (Status, Progress, Cost), with its gate, age and error."""
+    query = select(Task).order_by(Task.id)
+    if task_id is not None:
+        query = query.where(Task.id == task_id)
+    tasks = (await conn.execute(query)).all()
+    if not tasks:
+        return []
+    ids = [t.id for t in tasks]
+    grouped: dict[int, list[tuple[str, str, int]]] = defaultdict(list)
+    for tid, kind, state, n in await conn.execute(
+        select(Item.task_id, Item.kind, Item.state, func.count())
+        .where(Item.task_id.in_(ids))
+        .group_by(Item.task_id, Item.kind, Item.state)
+    ):
+        grouped[tid].append((kind, state, int(n)))
+    spends = await task_spend(conn, ids)
+    out: list[dict[str, Any]] = []
+    for task in tasks:
+        rows = grouped[task.id]
+        views = [ItemView(kind, state) for kind, state, _ in rows]
+        states: dict[str, int] = defaultdict(int)
+        kinds: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
+        for kind, state, n in rows:
+            states[state] += n
+            done, total = kinds[kind]
+            kinds[kind] = (done + (n if state == "succeeded" else 0), total + n)
+        gate = waiting_gate(views) if task.state == "active" else None
+        spend = spends.get(task.id, Spend())
+        dollars = spend.total_micros / 1_000_000
+        out.append(
+            {
+                "task": task.id,
+                "title": task.title,
+                "channel": task.channel_id,
+                "slug": task.project_slug,
+                "state": task.state,
+                "status": shown_status(task.state, views).value,
+                "gate": REVIEWS[gate].value if gate else None,
+                "pass": task.pass_no,
+                "items": dict(states),
+                # Steps done of all, the storyboard's included; review gates are the operator's, not work.
+                "done": sum(n for kind, state, n in rows if kind not in REVIEWS and state == "succeeded"),
+                "total": sum(n for kind, _, n in rows if kind not in REVIEWS),
+                "progress": progress_line(kinds, dollars),
+                "cost_usd": dollars,
+                "age_s": max(0, int((now - task.created_at).total_seconds())),
+                "error": task.error,
+                "video": task.final_video_path,
+                "notion_page_id": task.notion_page_id,
+            }
+        )
+    return out
+
+
+def _table(tasks: list[dict[str, Any]]) -> str:
+    head = ("ID", "TITLE", "CHANNEL", "STATUS", "GATE", "PROGRESS", "COST", "AGE")
+    rows = [
+        (
+            str(t["task"]),
+            _clip(t["title"] or t["slug"], TITLE_WIDTH),
+            t["channel"],
+            t["status"],
+            t["gate"] or "-",
+            f"{t['done']}/{t['total']}",
+            usd(round(t["cost_usd"] * 1_000_000)),
+            _age(t["age_s"]),
+        )
+        for t in tasks
+    ]
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
+    right = {0, 5, 6, 7}  # numbers line up on the right
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(padded).rstrip()
+
+    lines = [line(head)]
+    for task, row in zip(tasks, rows, strict=True):
+        lines.append(line(row))
+        # What the page's Error Log says: the error, or the budget a paused task waits for.
+        if task["error"] and task["state"] in ("error", "budget"):
+            lines.extend(f"    {part}" for part in str(task["error"]).splitlines())
+    return "\n".join(lines)
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _age(seconds: int) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _slugify(title: str) -> str:
@@ -219,6 +436,8 @@ COMMANDS = {
     "enqueue": _enqueue,
     "approve": _approve,
     "status": _status,
+    "cancel": _cancel,
+    "retry": _retry,
     "demo": _demo,
     "notion-setup": _notion_setup,
 }

@@ -62,7 +62,7 @@ def test_enqueue_plans_a_task_and_a_bad_storyboard_names_the_field(tmp_path: Pat
     done = _daemon(tmp_path, "enqueue", "--channel", "nature", "--storyboard", str(good))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"task": 1, "channel": "nature", "slug": "the-heron-s-patience"}
-    status = json.loads(_daemon(tmp_path, "status").stdout)
+    status = json.loads(_daemon(tmp_path, "status", "--json").stdout)
     assert status[0]["state"] == "active"
     assert status[0]["items"]["ready"] >= 1
     bad = tmp_path / "bad.yaml"
