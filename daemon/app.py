@@ -29,7 +29,7 @@ from daemon.migrate import check_schema
 from daemon.notion.gateway import NotionApi
 from daemon.notion.intake import Intake, Source
 from daemon.notion.jobs import NotionJobs
-from daemon.notion.outbox import OutboxWriter
+from daemon.notion.outbox import OutboxWriter, add_comment
 from daemon.notion.schema import check_data_source
 from daemon.pipeline import Pipeline
 from daemon.runner import SubprocessRunner, reap_orphans
@@ -197,13 +197,24 @@ class App:
         )
 
     async def page_gone(self, page_id: str) -> None:
-        """A page trashed or unshared (404) pauses its task; the log says so."""
+        """A page trashed or unshared (404) pauses its task; the log says so, and a comment waits
+        for the page to come back (intake sends it as soon as it sees the page again)."""
+        now = SystemClock().now()
         async with self.engine.begin() as conn:
             done = await conn.execute(
                 update(Task)
                 .where(Task.notion_page_id == page_id, Task.state == "active")
-                .values(state="paused", error="the Notion page was trashed or unshared")
+                .values(state="paused", error="the Notion page was trashed or unshared", updated_at=now)
             )
+            if done.rowcount:
+                await add_comment(
+                    conn,
+                    page_id,
+                    f"{page_id}:gone:{now.isoformat(timespec='seconds')}",
+                    "This page went to the trash (or stopped being shared) while its video was in "
+                    "production, so the video was paused: nothing was lost. Set Status to Queued to go on.",
+                    now,
+                )
         if done.rowcount:
             get_logger(daemon=self.settings.daemon_id).warning("task_paused_page_gone", page=page_id)
 

@@ -161,3 +161,49 @@ async def resume_fitting(engine: AsyncEngine, budgets: Mapping[str, Budget], day
                 )
                 resumed += 1
     return resumed
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What a task has cost: `paid` is every booked actual, of every pass, including work cancelled
+    or replaced since; `submitted` is the price of provider jobs submitted before a cancel and not
+    collected yet (Kling bills a job when it is created; the next pass collects it, not buys it again)."""
+
+    paid_micros: int = 0
+    submitted_micros: int = 0
+
+    @property
+    def total_micros(self) -> int:
+        return self.paid_micros + self.submitted_micros
+
+
+async def task_spend(conn: AsyncConnection, task_ids: list[int]) -> dict[int, Spend]:
+    """Each task's Spend (tasks with none are absent): the page's Cost, and the status command's."""
+    if not task_ids:
+        return {}
+    paid = dict(
+        (
+            await conn.execute(
+                select(Ledger.task_id, func.sum(Ledger.amount_micros))
+                .where(Ledger.task_id.in_(task_ids), Ledger.entry == "actual")
+                .group_by(Ledger.task_id)
+            )
+        ).all()
+    )
+    submitted = dict(
+        (
+            await conn.execute(
+                select(Item.task_id, func.sum(Item.estimate_micros))
+                .where(
+                    Item.task_id.in_(task_ids),
+                    Item.state == "cancelled",
+                    Item.provider_job_id.is_not(None),
+                )
+                .group_by(Item.task_id)
+            )
+        ).all()
+    )
+    return {
+        task: Spend(int(paid.get(task) or 0), int(submitted.get(task) or 0))
+        for task in set(paid) | set(submitted)
+    }

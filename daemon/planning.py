@@ -7,12 +7,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, select, update
+from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from daemon.db.engine import returned_id
-from daemon.db.models import Item, ItemEdge, Task
+from daemon.db.models import Attempt, Item, ItemEdge, Ledger, Task
 from services.plan import PlannedItem
 
 PRIORITY = {"High": 0, "Normal": 1, "Low": 2}
@@ -40,13 +41,26 @@ async def apply_plan(
     existing = {
         r.key: r
         for r in await conn.execute(
-            select(Item.id, Item.key, Item.input_hash, Item.state, Item.output_path).where(
-                Item.task_id == task_id
-            )
+            select(
+                Item.id,
+                Item.key,
+                Item.input_hash,
+                Item.state,
+                Item.output_path,
+                Item.provider_job_id,
+                Item.estimate_micros,
+            ).where(Item.task_id == task_id)
         )
     }
     wanted = {p.key for p in planned}
     stale = [r.id for k, r in existing.items() if k not in wanted and r.state != "running"]
+    hashes = {p.key: p.input_hash for p in planned}
+    abandoned = [
+        r
+        for k, r in existing.items()
+        if r.state == "cancelled" and r.provider_job_id and hashes.get(k) != r.input_hash
+    ]
+    await _book_abandoned(conn, task_id, task.channel_id, abandoned, now)
     if stale:
         await conn.execute(delete(Item).where(Item.id.in_(stale)))
     ids: dict[str, int] = {}
@@ -118,6 +132,34 @@ async def apply_plan(
         .execution_options(synchronize_session=False)
     )
     return ids
+
+
+async def _book_abandoned(
+    conn: AsyncConnection, task_id: int, channel: str, rows: list[Any], now: datetime
+) -> None:
+    """A provider job submitted before a cancel was paid for when it was created. Its item is
+    collected on the next pass if its input is unchanged; when the input changed (or the item left
+    the plan) the job is never collected, so its estimate is booked as spent: the page's Cost and
+    the budgets count every job bought."""
+    for row in rows:
+        attempt_no = await conn.scalar(select(func.max(Attempt.number)).where(Attempt.item_id == row.id))
+        try:
+            async with conn.begin_nested():
+                await conn.execute(
+                    insert(Ledger).values(
+                        task_id=task_id,
+                        item_id=row.id,
+                        attempt_no=int(attempt_no or 0),
+                        channel_id=channel,
+                        entry="actual",
+                        amount_micros=int(row.estimate_micros or 0),
+                        day=now.date().isoformat(),
+                        open=False,
+                        created_at=now,
+                    )
+                )
+        except IntegrityError:
+            pass  # booked already (the attempt's own cost, or an earlier plan)
 
 
 def _keep(row: Any, planned: PlannedItem, workspace: Path) -> bool:

@@ -87,6 +87,14 @@ _ORDER = [
 ]
 
 
+_AFTER_GATE = {
+    "storyboard_gate": Status.GENERATING_ASSETS,
+    "assets_gate": Status.GENERATING_VIDEO,
+    "final_gate": Status.UPLOADING,
+}
+_UNFINISHED = ("blocked", "ready", "running", "failed")
+
+
 def action_for(status: str) -> Action | None:
     """The operator's request behind a Status value, or None for the daemon's own statuses and Draft."""
     mapping = {
@@ -151,7 +159,9 @@ class ItemView:
 
 def shown_status(task_state: str, items: Iterable[ItemView], *, has_upload: bool = False) -> Status:
     """The Status the page shows for a task: a waiting gate first (the operator must act), else the
-    furthest stage at work."""
+    earliest stage with work left. Within a pass items only move towards done, so the shown stage only
+    moves forward: showing the furthest stage at work would go back (a clip of one scene running, then
+    done while another scene's image is still made)."""
     match task_state:
         case "error":
             return Status.ERROR
@@ -162,15 +172,20 @@ def shown_status(task_state: str, items: Iterable[ItemView], *, has_upload: bool
         case "done":
             return Status.PUBLISHED if has_upload else Status.READY
     items = list(items)
-    waiting = [i.kind for i in items if i.kind in _REVIEW_OF and i.state == "ready"]
-    if waiting:
-        return _REVIEW_OF[min(waiting, key=lambda k: _ORDER.index(_REVIEW_OF[k]))]
-    at_work = [
-        STAGE_OF_KIND[i.kind] for i in items if i.kind in STAGE_OF_KIND and i.state in ("ready", "running")
-    ]
-    if at_work:
-        return max(at_work, key=_ORDER.index)
-    return Status.PLANNING
+    waiting = waiting_gate(items)
+    if waiting is not None:
+        return _REVIEW_OF[waiting]
+    # A gate passed puts the page past its review for good: the images' composites may still be
+    # made after the assets were approved, yet the page moved on to the clips.
+    passed = [_AFTER_GATE[i.kind] for i in items if i.kind in _AFTER_GATE and i.state == "succeeded"]
+    floor = max(passed, key=_ORDER.index, default=Status.PLANNING)
+    staged = [(STAGE_OF_KIND[i.kind], i.state) for i in items if i.kind in STAGE_OF_KIND]
+    left = [stage for stage, state in staged if state in _UNFINISHED]
+    if left:
+        stage = min(left, key=_ORDER.index)
+    else:  # all done: the task is about to finish
+        stage = max((stage for stage, _ in staged), key=_ORDER.index, default=Status.PLANNING)
+    return max(stage, floor, key=_ORDER.index)
 
 
 def waiting_gate(items: Iterable[ItemView]) -> str | None:

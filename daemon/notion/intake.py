@@ -8,6 +8,7 @@ daemon's own writes (never an operator status) trigger nothing.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import unicodedata
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.channels import Channel
 from daemon.complete import approve_gate
-from daemon.db.models import Item, PageSeen, PollCursor, Task
+from daemon.db.models import Comment, Item, Outbox, PageSeen, PollCursor, Task
 from daemon.errors import DaemonError, PlanError
 from daemon.logs import get_logger
 from daemon.notion.body import read_storyboard_block
@@ -81,6 +82,9 @@ class Intake:
         self.sources = sources
         # Set by the leader's jobs: a poll stops at the next page once the lease is not ours.
         self.leading: Callable[[], bool] = lambda: True
+        # The outbox writer's lock (NotionJobs shares it): a Status put back is decided while no
+        # write of the daemon's is in flight.
+        self.write_lock = asyncio.Lock()
         self.cursors: dict[str, datetime | None] = {}  # data source -> the last poll's start
         self.cursor_saved: dict[str, datetime] = {}
         self.log = get_logger(job="intake")
@@ -119,19 +123,22 @@ class Intake:
         return acted
 
     async def _query(self, source: Source, since: datetime | None) -> list[JSON]:
+        """The first poll asks for every page in an operator status; later polls for every page
+        edited in the window, whatever its status: a daemon status set by hand, or a page back from
+        the trash, must be put right too."""
         kind = source.info.status_type
-        status_filter: JSON = {"or": [{"property": STATUS, kind: {"equals": s.value}} for s in ACTIONABLE]}
-        conditions: list[JSON] = [status_filter]
-        if since is not None:
+        if since is None:
+            query_filter: JSON = {
+                "or": [{"property": STATUS, kind: {"equals": s.value}} for s in sorted(ACTIONABLE)]
+            }
+        else:
             window = (since - WINDOW_MARGIN).replace(second=0, microsecond=0)
-            conditions.append(
-                {
-                    "timestamp": "last_edited_time",
-                    "last_edited_time": {"on_or_after": window.isoformat().replace("+00:00", "Z")},
-                }
-            )
+            query_filter = {
+                "timestamp": "last_edited_time",
+                "last_edited_time": {"on_or_after": window.isoformat().replace("+00:00", "Z")},
+            }
         body: JSON = {
-            "filter": {"and": conditions} if len(conditions) > 1 else status_filter,
+            "filter": query_filter,
             "sorts": [{"timestamp": "last_edited_time", "direction": "ascending"}],
             "page_size": 100,
         }
@@ -168,15 +175,18 @@ class Intake:
                     select(PageSeen.status, PageSeen.props_hash).where(PageSeen.page_id == page_id)
                 )
             ).first()
+        action = action_for(status or "")
+        if action is None and await self._put_back(page, status, now):
+            await self._remember(page_id, source.info.data_source_id, status, fingerprint, now)
+            return 1
         if seen is not None and seen.status == status and seen.props_hash == fingerprint:
             return 0
-        action = action_for(status or "")
         if action is not None:
             await self._act(
                 source, page, action, status or "", seen is not None and seen.status == status, now
             )
         await self._remember(page_id, source.info.data_source_id, status, fingerprint, now)
-        return 1
+        return 0 if action is None else 1  # a page only looked at (a Draft being written) is no act
 
     async def _act(
         self, source: Source, page: JSON, action: Action, status: str, same_status: bool, now: datetime
@@ -192,7 +202,7 @@ class Intake:
             await acknowledge_status(conn, page_id, status, now)
         if not decision.allowed:
             log.info("operator_action_refused", reason=decision.reason)
-            await self._refuse(page_id, status, decision.reason, now)
+            await self._refuse(page, status, decision.reason, now)
             return
         try:
             await self._apply(source, page, action, task, now)
@@ -284,12 +294,81 @@ class Intake:
             raise PageProblem(f"Channel is empty: pick one of {known}.")
         raise PageProblem(f"Channel '{_clip(chosen)}' is not a channel of this daemon: pick one of {known}.")
 
-    async def _refuse(self, page_id: str, status: str, reason: str, now: datetime) -> None:
+    async def _put_back(self, page: JSON, status: str | None, now: datetime) -> bool:
+        """A Status the operator may not set (a daemon status, or Draft on a video in production)
+        on a page the daemon writes: the daemon's own is written again, with one comment saying why.
+        Returns whether it was put back. The page shown our previous Status while a newer one waits
+        in the outbox is not a hand edit: its waiting writes go now (a page back from the trash)."""
+        page_id = str(page["id"])
+        row = await self._status_row(page_id)
+        if row is None or status == row.value.get("status"):
+            return False
+        task = await self._task_of(page_id)
+        if task is None:
+            return False
+        if status == (row.sent_value or {}).get("status"):
+            await self._due_now(page_id, now)
+            return False
+        if status == Status.DRAFT and task.state not in ("active", "paused", "budget"):
+            return False  # a finished page set back to Draft, to be reworked: the operator's to set
+        # Under the outbox's lock, with the page read again: a write of ours may have landed after
+        # the query read the page, and it is not a hand edit.
+        async with self.write_lock:
+            fresh = await self.notion.call("GET", f"pages/{page_id}")
+            current = option_name(fresh.get("properties", {}).get(STATUS))
+            row = await self._status_row(page_id)
+            assert row is not None
+            ours = {row.value.get("status"), (row.sent_value or {}).get("status")}
+            if current != status or current in ours:
+                return False
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(Outbox)
+                    .where(Outbox.id == row.id)
+                    .values(sent_version=row.version - 1, next_attempt_at=now, updated_at=now)
+                )
+                body = put_back_comment(status or "(empty)", str(row.value.get("status")))
+                key = f"{page_id}:put-back:{status}:{page.get('last_edited_time')}"
+                await add_comment(conn, page_id, key, body, now)
+        self.log.info("status_put_back", page=page_id, operator=status, shown=row.value.get("status"))
+        return True
+
+    async def _status_row(self, page_id: str) -> Any:
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(
+                    select(Outbox.id, Outbox.value, Outbox.sent_value, Outbox.version).where(
+                        Outbox.page_id == page_id, Outbox.property == STATUS
+                    )
+                )
+            ).first()
+
+    async def _due_now(self, page_id: str, now: datetime) -> None:
+        """The page's deferred writes and comments go at the next flush (it was away: trashed)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(Outbox)
+                .where(
+                    Outbox.page_id == page_id,
+                    Outbox.version > Outbox.sent_version,
+                    Outbox.next_attempt_at > now,
+                )
+                .values(next_attempt_at=now)
+            )
+            await conn.execute(
+                update(Comment)
+                .where(Comment.page_id == page_id, Comment.state == "pending", Comment.next_attempt_at > now)
+                .values(next_attempt_at=now)
+            )
+
+    async def _refuse(self, page: JSON, status: str, reason: str, now: datetime) -> None:
+        page_id = str(page["id"])
         task = await self._task_of(page_id)
         # Read before the write transaction: on SQLite a second connection inside it would wait on it.
         restore = await self._shown(task.id, task.state) if task is not None else None
         async with self.engine.begin() as conn:
-            key = f"{page_id}:refused:{status}:{now.isoformat(timespec='seconds')}"
+            # Keyed by the edit: the same edit seen again (a retried poll) is not commented twice.
+            key = f"{page_id}:refused:{status}:{page.get('last_edited_time')}"
             await add_comment(conn, page_id, key, f"Status {status} was not applied: {reason}.", now)
             if restore is not None:
                 await set_property(conn, page_id, STATUS, {"status": restore.value}, now)
@@ -390,3 +469,25 @@ def _clip(text: str, width: int = 100) -> str:
 def _fingerprint(props: JSON) -> str:
     relevant = {name: plain_text(props.get(name)) or option_name(props.get(name)) for name in INPUTS}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+_HINTS = {
+    Status.STORYBOARD_REVIEW: "When the storyboard is right, set Storyboard Approved.",
+    Status.ASSETS_REVIEW: "When the images are right, set Assets Approved.",
+    Status.FINAL_REVIEW: "When the video is right, set Approved.",
+    Status.PAUSED: "Set Queued to go on.",
+    Status.ERROR: "Fix what the Error Log says, then set Queued.",
+    Status.READY: "Set Queued to make it again.",
+    Status.PUBLISHED: "Set Queued to make it again.",
+    Status.CANCELLED: "Set Queued to start it again.",
+}
+
+
+def put_back_comment(status: str, shown: str) -> str:
+    try:
+        hint = _HINTS.get(Status(shown), "To stop the video set Cancelled; to hold it, Paused.")
+    except ValueError:
+        hint = ""
+    if status == Status.DRAFT:
+        return f"Status Draft does not stop a video in production: it is back to {shown}. {hint}".strip()
+    return f"Status {status} is the daemon's to show, not one to set: it is back to {shown}. {hint}".strip()

@@ -56,7 +56,9 @@ class NotionJobs:
         # The outbox runs as its own job and after each poll that acted; two runs at once would both
         # read the same unsent rows and write them twice (a Status written again after the operator
         # changed it, a comment posted twice).
+        # Intake takes it too, to tell a Status set by hand from a write of ours in flight.
         self.outbox_lock = asyncio.Lock()
+        intake.write_lock = self.outbox_lock
         self.intake_acted = False
         self.active = 0  # jobs running now; shutdown waits for them instead of cancelling them
         self.log = get_logger(daemon=owner, job="notion")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -36,7 +36,6 @@ from services.status import action_for
 JSON = dict[str, Any]
 STATUS = "Status"
 STORYBOARD_BODY = "__storyboard__"  # not a property: the Storyboard block of the page body
-COMMENT_MARK = "nvd:"  # a comment's key, kept in its last line so a retry can see it was written
 HELD_STATUS_S = 5.0  # a Status held back for the operator's change is looked at again after this
 
 
@@ -156,6 +155,7 @@ class OutboxWriter:
         self.on_page_gone = on_page_gone
         # Set by the leader's jobs: a flush stops at the next write once the lease is not ours.
         self.leading: Callable[[], bool] = lambda: True
+        self.bot_id: str | None = None  # the integration's user: its comments are the daemon's
         self.log = get_logger(job="outbox")
 
     async def flush(self, now: datetime) -> int:
@@ -289,7 +289,7 @@ class OutboxWriter:
             if not self.leading():
                 break
             try:
-                if row.attempts > 0 and await self._comment_exists(row.page_id, row.key):
+                if row.attempts > 0 and await self._comment_exists(row):
                     await self._comment_sent(row.id, now)  # an earlier try did land: written once
                     continue
                 # Counted before the call: after a crash between the call and its bookkeeping, the
@@ -303,7 +303,7 @@ class OutboxWriter:
                     "comments",
                     body={
                         "parent": {"page_id": row.page_id},
-                        "rich_text": text_value(f"{row.body}\n{COMMENT_MARK}{row.key}")["rich_text"],
+                        "rich_text": text_value(row.body)["rich_text"],
                     },
                     idempotent=False,
                 )
@@ -321,16 +321,25 @@ class OutboxWriter:
                 self.log.warning("notion_comment_deferred", page=row.page_id, key=row.key, error=str(exc))
         return writes
 
-    async def _comment_exists(self, page_id: str, key: str) -> bool:
+    async def _comment_exists(self, row: Any) -> bool:
+        """Whether an earlier try of this comment landed: a comment of ours on the page with the same
+        text, made no earlier than the minute the comment was queued (Notion gives comment times to
+        the minute). The text carries no key: the operator reads these comments."""
+        if self.bot_id is None:
+            self.bot_id = str((await self.notion.call("GET", "users/me"))["id"])
+        queued = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        since = queued.replace(second=0, microsecond=0)
         cursor: str | None = None
         while True:
-            query: JSON = {"block_id": page_id, "page_size": 100}
+            query: JSON = {"block_id": row.page_id, "page_size": 100}
             if cursor:
                 query["start_cursor"] = cursor
             listing = await self.notion.call("GET", "comments", query=query)
             for comment in listing.get("results", []):
                 text = "".join(p.get("plain_text", "") for p in comment.get("rich_text", []))
-                if text.endswith(f"{COMMENT_MARK}{key}"):
+                made = datetime.fromisoformat(str(comment.get("created_time", "")).replace("Z", "+00:00"))
+                mine = (comment.get("created_by") or {}).get("id") == self.bot_id
+                if mine and text == row.body and made >= since:
                     return True
             cursor = listing.get("next_cursor")
             if not listing.get("has_more") or not cursor:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from daemon.budget import Spend, task_spend, usd
 from daemon.db.models import Item, Task
 from daemon.notion.outbox import STATUS, STORYBOARD_BODY, add_comment, set_property
 from services.status import ItemView, Status, progress_line, shown_status
@@ -37,43 +38,52 @@ async def sync_tasks(
             query = query.where(or_(Task.state.in_(("active", "paused", "budget")), Task.id.in_(watched)))
         tasks = (await conn.execute(query)).all()
         if tasks:
-            views = await _item_views(conn, [t.id for t in tasks])
+            ids = [t.id for t in tasks]
+            views = await _item_views(conn, ids)
+            spends = await task_spend(conn, ids)
             for task in tasks:
-                await _sync_one(conn, task, views.get(task.id, []), workspace, now)
+                spend = spends.get(task.id, Spend())
+                await _sync_one(conn, task, views.get(task.id, []), spend, workspace, now)
     # A task's last change (done, error, cancelled) commits after a sync saw it at work: watch it once
     # more, so its final state is always written.
     return {t.id for t in tasks if t.state in ("active", "paused", "budget")}
 
 
-async def _item_views(
-    conn: AsyncConnection, task_ids: list[int]
-) -> dict[int, list[tuple[str, str, int, int]]]:
+async def _item_views(conn: AsyncConnection, task_ids: list[int]) -> dict[int, list[tuple[str, str, int]]]:
     rows = await conn.execute(
-        select(Item.task_id, Item.kind, Item.state, func.count(), func.sum(Item.cost_micros))
+        select(Item.task_id, Item.kind, Item.state, func.count())
         .where(Item.task_id.in_(task_ids))
         .group_by(Item.task_id, Item.kind, Item.state)
     )
-    out: dict[int, list[tuple[str, str, int, int]]] = defaultdict(list)
-    for task_id, kind, state, count, cost in rows:
-        out[task_id].append((kind, state, int(count), int(cost or 0)))
+    out: dict[int, list[tuple[str, str, int]]] = defaultdict(list)
+    for task_id, kind, state, count in rows:
+        out[task_id].append((kind, state, int(count)))
     return out
 
 
 async def _sync_one(
-    conn: AsyncConnection, task: Any, rows: list[tuple[str, str, int, int]], workspace: Path, now: datetime
+    conn: AsyncConnection,
+    task: Any,
+    rows: list[tuple[str, str, int]],
+    spend: Spend,
+    workspace: Path,
+    now: datetime,
 ) -> None:
     page = str(task.notion_page_id)
-    views = [ItemView(kind, state) for kind, state, n, _ in rows for _ in range(min(n, 1))]
+    views = [ItemView(kind, state) for kind, state, _ in rows]
     status = shown_status(task.state, views)
     counts: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
-    cost_micros = 0
-    for kind, state, n, cost in rows:
+    for kind, state, n in rows:
         done, total = counts[kind]
         counts[kind] = (done + (n if state == "succeeded" else 0), total + n)
-        cost_micros += cost
-    dollars = cost_micros / 1_000_000
+    # Cost is everything paid for this page, every pass, cancelled and replaced work included.
+    dollars = spend.total_micros / 1_000_000
+    progress = progress_line(counts, dollars)
+    if spend.submitted_micros:
+        progress += f" (incl. {usd(spend.submitted_micros)} of clips submitted before the cancel: "
+        progress += "queue the page again to collect them)"
     changed = await set_property(conn, page, STATUS, {"status": status.value}, now)
-    changed |= await set_property(conn, page, "Progress", {"text": progress_line(counts, dollars)}, now)
+    changed |= await set_property(conn, page, "Progress", {"text": progress}, now)
     await set_property(conn, page, "Cost", {"number": round(dollars, 2)}, now)
     await set_property(conn, page, "Error Log", {"text": _error_log(task)}, now)
     video = _video_url(task, workspace)

@@ -206,3 +206,123 @@ async def test_two_edits_in_the_same_minute_are_both_seen(kit: NotionKit) -> Non
     await kit.set(page, Status="Cancelled")  # same minute: last_edited_time does not move
     await kit.poll()
     assert await _state(kit, page) == "cancelled"
+
+
+def _no_internal_marks(comments: list[str], page: str) -> None:
+    for comment in comments:
+        assert "nvd:" not in comment and page not in comment, comment
+
+
+async def test_a_daemon_status_set_by_hand_is_put_back_at_the_next_poll_with_one_comment(
+    kit: NotionKit,
+) -> None:
+    await kit.start(gates={"storyboard": True, "assets": False, "final": True})
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+
+    async def at_storyboard() -> bool:
+        return await _gate_waiting(kit, page, "storyboard_gate")
+
+    await kit.work(at_storyboard)
+    await kit.flush()
+    for hand in ("Generating Video", "Draft", "Generating Video"):
+        await kit.set(page, Status=hand)
+        assert await kit.poll() == 1
+        await kit.flush()
+        assert (await kit.page(page))["Status"] == "Storyboard Review"
+        await kit.poll()  # seen again: nothing more to say
+        await kit.flush()
+    comments = await kit.comments(page)
+    put_back = [c for c in comments if "it is back to Storyboard Review" in c]
+    # One comment per edit (the two Generating Video edits are in the same minute: one edit to Notion).
+    assert len(put_back) == 2, comments
+    assert any(c.startswith("Status Generating Video is the daemon's to show") for c in put_back)
+    assert any(c.startswith("Status Draft does not stop a video in production") for c in put_back)
+    assert all("set Storyboard Approved" in c for c in put_back)
+    _no_internal_marks(comments, page)
+    # The gate still holds: nothing behind it was started by the hand edits.
+    task = await kit.task(page)
+    assert task.state == "active"
+    assert all(i.state == "blocked" for k, i in (await kit.items(task.id)).items() if k.startswith("clip"))
+
+
+async def test_paused_on_an_error_page_is_refused_and_the_page_shows_error_again(kit: NotionKit) -> None:
+    await kit.start()
+    assert kit.scripts
+    fake_scripts.set_behaviour(kit.scripts, {"clip_s01": ["1"]})
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+
+    async def stopped() -> bool:
+        task = await kit.task(page)
+        return (
+            task is not None
+            and task.state == "error"
+            and not any(i.state == "running" for i in (await kit.items(task.id)).values())
+        )
+
+    await kit.work(stopped)
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Error"
+    await kit.set(page, Status="Paused")
+    assert await kit.poll() == 1
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Error"
+    await kit.poll()
+    await kit.flush()
+    comments = await kit.comments(page)
+    assert (
+        sum("Status Paused was not applied: only a video in production can be paused" in c for c in comments)
+        == 1
+    )
+    _no_internal_marks(comments, page)
+
+
+async def test_a_page_back_from_the_trash_shows_its_paused_video_and_goes_on_when_queued(
+    kit: NotionKit,
+) -> None:
+    await kit.start(channel={"scenes": 2})
+    assert kit.scripts and kit.operator
+    # One clip ends while the page is in the trash (a write to it fails: the daemon sees it gone);
+    # the other holds the video unfinished until the test lets it go.
+    fake_scripts.set_behaviour(kit.scripts, {"clip_s01": ["wait:first"], "clip_s02": ["wait:second"]})
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+
+    async def clips_running() -> bool:
+        task = await kit.task(page)
+        clips = [i for k, i in (await kit.items(task.id)).items() if k.startswith("clip")] if task else []
+        return len(clips) == 2 and all(i.state == "running" for i in clips)
+
+    await kit.work(clips_running)
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Generating Video"
+    await kit.operator.call("PATCH", f"pages/{page}", body={"in_trash": True})
+    fake_scripts.release(kit.scripts, "first")
+
+    async def paused() -> bool:
+        await kit.flush()
+        return await _state(kit, page) == "paused"
+
+    await kit.work(paused, timeout=30)
+    await kit.operator.call("PATCH", f"pages/{page}", body={"in_trash": False})
+    fake_scripts.release(kit.scripts, "second")
+    await kit.poll()
+    await kit.flush()
+    shown = await kit.page(page)
+    assert shown["Status"] == "Paused"  # not the stale Generating Video it had when trashed
+    comments = await kit.comments(page)
+    assert sum("went to the trash" in c for c in comments) == 1
+    _no_internal_marks(comments, page)
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+
+    async def done() -> bool:
+        return await _state(kit, page) == "done"
+
+    await kit.work(done)
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Ready"

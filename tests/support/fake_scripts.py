@@ -5,8 +5,8 @@ Each real script name is installed as a copy of one program that looks up what t
 script name, then "*": a list of actions, one per run, the last repeating.
 Actions: "ok", "75", "75:S" (with a retry hint of S seconds), "1", "sleep:S" (then ok),
 "fail-after:S" (then exit 1), "submit-sleep:S" (prints submitted, sleeps, then ok), "hang" (sleeps
-forever). Every run is logged to `runs.jsonl`
-with its argv, pid and times.
+forever), "wait:NAME" (until the test calls release(folder, NAME), then ok). Every run is logged
+to `runs.jsonl` with its argv, pid and times.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def emit(obj):
 
 if action.startswith("submit-sleep:"):
     emit({"event": "submitted", "job_id": f"job-{item}-{n}"})
+    log("submitted")
     time.sleep(float(action.split(":")[1]))
 elif action.startswith("sleep:"):
     time.sleep(float(action.split(":")[1]))
@@ -78,6 +79,9 @@ elif action.startswith("fail-after:"):
     action = "1"
 elif action == "hang":
     time.sleep(3600)
+elif action.startswith("wait:"):
+    while not (here / f"release-{action.split(':')[1]}").exists():
+        time.sleep(0.05)
 if action.startswith("75"):
     hint = float(action.split(":")[1]) if ":" in action else None
     emit({"event": "error", "kind": "transient", "message": "provider busy (429), try later",
@@ -120,6 +124,11 @@ def install(folder: Path, behaviour: dict[str, list[str]] | None = None) -> Path
 
 def set_behaviour(folder: Path, behaviour: dict[str, list[str]]) -> None:
     (folder / "behaviour.json").write_text(json.dumps(behaviour))
+
+
+def release(folder: Path, name: str) -> None:
+    """Lets the scripts waiting on `name` ("wait:NAME") go on."""
+    (folder / f"release-{name}").touch()
 
 
 def runs(folder: Path) -> list[dict[str, object]]:

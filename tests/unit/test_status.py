@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from services.plan import PlanOptions, build_plan
 from services.status import Action, ItemView, Status, action_for, decide, progress_line, shown_status
+from tests.support.engine_kit import storyboard
+
+STAGES = {
+    Status.PLANNING,
+    Status.STORYBOARD_REVIEW,
+    Status.GENERATING_ASSETS,
+    Status.ASSETS_REVIEW,
+    Status.GENERATING_VIDEO,
+    Status.ASSEMBLING,
+    Status.FINAL_REVIEW,
+    Status.UPLOADING,
+}
 
 
 def _items(**states: str) -> list[ItemView]:
@@ -59,9 +74,12 @@ def test_a_waiting_gate_is_shown_before_work_further_on() -> None:
     assert shown_status("active", items) is Status.ASSETS_REVIEW
 
 
-def test_the_furthest_stage_at_work_is_shown() -> None:
+def test_the_earliest_stage_with_work_left_is_shown() -> None:
     items = _items(asset1="running", narration1="running", clip1="blocked", assembly="blocked")
-    assert shown_status("active", items) is Status.GENERATING_VIDEO
+    assert shown_status("active", items) is Status.GENERATING_ASSETS
+    # One scene's clip at work while another scene's frame is still made: the frames come first.
+    items = _items(composite1="succeeded", clip1="running", composite2="running", clip2="blocked")
+    assert shown_status("active", items) is Status.GENERATING_ASSETS
     assert shown_status("active", _items(storyboard="running")) is Status.PLANNING
     assert shown_status("active", _items(clip1="succeeded", assembly="running")) is Status.ASSEMBLING
 
@@ -76,3 +94,38 @@ def test_terminal_task_states_have_their_own_status() -> None:
 def test_progress_line_counts_each_kind_and_the_money() -> None:
     line = progress_line({"clip": (7, 18), "narration": (18, 18), "sfx": (0, 0)}, 4.214)
     assert line == "Video clips 7/18 · narration 18/18 · $4.21"
+
+
+@given(
+    gates=st.fixed_dictionaries({g: st.booleans() for g in ("storyboard", "assets", "final")}), data=st.data()
+)
+def test_the_shown_stage_only_moves_forward_within_a_pass(
+    gates: dict[str, bool], data: st.DataObject
+) -> None:
+    """A real plan run in any order its dependencies allow (and gates approved whenever they wait):
+    the page's Status never goes back to an earlier stage."""
+    plan = build_plan({"scenes": 3}, storyboard(3), PlanOptions(gates=gates), given=True)
+    deps = {p.key: p.deps for p in plan}
+    kinds = {p.key: p.kind for p in plan}
+    gate_on = {p.key: bool(p.input.get("on")) for p in plan if p.is_gate}
+    states = dict.fromkeys(deps, "blocked")
+    shown: list[Status] = []
+    while True:
+        for key, state in states.items():  # the refresh: ready when every dependency succeeded
+            if state == "blocked" and all(states[d] == "succeeded" for d in deps[key]):
+                states[key] = "succeeded" if key in gate_on and not gate_on[key] else "ready"
+        if any(s == "blocked" and all(states[d] == "succeeded" for d in deps[k]) for k, s in states.items()):
+            continue
+        status = shown_status("active", [ItemView(kinds[k], s) for k, s in states.items()])
+        shown.append(status)
+        movable = sorted(k for k, s in states.items() if s in ("ready", "running"))
+        if not movable:
+            break
+        key = data.draw(st.sampled_from(movable))
+        states[key] = "succeeded" if states[key] == "running" or key in gate_on else "running"
+    order = [s for s in Status if s in STAGES]
+    positions = [order.index(s) for s in shown]
+    assert positions == sorted(positions), " -> ".join(
+        s.value for n, s in enumerate(shown) if n == 0 or shown[n - 1] is not s
+    )
+    assert shown[0] is Status.PLANNING
