@@ -166,8 +166,9 @@ async def resume_fitting(engine: AsyncEngine, budgets: Mapping[str, Budget], day
 @dataclass(frozen=True)
 class Spend:
     """What a task has cost: `paid` is every booked actual, of every pass, including work cancelled
-    or replaced since; `submitted` is the price of provider jobs submitted before a cancel and not
-    collected yet (Kling bills a job when it is created; the next pass collects it, not buys it again)."""
+    or replaced since; `submitted` is the price of provider jobs bought and not collected yet (Kling
+    bills a job when it is created; a job cancelled mid-render is collected by the next pass, not
+    bought again, and is booked as spent if its input changed and it never will be)."""
 
     paid_micros: int = 0
     submitted_micros: int = 0
@@ -196,7 +197,7 @@ async def task_spend(conn: AsyncConnection, task_ids: list[int]) -> dict[int, Sp
                 select(Item.task_id, func.sum(Item.estimate_micros))
                 .where(
                     Item.task_id.in_(task_ids),
-                    Item.state == "cancelled",
+                    Item.state.not_in(("succeeded", "failed")),
                     Item.provider_job_id.is_not(None),
                 )
                 .group_by(Item.task_id)

@@ -79,8 +79,8 @@ async def _sync_one(
     # Cost is everything paid for this page, every pass, cancelled and replaced work included.
     dollars = spend.total_micros / 1_000_000
     progress = progress_line(counts, dollars)
-    if spend.submitted_micros:
-        progress += f" (incl. {usd(spend.submitted_micros)} of clips submitted before the cancel: "
+    if spend.submitted_micros and task.state != "active":
+        progress += f" (incl. {usd(spend.submitted_micros)} of clips bought before the video stopped: "
         progress += "queue the page again to collect them)"
     changed = await set_property(conn, page, STATUS, {"status": status.value}, now)
     changed |= await set_property(conn, page, "Progress", {"text": progress}, now)

@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from daemon.notion.body import read_storyboard_block, write_storyboard_block
 from tests.support import fake_scripts
 from tests.support.notion_kit import NotionKit
 from tests.support.sandbox_proc import SandboxProcess
@@ -326,3 +328,61 @@ async def test_a_page_back_from_the_trash_shows_its_paused_video_and_goes_on_whe
     await kit.work(done)
     await kit.flush()
     assert (await kit.page(page))["Status"] == "Ready"
+
+
+async def test_cost_on_the_page_counts_clips_bought_before_a_cancel_and_never_drops(kit: NotionKit) -> None:
+    await kit.start(channel={"scenes": 2})
+    assert kit.scripts and kit.operator and kit.app
+    fake_scripts.set_behaviour(kit.scripts, {"generate_video.py": ["submit-sleep:60"]})
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+
+    async def clips_bought() -> bool:
+        task = await kit.task(page)
+        clips = [i for k, i in (await kit.items(task.id)).items() if k.startswith("clip")] if task else []
+        return len(clips) == 2 and all(i.provider_job_id for i in clips)
+
+    await kit.work(clips_bought)
+    await kit.set(page, Status="Cancelled")
+    await kit.poll()
+    await kit.flush()
+    task = await kit.task(page)
+    items = await kit.items(task.id)
+    paid = sum(i.cost_micros for i in items.values())
+    bought = sum(i.estimate_micros for k, i in items.items() if k.startswith("clip"))
+    assert bought > 0
+    shown = await kit.page(page)
+    assert shown["Status"] == "Cancelled"
+    assert shown["Cost"] == pytest.approx(round((paid + bought) / 1_000_000, 2))
+    assert "clips bought before the video stopped" in shown["Progress"]
+
+    # Scene 1 edited, then Queued: its old clip is never collected (booked as spent), scene 2's is.
+    block = await read_storyboard_block(kit.operator, page)
+    assert block.text
+    board = yaml.safe_load(block.text)
+    board["scenes"][0]["motion"] = "Slow pan left instead"
+    await write_storyboard_block(kit.operator, page, yaml.safe_dump(board, sort_keys=False))
+    fake_scripts.set_behaviour(kit.scripts, {})
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    await kit.flush()
+    assert (await kit.page(page))["Cost"] >= shown["Cost"]  # the abandoned job still counts
+
+    async def done() -> bool:
+        return await _state(kit, page) == "done"
+
+    await kit.work(done)
+    await kit.flush()
+    final = await kit.page(page)
+    items = await kit.items(task.id)
+    resumed = [
+        r for r in fake_scripts.runs(kit.scripts) if r["item"] == "clip_s02" and r["outcome"] == "started"
+    ]
+    assert "--resume-job" in resumed[-1]["argv"]  # collected, not bought again
+    # Everything paid: each item's actuals (the fake scripts report $0.01 a run) and scene 1's first
+    # clip, bought, never collected, booked at its price.
+    abandoned = items["clip_s01"].estimate_micros
+    now_paid = sum(i.cost_micros for i in items.values())
+    assert final["Cost"] == pytest.approx(round((now_paid + abandoned) / 1_000_000, 2))
+    assert "bought before the video stopped" not in final["Progress"]

@@ -54,14 +54,19 @@ with open(here / "counter.lock", "a+") as lock:
     counts = json.loads(counts_path.read_text()) if counts_path.exists() else {}
     n = counts.get(item, 0)
     counts[item] = n + 1
-    counts_path.write_text(json.dumps(counts))
+    # Replaced, not rewritten: a run killed mid-write (a daemon stopped with no grace) leaves the
+    # old counts, not an empty file every later run would fail to read.
+    (here / "counts.json.tmp").write_text(json.dumps(counts))
+    os.replace(here / "counts.json.tmp", counts_path)
 action = actions[min(n, len(actions) - 1)]
 start = time.time()
 
 def log(outcome):
     with open(here / "runs.jsonl", "a") as f:
-        f.write(json.dumps({"item": item, "n": n, "action": action, "argv": argv, "pid": os.getpid(),
-                            "start": start, "end": time.time(), "outcome": outcome}) + "\n")
+        project = trace[-2] if len(trace) > 1 else ""
+        f.write(json.dumps({"item": item, "project": project, "n": n, "action": action, "argv": argv,
+                            "pid": os.getpid(), "start": start, "end": time.time(),
+                            "outcome": outcome}) + "\n")
 
 log("started")
 
