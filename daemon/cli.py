@@ -33,7 +33,15 @@ from daemon.notion.schema import create_database
 from daemon.pipeline import cancel_task
 from daemon.settings import Settings, load_env_file
 from services.errors import ServiceError
-from services.status import Action, ItemView, Status, decide, progress_line, shown_status, waiting_gate
+from services.status import (
+    Action,
+    ItemView,
+    decide,
+    progress_line,
+    review_of,
+    shown_status,
+    waiting_gate,
+)
 from services.storyboard import Storyboard, parse_storyboard, parse_storyboard_yaml
 
 GATES = {"storyboard": "storyboard_gate", "assets": "assets_gate", "final": "final_gate"}
@@ -41,11 +49,6 @@ GATE_ACTIONS = {
     "storyboard": Action.APPROVE_STORYBOARD,
     "assets": Action.APPROVE_ASSETS,
     "final": Action.APPROVE_FINAL,
-}
-REVIEWS = {
-    "storyboard_gate": Status.STORYBOARD_REVIEW,
-    "assets_gate": Status.ASSETS_REVIEW,
-    "final_gate": Status.FINAL_REVIEW,
 }
 TITLE_WIDTH = 40
 
@@ -339,12 +342,12 @@ async def _overview(conn: AsyncConnection, task_id: int | None, now: datetime) -
                 "slug": task.project_slug,
                 "state": task.state,
                 "status": shown_status(task.state, views).value,
-                "gate": REVIEWS[gate].value if gate else None,
+                "gate": str(review_of(gate)) if gate else None,
                 "pass": task.pass_no,
                 "items": dict(states),
                 # Steps done of all, the storyboard's included; review gates are the operator's, not work.
-                "done": sum(n for kind, state, n in rows if kind not in REVIEWS and state == "succeeded"),
-                "total": sum(n for kind, _, n in rows if kind not in REVIEWS),
+                "done": sum(n for kind, state, n in rows if review_of(kind) is None and state == "succeeded"),
+                "total": sum(n for kind, _, n in rows if review_of(kind) is None),
                 "progress": progress_line(kinds, dollars),
                 "cost_usd": dollars,
                 "age_s": max(0, int((now - task.created_at).total_seconds())),

@@ -115,6 +115,11 @@ def gate_of(action: Action) -> str | None:
     return _GATE_OF.get(action)
 
 
+def review_of(gate: str) -> Status | None:
+    """The Status a page shows while the gate item waits (None for an item that is no gate)."""
+    return _REVIEW_OF.get(gate)
+
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
