@@ -87,6 +87,9 @@ class Intake:
         self.write_lock = asyncio.Lock()
         self.cursors: dict[str, datetime | None] = {}  # data source -> the last poll's start
         self.cursor_saved: dict[str, datetime] = {}
+        # Pages without a production, as last looked at (status, inputs): later polls return them
+        # while they stay in the edit window, and they need no statement until they change.
+        self.unproduced: dict[str, tuple[str | None, str]] = {}
         self.log = get_logger(job="intake")
 
     async def poll(self, now: datetime) -> int:
@@ -124,18 +127,26 @@ class Intake:
 
     async def _query(self, source: Source, since: datetime | None) -> list[JSON]:
         """The first poll asks for every page in an operator status; later polls for every page
-        edited in the window, whatever its status: a daemon status set by hand, or a page back from
-        the trash, must be put right too."""
+        edited in the window in any status but Draft: a daemon status set by hand, or a page back
+        from the trash, must be put right too."""
         kind = source.info.status_type
         if since is None:
             query_filter: JSON = {
                 "or": [{"property": STATUS, kind: {"equals": s.value}} for s in sorted(ACTIONABLE)]
             }
         else:
+            # Drafts and pages with no Status are left out: a thousand drafts imported at once would
+            # otherwise come back, page after page of results, on every poll for minutes.
             window = (since - WINDOW_MARGIN).replace(second=0, microsecond=0)
             query_filter = {
-                "timestamp": "last_edited_time",
-                "last_edited_time": {"on_or_after": window.isoformat().replace("+00:00", "Z")},
+                "and": [
+                    {
+                        "timestamp": "last_edited_time",
+                        "last_edited_time": {"on_or_after": window.isoformat().replace("+00:00", "Z")},
+                    },
+                    {"property": STATUS, kind: {"does_not_equal": Status.DRAFT.value}},
+                    {"property": STATUS, kind: {"is_not_empty": True}},
+                ]
             }
         body: JSON = {
             "filter": query_filter,
@@ -169,13 +180,16 @@ class Intake:
         props = page.get("properties", {})
         status = option_name(props.get(STATUS))
         fingerprint = _fingerprint(props)
+        action = action_for(status or "")
+        if action is None and self.unproduced.get(page_id) == (status, fingerprint):
+            return 0  # no production, nothing changed since it was looked at: no statement at all
+        self.unproduced.pop(page_id, None)
         async with self.engine.connect() as conn:
             seen = (
                 await conn.execute(
                     select(PageSeen.status, PageSeen.props_hash).where(PageSeen.page_id == page_id)
                 )
             ).first()
-        action = action_for(status or "")
         if action is None and await self._put_back(page, status, now):
             await self._remember(page_id, source.info.data_source_id, status, fingerprint, now)
             return 1
@@ -186,7 +200,11 @@ class Intake:
                 source, page, action, status or "", seen is not None and seen.status == status, now
             )
         await self._remember(page_id, source.info.data_source_id, status, fingerprint, now)
-        return 0 if action is None else 1  # a page only looked at (a Draft being written) is no act
+        if action is None:
+            if await self._task_of(page_id) is None:
+                self.unproduced[page_id] = (status, fingerprint)
+            return 0  # a page only looked at (no production of its own) is no act
+        return 1
 
     async def _act(
         self, source: Source, page: JSON, action: Action, status: str, same_status: bool, now: datetime
@@ -295,8 +313,8 @@ class Intake:
         raise PageProblem(f"Channel '{_clip(chosen)}' is not a channel of this daemon: pick one of {known}.")
 
     async def _put_back(self, page: JSON, status: str | None, now: datetime) -> bool:
-        """A Status the operator may not set (a daemon status, or Draft on a video in production)
-        on a page the daemon writes: the daemon's own is written again, with one comment saying why.
+        """A Status the operator may not set (a daemon status) on a page the daemon writes: the
+        daemon's own is written again, with one comment saying why.
         Returns whether it was put back. The page shown our previous Status while a newer one waits
         in the outbox is not a hand edit: its waiting writes go now (a page back from the trash)."""
         page_id = str(page["id"])
@@ -309,8 +327,6 @@ class Intake:
         if status == (row.sent_value or {}).get("status"):
             await self._due_now(page_id, now)
             return False
-        if status == Status.DRAFT and task.state not in ("active", "paused", "budget"):
-            return False  # a finished page set back to Draft, to be reworked: the operator's to set
         # Under the outbox's lock, with the page read again: a write of ours may have landed after
         # the query read the page, and it is not a hand edit.
         async with self.write_lock:
@@ -488,6 +504,4 @@ def put_back_comment(status: str, shown: str) -> str:
         hint = _HINTS.get(Status(shown), "To stop the video set Cancelled; to hold it, Paused.")
     except ValueError:
         hint = ""
-    if status == Status.DRAFT:
-        return f"Status Draft does not stop a video in production: it is back to {shown}. {hint}".strip()
     return f"Status {status} is the daemon's to show, not one to set: it is back to {shown}. {hint}".strip()

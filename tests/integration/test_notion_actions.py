@@ -228,7 +228,7 @@ async def test_a_daemon_status_set_by_hand_is_put_back_at_the_next_poll_with_one
 
     await kit.work(at_storyboard)
     await kit.flush()
-    for hand in ("Generating Video", "Draft", "Generating Video"):
+    for hand in ("Generating Video", "Final Review", "Generating Video"):
         await kit.set(page, Status=hand)
         assert await kit.poll() == 1
         await kit.flush()
@@ -240,7 +240,7 @@ async def test_a_daemon_status_set_by_hand_is_put_back_at_the_next_poll_with_one
     # One comment per edit (the two Generating Video edits are in the same minute: one edit to Notion).
     assert len(put_back) == 2, comments
     assert any(c.startswith("Status Generating Video is the daemon's to show") for c in put_back)
-    assert any(c.startswith("Status Draft does not stop a video in production") for c in put_back)
+    assert any(c.startswith("Status Final Review is the daemon's to show") for c in put_back)
     assert all("set Storyboard Approved" in c for c in put_back)
     _no_internal_marks(comments, page)
     # The gate still holds: nothing behind it was started by the hand edits.
