@@ -95,6 +95,11 @@ _AFTER_GATE = {
 _UNFINISHED = ("blocked", "ready", "running", "failed")
 
 
+# The statuses of a video in production: a page showing one of them by hand, or left showing one
+# (a page back from the trash), is put right; intake's later polls ask for them and ACTIONABLE.
+AT_WORK = frozenset(_ORDER)
+
+
 def action_for(status: str) -> Action | None:
     """The operator's request behind a Status value, or None for the daemon's own statuses and Draft."""
     mapping = {

@@ -38,6 +38,7 @@ from services.paths import project_slug
 from services.prompts import characters
 from services.status import (
     ACTIONABLE,
+    AT_WORK,
     Action,
     ItemView,
     Status,
@@ -126,28 +127,21 @@ class Intake:
         return acted
 
     async def _query(self, source: Source, since: datetime | None) -> list[JSON]:
-        """The first poll asks for every page in an operator status; later polls for every page
-        edited in the window in any status but Draft: a daemon status set by hand, or a page back
-        from the trash, must be put right too."""
+        """The first poll asks for every page in an operator status; later polls for the pages edited
+        in the window in an operator status or one of a video in production: such a status set by
+        hand, or left on a page back from the trash, is put right too. Drafts and finished pages
+        (Ready, Published, Error) are left out: thousands imported at once would come back, a
+        hundred a request, on every poll for minutes."""
         kind = source.info.status_type
-        if since is None:
-            query_filter: JSON = {
-                "or": [{"property": STATUS, kind: {"equals": s.value}} for s in sorted(ACTIONABLE)]
-            }
-        else:
-            # Drafts and pages with no Status are left out: a thousand drafts imported at once would
-            # otherwise come back, page after page of results, on every poll for minutes.
+        wanted = ACTIONABLE if since is None else ACTIONABLE | AT_WORK
+        query_filter: JSON = {"or": [{"property": STATUS, kind: {"equals": s.value}} for s in sorted(wanted)]}
+        if since is not None:
             window = (since - WINDOW_MARGIN).replace(second=0, microsecond=0)
-            query_filter = {
-                "and": [
-                    {
-                        "timestamp": "last_edited_time",
-                        "last_edited_time": {"on_or_after": window.isoformat().replace("+00:00", "Z")},
-                    },
-                    {"property": STATUS, kind: {"does_not_equal": Status.DRAFT.value}},
-                    {"property": STATUS, kind: {"is_not_empty": True}},
-                ]
+            edited = {
+                "timestamp": "last_edited_time",
+                "last_edited_time": {"on_or_after": window.isoformat().replace("+00:00", "Z")},
             }
+            query_filter = {"and": [edited, query_filter]}
         body: JSON = {
             "filter": query_filter,
             "sorts": [{"timestamp": "last_edited_time", "direction": "ascending"}],
