@@ -232,6 +232,20 @@ class PageSeen(Base):
     seen_at: Mapped[datetime]
 
 
+class PageUnread(Base):
+    """A page intake was shown but could not read (its blocks, a retrieve): read again until it is,
+    across restarts, since the poll's window moves on without it."""
+
+    __tablename__ = "page_unread"
+
+    page_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data_source_id: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    first_failed_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+
+
 class Leader(Base):
     """The singleton jobs' lease (intake, outbox) when several daemons share the DB."""
 

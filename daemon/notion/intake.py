@@ -17,22 +17,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.channels import Channel
 from daemon.complete import approve_gate
-from daemon.db.models import Comment, Item, Outbox, PageSeen, PollCursor, Task
+from daemon.db.models import Comment, Item, Outbox, PageSeen, PageUnread, PollCursor, Task
 from daemon.errors import DaemonError, PlanError
 from daemon.logs import get_logger
 from daemon.notion.body import read_storyboard_block
-from daemon.notion.gateway import JSON, NotionError, NotionGateway
+from daemon.notion.gateway import JSON, NotionError, NotionGateway, NotionNotFound
 from daemon.notion.outbox import STATUS, acknowledge_status, add_comment, set_property
 from daemon.notion.props import option_name, plain_text
 from daemon.notion.schema import SourceInfo
 from daemon.pipeline import Pipeline, cancel_task, pause_task
+from daemon.retry import backoff_seconds
 from services.errors import ServiceError, StoryboardError
 from services.paths import project_slug
 from services.prompts import characters
@@ -52,6 +53,9 @@ from services.storyboard import YOUTUBE_TITLE_LIMIT, parse_storyboard_yaml
 
 WINDOW_MARGIN = timedelta(minutes=2)
 CURSOR_SAVE_S = 60.0
+UNREAD_PER_POLL = 5  # unread pages read again per poll (one request each)
+UNREAD_BACKOFF_CAP_S = 60.0
+RECONCILE_S = 600.0  # every Queued page looked at, whatever its age
 INPUTS = ("Title", "Topic", "Story Direction", "Channel", "Priority")
 PRIORITY = {"High": 0, "Normal": 1, "Low": 2}
 # Topic and Story Direction become command-line arguments of the storyboard script (Linux allows
@@ -91,6 +95,9 @@ class Intake:
         # Pages without a production, as last looked at (status, inputs): later polls return them
         # while they stay in the edit window, and they need no statement until they change.
         self.unproduced: dict[str, tuple[str | None, str]] = {}
+        self.unread: dict[str, dict[str, tuple[datetime, int]]] = {}  # ds -> page -> (due, attempts)
+        self.unread_loaded: dict[str, datetime] = {}
+        self.reconciled: dict[str, datetime] = {}
         self.log = get_logger(job="intake")
 
     async def poll(self, now: datetime) -> int:
@@ -108,14 +115,15 @@ class Intake:
                     select(PollCursor.last_poll_started_at).where(PollCursor.data_source_id == ds)
                 )
         pages = await self._query(source, self.cursors[ds])
+        await self._load_unread(ds, now)
         acted = 0
         for page in pages:
             if not self.leading():
                 return acted  # the cursor stays: the next leader's poll sees the rest again
-            try:
-                acted += await self._handle(source, page, now)
-            except NotionError as exc:
-                self.log.warning("intake_page_deferred", page=page.get("id"), error=str(exc))
+            acted += await self._handle_or_keep(source, page, now)
+        handled = {str(p["id"]) for p in pages}
+        acted += await self._read_again(source, handled, now)
+        acted += await self._reconcile(source, handled, now)
         self.cursors[ds] = now
         # The cursor is kept in memory and saved now and then (every CURSOR_SAVE_S, or when a page
         # was acted on): the query's window reaches WINDOW_MARGIN further back than the cursor, so a
@@ -157,6 +165,109 @@ class Intake:
                 return pages
             body = {**body, "start_cursor": result["next_cursor"]}
 
+    # Pages that could not be read ---------------------------------------------------------------------
+    async def _handle_or_keep(self, source: Source, page: JSON, now: datetime) -> int:
+        """Handles a page; one that cannot be read now (its blocks, Notion failing) is kept in
+        page_unread and read again at later polls, since the window moves on without it."""
+        ds, page_id = source.info.data_source_id, str(page["id"])
+        try:
+            acted = await self._handle(source, page, now)
+        except NotionError as exc:
+            self.log.warning("intake_page_deferred", page=page_id, error=str(exc))
+            await self._keep_unread(ds, page_id, str(exc), now)
+            return 0
+        if page_id in self.unread.get(ds, {}):
+            await self._forget_unread(ds, page_id)
+        return acted
+
+    async def _load_unread(self, ds: str, now: datetime) -> None:
+        """The unread pages, from the DB at the first poll and every CURSOR_SAVE_S (another daemon
+        may have led meanwhile); kept in memory between, so an idle poll makes no statement."""
+        loaded = self.unread_loaded.get(ds)
+        if loaded is not None and (now - loaded).total_seconds() < CURSOR_SAVE_S:
+            return
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(PageUnread.page_id, PageUnread.next_attempt_at, PageUnread.attempts).where(
+                    PageUnread.data_source_id == ds
+                )
+            )
+            self.unread[ds] = {r.page_id: (r.next_attempt_at, r.attempts) for r in rows}
+        self.unread_loaded[ds] = now
+
+    async def _keep_unread(self, ds: str, page_id: str, error: str, now: datetime) -> None:
+        attempts = self.unread.get(ds, {}).get(page_id, (now, 0))[1] + 1
+        due = now + timedelta(seconds=backoff_seconds(attempts, 2.0, UNREAD_BACKOFF_CAP_S))
+        self.unread.setdefault(ds, {})[page_id] = (due, attempts)
+        async with self.engine.begin() as conn:
+            insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            values = {"attempts": attempts, "last_error": error[:500], "next_attempt_at": due}
+            await conn.execute(
+                insert(PageUnread)
+                .values(page_id=page_id, data_source_id=ds, first_failed_at=now, **values)
+                .on_conflict_do_update(index_elements=[PageUnread.page_id], set_=values)
+            )
+
+    async def _forget_unread(self, ds: str, page_id: str) -> None:
+        self.unread.get(ds, {}).pop(page_id, None)
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(PageUnread).where(PageUnread.page_id == page_id))
+
+    async def _read_again(self, source: Source, handled: set[str], now: datetime) -> int:
+        """Reads the unread pages that are due (a few per poll), as the query would have shown them."""
+        ds = source.info.data_source_id
+        due = [p for p, (at, _) in self.unread.get(ds, {}).items() if at <= now and p not in handled]
+        acted = 0
+        for page_id in due[:UNREAD_PER_POLL]:
+            if not self.leading():
+                break
+            try:
+                page = await self.notion.call("GET", f"pages/{page_id}")
+            except NotionNotFound:
+                await self._forget_unread(ds, page_id)  # deleted or unshared: nothing left to do
+                continue
+            except NotionError as exc:
+                await self._keep_unread(ds, page_id, str(exc), now)
+                continue
+            if page.get("in_trash"):
+                await self._forget_unread(ds, page_id)
+                continue
+            acted += await self._handle_or_keep(source, page, now)
+        return acted
+
+    async def _reconcile(self, source: Source, handled: set[str], now: datetime) -> int:
+        """Every RECONCILE_S, one query for every Queued page, whatever its age: a Queued page with
+        no production (a poll that could not act on it, a crash in between) is acted on now."""
+        ds = source.info.data_source_id
+        last = self.reconciled.get(ds)
+        if last is not None and (now - last).total_seconds() < RECONCILE_S:
+            return 0
+        self.reconciled[ds] = now
+        kind = source.info.status_type
+        body: JSON = {"filter": {"property": STATUS, kind: {"equals": Status.QUEUED.value}}, "page_size": 100}
+        acted = 0
+        while True:
+            result = await self.notion.call("POST", f"data_sources/{ds}/query", body=body)
+            for page in result.get("results", []):
+                if not self.leading():
+                    return acted
+                page_id = str(page["id"])
+                if page_id in handled:
+                    continue  # acted on by this poll (a refusal may not be on the page yet)
+                task = await self._task_of(page_id)
+                if task is None or task.state != "active":
+                    self.log.warning("intake_reconciled_queued_page", page=page_id)
+                    await self._forget_seen(page_id)
+                    acted += await self._handle_or_keep(source, page, now)
+            if not result.get("has_more") or not result.get("next_cursor"):
+                return acted
+            body = {**body, "start_cursor": result["next_cursor"]}
+
+    async def _forget_seen(self, page_id: str) -> None:
+        self.unproduced.pop(page_id, None)
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(PageSeen).where(PageSeen.page_id == page_id))
+
     async def _save_cursor(self, ds: str, now: datetime) -> None:
         async with self.engine.begin() as conn:
             insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
@@ -173,7 +284,7 @@ class Intake:
         page_id = str(page["id"])
         props = page.get("properties", {})
         status = option_name(props.get(STATUS))
-        fingerprint = _fingerprint(props)
+        fingerprint = inputs_hash(props)
         action = action_for(status or "")
         if action is None and self.unproduced.get(page_id) == (status, fingerprint):
             return 0  # no production, nothing changed since it was looked at: no statement at all
@@ -476,7 +587,7 @@ def _clip(text: str, width: int = 100) -> str:
     return f"{text[:half]} ... {text[-half:]}"
 
 
-def _fingerprint(props: JSON) -> str:
+def inputs_hash(props: JSON) -> str:
     relevant = {name: plain_text(props.get(name)) or option_name(props.get(name)) for name in INPUTS}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 

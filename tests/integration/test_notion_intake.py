@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from daemon.notion.intake import Intake
+from tests.support.engine_kit import now
 from tests.support.notion_kit import NotionKit
 from tests.support.sandbox_proc import SandboxProcess
+from tests.support.stack import credentials
 
 STORYBOARD_YAML = """title: Heron
 atmosphere: Misty river delta at dawn
@@ -253,3 +257,58 @@ async def test_a_nul_in_an_option_name_is_shown_escaped_and_the_poll_goes_on(kit
     assert "Title contains the control character U+0000 at character 7" in log
     assert "\x00" not in log
     assert await kit.task(good) is not None
+
+
+def _intake(kit: NotionKit) -> Intake:
+    """A fresh Intake, as after a restart: what it knows comes from the DB."""
+    assert kit.app
+    jobs = kit.app.notion_jobs()
+    assert jobs is not None
+    return jobs.intake
+
+
+async def test_a_queued_page_whose_blocks_cannot_be_read_is_read_again_after_the_window_moved_on(
+    kit: NotionKit, sandbox: SandboxProcess
+) -> None:
+    """Notion's block reads fail for minutes while its queries answer: the page is kept and read
+    again at later polls, across a restart, after the poll window has left it behind."""
+    await kit.start()
+    assert kit.app and kit.app.notion
+    kit.app.notion.attempts = 1  # each failing read fails at once (not after the retry budget)
+    page = kit.pages[0]
+    t0 = now()
+    intake = _intake(kit)
+    await intake.poll(t0)
+    token = credentials(sandbox)["notion_token"]
+    sandbox.fault(provider="notion", status=503, seconds=600, endpoint="/blocks/", token=token)
+    try:
+        await kit.set(page, Status="Queued")
+        await intake.poll(t0 + timedelta(seconds=6))
+        assert await kit.unread() == [page]
+        intake = _intake(kit)  # a restart: its first poll also reconciles, and fails the same way
+        for minutes in (4, 8):  # at 8 minutes the window starts after the edit
+            await intake.poll(t0 + timedelta(minutes=minutes))
+            assert await kit.task(page) is None
+    finally:
+        sandbox.clear_faults()
+    await intake.poll(t0 + timedelta(minutes=9))  # not a reconciling poll (that was at 4)
+    task = await kit.task(page)
+    assert task is not None and task.state == "active"
+    assert await kit.unread() == []
+
+
+async def test_a_queued_page_with_no_production_is_found_by_the_reconciling_pass(kit: NotionKit) -> None:
+    """A Queued page the polls skip (seen, never acted on: a crash between) is acted on by the
+    pass that looks at every Queued page every ten minutes."""
+    await kit.start()
+    page = kit.pages[0]
+    t0 = now()
+    intake = _intake(kit)
+    await intake.poll(t0)
+    await kit.set(page, Status="Queued")
+    await kit.seen_as_is(page)
+    await intake.poll(t0 + timedelta(minutes=3))
+    assert await kit.task(page) is None  # the window's poll takes it for handled
+    await intake.poll(t0 + timedelta(minutes=11))
+    task = await kit.task(page)
+    assert task is not None and task.state == "active"

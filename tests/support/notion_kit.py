@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from daemon.app import App
 from daemon.claim import ensure_slots
-from daemon.db.models import Comment, Item, Outbox, Task
+from daemon.db.models import Comment, Item, Outbox, PageSeen, PageUnread, Task
 from daemon.notion.gateway import NotionApi
+from daemon.notion.intake import inputs_hash
 from daemon.notion.props import option_name, plain_text, text_value
 from daemon.notion.sync import sync_tasks
 from daemon.settings import Settings
@@ -193,6 +194,27 @@ class NotionKit:
         assert self.app
         async with self.app.engine.connect() as conn:
             return (await conn.execute(select(Task).where(Task.notion_page_id == page_id))).first()
+
+    async def unread(self) -> list[str]:
+        """The pages intake keeps to read again."""
+        assert self.app
+        async with self.app.engine.connect() as conn:
+            return [r[0] for r in await conn.execute(select(PageUnread.page_id))]
+
+    async def seen_as_is(self, page_id: str) -> None:
+        """Records the page as intake would after handling it (as if a crash had lost the act)."""
+        assert self.app and self.operator
+        page = await self.operator.call("GET", f"pages/{page_id}")
+        async with self.app.engine.begin() as conn:
+            await conn.execute(
+                insert(PageSeen).values(
+                    page_id=page_id,
+                    data_source_id=self.seeded["data_source_id"],
+                    status=option_name(page["properties"]["Status"]),
+                    props_hash=inputs_hash(page["properties"]),
+                    seen_at=now(),
+                )
+            )
 
     async def tasks(self) -> list[Any]:
         assert self.app
