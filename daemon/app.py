@@ -42,7 +42,7 @@ STALE_TEMP_S = 3600
 def prepare_workspace(path: Path) -> None:
     """The workspace exists and takes files, or start-up stops saying which setting to change."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)  # a new workspace is the daemon's own
         probe = path / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()

@@ -6,6 +6,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -13,6 +14,7 @@ from daemon.errors import SchemaNotMigrated
 from daemon.settings import PROJECT_ROOT
 
 MIGRATE_COMMAND = "python -m daemon migrate"
+MIGRATE_LOCK = 0x6E7664  # the advisory lock `migrate` holds on PostgreSQL
 
 
 def alembic_config(url: str) -> Config:
@@ -35,6 +37,10 @@ async def upgrade(engine: AsyncEngine) -> None:
         command.upgrade(config, "head")
 
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Two `migrate` at once on a fresh server: the second waits for the first to commit,
+            # then finds the schema at head (it failed on a duplicate alembic_version before).
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK})
         await conn.run_sync(_run)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -58,7 +59,9 @@ def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
 
 def _sqlite_engine(url: str, database: str | None, pool_size: int) -> AsyncEngine:
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        Path(database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Private from the start: SQLite gives its -wal and -shm files the database file's mode.
+        os.close(os.open(database, os.O_CREAT | os.O_RDWR, 0o600))
     # A small pool: opening a connection per transaction (a thread, the file, the pragmas) cost
     # more than most transactions. Idle connections hold no snapshot: WAL checkpoints go on.
     engine = create_async_engine(

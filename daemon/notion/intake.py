@@ -63,6 +63,8 @@ PRIORITY = {"High": 0, "Normal": 1, "Low": 2}
 # 200,000 characters per property, so the limits are the daemon's own.
 TOPIC_LIMIT = 2_000
 DIRECTION_LIMIT = 10_000
+# A Storyboard block of 60 scenes is about 30,000 characters; YAML this long parses in a second.
+STORYBOARD_LIMIT = 100_000
 MAX_PROBLEMS = 20  # storyboard problems shown in the Error Log; the rest after the first fixes
 PROBLEM_WIDTH = 400  # characters of one problem line (a misspelt field name may be a page long)
 
@@ -365,9 +367,16 @@ class Intake:
         block = await read_storyboard_block(self.notion, str(page["id"]))
         storyboard = None
         has_block = bool(block.text and block.text.strip())
-        if block.text and has_block:
+        if block.text and has_block and len(block.text) > STORYBOARD_LIMIT:
+            problems.append(
+                f"The Storyboard block is {len(block.text):,} characters, over the limit of "
+                f"{STORYBOARD_LIMIT:,}: shorten it by {characters(len(block.text) - STORYBOARD_LIMIT)}."
+            )
+        elif block.text and has_block:
             try:
-                storyboard = parse_storyboard_yaml(block.text)
+                # Off the event loop: a long block takes seconds to parse, and the poll, the outbox
+                # and the workers' heartbeats share the loop.
+                storyboard = await asyncio.to_thread(parse_storyboard_yaml, block.text)
             except StoryboardError as exc:
                 problems.append(_storyboard_problems(exc))
         title = plain_text(props.get("Title")).strip()

@@ -155,3 +155,49 @@ def test_no_channel_is_warned_about(tmp_path: Path) -> None:
         daemon.wait(30)
         assert daemon.stderr is not None
         daemon.stderr.close()
+
+
+def test_the_sqlite_file_and_a_new_workspace_are_private(tmp_path: Path) -> None:
+    assert _daemon(tmp_path, "migrate").returncode == 0
+    workspace = tmp_path / "ws"
+    assert workspace.stat().st_mode & 0o777 == 0o700
+    files = [p for p in workspace.iterdir() if p.name.startswith("daemon.db")]
+    assert files, list(workspace.iterdir())
+    for path in files:
+        assert path.stat().st_mode & 0o077 == 0, f"{path.name} is readable by others"
+
+
+@pytest.mark.postgres
+def test_two_migrates_at_once_on_a_fresh_postgresql_database_both_succeed(tmp_path: Path) -> None:
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    name = f"nvd_migrate_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(f"{PG}/test")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        env = {**os.environ, "WORKSPACE_DIR": str(tmp_path / "ws"), "CHANNELS_DIR": str(tmp_path)}
+        env["DATABASE_URL"] = f"{PG}/{name}"
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "daemon", "migrate"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        outcomes = [(run.communicate(timeout=60)[1], run.returncode) for run in runs]
+        assert [code for _, code in outcomes] == [0, 0], outcomes
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

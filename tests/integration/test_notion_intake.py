@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.notion.body import write_storyboard_block
 from daemon.notion.intake import Intake
 from tests.support.engine_kit import now
 from tests.support.notion_kit import NotionKit
@@ -312,3 +313,19 @@ async def test_a_queued_page_with_no_production_is_found_by_the_reconciling_pass
     await intake.poll(t0 + timedelta(minutes=11))
     task = await kit.task(page)
     assert task is not None and task.state == "active"
+
+
+async def test_a_storyboard_block_over_the_limit_is_refused_with_its_size(kit: NotionKit) -> None:
+    await kit.start()
+    page = kit.pages[0]
+    assert kit.operator
+    padding = "".join(f"# note {n:05d}: {'x' * 80}\n" for n in range(1_200))  # ~110,000 characters
+    await write_storyboard_block(kit.operator, page, STORYBOARD_YAML + padding)
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    await kit.flush()
+    shown = await kit.page(page)
+    assert shown["Status"] == "Error"
+    assert "The Storyboard block is 1" in shown["Error Log"]
+    assert "over the limit of 100,000: shorten it by" in shown["Error Log"]
+    assert await kit.task(page) is None
