@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -10,11 +13,15 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.errors import SchemaNotMigrated
+from daemon.errors import DaemonError, SchemaNotMigrated
 from daemon.settings import PROJECT_ROOT
 
 MIGRATE_COMMAND = "python -m daemon migrate"
 MIGRATE_LOCK = 0x6E7664  # the advisory lock `migrate` holds on PostgreSQL
+
+
+class MigrationError(DaemonError):
+    """A migration that would break the data; it was rolled back."""
 
 
 def alembic_config(url: str) -> Config:
@@ -36,12 +43,38 @@ async def upgrade(engine: AsyncEngine) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
-    async with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # Two `migrate` at once on a fresh server: the second waits for the first to commit,
-            # then finds the schema at head (it failed on a duplicate alembic_version before).
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK})
-        await conn.run_sync(_run)
+    await run_migration(engine, _run)
+
+
+async def run_migration(engine: AsyncEngine, migrate: Callable[[Connection], None]) -> None:
+    """One transaction for a migration, up or down (`alembic` itself comes here through env.py).
+
+    PostgreSQL: an advisory lock, so two `migrate` at once on a fresh server do not both create the
+    schema (the second waits, then finds it at head). SQLite: foreign keys off for the transaction
+    (PRAGMA foreign_keys is a no-op inside one): batch mode rebuilds a table by dropping it, and
+    with foreign keys on the drop deletes every row that references it (ON DELETE CASCADE took the
+    attempts and edges of every item). The keys are checked before the commit instead.
+    """
+    async with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        raw: Any = (await conn.get_raw_connection()).driver_connection if sqlite else None
+        if sqlite:
+            await raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            async with conn.begin():
+                if not sqlite:
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK})
+                await conn.run_sync(migrate)
+                if sqlite:
+                    broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                    if broken:
+                        raise MigrationError(
+                            f"the migration would leave {len(broken)} rows pointing at rows that do "
+                            f"not exist (first: {tuple(broken[0])}); nothing was changed"
+                        )
+        finally:
+            if sqlite:
+                await raw.execute("PRAGMA foreign_keys=ON")
 
 
 async def check_schema(engine: AsyncEngine) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 from daemon.db.engine import make_engine
 from daemon.db.models import Base
+from daemon.migrate import run_migration
 from daemon.settings import Settings
 
 config = context.config
@@ -34,9 +35,7 @@ def _configure(connection: Connection) -> None:
 async def _run_async() -> None:
     engine = make_engine(_url())
     try:
-        async with engine.connect() as connection:
-            await connection.run_sync(_configure)
-            await connection.commit()
+        await run_migration(engine, _configure)  # one transaction; SQLite foreign keys off for it
     finally:
         await engine.dispose()
 
