@@ -47,6 +47,20 @@ class _LibraryHandler(logging.StreamHandler[TextIO]):
         super().emit(record)
 
 
+class _StderrLogger:
+    """structlog's output: one line to sys.stderr as it is at each event, not as it was when logging
+    was configured (a stream replaced since, and closed, would fail every later event)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
+
+
+def _stderr_logger(*_args: Any) -> _StderrLogger:
+    return _StderrLogger()
+
+
 def configure(secrets: Iterable[str], *, json_lines: bool = True, level: int = logging.INFO) -> None:
     redactor = Redactor(secrets)
     # APScheduler reports every coalesced run at WARNING; skipped overlapping runs are by design here.
@@ -63,7 +77,7 @@ def configure(secrets: Iterable[str], *, json_lines: bool = True, level: int = l
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     # Libraries log through the standard library: notion-client's "request fail" line quotes Notion's

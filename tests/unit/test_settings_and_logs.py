@@ -104,3 +104,18 @@ def test_library_log_lines_are_redacted_too(capsys: pytest.CaptureFixture[str]) 
     logs.configure(["ntn_RecognisableToken123"])  # configuring again replaces the handler, not adds one
     logging.getLogger("x").warning("once")
     assert capsys.readouterr().err.count('"once"') == 1
+
+
+@pytest.mark.usefixtures("_restore_logging")
+def test_log_lines_go_to_stderr_as_it_is_at_each_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Configured while one stream was stderr, then that stream closed and replaced (the CLI run
+    in-process by a test, a supervisor reopening its log): lines go to the new one, none is lost."""
+    first = io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    logs.configure([])
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr("sys.stderr", second)
+    logs.get_logger(daemon="d1").warning("heartbeat_failed", error="db down")
+    line = json.loads(second.getvalue().splitlines()[-1])
+    assert line["event"] == "heartbeat_failed" and line["daemon"] == "d1"
