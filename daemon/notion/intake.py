@@ -288,30 +288,38 @@ class Intake:
         status = option_name(props.get(STATUS))
         fingerprint = inputs_hash(props)
         action = action_for(status or "")
-        if action is None and self.unproduced.get(page_id) == (status, fingerprint):
-            return 0  # no production, nothing changed since it was looked at: no statement at all
-        self.unproduced.pop(page_id, None)
+        if action is None:
+            return await self._look_at(source, page, status, fingerprint, now)
         async with self.engine.connect() as conn:
             seen = (
                 await conn.execute(
                     select(PageSeen.status, PageSeen.props_hash).where(PageSeen.page_id == page_id)
                 )
             ).first()
-        if action is None and await self._put_back(page, status, now):
-            await self._remember(page_id, source.info.data_source_id, status, fingerprint, now)
-            return 1
         if seen is not None and seen.status == status and seen.props_hash == fingerprint:
             return 0
-        if action is not None:
-            await self._act(
-                source, page, action, status or "", seen is not None and seen.status == status, now
-            )
+        self.unproduced.pop(page_id, None)
+        await self._act(source, page, action, status or "", seen is not None and seen.status == status, now)
         await self._remember(page_id, source.info.data_source_id, status, fingerprint, now)
-        if action is None:
-            if await self._task_of(page_id) is None:
-                self.unproduced[page_id] = (status, fingerprint)
-            return 0  # a page only looked at (no production of its own) is no act
         return 1
+
+    async def _look_at(
+        self, source: Source, page: JSON, status: str | None, fingerprint: str, now: datetime
+    ) -> int:
+        """A page in a status the operator does not set. On a page the daemon writes, it is put back
+        if it is a hand edit; it is never remembered in page_seen: the snapshot may be older than
+        the daemon's own latest write (recorded there by the outbox), and a stale status there would
+        make that write look like the operator's next time. A page with no production is remembered
+        once, in memory too, and costs nothing until it changes."""
+        page_id = str(page["id"])
+        if self.unproduced.get(page_id) == (status, fingerprint):
+            return 0
+        if await self._put_back(page, status, now):
+            return 1
+        if await self._task_of(page_id) is None:
+            await self._remember(page_id, source.info.data_source_id, status, fingerprint, now)
+            self.unproduced[page_id] = (status, fingerprint)
+        return 0
 
     async def _act(
         self, source: Source, page: JSON, action: Action, status: str, same_status: bool, now: datetime

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import update
 
+from daemon.db.models import Task
 from daemon.notion.body import read_storyboard_block, write_storyboard_block
+from daemon.notion.props import option_name
 from tests.support import fake_scripts
+from tests.support.engine_kit import now
 from tests.support.notion_kit import NotionKit
 from tests.support.sandbox_proc import SandboxProcess
 
@@ -386,3 +390,42 @@ async def test_cost_on_the_page_counts_clips_bought_before_a_cancel_and_never_dr
     now_paid = sum(i.cost_micros for i in items.values())
     assert final["Cost"] == pytest.approx(round((now_paid + abandoned) / 1_000_000, 2))
     assert "bought before the video stopped" not in final["Progress"]
+
+
+async def test_a_stale_look_at_the_page_never_makes_the_daemons_own_paused_an_operator_pause(
+    kit: NotionKit,
+) -> None:
+    """A poll's snapshot older than the daemon's last Status write (Generating..., read just before
+    the daemon wrote Paused for a budget wait) must not become intake's memory of the page: the next
+    poll then took the daemon's own Paused for the operator's, and paused the video for good."""
+    await kit.start(channel={"scenes": 2})
+    assert kit.scripts and kit.app and kit.operator
+    fake_scripts.set_behaviour(kit.scripts, {"*": ["hang"]})
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+
+    async def at_work() -> bool:
+        task = await kit.task(page)
+        return task is not None and any(i.state == "running" for i in (await kit.items(task.id)).values())
+
+    await kit.work(at_work)
+    await kit.flush()
+    stale = await kit.operator.call("GET", f"pages/{page}")
+    assert option_name(stale["properties"]["Status"]) == "Planning"
+    task = await kit.task(page)
+    async with kit.app.engine.begin() as conn:  # the budget is reached: the video waits
+        await conn.execute(
+            update(Task).where(Task.id == task.id).values(state="budget", error="Budget reached")
+        )
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Paused"
+    jobs = kit.app.notion_jobs()
+    assert jobs is not None
+    source = jobs.intake.sources[0]
+    await jobs.intake._handle(source, stale, now())  # a poll whose query ran before that write
+    async with kit.app.engine.begin() as conn:  # the budget is raised: the video goes on
+        await conn.execute(update(Task).where(Task.id == task.id).values(state="active", error=None))
+    await kit.poll()  # the page still shows the daemon's Paused
+    assert (await kit.task(page)).state == "active"
+    assert not any("Paused was not applied" in c for c in await kit.comments(page))

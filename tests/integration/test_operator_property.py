@@ -303,7 +303,7 @@ def test_any_sequence_of_operator_actions_keeps_gates_pays_each_clip_once_and_sh
             fake_scripts.set_behaviour(kit.scripts, {"generate_video.py": ["submit-sleep:0.6"]})
 
             @settings(
-                max_examples=examples(ci=8, deep=60),
+                max_examples=examples(ci=4, deep=60),
                 deadline=None,
                 database=None,
                 phases=(Phase.explicit, Phase.generate),  # each example is seconds of real work
