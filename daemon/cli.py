@@ -30,6 +30,7 @@ from daemon.errors import ConfigError, DaemonError, ServiceUnreachable
 from daemon.migrate import check_schema, upgrade
 from daemon.notion.gateway import NotionApi
 from daemon.notion.schema import create_database
+from daemon.notion.sync import done_of_kinds, item_counts
 from daemon.pipeline import cancel_task
 from daemon.settings import Settings, load_env_file
 from services.errors import ServiceError
@@ -191,6 +192,23 @@ async def _task_and_gate(app: App, task_id: int) -> tuple[Any, str | None]:
         return task, waiting_gate(ItemView(r.kind, r.state) for r in rows)
 
 
+async def _allowed(app: App, task_id: int, action: Action) -> Any:
+    """The task's row when the operator's action is allowed for it (the rules a page follows);
+    otherwise None, with the reason (or "no such task") printed."""
+    task, gate = await _task_and_gate(app, task_id)
+    if task is None:
+        _no_such_task(task_id)
+        return None
+    decision = decide(action, task.state, gate)
+    if not decision.allowed:
+        hint = ""
+        if action is Action.START and task.state == "active":
+            hint = f" (`python -m daemon cancel --task {task_id}` cancels it)"
+        _refused(task_id, decision.reason + hint)
+        return None
+    return task
+
+
 def _no_such_task(task_id: int) -> int:
     print(f"no such task: {task_id}", file=sys.stderr)
     return 1
@@ -204,12 +222,8 @@ def _refused(task_id: int, reason: str) -> int:
 async def _approve(settings: Settings, args: argparse.Namespace) -> int:
     app = await _operator_app(settings)
     try:
-        task, gate = await _task_and_gate(app, args.task)
-        if task is None:
-            return _no_such_task(args.task)
-        decision = decide(GATE_ACTIONS[args.gate], task.state, gate)
-        if not decision.allowed:
-            return _refused(args.task, decision.reason)
+        if await _allowed(app, args.task, GATE_ACTIONS[args.gate]) is None:
+            return 1
         ok = await approve_gate(app.engine, args.task, GATES[args.gate], SystemClock().now())
     finally:
         await app.close()
@@ -223,12 +237,8 @@ async def _approve(settings: Settings, args: argparse.Namespace) -> int:
 async def _cancel(settings: Settings, args: argparse.Namespace) -> int:
     app = await _operator_app(settings)
     try:
-        task, gate = await _task_and_gate(app, args.task)
-        if task is None:
-            return _no_such_task(args.task)
-        decision = decide(Action.CANCEL, task.state, gate)
-        if not decision.allowed:
-            return _refused(args.task, decision.reason)
+        if await _allowed(app, args.task, Action.CANCEL) is None:
+            return 1
         stopped = await cancel_task(app.engine, args.task, SystemClock().now())
     finally:
         await app.close()
@@ -241,13 +251,9 @@ async def _retry(settings: Settings, args: argparse.Namespace) -> int:
     finished step is kept and work paid for before a cancel is collected, not bought again."""
     app = await _operator_app(settings)
     try:
-        task, gate = await _task_and_gate(app, args.task)
+        task = await _allowed(app, args.task, Action.START)
         if task is None:
-            return _no_such_task(args.task)
-        decision = decide(Action.START, task.state, gate)
-        if not decision.allowed:
-            hint = f" (`python -m daemon cancel --task {args.task}` cancels it)"
-            return _refused(args.task, decision.reason + (hint if task.state == "active" else ""))
+            return 1
         request = task.request or {"title": task.title, "topic": "", "direction": ""}
         await app.pipeline.submit(
             task.channel_id,
@@ -313,24 +319,16 @@ async def _overview(conn: AsyncConnection, task_id: int | None, now: datetime) -
     if not tasks:
         return []
     ids = [t.id for t in tasks]
-    grouped: dict[int, list[tuple[str, str, int]]] = defaultdict(list)
-    for tid, kind, state, n in await conn.execute(
-        select(Item.task_id, Item.kind, Item.state, func.count())
-        .where(Item.task_id.in_(ids))
-        .group_by(Item.task_id, Item.kind, Item.state)
-    ):
-        grouped[tid].append((kind, state, int(n)))
+    grouped = await item_counts(conn, ids)
     spends = await task_spend(conn, ids)
     out: list[dict[str, Any]] = []
     for task in tasks:
         rows = grouped[task.id]
         views = [ItemView(kind, state) for kind, state, _ in rows]
         states: dict[str, int] = defaultdict(int)
-        kinds: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
-        for kind, state, n in rows:
+        for _, state, n in rows:
             states[state] += n
-            done, total = kinds[kind]
-            kinds[kind] = (done + (n if state == "succeeded" else 0), total + n)
+        kinds = done_of_kinds(rows)
         gate = waiting_gate(views) if task.state == "active" else None
         spend = spends.get(task.id, Spend())
         dollars = spend.total_micros / 1_000_000

@@ -314,11 +314,10 @@ class Intake:
         page_id = str(page["id"])
         if self.unproduced.get(page_id) == (status, fingerprint):
             return 0
-        if await self._put_back(page, status, now):
-            return 1
-        if await self._task_of(page_id) is None:
-            await self._remember(page_id, source.info.data_source_id, status, fingerprint, now)
-            self.unproduced[page_id] = (status, fingerprint)
+        if await self._task_of(page_id) is not None:
+            return 1 if await self._put_back(page, status, now) else 0
+        await self._remember(page_id, source.info.data_source_id, status, fingerprint, now)
+        self.unproduced[page_id] = (status, fingerprint)
         return 0
 
     async def _act(
@@ -435,16 +434,13 @@ class Intake:
         raise PageProblem(f"Channel '{_clip(chosen)}' is not a channel of this daemon: pick one of {known}.")
 
     async def _put_back(self, page: JSON, status: str | None, now: datetime) -> bool:
-        """A Status the operator may not set (a daemon status) on a page the daemon writes: the
+        """A Status the operator may not set (a daemon status) on a page with a production: the
         daemon's own is written again, with one comment saying why.
         Returns whether it was put back. The page shown our previous Status while a newer one waits
         in the outbox is not a hand edit: its waiting writes go now (a page back from the trash)."""
         page_id = str(page["id"])
         row = await self._status_row(page_id)
         if row is None or status == row.value.get("status"):
-            return False
-        task = await self._task_of(page_id)
-        if task is None:
             return False
         if status == (row.sent_value or {}).get("status"):
             await self._due_now(page_id, now)

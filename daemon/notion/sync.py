@@ -39,7 +39,7 @@ async def sync_tasks(
         tasks = (await conn.execute(query)).all()
         if tasks:
             ids = [t.id for t in tasks]
-            views = await _item_views(conn, ids)
+            views = await item_counts(conn, ids)
             spends = await task_spend(conn, ids)
             for task in tasks:
                 spend = spends.get(task.id, Spend())
@@ -49,7 +49,8 @@ async def sync_tasks(
     return {t.id for t in tasks if t.state in ("active", "paused", "budget")}
 
 
-async def _item_views(conn: AsyncConnection, task_ids: list[int]) -> dict[int, list[tuple[str, str, int]]]:
+async def item_counts(conn: AsyncConnection, task_ids: list[int]) -> dict[int, list[tuple[str, str, int]]]:
+    """Each task's items counted by (kind, state): what the page (and `status`) shows is made of it."""
     rows = await conn.execute(
         select(Item.task_id, Item.kind, Item.state, func.count())
         .where(Item.task_id.in_(task_ids))
@@ -72,10 +73,7 @@ async def _sync_one(
     page = str(task.notion_page_id)
     views = [ItemView(kind, state) for kind, state, _ in rows]
     status = shown_status(task.state, views)
-    counts: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
-    for kind, state, n in rows:
-        done, total = counts[kind]
-        counts[kind] = (done + (n if state == "succeeded" else 0), total + n)
+    counts = done_of_kinds(rows)
     # Cost is everything paid for this page, every pass, cancelled and replaced work included.
     dollars = spend.total_micros / 1_000_000
     progress = progress_line(counts, dollars)
@@ -92,6 +90,15 @@ async def _sync_one(
         await set_property(conn, page, "Updated", {"date": {"start": now.isoformat()}}, now)
     await _storyboard_body(conn, task, page, now)
     await _comments(conn, task, page, status, workspace, video, now)
+
+
+def done_of_kinds(rows: list[tuple[str, str, int]]) -> dict[str, tuple[int, int]]:
+    """(done, total) per item kind, from item_counts' rows: the progress line's figures."""
+    counts: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    for kind, state, n in rows:
+        done, total = counts[kind]
+        counts[kind] = (done + (n if state == "succeeded" else 0), total + n)
+    return counts
 
 
 def _error_log(task: Any) -> str:

@@ -30,6 +30,15 @@ async def _state(kit: NotionKit, page: str) -> str | None:
     return None if task is None else str(task.state)
 
 
+async def _stopped_in_error(kit: NotionKit, page: str) -> bool:
+    task = await kit.task(page)
+    return (
+        task is not None
+        and task.state == "error"
+        and not any(i.state == "running" for i in (await kit.items(task.id)).values())
+    )
+
+
 async def _gate_waiting(kit: NotionKit, page: str, gate: str) -> bool:
     task = await kit.task(page)
     return task is not None and (await kit.items(task.id))[gate].state == "ready"
@@ -84,15 +93,7 @@ async def test_queued_on_an_error_page_starts_a_new_pass_that_reuses_finished_it
     await kit.set(page, Status="Queued")
     await kit.poll()
 
-    async def stopped() -> bool:
-        task = await kit.task(page)
-        return (
-            task is not None
-            and task.state == "error"
-            and not any(i.state == "running" for i in (await kit.items(task.id)).values())
-        )
-
-    await kit.work(stopped)
+    await kit.work(lambda: _stopped_in_error(kit, page))
     await kit.flush()
     shown = await kit.page(page)
     assert shown["Status"] == "Error"
@@ -261,15 +262,7 @@ async def test_paused_on_an_error_page_is_refused_and_the_page_shows_error_again
     await kit.set(page, Status="Queued")
     await kit.poll()
 
-    async def stopped() -> bool:
-        task = await kit.task(page)
-        return (
-            task is not None
-            and task.state == "error"
-            and not any(i.state == "running" for i in (await kit.items(task.id)).values())
-        )
-
-    await kit.work(stopped)
+    await kit.work(lambda: _stopped_in_error(kit, page))
     await kit.flush()
     assert (await kit.page(page))["Status"] == "Error"
     await kit.set(page, Status="Paused")
