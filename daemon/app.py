@@ -111,6 +111,7 @@ class App:
             self.settings.notion_base_url,
             rate=self.settings.notion_rate,
             burst=self.settings.notion_burst,
+            timeout_s=self.settings.notion_timeout_s,
         )
         by_source: dict[str, list[Channel]] = {}
         for channel in bound:
@@ -182,7 +183,9 @@ class App:
         if self.notion is None or not self.sources:
             return None
         clock = SystemClock()
-        writer = OutboxWriter(self.engine, self.notion, on_page_gone=self.page_gone)
+        writer = OutboxWriter(
+            self.engine, self.notion, on_page_gone=self.page_gone, late_s=self.settings.notion_late_write_s
+        )
         intake = Intake(self.engine, self.notion, self.pipeline, self.sources)
         return NotionJobs(
             self.engine,

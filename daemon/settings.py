@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     notion_idle_poll_s: float | None = None
     notion_rate: float = 3.0  # requests/s on average, for every Notion call of this daemon
     notion_burst: int = 3
+    notion_timeout_s: float = 30.0  # a Notion call unanswered this long is given up (and may land late)
+    # A write Notion did not answer (a timeout, a 5xx, the daemon killed mid-call) may still be
+    # applied late: the page is written again this long after, and a comment looked for before it is
+    # posted again. Longer than any delay Notion applies a write with.
+    notion_late_write_s: float = 120.0
     sigterm_grace_s: float = 8.0
     max_attempts: int = 6
     retry_base_s: float = 5.0
@@ -69,7 +74,14 @@ class Settings(BaseSettings):
     demo_auto_approve: bool = False
     budget_timezone: str = "UTC"  # the day of the per-channel daily budget
 
-    @field_validator("lease_ttl_s", "claim_poll_s", "notion_poll_s", "notion_idle_poll_s")
+    @field_validator(
+        "lease_ttl_s",
+        "claim_poll_s",
+        "notion_poll_s",
+        "notion_idle_poll_s",
+        "notion_timeout_s",
+        "notion_late_write_s",
+    )
     @classmethod
     def _positive(cls, value: float | None) -> float | None:
         if value is not None and value <= 0:

@@ -195,6 +195,9 @@ class Outbox(Base):
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime]
+    # A write of this row went unanswered (a timeout, a 5xx, the daemon killed mid-call) and Notion
+    # may still apply it late, over newer values: at this time the page's values are written again.
+    recheck_at: Mapped[datetime | None]
 
 
 class Comment(Base):
@@ -211,6 +214,9 @@ class Comment(Base):
     next_attempt_at: Mapped[datetime]
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    # A POST went out and no answer came (or the daemon died mid-call): it may land late, so the
+    # comment is not posted again before this time, and is looked for on the page first.
+    recheck_at: Mapped[datetime | None]
 
 
 class PollCursor(Base):

@@ -442,7 +442,14 @@ class Intake:
         row = await self._status_row(page_id)
         if row is None or status == row.value.get("status"):
             return False
-        if status == (row.sent_value or {}).get("status"):
+        if (
+            row.version > row.sent_version
+            or row.recheck_at is not None
+            or status == (row.sent_value or {}).get("status")
+        ):
+            # A write of ours is due (one that crossed the operator's is among them), one went
+            # unanswered and may have landed late, or the page shows our previous write: not a hand
+            # edit; the outbox sets the page right, now.
             await self._due_now(page_id, now)
             return False
         # Under the outbox's lock, with the page read again: a write of ours may have landed after
@@ -471,14 +478,20 @@ class Intake:
         async with self.engine.connect() as conn:
             return (
                 await conn.execute(
-                    select(Outbox.id, Outbox.value, Outbox.sent_value, Outbox.version).where(
-                        Outbox.page_id == page_id, Outbox.property == STATUS
-                    )
+                    select(
+                        Outbox.id,
+                        Outbox.value,
+                        Outbox.sent_value,
+                        Outbox.version,
+                        Outbox.sent_version,
+                        Outbox.recheck_at,
+                    ).where(Outbox.page_id == page_id, Outbox.property == STATUS)
                 )
             ).first()
 
     async def _due_now(self, page_id: str, now: datetime) -> None:
-        """The page's deferred writes and comments go at the next flush (it was away: trashed)."""
+        """The page's deferred writes and comments go at the next flush (it was away: trashed), and
+        its values are written again if a write of ours went unanswered (it may have landed late)."""
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(Outbox)
@@ -488,6 +501,11 @@ class Intake:
                     Outbox.next_attempt_at > now,
                 )
                 .values(next_attempt_at=now)
+            )
+            await conn.execute(
+                update(Outbox)
+                .where(Outbox.page_id == page_id, Outbox.recheck_at > now)
+                .values(recheck_at=now)
             )
             await conn.execute(
                 update(Comment)

@@ -3,7 +3,14 @@ comments written once.
 
 Properties are written only when changed and coalesced per page into one update. Before Status is
 written the page is read: a Status that differs from the daemon's last write means the operator
-acted, and the daemon's value is dropped in favour of theirs.
+acted, and the daemon's value is dropped in favour of theirs. Notion has no conditional writes, so
+an operator's change can still cross a write of ours in flight: when intake took their Status while
+our write was out, theirs is written back at once, with a comment.
+
+A write Notion did not answer (a timeout, a 5xx, the daemon killed mid-call) may be applied late,
+after newer values: each write is marked in the DB before it is sent, and a page whose write went
+unanswered is written again once `late_s` has passed. A comment whose POST went unanswered is looked
+for on the page after `late_s`, and posted again only if it is not there.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -37,6 +44,7 @@ JSON = dict[str, Any]
 STATUS = "Status"
 STORYBOARD_BODY = "__storyboard__"  # not a property: the Storyboard block of the page body
 HELD_STATUS_S = 5.0  # a Status held back for the operator's change is looked at again after this
+LATE_WRITE_S = 120.0  # see Settings.notion_late_write_s
 
 
 async def set_property(conn: AsyncConnection, page_id: str, prop: str, value: JSON, now: datetime) -> bool:
@@ -149,10 +157,12 @@ class OutboxWriter:
         engine: AsyncEngine,
         notion: NotionGateway,
         on_page_gone: Any = None,
+        late_s: float = LATE_WRITE_S,
     ) -> None:
         self.engine = engine
         self.notion = notion
         self.on_page_gone = on_page_gone
+        self.late_s = late_s
         # Set by the leader's jobs: a flush stops at the next write once the lease is not ours.
         self.leading: Callable[[], bool] = lambda: True
         self.bot_id: str | None = None  # the integration's user: its comments are the daemon's
@@ -166,6 +176,7 @@ class OutboxWriter:
 
     # Properties ------------------------------------------------------------------------------------
     async def _flush_properties(self, now: datetime) -> int:
+        await self._recheck_due(now)
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
@@ -189,12 +200,36 @@ class OutboxWriter:
                 await self._defer(page_rows, now, "the page is gone or no longer shared", hours=1)
                 if self.on_page_gone is not None:
                     await self.on_page_gone(page_id)
-            except (NotionUnavailable, AmbiguousWrite) as exc:
+            except AmbiguousWrite as exc:
+                # The values go again soon (writing a value twice is harmless); a block append, which
+                # is not, waits until a late one would have landed and is looked for first.
+                await self._defer(page_rows, now, str(exc), late=True)
+            except NotionUnavailable as exc:
                 await self._defer(page_rows, now, str(exc))
             except NotionRejected as exc:
                 self.log.error("notion_write_rejected", page=page_id, error=str(exc))
                 await self._defer(page_rows, now, str(exc), hours=1)
         return writes
+
+    async def _recheck_due(self, now: datetime) -> None:
+        """A page with a write that went unanswered long enough ago to have landed by now, late or not,
+        gets every value of ours written again: a late write may have put older values back."""
+        async with self.engine.connect() as conn:
+            pages = list(
+                await conn.scalars(select(Outbox.page_id).where(Outbox.recheck_at <= now).distinct())
+            )
+        if not pages:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(Outbox)
+                .where(Outbox.page_id.in_(pages), Outbox.version == Outbox.sent_version)
+                .values(sent_version=Outbox.version - 1, next_attempt_at=now)
+            )
+            await conn.execute(
+                update(Outbox).where(Outbox.page_id.in_(pages)).values(recheck_at=None, next_attempt_at=now)
+            )
+        self.log.info("notion_pages_rewritten_after_unanswered_write", pages=len(pages))
 
     async def _write_page(self, page_id: str, rows: list[Any], now: datetime) -> int:
         properties: JSON = {}
@@ -202,6 +237,7 @@ class OutboxWriter:
         writes = 0
         for row in rows:
             if row.property == STORYBOARD_BODY:
+                await self._sending([row], now)
                 await write_storyboard_block(self.notion, page_id, str(row.value["yaml"]))
                 writes += 1
                 await self._mark_sent([row], now)
@@ -215,11 +251,26 @@ class OutboxWriter:
                 properties[row.property] = _value(row)
             sent.append(row)
         if properties:
-            await self.notion.call("PATCH", f"pages/{page_id}", body={"properties": properties})
+            await self._sending(sent, now)
+            # Not repeated by the gateway: an unanswered write is this writer's to follow up.
+            await self.notion.call(
+                "PATCH", f"pages/{page_id}", body={"properties": properties}, idempotent=False
+            )
             writes += 1
             crash_point("outbox_after_property_write")
             await self._mark_sent(sent, now)
         return writes
+
+    async def _sending(self, rows: list[Any], now: datetime) -> None:
+        """Marks rows as out before their write is sent: if no answer comes (or the daemon dies before
+        it does), the page is written again once a late write would have landed."""
+        until = now + timedelta(seconds=self.late_s)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(Outbox)
+                .where(Outbox.id.in_([r.id for r in rows]), Outbox.recheck_at.is_(None))
+                .values(recheck_at=until)
+            )
 
     async def _status_kind_if_ours(self, page_id: str, row: Any, now: datetime) -> str | None:
         """Reads the page: if the operator set an operator status (Queued, Cancelled, an approval...)
@@ -244,25 +295,65 @@ class OutboxWriter:
         return None
 
     async def _mark_sent(self, rows: list[Any], now: datetime) -> None:
+        crossed: list[Any] = []
         async with self.engine.begin() as conn:
             for row in rows:
+                if row.recheck_at is None:  # answered; no earlier write of this row is still out
+                    await conn.execute(update(Outbox).where(Outbox.id == row.id).values(recheck_at=None))
                 # Only the version written counts as sent: a newer value queued meanwhile still goes out.
-                await conn.execute(
+                done = await conn.execute(
                     update(Outbox)
                     .where(Outbox.id == row.id, Outbox.version == row.version)
                     .values(sent_version=row.version, sent_value=row.value, attempts=0, last_error=None)
                 )
-                if row.property == STATUS:
+                if row.property != STATUS:
+                    continue
+                if done.rowcount:
                     await conn.execute(
                         update(PageSeen)
                         .where(PageSeen.page_id == row.page_id)
                         .values(status=row.value["status"])
                     )
+                else:
+                    crossed.append(row)
+        for row in crossed:
+            await self._restore_if_crossed(row, now)
 
-    async def _defer(self, rows: list[Any], now: datetime, error: str, hours: float = 0) -> None:
+    async def _restore_if_crossed(self, written: Any, now: datetime) -> None:
+        """Our Status write was out while intake took the operator's Status (acknowledged it as the
+        new baseline): if ours landed after theirs, the page shows ours. Theirs is written back at
+        once, with a comment; their action has been applied already."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(Outbox).where(Outbox.id == written.id))).one()
+        theirs = row.value.get("status")
+        if row.version != row.sent_version or row.sent_value != row.value or action_for(theirs or "") is None:
+            return  # a newer value of the daemon's is queued: it goes out at the next flush anyway
+        page = await self.notion.call("GET", f"pages/{row.page_id}")
+        current = option_name(page.get("properties", {}).get(STATUS) or {})
+        if current == theirs:
+            return  # their change landed after our write: the page shows it
+        ours = written.value.get("status")
+        self.log.warning("operator_status_restored", page=row.page_id, operator=theirs, crossed=ours)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(Outbox)
+                .where(Outbox.id == row.id, Outbox.version == row.version)
+                .values(sent_version=row.version - 1, next_attempt_at=now)
+            )
+            body = (
+                f"Status {theirs} was set while the daemon was updating this page to {ours}, and for a "
+                f"moment the page showed {ours}. {theirs} has been applied and is back on the page."
+            )
+            await add_comment(conn, row.page_id, f"{row.page_id}:crossed:{theirs}:{row.version}", body, now)
+
+    async def _defer(
+        self, rows: list[Any], now: datetime, error: str, hours: float = 0, late: bool = False
+    ) -> None:
         async with self.engine.begin() as conn:
             for row in rows:
                 delay = hours * 3600 or backoff_seconds(row.attempts + 1, 2.0, 300.0)
+                if late and row.property == STORYBOARD_BODY:
+                    delay = max(delay, self.late_s)
                 await conn.execute(
                     update(Outbox)
                     .where(Outbox.id == row.id)
@@ -279,7 +370,11 @@ class OutboxWriter:
             rows = (
                 await conn.execute(
                     select(Comment)
-                    .where(Comment.state == "pending", Comment.next_attempt_at <= now)
+                    .where(
+                        Comment.state == "pending",
+                        Comment.next_attempt_at <= now,
+                        or_(Comment.recheck_at.is_(None), Comment.recheck_at <= now),
+                    )
                     .order_by(Comment.id)
                     .limit(50)
                 )
@@ -292,11 +387,17 @@ class OutboxWriter:
                 if row.attempts > 0 and await self._comment_exists(row):
                     await self._comment_sent(row.id, now)  # an earlier try did land: written once
                     continue
-                # Counted before the call: after a crash between the call and its bookkeeping, the
-                # next try looks for the comment first instead of writing it twice.
+                # Counted before the call, and the next try put after the time a late POST would
+                # have landed: after a crash mid-call, or no answer, the next try looks for the
+                # comment first instead of writing it twice.
                 async with self.engine.begin() as conn:
                     await conn.execute(
-                        update(Comment).where(Comment.id == row.id).values(attempts=Comment.attempts + 1)
+                        update(Comment)
+                        .where(Comment.id == row.id)
+                        .values(
+                            attempts=Comment.attempts + 1,
+                            recheck_at=now + timedelta(seconds=self.late_s),
+                        )
                     )
                 await self.notion.call(
                     "POST",
@@ -310,13 +411,15 @@ class OutboxWriter:
                 writes += 1
                 crash_point("outbox_after_comment")
                 await self._comment_sent(row.id, now)
-            except NotionError as exc:
+            except AmbiguousWrite as exc:  # it may land late: looked for once it would have
+                self.log.warning("notion_comment_unanswered", page=row.page_id, key=row.key, error=str(exc))
+            except NotionError as exc:  # not applied (429s, refused, page gone): tried again later
                 delay = backoff_seconds(row.attempts + 1, 2.0, 300.0)
                 async with self.engine.begin() as conn:
                     await conn.execute(
                         update(Comment)
                         .where(Comment.id == row.id)
-                        .values(next_attempt_at=now + timedelta(seconds=delay))
+                        .values(next_attempt_at=now + timedelta(seconds=delay), recheck_at=None)
                     )
                 self.log.warning("notion_comment_deferred", page=row.page_id, key=row.key, error=str(exc))
         return writes

@@ -3,6 +3,7 @@ an operator's change racing the daemon's write."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -165,3 +166,140 @@ async def test_status_is_written_as_each_data_source_types_it(kit: NotionKit) ->
     async with kit.app.engine.connect() as conn:
         errors = [r for r in await conn.scalars(select(Outbox.last_error)) if r]
     assert errors == []
+
+
+def _daemon_token(kit: NotionKit) -> str:
+    assert kit.app and kit.app.notion
+    return kit.app.notion.token
+
+
+async def _in_flight(kit: NotionKit) -> None:
+    """Waits until the daemon's delayed call is out (the sandbox took its one-shot fault)."""
+    deadline = time.monotonic() + 10
+    while kit.sandbox.get("/_sandbox/faults")["faults"]:
+        assert time.monotonic() < deadline, "the daemon never made the delayed call"
+        await asyncio.sleep(0.05)
+
+
+REVIEW_GATE = {"storyboard": True, "assets": False, "final": False}
+
+
+async def _queued(kit: NotionKit) -> str:
+    """A page queued and taken; with REVIEW_GATE, its storyboard is all that runs."""
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    return page
+
+
+async def _storyboard_done(kit: NotionKit, page: str) -> None:
+    async def done() -> bool:
+        task = await kit.task(page)
+        return task is not None and (await kit.items(task.id))["storyboard_gate"].state == "ready"
+
+    await kit.work(done)
+
+
+@pytest.mark.slow
+async def test_an_operators_cancel_crossing_a_status_write_in_flight_is_put_back_at_once(
+    kit: NotionKit, sandbox: SandboxProcess
+) -> None:
+    """Finding 2 of the reliability issue: the daemon read the page, the operator set Cancelled, and
+    the daemon's Status write (slow to land) replaced it. Intake took the Cancelled meanwhile, so the
+    video stops; the page must say Cancelled again without waiting for anyone, and say what happened."""
+    await kit.start(gates=REVIEW_GATE)
+    page = await _queued(kit)
+    await kit.flush()
+    await _storyboard_done(kit, page)  # the daemon now has "Storyboard Review" to write
+    sandbox.fault(
+        provider="notion",
+        kind="latency",
+        latency_ms=2500,
+        count=1,
+        endpoint="^PATCH /notion/v1/pages/",
+        token=_daemon_token(kit),
+    )
+    flushing = asyncio.create_task(kit.flush())
+    await _in_flight(kit)
+    await kit.set(page, Status="Cancelled")
+    await kit.poll()
+    assert (await kit.task(page)).state == "cancelled"
+    await flushing
+    assert (await kit.page(page))["Status"] == "Storyboard Review"  # ours landed after theirs
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Cancelled"
+    await kit.poll()  # the page as the daemon left it is not taken for a hand edit
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Cancelled"
+    comments = await kit.comments(page)
+    assert [c for c in comments if "while the daemon was updating this page" in c] == [
+        "Status Cancelled was set while the daemon was updating this page to Storyboard Review, and for "
+        "a moment the page showed Storyboard Review. Cancelled has been applied and is back on the page."
+    ]
+    assert not [c for c in comments if "the daemon's to show" in c]
+
+
+@pytest.mark.slow
+async def test_a_write_notion_applies_after_the_timeout_cannot_leave_the_page_older(
+    kit: NotionKit, sandbox: SandboxProcess
+) -> None:
+    """Finding 3: a PATCH unanswered within the client's timeout landed later, over the newer values
+    written since, and the page stayed behind the DB for good."""
+    await kit.start(gates=REVIEW_GATE, notion_timeout_s=1.0, notion_late_write_s=6.0)
+    page = await _queued(kit)
+    sandbox.fault(
+        provider="notion",
+        kind="latency",
+        latency_ms=4000,
+        count=1,
+        endpoint="^PATCH /notion/v1/pages/",
+        token=_daemon_token(kit),
+    )
+    started = time.monotonic()
+    await kit.flush()  # "Planning" goes out and times out; Notion applies it at 4 s
+    await _storyboard_done(kit, page)
+    await kit.flush()  # the newer values land at once
+    assert time.monotonic() - started < 3.5, "too slow to test the late write"
+    assert (await kit.page(page))["Status"] == "Storyboard Review"
+    await asyncio.sleep(max(0.0, started + 4.5 - time.monotonic()))
+    late = await kit.page(page)
+    assert late["Status"] == "Planning"  # the late write put the older values back
+    await kit.poll()  # not taken for a hand edit of the operator's
+    while time.monotonic() < started + 8:
+        await kit.flush()
+        await asyncio.sleep(0.3)
+    shown = await kit.page(page)
+    assert shown["Status"] == "Storyboard Review"
+    assert shown["Progress"] != late["Progress"]
+    comments = await kit.comments(page)
+    assert not [c for c in comments if "the daemon's to show" in c]
+    assert len([c for c in comments if "ready for review" in c]) == 1
+
+
+@pytest.mark.slow
+async def test_a_comment_notion_posts_after_the_timeout_is_not_posted_again(
+    kit: NotionKit, sandbox: SandboxProcess
+) -> None:
+    """Finding 3: a comment POST unanswered within the timeout was tried again before Notion applied
+    the first one late, and the page got the comment twice."""
+    await kit.start(notion_timeout_s=1.0, notion_late_write_s=5.0)
+    page = kit.pages[0]
+    sandbox.fault(
+        provider="notion",
+        kind="latency",
+        latency_ms=4000,
+        count=1,
+        endpoint="^POST /notion/v1/comments",
+        token=_daemon_token(kit),
+    )
+    await kit.set(page, Status="Assets Approved")  # refused: there is no video to approve
+    await kit.poll()
+    started = time.monotonic()
+    while time.monotonic() < started + 7:
+        await kit.flush()
+        await asyncio.sleep(0.3)
+    refusals = [c for c in await kit.comments(page) if "was not applied" in c]
+    assert len(refusals) == 1
+    assert kit.app
+    async with kit.app.engine.connect() as conn:
+        assert (await conn.scalar(select(Comment.state))) == "sent"

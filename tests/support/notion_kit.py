@@ -186,7 +186,7 @@ class NotionKit:
         """Makes deferred comments due now (their backoff is real time otherwise)."""
         assert self.app
         async with self.app.engine.begin() as conn:
-            await conn.execute(update(Comment).values(next_attempt_at=now()))
+            await conn.execute(update(Comment).values(next_attempt_at=now(), recheck_at=None))
             await conn.execute(update(Outbox).values(next_attempt_at=now()))
 
     # DB ----------------------------------------------------------------------------------------------
