@@ -12,35 +12,51 @@ from daemon.budget import close_reservation
 from daemon.db.models import Attempt, Item, ProviderSlot
 
 
-async def heartbeat(engine: AsyncEngine, tokens: Collection[str], now: datetime, ttl: float) -> set[str]:
-    """Extends every still-valid lease in one statement; returns the tokens that were lost.
+def grace(ttl: float) -> timedelta:
+    """How long past its expiry a lease stays its daemon's: a database outage (or a slow beat) a
+    little longer than the TTL loses nothing. Sweeps wait for it, and a provider slot is held this
+    much longer than its lease, so no claim takes it from a daemon that is about to renew."""
+    return timedelta(seconds=ttl / 2)
 
-    A lease that has expired is lost even if nobody took it yet: validity is never revived.
+
+async def heartbeat(engine: AsyncEngine, tokens: Collection[str], now: datetime, ttl: float) -> set[str]:
+    """Extends every lease still ours in one statement per table; returns the tokens that were lost.
+
+    A lease is ours while its item still holds our token (running) and its provider slot does too:
+    one that ran out during a database outage is renewed, since nobody took it (the token fences
+    every writer); one swept or re-claimed, or whose slot was taken, is lost.
     """
     if not tokens:
         return set()
     expires = now + timedelta(seconds=ttl)
     async with engine.begin() as conn:
+        with_slot = select(ProviderSlot.lease_token).where(ProviderSlot.lease_token.in_(list(tokens)))
         kept_rows = await conn.execute(
             update(Item)
-            .where(Item.lease_token.in_(list(tokens)), Item.state == "running", Item.lease_expires_at > now)
+            .where(Item.lease_token.in_(with_slot), Item.state == "running")
             .values(lease_expires_at=expires)
             .returning(Item.lease_token)
         )
         kept = {r[0] for r in kept_rows}
         if kept:
             await conn.execute(
-                update(ProviderSlot).where(ProviderSlot.lease_token.in_(kept)).values(expires_at=expires)
+                update(ProviderSlot)
+                .where(ProviderSlot.lease_token.in_(kept))
+                .values(expires_at=expires + grace(ttl))
             )
     return set(tokens) - kept
 
 
-async def sweep_expired(engine: AsyncEngine, now: datetime) -> int:
-    """Hands items whose lease expired (a dead or frozen daemon) back to the ready queue."""
+async def sweep_expired(engine: AsyncEngine, now: datetime, ttl: float) -> int:
+    """Hands items whose lease expired more than its grace ago (a dead or frozen daemon, or one cut
+    off from the database) back to the ready queue."""
+    stale = now - grace(ttl)
     async with engine.begin() as conn:
         rows = (
             await conn.execute(
-                select(Item.id, Item.lease_token).where(Item.state == "running", Item.lease_expires_at < now)
+                select(Item.id, Item.lease_token).where(
+                    Item.state == "running", Item.lease_expires_at < stale
+                )
             )
         ).all()
         for row in rows:

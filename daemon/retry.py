@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import tenacity
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tenacity import RetryCallState, wait_random_exponential
+
+from daemon.logs import get_logger
 
 
 def backoff_seconds(failures: int, base: float, cap: float, hint: float | None = None) -> float:
@@ -22,8 +25,10 @@ def backoff_seconds(failures: int, base: float, cap: float, hint: float | None =
 _TRANSIENT_SQLSTATE_PREFIXES = ("08", "57P", "40001", "40P01", "53300", "55P03", "57014")
 
 
-def _is_transient_db_error(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError):
+def is_transient_db_error(exc: BaseException) -> bool:
+    """The database is unreachable, restarting or busy for now (a pool with no free connection
+    included): the call is worth repeating as it is."""
+    if isinstance(exc, OperationalError | PoolTimeout):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -43,10 +48,24 @@ def _is_transient_db_error(exc: BaseException) -> bool:
     return False
 
 
-# Quick in-process calls (DB statements after a restart of the server) retry in place.
+def _log_wait(state: RetryCallState) -> None:
+    """Said once when a call starts waiting for the database, then every 20th try."""
+    if state.attempt_number == 1 or state.attempt_number % 20 == 0:
+        error = state.outcome.exception() if state.outcome else None
+        get_logger().warning(
+            "database_unreachable_waiting",
+            call=getattr(state.fn, "__name__", "?"),
+            tries=state.attempt_number,
+            error=str(error)[:300],
+        )
+
+
+# The worker's bookkeeping (a completion, a hand-back, a job id) is repeated until the database
+# answers, however long it is away: what it records was paid for, and the lease token fences it
+# when it lands late. Shutdown does not wait for it past its grace.
 db_retry = tenacity.retry(
-    retry=tenacity.retry_if_exception(_is_transient_db_error),
+    retry=tenacity.retry_if_exception(is_transient_db_error),
     wait=wait_random_exponential(multiplier=0.2, max=5),
-    stop=tenacity.stop_after_delay(120),
+    before_sleep=_log_wait,
     reraise=True,
 )

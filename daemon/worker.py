@@ -26,13 +26,9 @@ from daemon.commands import EXTENSIONS, build_command, final_path
 from daemon.complete import StoryboardHook, Success, complete, count_failures, fail
 from daemon.crashpoints import crash_point
 from daemon.logs import Redactor, get_logger
-from daemon.retry import backoff_seconds, db_retry
+from daemon.retry import backoff_seconds, db_retry, is_transient_db_error
 from daemon.runner import EXIT_OK, EXIT_PERMANENT, EXIT_USAGE, ScriptOutcome, ScriptRunner
 from daemon.settings import Settings
-
-# Wrapped once: tenacity builds its machinery per wrap, and these run for every claim.
-_claim = db_retry(claim)
-_ready_providers = db_retry(ready_providers)
 
 
 class CostModel(Protocol):
@@ -79,6 +75,11 @@ class Worker:
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
         self.beat_now = asyncio.Event()
+        # Cleared while the database is away: claims wait for a beat to renew the running scripts'
+        # leases first, so that no claim takes a slot of a lease that ran out during the outage.
+        self.renewed = asyncio.Event()
+        self.renewed.set()
+        self.db_failures = 0
         self.rounds = 0
         self.log = get_logger(daemon=settings.daemon_id)
 
@@ -94,7 +95,16 @@ class Worker:
         idle_rounds = 0
         try:
             while not stop.is_set():
-                claimed = await self._claim_round()
+                try:
+                    claimed = await self._claim_round()
+                except Exception as exc:
+                    if not is_transient_db_error(exc):
+                        raise
+                    await self._database_away(stop, exc)
+                    continue
+                if self.db_failures:
+                    self.log.warning("database_back", failed_rounds=self.db_failures)
+                    self.db_failures = 0
                 idle_rounds = 0 if claimed else idle_rounds + 1
                 if not claimed:
                     # Idle: poll less and less often (up to idle_poll_max_s); a local completion
@@ -112,6 +122,23 @@ class Worker:
             beats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beats
+
+    async def _database_away(self, stop: asyncio.Event, exc: BaseException) -> None:
+        """The database cannot be reached: running scripts go on (their results wait for it), no
+        new work is claimed until a beat has renewed their leases, however long it takes."""
+        self.db_failures += 1
+        if self.db_failures == 1 or self.db_failures % 30 == 0:
+            self.log.warning(
+                "database_unreachable_claims_wait",
+                running=len(self.running),
+                failed_rounds=self.db_failures,
+                error=str(exc)[:300],
+            )
+        self.renewed.clear()
+        self.beat_now.set()
+        delay = backoff_seconds(self.db_failures, self.settings.claim_poll_s, 5.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
 
     def _disk_ok(self) -> bool:
         """Work pauses while the workspace's disk is nearly full, and goes on when space returns."""
@@ -138,7 +165,7 @@ class Worker:
         claimed = 0
         if not self._disk_ok():
             return 0
-        if len(self.running) >= self.capacity:
+        if len(self.running) >= self.capacity or not self.renewed.is_set():
             return 0
         free = [p for p, limit in self.limits.items() if self._local_count(p) < limit]
         # Each round starts at the next provider, so that under MAX_RUNNING the first provider with
@@ -147,10 +174,10 @@ class Worker:
         turn = self.rounds % len(free) if free else 0
         free = free[turn:] + free[:turn]
         # One cheap query says which providers have work due; claims only where there is some.
-        for provider in await _ready_providers(self.engine, free, self.clock.now()):
+        for provider in await ready_providers(self.engine, free, self.clock.now()):
             while self._local_count(provider) < self.limits[provider] and len(self.running) < self.capacity:
                 budgets_seen = self.policy.budgets
-                c = await _claim(
+                c = await claim(
                     self.engine,
                     provider,
                     self.settings.daemon_id,
@@ -208,13 +235,15 @@ class Worker:
             beat += 1
             try:
                 await self._beat()
+                self.renewed.set()
                 if beat % sweep_every == 0 and not stop.is_set():
-                    swept = await lease.sweep_expired(self.engine, self.clock.now())
+                    ttl = self.settings.lease_ttl_s
+                    swept = await lease.sweep_expired(self.engine, self.clock.now(), ttl)
                     if swept:
                         self.log.warning("leases_expired_swept", items=swept)
                     await self._resume_budget_waits()
-            except Exception as exc:  # a DB outage must not kill the loop; the lease TTL covers it
-                self.log.warning("heartbeat_failed", error=str(exc))
+            except Exception as exc:  # a DB outage must not kill the loop: scripts go on meanwhile
+                self.log.warning("heartbeat_failed", error=str(exc)[:300])
 
     async def budgets_changed(self) -> None:
         """Budgets were raised (or weights changed) in the channel files: waiting videos that now

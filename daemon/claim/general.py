@@ -19,6 +19,7 @@ from daemon.budget import lock_channel_day, refusal, reserve
 from daemon.claim.common import BUDGET_TRIES, Claimed, ClaimPolicy, attempt_output, idempotency_key
 from daemon.db.models import Attempt, ChannelShare, Item, ItemEdge, ProviderSlot, Task
 from daemon.fairness import advance, effective_pass, floor_pass
+from daemon.lease import grace
 
 
 async def ensure_slots(engine: AsyncEngine, limits: dict[str, int]) -> None:
@@ -64,7 +65,7 @@ async def claim_general(
         await conn.execute(
             update(ProviderSlot)
             .where(ProviderSlot.provider == provider, ProviderSlot.slot_no == slot)
-            .values(item_id=row.id, lease_token=token, expires_at=expires)
+            .values(item_id=row.id, lease_token=token, expires_at=expires + grace(ttl))
         )
         number = row.attempts + 1
         await conn.execute(

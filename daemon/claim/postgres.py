@@ -64,10 +64,12 @@ _WINDOW = 64
 _PER_CHANNEL = 8
 
 # The chosen item's lease, attempt and pass, once `go` holds (id, floor, slot_no) of a locked item
-# and slot; $2 now, $3 token, $4 expires, $5 owner, $6 strides, $7 extensions.
+# and slot; $2 now, $3 token, $4 expires, $5 owner, $6 strides, $7 extensions. The slot is held a
+# grace (half the TTL, lease.grace) longer than the lease.
 _CLAIM_WRITES_PG = """
 taken AS (
-    UPDATE provider_slot s SET item_id = go.id, lease_token = $3, expires_at = $4
+    UPDATE provider_slot s SET item_id = go.id, lease_token = $3,
+                               expires_at = $4::timestamptz + ($4::timestamptz - $2::timestamptz) / 2
     FROM go WHERE s.provider = $1 AND s.slot_no = go.slot_no
     RETURNING s.slot_no
 ),

@@ -14,6 +14,7 @@ from daemon.budget import refusal_text
 from daemon.claim.common import BUDGET_TRIES, Claimed, ClaimPolicy, attempt_output, idempotency_key
 from daemon.db.engine import sqlite_driver, sqlite_time
 from daemon.fairness import stride
+from daemon.lease import grace
 
 # SQLite ------------------------------------------------------------------------------------------
 # BEGIN IMMEDIATE serialises every writer, so the statements run one after another with nothing
@@ -102,11 +103,12 @@ async def claim_sqlite(
                     continue
             token = uuid.uuid4().hex
             expires = sqlite_time(now + timedelta(seconds=ttl))
+            slot_expires = sqlite_time(now + timedelta(seconds=ttl) + grace(ttl))
             number = attempts + 1
             await db.fetch(
                 "UPDATE provider_slot SET item_id = ?, lease_token = ?, expires_at = ? "
                 "WHERE provider = ? AND slot_no = ?",
-                (item_id, token, expires, provider, slot[0]),
+                (item_id, token, slot_expires, provider, slot[0]),
             )
             await db.fetch(
                 "UPDATE item SET state = 'running', lease_owner = ?, lease_token = ?, lease_expires_at = ?, "

@@ -51,8 +51,13 @@ def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
         # Every write is a short transaction; asyncpg's statement cache serves the few hot shapes.
         # No JIT: compiling a plan took longer than running it (0.7 s for a 1 ms claim, whenever
         # the planner's estimate crossed jit_above_cost).
+        # On a network that drops packets (a partition, a frozen host) nothing answers and nothing
+        # fails: a connection attempt gives up after 10 s and a statement after 60 s, so the
+        # heartbeat and the claim loop try again rather than hang for the length of the outage.
         connect_args={
-            "server_settings": {"application_name": "notion-video-daemon", "jit": "off", **PG_TIMEOUTS}
+            "server_settings": {"application_name": "notion-video-daemon", "jit": "off", **PG_TIMEOUTS},
+            "timeout": 10,
+            "command_timeout": 60,
         },
     )
 

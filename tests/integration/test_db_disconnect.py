@@ -128,7 +128,7 @@ async def test_a_daemon_frozen_inside_a_transaction_holds_its_locks_only_until_t
         await held.begin()
         await held.execute(update(Item).values(provider_job_id="job-1"))  # and then it froze
         started = time.monotonic()
-        swept = await db_retry(sweep_expired)(other, now())
+        swept = await db_retry(sweep_expired)(other, now(), 1.0)
         waited = time.monotonic() - started
         assert swept == 1
         assert waited < 20, waited  # the server ended the frozen transaction after 10 s idle

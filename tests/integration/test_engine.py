@@ -210,7 +210,7 @@ async def test_a_fenced_out_completion_is_refused_and_the_new_owners_output_stay
     assert first is not None
     # Daemon A stalls past its lease; the sweep hands the item back and daemon B takes it.
     later = now() + timedelta(seconds=5)
-    assert await sweep_expired(kit.engine, later) == 1
+    assert await sweep_expired(kit.engine, later, 1.0) == 1
     second = await claim(kit.engine, "elevenlabs", "daemon-b", later, 30.0, EXTENSIONS)
     assert second is not None and second.item_id == first.item_id and second.attempt_no == 2
     target = final_path(second.kind, second.key, "nature", "p1")

@@ -147,14 +147,19 @@ def machine(world: World) -> type[RuleBasedStateMachine]:  # noqa: C901 - one ru
             owner = data.draw(st.sampled_from(sorted({h.owner for h in self.held.values()})))
             tokens = [t for t, h in self.held.items() if h.owner == owner]
             items = world.run(_items(world.engine, self.task_id))
-            valid = {
+            _, slots, _, _ = world.run(_snapshot(world.engine, self.task_id))
+            # Still ours: the item holds the token and so does its slot. One that ran out is renewed
+            # if nobody swept it or took its slot (the grace keeps both away for a while).
+            ours = {
                 i.lease_token
                 for i in items.values()
-                if i.state == "running" and i.lease_expires_at is not None and i.lease_expires_at > self.now
+                if i.state == "running" and any(s.lease_token == i.lease_token for s in slots)
             }
             lost = world.run(lease.heartbeat(world.engine, tokens, self.now, TTL))
             self.count("heartbeat")
-            assert lost == {t for t in tokens if t not in valid}, "a heartbeat kept a lease it had lost"
+            assert lost == {t for t in tokens if t not in ours}, "a heartbeat kept a lease it had lost"
+            if any(i.lease_token in ours and i.lease_expires_at <= self.now for i in items.values()):
+                self.count("renewed_after_expiry")
             for token in lost:  # the worker kills the script and records how its attempt ended
                 held = self.held.pop(token)
                 world.run(lease.close_attempt(world.engine, held.claimed.item_id, token, self.now, "lost"))
@@ -164,7 +169,7 @@ def machine(world: World) -> type[RuleBasedStateMachine]:  # noqa: C901 - one ru
             """The clock moves on; a daemon's periodic sweep may hand expired leases back."""
             world.clock += timedelta(seconds=seconds)
             if sweep:
-                world.run(lease.sweep_expired(world.engine, self.now))
+                world.run(lease.sweep_expired(world.engine, self.now, TTL))
                 self.count("sweep")
 
         @precondition(lambda self: bool(self.held))
@@ -305,7 +310,8 @@ def machine(world: World) -> type[RuleBasedStateMachine]:  # noqa: C901 - one ru
             for item in valid:
                 mine = [s for s in slots if s.lease_token == item.lease_token]
                 assert len(mine) == 1 and mine[0].provider == item.provider, (item.key, mine)
-                assert mine[0].expires_at == item.lease_expires_at
+                # Held a grace longer than the lease: no claim takes it from a daemon about to renew.
+                assert mine[0].expires_at == item.lease_expires_at + lease.grace(TTL)
             for provider, limit in LIMITS.items():
                 assert sum(1 for i in valid if i.provider == provider) <= limit
 
@@ -378,7 +384,7 @@ async def _attempt(engine: AsyncEngine, item_id: int, token: str) -> Any:
 async def _stop(engine: AsyncEngine, task_id: int, now: datetime) -> None:
     async with engine.begin() as conn:
         await conn.execute(update(Task).where(Task.id == task_id).values(state="cancelled", updated_at=now))
-    await lease.sweep_expired(engine, now + timedelta(days=1))
+    await lease.sweep_expired(engine, now + timedelta(days=1), TTL)
 
 
 def test_leases_hold_under_claims_crashes_expiry_retries_and_stale_completions(
@@ -416,5 +422,5 @@ def test_leases_hold_under_claims_crashes_expiry_retries_and_stale_completions(
     )
     for step in steps:
         assert world.steps.get(step, 0) > 0, (step, world.steps)
-    for step in ("heartbeat", "crash", "restart", "sweep"):
+    for step in ("heartbeat", "renewed_after_expiry", "crash", "restart", "sweep"):
         assert world.steps.get(step, 0) > 0, (step, world.steps)
