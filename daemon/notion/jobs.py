@@ -153,7 +153,11 @@ class NotionJobs:
         self.last_poll = now
         if await self.intake.poll(now):
             self.intake_acted = True
-        await self.outbox()
+        # Not behind a running flush: a slow Notion (3 s per write) held every poll for the whole
+        # flush, and an operator's Cancelled set meanwhile was overwritten by our write in flight
+        # before any poll saw it. The running flush's job picks intake_acted up at its next run.
+        if not self.outbox_lock.locked():
+            await self.outbox()
 
     async def outbox(self) -> None:
         """Sync and flush while tasks are at work; when idle, once per FULL_SYNC_S (cheap on the DB)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -303,3 +304,20 @@ async def test_a_comment_notion_posts_after_the_timeout_is_not_posted_again(
     assert kit.app
     async with kit.app.engine.connect() as conn:
         assert (await conn.scalar(select(Comment.state))) == "sent"
+
+
+async def test_intake_polls_on_while_a_slow_flush_holds_the_outbox(kit: NotionKit) -> None:
+    """Regression (found in an operator trial): each poll that acted then waited for the outbox's
+    lock, so while Notion took 3 s per write no poll ran for the whole flush, and an operator's
+    Cancelled set meanwhile was overwritten by the daemon's write in flight before any poll saw it."""
+    await kit.start()
+    assert kit.app
+    jobs = kit.app.notion_jobs()
+    assert jobs is not None
+    jobs.token, jobs.valid_until = "lease", datetime.now(UTC) + timedelta(minutes=1)
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    async with jobs.outbox_lock:  # a flush is out, slow
+        await asyncio.wait_for(jobs.poll(), timeout=10)
+        assert (await kit.task(page)) is not None  # the poll acted without waiting for the flush
+    assert jobs.intake_acted  # and the outbox's next run writes what it changed
