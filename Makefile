@@ -71,10 +71,12 @@ bench-smoke: $(BENCH_STAMP)
 bench: bench-smoke
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
-# 30 kills on each database; `make test` runs a short chaos run on PostgreSQL.
+# 30 kills on each database, then Notion faults and database outages of 10-200 s with the operator
+# racing the daemon (PostgreSQL); `make test` runs a short kill run on PostgreSQL.
 chaos: $(STAMP)
 	$(PY) -m tests.support.chaos_run --kills 30 --database sqlite --write-docs
 	$(PY) -m tests.support.chaos_run --kills 30 --database postgres --write-docs
+	$(PY) -m tests.support.chaos_outages --write-docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
