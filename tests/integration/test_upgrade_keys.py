@@ -6,27 +6,57 @@ under the new per-generation key."""
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import asyncpg
+import pytest
 from alembic import command
 from PIL import Image
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
 from daemon.claim import claim, ensure_slots
 from daemon.commands import EXTENSIONS
 from daemon.db.engine import make_engine
+from daemon.db.types import UTCDateTime
 from daemon.migrate import alembic_config
 from tests.integration.test_scripts_support import run_script, script_env
+from tests.support import db as testdb
 from tests.support.sandbox_proc import SandboxProcess
 
 OLD_KEY = "heron-clip_s01-a1-0123456789ab"  # as the first release named attempt 1's Kling task
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (no schema at all), to be migrated step by step."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'daemon.db'}"
+        return
+    name = f"nvd_up_{uuid.uuid4().hex[:10]}"
+    admin_dsn = testdb.PG_ADMIN_URL
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_dsn.rpartition("/")[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 def test_a_clip_submitted_under_a_first_release_key_is_collected_after_the_upgrade(
-    sandbox: SandboxProcess, tmp_path: Path
+    sandbox: SandboxProcess, empty_database: str, tmp_path: Path
 ) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'daemon.db'}"
+    url = empty_database
     command.upgrade(alembic_config(url), "0003")  # the first release's schema
     asyncio.run(_first_release_rows(url))
     frame = tmp_path / "frame.png"
@@ -64,11 +94,11 @@ def _clip_args(frame: Path, output: Path, external_id: str) -> list[object]:
 
 async def _first_release_rows(url: str) -> None:
     engine = make_engine(url)
-    now = "2026-11-20 10:00:00.000000"
+    now = datetime(2026, 11, 20, 10, tzinfo=UTC)
     try:
         async with engine.begin() as conn:
             await conn.execute(
-                text(
+                _at(
                     "INSERT INTO task (id, channel_id, project_slug, title, state, priority, pass_no, "
                     "created_at, updated_at) "
                     "VALUES (1, 'nature', 'heron', 'Heron', 'active', 1, 1, :now, :now)"
@@ -76,7 +106,7 @@ async def _first_release_rows(url: str) -> None:
                 {"now": now},
             )
             await conn.execute(
-                text(
+                _at(
                     "INSERT INTO item (id, task_id, channel_id, kind, key, input, input_hash, state, "
                     "provider, priority, attempts, next_attempt_at, cost_micros, estimate_micros, "
                     "created_at, updated_at) VALUES (1, 1, 'nature', 'clip', 'clip_s01', :input, 'h', "
@@ -85,7 +115,7 @@ async def _first_release_rows(url: str) -> None:
                 {"now": now, "input": '{"prompt": "Slow push in", "duration": 5}'},
             )
             await conn.execute(
-                text(
+                _at(
                     "INSERT INTO attempt (item_id, number, idempotency_key, output_path, lease_token, owner, "
                     "outcome, started_at, cost_micros) VALUES (1, 1, :key, 'out', 't', 'd', 'lost', :now, 0)"
                 ),
@@ -95,7 +125,12 @@ async def _first_release_rows(url: str) -> None:
         await engine.dispose()
 
 
-async def _claim(url: str) -> object:
+def _at(sql: str) -> Any:
+    """A statement whose :now is a UTC time, stored as the daemon's models store it."""
+    return text(sql).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+async def _claim(url: str) -> Any:
     engine = make_engine(url)
     try:
         await ensure_slots(engine, {"kling": 1})

@@ -116,7 +116,7 @@ async def run_outages(
                 pages[2]: [("Paused", rng.uniform(5, 30)), ("Queued", rng.uniform(5, 20))],
             }
             operators = [
-                asyncio.create_task(_operate(operator, daemon, page, steps, report))
+                asyncio.create_task(_operate(operator, daemon, page, steps, stop, report))
                 for page, steps in scripts.items()
             ]
             await asyncio.sleep(chaos_s)
@@ -231,10 +231,12 @@ async def _operate(
     daemon: DaemonProcess,
     page: str,
     steps: list[tuple[str, float]],
+    chaos_over: asyncio.Event,
     report: OutageReport,
 ) -> None:
-    """Queues the page, then each step after its delay; approves the storyboard whenever asked. Each
-    edit waits until the daemon has taken it (applied or refused) before the next."""
+    """Queues the page, then each step after its delay; approves the storyboard whenever asked; a
+    video that is Ready while the chaos goes on is queued again (a new pass: nothing may be paid
+    again). Each edit waits until the daemon has taken it (applied or refused) before the next."""
     await _edit(operator, daemon, page, "Queued", report)
     todo = list(steps)
     next_at = time.monotonic() + (todo[0][1] if todo else 0)
@@ -247,6 +249,8 @@ async def _operate(
             status, _ = todo.pop(0)
             await _edit(operator, daemon, page, status, report)
             next_at = time.monotonic() + (todo[0][1] if todo else 0)
+        elif shown == "Ready" and not chaos_over.is_set():
+            await _edit(operator, daemon, page, "Queued", report)
         elif shown == "Ready":
             return  # done (a video that outran the script's later steps is done too)
         await asyncio.sleep(0.5)
