@@ -102,7 +102,9 @@ class Worker:
                         raise
                     await self._database_away(stop, exc)
                     continue
-                if self.db_failures:
+                # Back only once a beat renewed the leases (or a round claimed with nothing to
+                # renew): a round skipped while waiting for that beat proves nothing.
+                if self.db_failures and self.renewed.is_set():
                     self.log.warning("database_back", failed_rounds=self.db_failures)
                     self.db_failures = 0
                 idle_rounds = 0 if claimed else idle_rounds + 1
