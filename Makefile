@@ -10,8 +10,9 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 TOOLS := $(VENV)/tools
 TOOLS_STAMP := $(TOOLS)/.installed-stamp
 IMPORT_LINTER := import-linter>=2.0,<3
+VULTURE := vulture>=2.11,<3
 
-.PHONY: test test-fast check lint format types imports demo bench bench-smoke chaos clean
+.PHONY: test test-fast check lint format types imports deadcode demo bench bench-smoke chaos clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11")'
@@ -47,14 +48,18 @@ types: $(STAMP)
 
 $(TOOLS_STAMP): Makefile
 	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/python -m pip install --quiet '$(IMPORT_LINTER)'
+	$(TOOLS)/bin/python -m pip install --quiet '$(IMPORT_LINTER)' '$(VULTURE)'
 	touch $(TOOLS_STAMP)
 
 # The contracts are read from pyproject.toml; the packages are found on PYTHONPATH, not installed.
 imports: $(TOOLS_STAMP)
 	PYTHONPATH=$(CURDIR) $(TOOLS)/bin/lint-imports
 
-check: lint types imports test
+# Code nothing calls (configured in pyproject.toml: what frameworks call by name is listed there).
+deadcode: $(TOOLS_STAMP)
+	$(TOOLS)/bin/vulture
+
+check: lint types imports deadcode test
 
 demo: $(STAMP)
 	$(PY) -m daemon demo

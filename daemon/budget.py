@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
@@ -16,6 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.db.models import BudgetLock, Item, Ledger, Task
+from services.pricing import to_cents
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,13 @@ async def lock_channel_day(conn: AsyncConnection, channel: str, day: str) -> Non
     )
 
 
+def dollars(micros: int) -> Decimal:
+    """What people read (the page's Cost, the progress line, budget messages): whole cents, half up."""
+    return to_cents(Decimal(micros) / 1_000_000)
+
+
 def usd(micros: int) -> str:
-    return f"${micros / 1_000_000:,.2f}"
+    return f"${dollars(micros):,.2f}"
 
 
 async def refusal(

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from daemon import logs
 from daemon.app import App, install_signal_handlers, prepare_workspace
 from daemon.budget import Spend, task_spend, usd
+from daemon.budget import dollars as budget_dollars
 from daemon.clock import SystemClock
 from daemon.complete import approve_gate
 from daemon.db.engine import make_engine
@@ -346,7 +347,7 @@ async def _overview(conn: AsyncConnection, task_id: int | None, now: datetime) -
                 # Steps done of all, the storyboard's included; review gates are the operator's, not work.
                 "done": sum(n for kind, state, n in rows if review_of(kind) is None and state == "succeeded"),
                 "total": sum(n for kind, _, n in rows if review_of(kind) is None),
-                "progress": progress_line(kinds, dollars),
+                "progress": progress_line(kinds, float(budget_dollars(spend.total_micros))),
                 "cost_usd": dollars,
                 "age_s": max(0, int((now - task.created_at).total_seconds())),
                 "error": task.error,

@@ -174,13 +174,6 @@ async def record_job_id(engine: AsyncEngine, item_id: int, token: str, job_id: s
         return done.rowcount == 1
 
 
-async def record_pid(engine: AsyncEngine, item_id: int, token: str, pid: int) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(Attempt).where(Attempt.item_id == item_id, Attempt.lease_token == token).values(pid=pid)
-        )
-
-
 async def close_attempt(engine: AsyncEngine, item_id: int, token: str, now: datetime, outcome: str) -> None:
     """Records how an attempt ended when its item is no longer ours to update (a lost lease)."""
     async with engine.begin() as conn:

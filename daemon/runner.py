@@ -31,7 +31,6 @@ class ScriptOutcome:
     error: dict[str, Any] | None = None
     stderr_tail: list[str] = field(default_factory=list)
     timed_out: bool = False
-    killed: bool = False  # killed on purpose (lease lost, cancelled, shutdown)
 
     def message(self) -> str:
         """What went wrong, in the script's own words when it gave any."""
@@ -90,7 +89,6 @@ class SubprocessRunner:
             )
             if waiter not in done:
                 outcome.timed_out = stopper not in done
-                outcome.killed = stopper in done
                 kill_group(proc.pid)
                 await waiter
             stopper.cancel()

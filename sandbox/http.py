@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -136,9 +135,3 @@ def make_server(host: str, port: int, dispatch: Dispatch) -> ThreadingHTTPServer
     server = _Server((host, port), _Handler)
     server.daemon_threads = True
     return server
-
-
-def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, name="sandbox-http", daemon=True)
-    thread.start()
-    return thread

@@ -10,9 +10,6 @@ ChannelId = NewType("ChannelId", str)
 ProjectSlug = NewType("ProjectSlug", str)
 """A project's workspace folder name, derived from its Notion page id: ^[a-zA-Z0-9_-]+$."""
 
-NotionPageId = NewType("NotionPageId", str)
-"""A Notion page id as the API returns it (a UUID, with hyphens)."""
-
 ItemKey = NewType("ItemKey", str)
 """An item's key within its task, e.g. clip_s07: ^[a-z0-9_]+$."""
 

@@ -92,10 +92,6 @@ def _sqlite_engine(url: str, database: str | None, pool_size: int) -> AsyncEngin
     return engine
 
 
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def returned_id(value: object) -> int:
     """The integer id a RETURNING clause gave back."""
     assert isinstance(value, int), value

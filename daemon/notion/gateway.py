@@ -96,7 +96,6 @@ class NotionApi:
         self.bucket = TokenBucket(rate, burst)
         self.attempts = attempts
         self.max_wait_s = max_wait_s
-        self.requests = 0
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -112,7 +111,6 @@ class NotionApi:
     ) -> JSON:
         async def once() -> JSON:
             await self.bucket.take()
-            self.requests += 1
             result = await self.client.request(path=path, method=method, body=body, query=query)
             assert isinstance(result, dict)
             return result

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.crashpoints import crash_point
-from daemon.db.models import Comment, Outbox, PageSeen, Task
+from daemon.db.models import Comment, Outbox, PageSeen
 from daemon.logs import get_logger
 from daemon.notion.body import write_storyboard_block
 from daemon.notion.gateway import (
@@ -453,10 +453,6 @@ class OutboxWriter:
             await conn.execute(
                 update(Comment).where(Comment.id == comment_id).values(state="sent", sent_at=now)
             )
-
-
-async def page_of_task(conn: AsyncConnection, task_id: int) -> str | None:
-    return await conn.scalar(select(Task.notion_page_id).where(Task.id == task_id))
 
 
 def _value(row: Any) -> JSON:

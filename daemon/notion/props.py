@@ -30,19 +30,3 @@ def text_value(text: str) -> JSON:
     """A rich_text value; long text is split into 2,000-character pieces (Notion's limit per piece)."""
     pieces = [text[i : i + RICH_TEXT_LIMIT] for i in range(0, len(text), RICH_TEXT_LIMIT)][:100]
     return {"rich_text": [{"type": "text", "text": {"content": p}} for p in pieces]}
-
-
-def option_value(kind: str, name: str) -> JSON:
-    return {kind: {"name": name}}
-
-
-def number_value(number: float) -> JSON:
-    return {"number": number}
-
-
-def url_value(url: str | None) -> JSON:
-    return {"url": url}
-
-
-def date_value(iso: str) -> JSON:
-    return {"date": {"start": iso}}

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from daemon.budget import Spend, task_spend, usd
+from daemon.budget import Spend, dollars, task_spend, usd
 from daemon.db.models import Item, Task
 from daemon.notion.outbox import STATUS, STORYBOARD_BODY, add_comment, set_property
 from services.status import ItemView, Status, progress_line, shown_status
@@ -75,14 +75,14 @@ async def _sync_one(
     status = shown_status(task.state, views)
     counts = done_of_kinds(rows)
     # Cost is everything paid for this page, every pass, cancelled and replaced work included.
-    dollars = spend.total_micros / 1_000_000
-    progress = progress_line(counts, dollars)
+    cost = float(dollars(spend.total_micros))
+    progress = progress_line(counts, cost)
     if spend.submitted_micros and task.state != "active":
         progress += f" (incl. {usd(spend.submitted_micros)} of clips bought before the video stopped: "
         progress += "queue the page again to collect them)"
     changed = await set_property(conn, page, STATUS, {"status": status.value}, now)
     changed |= await set_property(conn, page, "Progress", {"text": progress}, now)
-    await set_property(conn, page, "Cost", {"number": round(dollars, 2)}, now)
+    await set_property(conn, page, "Cost", {"number": cost}, now)
     await set_property(conn, page, "Error Log", {"text": _error_log(task)}, now)
     video = _video_url(task, workspace)
     await set_property(conn, page, "Output", {"url": video}, now)

@@ -8,8 +8,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts._lib.errors import ScriptError, permanent
-
 MEASURE_RATE = 8000  # Hz; plenty to count samples, cheap to decode
 
 
@@ -80,10 +78,6 @@ def probe_video(path: Path) -> VideoProbe:
         fps=float(fps.group(1)) if fps else 0.0,
         video_codec=stream.group(1),
     )
-
-
-def unreadable(path: Path, what: str, error: DecodeError) -> ScriptError:
-    return permanent(f"The {what} {path} does not decode ({error}); regenerate it, then requeue.")
 
 
 def _tail(log: str, lines: int = 6) -> str:

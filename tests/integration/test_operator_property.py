@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from daemon.budget import task_spend
+from daemon.budget import dollars, task_spend
 from daemon.db.models import Attempt, Item, ItemEdge
 from daemon.notion.body import read_storyboard_block, write_storyboard_block
 from services.paths import project_slug
@@ -234,7 +234,7 @@ async def _check(trial: Trial, before: set[str], step_start: Any) -> None:
     assert shown["Status"] == shown_status(task.state, views).value, where
     async with kit.app.engine.connect() as conn:
         spend = (await task_spend(conn, [task.id])).get(task.id)
-    paid = round((spend.total_micros if spend else 0) / 1_000_000, 2)
+    paid = float(dollars(spend.total_micros if spend else 0))
     assert shown["Cost"] == pytest.approx(paid), where
     for comment in await kit.comments(trial.page):
         assert "nvd:" not in comment and trial.page not in comment, comment

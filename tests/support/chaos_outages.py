@@ -315,7 +315,7 @@ async def _check_pages(operator: NotionApi, pages: list[str], database: str, rep
     await asyncio.sleep(LATE_WRITE_S + 4)
     result_engine = make_engine(database)
     try:
-        from daemon.budget import task_spend
+        from daemon.budget import dollars, task_spend
         from daemon.db.models import Task
 
         async with result_engine.connect() as conn:
@@ -329,7 +329,7 @@ async def _check_pages(operator: NotionApi, pages: list[str], database: str, rep
         if task is None:
             report.problems.append(f"{page}: no production (a lost page)")
             continue
-        cost = round(spends[task.id].total_micros / 1_000_000, 2)
+        cost = float(dollars(spends[task.id].total_micros))
         if option_name(props["Status"]) != "Ready" or task.state != "done":
             report.problems.append(f"{page}: shows {option_name(props['Status'])}, task {task.state}")
         if props["Cost"]["number"] != cost:
