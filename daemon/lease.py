@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.budget import close_reservation
 from daemon.db.models import Attempt, Item, ProviderSlot
+from services.states import AttemptOutcome
 
 
 def grace(ttl: float) -> timedelta:
@@ -65,7 +66,7 @@ async def sweep_expired(engine: AsyncEngine, now: datetime, ttl: float) -> int:
                 row.id,
                 row.lease_token,
                 now,
-                outcome="lost",
+                outcome=AttemptOutcome.LOST,
                 next_attempt_at=now,
                 message="lease expired: its daemon died or stalled",
             )
@@ -195,7 +196,7 @@ async def release_owned(engine: AsyncEngine, owner: str, now: datetime) -> int:
                 row.id,
                 row.lease_token,
                 now,
-                outcome="lost",
+                outcome=AttemptOutcome.LOST,
                 next_attempt_at=now,
                 message="its daemon restarted",
             )

@@ -29,6 +29,7 @@ from daemon.logs import Redactor, get_logger
 from daemon.retry import backoff_seconds, db_retry, is_transient_db_error
 from daemon.runner import EXIT_OK, EXIT_PERMANENT, EXIT_USAGE, ScriptOutcome, ScriptRunner
 from daemon.settings import Settings
+from services.states import AttemptOutcome
 
 
 class CostModel(Protocol):
@@ -338,7 +339,9 @@ class Worker:
         now = self.clock.now()
         if running.reason == "lost":
             log.warning("script_killed_lease_lost")
-            await db_retry(lease.close_attempt)(self.engine, c.item_id, c.lease_token, now, "lost")
+            await db_retry(lease.close_attempt)(
+                self.engine, c.item_id, c.lease_token, now, AttemptOutcome.LOST
+            )
             return
         if running.reason == "shutdown":
             await db_retry(lease.release)(
@@ -346,7 +349,7 @@ class Worker:
                 c.item_id,
                 c.lease_token,
                 now,
-                outcome="released",
+                outcome=AttemptOutcome.RELEASED,
                 next_attempt_at=now,
                 message=None,
             )
@@ -396,7 +399,7 @@ class Worker:
 
     async def _retry_or_fail(self, c: Claimed, outcome: ScriptOutcome, log: Any) -> None:
         now = self.clock.now()
-        kind = "timeout" if outcome.timed_out else "transient"
+        kind = AttemptOutcome.TIMEOUT if outcome.timed_out else AttemptOutcome.TRANSIENT
         failures = await db_retry(count_failures)(self.engine, c.item_id) + 1  # this attempt included
         if failures >= self.settings.max_attempts:
             message = f"gave up after {failures} attempts: {self.redact(outcome.message())}"

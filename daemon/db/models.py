@@ -9,10 +9,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from daemon.db.types import JSONType, UTCDateTime
+from services.states import AttemptOutcome, CommentState, ItemState, TaskState, check_sql
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -30,15 +42,17 @@ class Base(DeclarativeBase):
 
 class Task(Base):
     __tablename__ = "task"
-    __table_args__ = (UniqueConstraint("channel_id", "project_slug"),)
+    __table_args__ = (
+        UniqueConstraint("channel_id", "project_slug"),
+        CheckConstraint(check_sql("state", TaskState), name="state"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     channel_id: Mapped[str] = mapped_column(String(64))
     project_slug: Mapped[str] = mapped_column(String(64))
     notion_page_id: Mapped[str | None] = mapped_column(String(64), index=True)
     title: Mapped[str] = mapped_column(Text, default="")
-    # active | paused | cancelled | error | done
-    state: Mapped[str] = mapped_column(String(16), default="active")
+    state: Mapped[str] = mapped_column(String(16), default=TaskState.ACTIVE.value)  # a TaskState
     priority: Mapped[int] = mapped_column(Integer, default=1)  # 0 high, 1 normal, 2 low
     pass_no: Mapped[int] = mapped_column(Integer, default=1)
     storyboard: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
@@ -56,6 +70,7 @@ class Item(Base):
         # The claim's hot path: ready items of a provider, by due time.
         Index("ix_item_claim", "provider", "state", "next_attempt_at"),
         Index("ix_item_lease", "lease_owner", "lease_token"),
+        CheckConstraint(check_sql("state", ItemState), name="state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -66,7 +81,7 @@ class Item(Base):
     input: Mapped[dict[str, Any]] = mapped_column(JSONType)
     input_hash: Mapped[str] = mapped_column(String(64))
     # blocked | ready | running | succeeded | failed | cancelled
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))  # an ItemState
     provider: Mapped[str] = mapped_column(String(32))  # gemini | kling | elevenlabs | local | operator
     priority: Mapped[int] = mapped_column(Integer, default=1)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -102,7 +117,10 @@ class Attempt(Base):
     """Written before a script starts; its idempotency key is what a resumed run looks up."""
 
     __tablename__ = "attempt"
-    __table_args__ = (UniqueConstraint("item_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("item_id", "number"),
+        CheckConstraint(check_sql("outcome", AttemptOutcome), name="outcome"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"), index=True)
@@ -114,7 +132,9 @@ class Attempt(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     provider_job_id: Mapped[str | None] = mapped_column(String(128))
     # running | succeeded | transient | permanent | timeout | lost | fenced | released | cancelled
-    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    outcome: Mapped[str] = mapped_column(
+        String(16), default=AttemptOutcome.RUNNING.value
+    )  # an AttemptOutcome
     exit_code: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str | None] = mapped_column(Text)
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
@@ -204,12 +224,13 @@ class Comment(Base):
     """Pending Notion comments, each with a unique key so it is written once."""
 
     __tablename__ = "comment"
+    __table_args__ = (CheckConstraint(check_sql("state", CommentState), name="state"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     page_id: Mapped[str] = mapped_column(String(64))
     key: Mapped[str] = mapped_column(String(160), unique=True)
     body: Mapped[str] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent
+    state: Mapped[str] = mapped_column(String(16), default=CommentState.PENDING.value)  # a CommentState
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     created_at: Mapped[datetime]

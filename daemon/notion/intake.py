@@ -37,6 +37,7 @@ from daemon.retry import backoff_seconds
 from services.errors import ServiceError, StoryboardError
 from services.paths import project_slug
 from services.prompts import characters
+from services.states import CommentState
 from services.status import (
     ACTIONABLE,
     AT_WORK,
@@ -509,7 +510,11 @@ class Intake:
             )
             await conn.execute(
                 update(Comment)
-                .where(Comment.page_id == page_id, Comment.state == "pending", Comment.next_attempt_at > now)
+                .where(
+                    Comment.page_id == page_id,
+                    Comment.state == CommentState.PENDING,
+                    Comment.next_attempt_at > now,
+                )
                 .values(next_attempt_at=now)
             )
 

@@ -38,6 +38,7 @@ from daemon.notion.gateway import (
 )
 from daemon.notion.props import option_name, text_value
 from daemon.retry import backoff_seconds
+from services.states import CommentState
 from services.status import action_for
 
 JSON = dict[str, Any]
@@ -140,7 +141,7 @@ async def add_comment(conn: AsyncConnection, page_id: str, key: str, body: str, 
                     page_id=page_id,
                     key=key,
                     body=body,
-                    state="pending",
+                    state=CommentState.PENDING,
                     attempts=0,
                     next_attempt_at=now,
                     created_at=now,
@@ -371,7 +372,7 @@ class OutboxWriter:
                 await conn.execute(
                     select(Comment)
                     .where(
-                        Comment.state == "pending",
+                        Comment.state == CommentState.PENDING,
                         Comment.next_attempt_at <= now,
                         or_(Comment.recheck_at.is_(None), Comment.recheck_at <= now),
                     )
@@ -451,7 +452,7 @@ class OutboxWriter:
     async def _comment_sent(self, comment_id: int, now: datetime) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
-                update(Comment).where(Comment.id == comment_id).values(state="sent", sent_at=now)
+                update(Comment).where(Comment.id == comment_id).values(state=CommentState.SENT, sent_at=now)
             )
 
 

@@ -119,3 +119,54 @@ async def _upgrade(url: str) -> None:
         await upgrade(engine)
     finally:
         await engine.dispose()
+
+
+async def test_a_state_outside_the_list_is_refused_by_the_database(engine: AsyncEngine) -> None:
+    """Every path that writes a state (SQLAlchemy, or the raw SQL of the claim and completion) meets
+    the same CHECK constraints, on both databases."""
+    from sqlalchemy.exc import IntegrityError
+
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO task (id, channel_id, project_slug, title, state, priority, pass_no, "
+                "created_at, updated_at) VALUES (1, 'nature', 'heron', '', 'active', 1, 1, '2026-12-06', "
+                "'2026-12-06')"
+            )
+        )
+    with pytest.raises(IntegrityError, match=r"ck_task_state|CHECK constraint"):
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE task SET state = 'finished' WHERE id = 1"))
+
+
+def test_the_state_checks_migration_names_rows_it_does_not_know(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'daemon.db'}"
+    command.upgrade(alembic_config(url), "0008")
+
+    async def odd_row() -> None:
+        engine = make_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "INSERT INTO task (id, channel_id, project_slug, title, state, priority, pass_no, "
+                        "created_at, updated_at) VALUES (1, 'nature', 'heron', '', 'archived', 1, 1, "
+                        "'2026-12-06', '2026-12-06')"
+                    )
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(odd_row())
+    with pytest.raises(Exception, match=r"task\.state holds archived, which this version does not know"):
+        command.upgrade(alembic_config(url), "head")
+
+    async def revision() -> str:
+        engine = make_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return str(await conn.scalar(text("SELECT version_num FROM alembic_version")))
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(revision()) == "0008"  # rolled back: the database is as it was

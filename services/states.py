@@ -1,0 +1,44 @@
+"""The states a task, an item, an attempt and a queued comment can be in: one definition, used by the
+code and enforced by the database (CHECK constraints, migration 0009)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskState(StrEnum):
+    ACTIVE = "active"  # in production
+    PAUSED = "paused"  # the operator paused it, or its page went to the trash
+    BUDGET = "budget"  # waiting until its channel's budget allows the next step
+    DONE = "done"
+    ERROR = "error"  # stopped: an item failed, or the page cannot be produced as it is
+    CANCELLED = "cancelled"
+
+
+class ItemState(StrEnum):
+    BLOCKED = "blocked"  # waits for its dependencies (or its review gate)
+    READY = "ready"  # may be claimed once next_attempt_at has come
+    RUNNING = "running"  # leased: a script runs it
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class AttemptOutcome(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PERMANENT = "permanent"  # exit 1 or 2: the item failed
+    TRANSIENT = "transient"  # exit 75 or a crash: tried again later
+    TIMEOUT = "timeout"  # ran past its kind's time limit
+    LOST = "lost"  # its lease ended (expired and swept, the daemon restarted, the task stopped)
+    RELEASED = "released"  # handed back on purpose (shutdown, pause)
+
+
+class CommentState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+
+
+def check_sql(column: str, states: type[StrEnum]) -> str:
+    """The CHECK constraint's condition: the column holds one of the states."""
+    return f"{column} IN ({', '.join(repr(s.value) for s in states)})"
