@@ -7,7 +7,9 @@ gates off, provider limits from config/providers.yaml. The sandbox runs in cheap
 its latency model scaled 1 min = 1 s: images 30 s -> 0.5 s, clips 4 min -> 4 s, narration and
 sound effects 10 s -> 0.17 s.
 
-Lower bound = max(each provider's total modelled work / its limit, the longest dependency chain).
+Lower bound = the longest of: the longest dependency chain; for each provider, the shortest chain
+before any of its items can start + its total modelled work / its limit + the shortest chain still
+needed after any of its items (the assembly after the last clip).
 Provider work comes from the latency model; composites and the assembly (local, no latency model)
 count with their median measured run time in the same run. `makespan_ratio` = measured / bound.
 
@@ -33,7 +35,7 @@ from typing import Any
 import yaml
 from sqlalchemy import select
 
-from benchmarks.harness import Context, database, sandbox, table, target
+from benchmarks.harness import RESULTS, Context, database, sandbox, table, target
 from daemon.app import App
 from daemon.db.models import Attempt, Item, ItemEdge, Task
 from daemon.settings import PROJECT_ROOT
@@ -150,7 +152,10 @@ async def scenario(
         finally:
             await app.close()
     calls = [c for c in box.get("/_sandbox/calls", since=calls_before)["calls"]]
-    return _analyse(label, projects, app.limits, scale, measured, started, facts, calls, box.stats())
+    pictures = ctx.tmp if ctx.quick else RESULTS  # the smoke run leaves the real pictures alone
+    return _analyse(
+        label, projects, app.limits, scale, measured, started, facts, calls, box.stats(), pictures
+    )
 
 
 async def _all_done(app: App) -> bool:
@@ -186,6 +191,7 @@ def _analyse(
     facts: dict[str, Any],
     calls: list[dict[str, Any]],
     stats: dict[str, Any],
+    pictures: Path,
 ) -> dict[str, Any]:
     runs: dict[str, list[float]] = defaultdict(list)
     busy: dict[str, float] = defaultdict(float)
@@ -201,7 +207,11 @@ def _analyse(
     # the work it was given, apart from the scripts' own start-up and transfer time.
     bound_measured = _bound(facts, limits, {**median, "storyboard": 0.0})
     retries = sum(max(0, a - 1) for _, _, _, a in facts["items"])
+    picture = timeline(label, facts, limits, started, measured, bound["bound"], pictures)
     return {
+        "timeline": str(
+            picture.relative_to(PROJECT_ROOT) if picture.is_relative_to(PROJECT_ROOT) else picture
+        ),
         "projects": len(projects),
         "channels": len({c for c, _ in projects}),
         "scenes": [s for _, s in projects],
@@ -230,26 +240,122 @@ def _analyse(
 
 
 def _bound(facts: dict[str, Any], limits: dict[str, int], work: dict[str, float]) -> dict[str, Any]:
+    """A lower bound on the makespan: the longest dependency chain, and for each provider the time
+    before any of its items can start (the shortest chain into them), its work over its limit, and
+    the time any of its items needs after it (the shortest chain out: the assembly after the last
+    clip), whichever is largest."""
     cost = {i: work.get(k, 0.0) for i, k, _, _ in facts["items"]}
-    totals: dict[str, float] = defaultdict(float)
-    for i, _, provider, _ in facts["items"]:
-        if provider in limits:
-            totals[provider] += cost[i]
-    parts = {p: totals[p] / limits[p] for p in totals}
     deps: dict[int, list[int]] = defaultdict(list)
+    dependents: dict[int, list[int]] = defaultdict(list)
     for item, on in facts["edges"]:
         deps[item].append(on)
-    finish: dict[int, float] = {}
+        dependents[on].append(item)
+    start: dict[int, float] = {}  # the earliest an item can start: the longest chain into it
+    after: dict[int, float] = {}  # the least time still needed once it is done: the longest chain out
 
-    def earliest_finish(i: int) -> float:
-        if i not in finish:
-            finish[i] = cost[i] + max((earliest_finish(d) for d in deps[i]), default=0.0)
-        return finish[i]
+    def earliest_start(i: int) -> float:
+        if i not in start:
+            start[i] = max((earliest_start(d) + cost[d] for d in deps[i]), default=0.0)
+        return start[i]
+
+    def still_needed(i: int) -> float:
+        if i not in after:
+            after[i] = max((cost[d] + still_needed(d) for d in dependents[i]), default=0.0)
+        return after[i]
 
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
-    parts["chain"] = max(earliest_finish(i) for i in cost)
+    by_provider: dict[str, list[int]] = defaultdict(list)
+    for i, _, provider, _ in facts["items"]:
+        if provider in limits:
+            by_provider[provider].append(i)
+    parts: dict[str, float] = {}
+    for provider, items in by_provider.items():
+        head = min(earliest_start(i) for i in items)
+        tail = min(still_needed(i) for i in items)
+        parts[provider] = head + sum(cost[i] for i in items) / limits[provider] + tail
+    parts["chain"] = max(earliest_start(i) + cost[i] + still_needed(i) for i in cost)
     by = max(parts, key=lambda k: parts[k])
     return {"bound": parts[by], "by": by, "parts": parts}
+
+
+KIND_COLOURS = {
+    "storyboard": (120, 120, 120),
+    "asset": (76, 153, 230),
+    "composite": (150, 110, 210),
+    "clip": (230, 120, 50),
+    "narration": (60, 170, 100),
+    "sfx": (170, 200, 60),
+    "assembly": (200, 60, 80),
+}
+
+
+def timeline(
+    label: str,
+    facts: dict[str, Any],
+    limits: dict[str, int],
+    started: float,
+    measured: float,
+    bound: float,
+    folder: Path,
+) -> Path:
+    """The run as a picture: a lane per provider slot, each attempt a bar coloured by its kind, the
+    bound as a line; where the slots sat idle shows at a glance. Written to benchmarks/results/."""
+    from PIL import Image, ImageDraw
+
+    origin = datetime.fromtimestamp(started, UTC)
+    spans: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for kind, provider, begin, end in facts["attempts"]:
+        if end is not None:
+            spans[provider].append(((begin - origin).total_seconds(), (end - origin).total_seconds(), kind))
+    lanes: list[tuple[str, list[tuple[float, float, str]]]] = []
+    for provider in sorted(spans, key=lambda p: ("gemini", "local", "kling", "elevenlabs").index(p)
+                           if p in ("gemini", "local", "kling", "elevenlabs") else 9):  # fmt: skip
+        free: list[float] = []  # when each of the provider's lanes is free again
+        mine: list[list[tuple[float, float, str]]] = []
+        for span in sorted(spans[provider]):
+            lane = next((n for n, at in enumerate(free) if at <= span[0] + 1e-3), None)
+            if lane is None:
+                free.append(0.0)
+                mine.append([])
+                lane = len(free) - 1
+            free[lane] = span[1]
+            mine[lane].append(span)
+        lanes += [(f"{provider} {n + 1}/{limits.get(provider, '?')}", bars) for n, bars in enumerate(mine)]
+    width, left, lane_h, top = 1400, 120, 16, 30
+    height = top + lane_h * len(lanes) + 44
+    end = max(measured, bound) * 1.02 or 1.0
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+
+    def x(t: float) -> float:
+        return left + (width - left - 10) * max(0.0, t) / end
+
+    draw.text((10, 8), f"makespan {label}: {measured:.1f} s, bound {bound:.1f} s (red line)", fill="black")
+    for n, (name, bars) in enumerate(lanes):
+        y = top + n * lane_h
+        draw.text((10, y + 2), name, fill="black")
+        draw.line([(left, y + lane_h - 1), (width - 10, y + lane_h - 1)], fill=(235, 235, 235))
+        for begin, finish, kind in bars:
+            colour = KIND_COLOURS.get(kind, (0, 0, 0))
+            draw.rectangle(
+                [x(begin), y + 2, max(x(begin) + 2, x(finish)), y + lane_h - 3], fill=colour, outline="white"
+            )
+    bottom = top + lane_h * len(lanes)
+    step = next(s for s in (1, 2, 5, 10, 20, 30, 60, 120, 300, 600) if end / s <= 15)
+    for tick in range(0, int(end) + 1, step):
+        draw.line([(x(tick), bottom), (x(tick), bottom + 4)], fill="black")
+        draw.text((x(tick) + 2, bottom + 1), f"{tick} s" if tick else "0", fill=(90, 90, 90))
+    draw.line([(x(bound), top), (x(bound), bottom)], fill=(220, 0, 0), width=2)
+    draw.line([(x(measured), top), (x(measured), bottom)], fill="black", width=1)
+    legend_x = left
+    for kind, colour in KIND_COLOURS.items():
+        draw.rectangle([legend_x, bottom + 20, legend_x + 12, bottom + 32], fill=colour)
+        draw.text((legend_x + 16, bottom + 20), kind, fill="black")
+        legend_x += 110
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"makespan-{label}.png"
+    image.save(path)
+    return path
 
 
 def _provider_utilisation(
