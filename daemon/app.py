@@ -35,6 +35,7 @@ from daemon.pipeline import Pipeline
 from daemon.runner import SubprocessRunner, reap_orphans
 from daemon.settings import Settings
 from daemon.worker import Worker
+from services.states import AttemptOutcome, TaskState
 
 STALE_TEMP_S = 3600
 
@@ -206,7 +207,7 @@ class App:
         async with self.engine.begin() as conn:
             done = await conn.execute(
                 update(Task)
-                .where(Task.notion_page_id == page_id, Task.state == "active")
+                .where(Task.notion_page_id == page_id, Task.state == TaskState.ACTIVE)
                 .values(state="paused", error="the Notion page was trashed or unshared", updated_at=now)
             )
             if done.rowcount:
@@ -231,7 +232,10 @@ async def sweep_temp_files(engine: AsyncEngine, workspace: Path) -> int:
     """Removes attempt outputs no running attempt owns, and stale temp files of killed writers."""
     async with engine.connect() as conn:
         live = {
-            r[0] for r in await conn.execute(select(Attempt.output_path).where(Attempt.outcome == "running"))
+            r[0]
+            for r in await conn.execute(
+                select(Attempt.output_path).where(Attempt.outcome == AttemptOutcome.RUNNING)
+            )
         }
     removed = 0
     root = workspace / "channels"

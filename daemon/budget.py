@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.db.models import BudgetLock, Item, Ledger, Task
 from services.pricing import to_cents
+from services.states import ItemState, TaskState
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ async def wait_for_budget(engine: AsyncEngine, task_id: int, message: str, now: 
         await conn.execute(select(Task.id).where(Task.id == task_id).with_for_update())
         done = await conn.execute(
             update(Task)
-            .where(Task.id == task_id, Task.state == "active")
+            .where(Task.id == task_id, Task.state == TaskState.ACTIVE)
             .values(state="budget", error=message, updated_at=now)
         )
         return bool(done.rowcount)
@@ -151,11 +152,15 @@ async def resume_fitting(engine: AsyncEngine, budgets: Mapping[str, Budget], day
     """Tasks waiting for budget go on once their cheapest ready step fits (raised limit, new day)."""
     resumed = 0
     async with engine.begin() as conn:
-        waiting = (await conn.execute(select(Task.id, Task.channel_id).where(Task.state == "budget"))).all()
+        waiting = (
+            await conn.execute(select(Task.id, Task.channel_id).where(Task.state == TaskState.BUDGET))
+        ).all()
         for task_id, channel in waiting:
             budget = budgets.get(channel)
             cheapest = await conn.scalar(
-                select(func.min(Item.estimate_micros)).where(Item.task_id == task_id, Item.state == "ready")
+                select(func.min(Item.estimate_micros)).where(
+                    Item.task_id == task_id, Item.state == ItemState.READY
+                )
             )
             if (
                 budget is None
@@ -163,7 +168,7 @@ async def resume_fitting(engine: AsyncEngine, budgets: Mapping[str, Budget], day
             ):
                 await conn.execute(
                     update(Task)
-                    .where(Task.id == task_id, Task.state == "budget")
+                    .where(Task.id == task_id, Task.state == TaskState.BUDGET)
                     .values(state="active", error=None, updated_at=now)
                 )
                 resumed += 1

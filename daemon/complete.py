@@ -24,6 +24,7 @@ from daemon.claim import Claimed
 from daemon.db.engine import PgDriver, pg_driver, sqlite_driver, sqlite_time
 from daemon.db.models import Attempt, Item, ItemEdge, Ledger, Task
 from daemon.lease import finish_attempt, free_slot
+from services.states import AttemptOutcome, ItemState, TaskState
 
 Outcome = Literal["done", "already", "fenced"]
 # Expands the plan once a storyboard item is done: (conn, task id, storyboard file) -> None.
@@ -81,7 +82,7 @@ async def complete(
         await lock_task(conn, c.task_id)
         done = await conn.execute(
             update(Item)
-            .where(Item.id == c.item_id, Item.lease_token == c.lease_token, Item.state == "running")
+            .where(Item.id == c.item_id, Item.lease_token == c.lease_token, Item.state == ItemState.RUNNING)
             .values(
                 state="succeeded",
                 output_path=final_path,
@@ -176,7 +177,7 @@ async def fail(
         await lock_task(conn, c.task_id)
         done = await conn.execute(
             update(Item)
-            .where(Item.id == c.item_id, Item.lease_token == c.lease_token, Item.state == "running")
+            .where(Item.id == c.item_id, Item.lease_token == c.lease_token, Item.state == ItemState.RUNNING)
             .values(state="failed", error=message, lease_expires_at=None, finished_at=now, updated_at=now)
         )
         await free_slot(conn, c.lease_token)
@@ -188,7 +189,7 @@ async def fail(
         await close_reservation(conn, c.item_id, c.attempt_no)
         await conn.execute(
             update(Task)
-            .where(Task.id == c.task_id, Task.state == "active")
+            .where(Task.id == c.task_id, Task.state == TaskState.ACTIVE)
             .values(state="error", error=f"{c.key}: {message}", updated_at=now)
         )
         return True
@@ -201,7 +202,10 @@ async def count_failures(engine: AsyncEngine, item_id: int) -> int:
             await conn.scalar(
                 select(func.count())
                 .select_from(Attempt)
-                .where(Attempt.item_id == item_id, Attempt.outcome.in_(("transient", "timeout")))
+                .where(
+                    Attempt.item_id == item_id,
+                    Attempt.outcome.in_((AttemptOutcome.TRANSIENT, AttemptOutcome.TIMEOUT)),
+                )
             )
             or 0
         )
@@ -218,14 +222,14 @@ async def refresh_ready(
     while True:
         await conn.execute(
             update(Item)
-            .where(Item.task_id == task_id, Item.state == "blocked", not_(unfinished))
+            .where(Item.task_id == task_id, Item.state == ItemState.BLOCKED, not_(unfinished))
             .values(state="ready", next_attempt_at=now, updated_at=now)
             .execution_options(synchronize_session=False)
         )
         gates = (
             await conn.execute(
                 select(Item.id, Item.input).where(
-                    Item.task_id == task_id, Item.state == "ready", Item.provider == "operator"
+                    Item.task_id == task_id, Item.state == ItemState.READY, Item.provider == "operator"
                 )
             )
         ).all()
@@ -242,12 +246,14 @@ async def refresh_ready(
 
 async def _finish_task_if_done(conn: AsyncConnection, task_id: int, now: datetime) -> None:
     pending = await conn.scalar(
-        select(func.count()).select_from(Item).where(Item.task_id == task_id, Item.state != "succeeded")
+        select(func.count())
+        .select_from(Item)
+        .where(Item.task_id == task_id, Item.state != ItemState.SUCCEEDED)
     )
     if pending == 0:
         await conn.execute(
             update(Task)
-            .where(Task.id == task_id, Task.state == "active")
+            .where(Task.id == task_id, Task.state == TaskState.ACTIVE)
             .values(state="done", updated_at=now)
         )
 
@@ -258,7 +264,7 @@ async def approve_gate(engine: AsyncEngine, task_id: int, gate_kind: str, now: d
         await lock_task(conn, task_id)
         done = await conn.execute(
             update(Item)
-            .where(and_(Item.task_id == task_id, Item.kind == gate_kind, Item.state == "ready"))
+            .where(and_(Item.task_id == task_id, Item.kind == gate_kind, Item.state == ItemState.READY))
             .values(state="succeeded", finished_at=now, updated_at=now)
         )
         if done.rowcount == 0:

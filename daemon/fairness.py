@@ -18,10 +18,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from daemon.db.models import ChannelShare, Item, Task
+from services.states import ItemState, TaskState
 
 
 def _ready(provider: str, now: datetime) -> Any:
-    return and_(Item.provider == provider, Item.state == "ready", Item.next_attempt_at <= now)
+    return and_(Item.provider == provider, Item.state == ItemState.READY, Item.next_attempt_at <= now)
 
 
 async def floor_pass(conn: AsyncConnection, provider: str, now: datetime) -> float:
@@ -30,7 +31,7 @@ async def floor_pass(conn: AsyncConnection, provider: str, now: datetime) -> flo
         _ready(provider, now),
         Item.channel_id == ChannelShare.channel_id,
         Task.id == Item.task_id,
-        Task.state == "active",
+        Task.state == TaskState.ACTIVE,
     )
     value = await conn.scalar(
         select(func.min(ChannelShare.pass_value)).where(ChannelShare.provider == provider, has_work)

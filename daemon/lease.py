@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.budget import close_reservation
 from daemon.db.models import Attempt, Item, ProviderSlot
-from services.states import AttemptOutcome
+from services.states import AttemptOutcome, ItemState
 
 
 def grace(ttl: float) -> timedelta:
@@ -34,7 +34,7 @@ async def heartbeat(engine: AsyncEngine, tokens: Collection[str], now: datetime,
         with_slot = select(ProviderSlot.lease_token).where(ProviderSlot.lease_token.in_(list(tokens)))
         kept_rows = await conn.execute(
             update(Item)
-            .where(Item.lease_token.in_(with_slot), Item.state == "running")
+            .where(Item.lease_token.in_(with_slot), Item.state == ItemState.RUNNING)
             .values(lease_expires_at=expires)
             .returning(Item.lease_token)
         )
@@ -56,7 +56,7 @@ async def sweep_expired(engine: AsyncEngine, now: datetime, ttl: float) -> int:
         rows = (
             await conn.execute(
                 select(Item.id, Item.lease_token).where(
-                    Item.state == "running", Item.lease_expires_at < stale
+                    Item.state == ItemState.RUNNING, Item.lease_expires_at < stale
                 )
             )
         ).all()
@@ -111,7 +111,7 @@ async def _release(
 ) -> bool:
     done = await conn.execute(
         update(Item)
-        .where(Item.id == item_id, Item.lease_token == token, Item.state == "running")
+        .where(Item.id == item_id, Item.lease_token == token, Item.state == ItemState.RUNNING)
         .values(
             state="ready",
             lease_owner=None,
@@ -154,7 +154,11 @@ async def finish_attempt(
 ) -> None:
     await conn.execute(
         update(Attempt)
-        .where(Attempt.item_id == item_id, Attempt.lease_token == token, Attempt.outcome == "running")
+        .where(
+            Attempt.item_id == item_id,
+            Attempt.lease_token == token,
+            Attempt.outcome == AttemptOutcome.RUNNING,
+        )
         .values(outcome=outcome, message=message, exit_code=exit_code, finished_at=now)
     )
 
@@ -164,7 +168,7 @@ async def record_job_id(engine: AsyncEngine, item_id: int, token: str, job_id: s
     async with engine.begin() as conn:
         done = await conn.execute(
             update(Item)
-            .where(Item.id == item_id, Item.lease_token == token, Item.state == "running")
+            .where(Item.id == item_id, Item.lease_token == token, Item.state == ItemState.RUNNING)
             .values(provider_job_id=job_id)
         )
         await conn.execute(
@@ -187,7 +191,9 @@ async def release_owned(engine: AsyncEngine, owner: str, now: datetime) -> int:
     async with engine.begin() as conn:
         rows = (
             await conn.execute(
-                select(Item.id, Item.lease_token).where(Item.state == "running", Item.lease_owner == owner)
+                select(Item.id, Item.lease_token).where(
+                    Item.state == ItemState.RUNNING, Item.lease_owner == owner
+                )
             )
         ).all()
         for row in rows:

@@ -24,6 +24,7 @@ from daemon.planning import apply_plan
 from services.errors import ServiceError
 from services.plan import PlannedItem, PlanOptions, build_plan
 from services.pricing import Pricing, to_micros
+from services.states import ItemState, TaskState
 from services.storyboard import Storyboard, parse_storyboard
 
 
@@ -201,7 +202,7 @@ class Pipeline:
         await conn.execute(update(Task).where(Task.id == task_id).values(storyboard=content))
         await conn.execute(
             update(Item)
-            .where(Item.task_id == task_id, Item.key == "storyboard", Item.state != "succeeded")
+            .where(Item.task_id == task_id, Item.key == "storyboard", Item.state != ItemState.SUCCEEDED)
             .values(state="succeeded", output_path=relative, finished_at=now, updated_at=now)
         )
 
@@ -237,13 +238,13 @@ async def cancel_task(engine: AsyncEngine, task_id: int, now: datetime) -> int:
         tokens = [
             r[0]
             for r in await conn.execute(
-                select(Item.lease_token).where(Item.task_id == task_id, Item.state == "running")
+                select(Item.lease_token).where(Item.task_id == task_id, Item.state == ItemState.RUNNING)
             )
         ]
         for token in tokens:
             if token:
                 await free_slot(conn, token)
-        running = select(Item.id).where(Item.task_id == task_id, Item.state == "running")
+        running = select(Item.id).where(Item.task_id == task_id, Item.state == ItemState.RUNNING)
         await conn.execute(
             update(Ledger)
             .where(Ledger.item_id.in_(running), Ledger.entry == "reservation", Ledger.open.is_(True))
@@ -251,7 +252,10 @@ async def cancel_task(engine: AsyncEngine, task_id: int, now: datetime) -> int:
         )
         done = await conn.execute(
             update(Item)
-            .where(Item.task_id == task_id, Item.state.in_(("running", "ready", "blocked")))
+            .where(
+                Item.task_id == task_id,
+                Item.state.in_((ItemState.RUNNING, ItemState.READY, ItemState.BLOCKED)),
+            )
             .values(
                 state="cancelled", lease_token=None, lease_owner=None, lease_expires_at=None, updated_at=now
             )
@@ -265,6 +269,6 @@ async def pause_task(engine: AsyncEngine, task_id: int, now: datetime) -> None:
     async with engine.begin() as conn:
         await conn.execute(
             update(Task)
-            .where(Task.id == task_id, Task.state == "active")
+            .where(Task.id == task_id, Task.state == TaskState.ACTIVE)
             .values(state="paused", updated_at=now)
         )

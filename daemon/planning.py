@@ -15,6 +15,7 @@ from sqlalchemy.orm import aliased
 from daemon.db.engine import returned_id
 from daemon.db.models import Attempt, Item, ItemEdge, Ledger, Task
 from services.plan import PlannedItem
+from services.states import ItemState
 
 PRIORITY = {"High": 0, "Normal": 1, "Low": 2}
 
@@ -127,7 +128,7 @@ async def apply_plan(
     )
     await conn.execute(
         update(Item)
-        .where(Item.task_id == task_id, Item.state == "ready", unfinished)
+        .where(Item.task_id == task_id, Item.state == ItemState.READY, unfinished)
         .values(state="blocked", updated_at=now)
         .execution_options(synchronize_session=False)
     )

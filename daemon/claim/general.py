@@ -20,6 +20,7 @@ from daemon.claim.common import BUDGET_TRIES, Claimed, ClaimPolicy, attempt_outp
 from daemon.db.models import Attempt, ChannelShare, Item, ItemEdge, ProviderSlot, Task
 from daemon.fairness import advance, effective_pass, floor_pass
 from daemon.lease import grace
+from services.states import ItemState, TaskState
 
 
 async def ensure_slots(engine: AsyncEngine, limits: dict[str, int]) -> None:
@@ -150,8 +151,8 @@ async def ready_providers(engine: AsyncEngine, providers: list[str], now: dateti
     async with engine.connect() as conn:
         rows = await conn.execute(
             select(Item.provider)
-            .join(Task, and_(Task.id == Item.task_id, Task.state == "active"))
-            .where(Item.provider.in_(providers), Item.state == "ready", Item.next_attempt_at <= now)
+            .join(Task, and_(Task.id == Item.task_id, Task.state == TaskState.ACTIVE))
+            .where(Item.provider.in_(providers), Item.state == ItemState.READY, Item.next_attempt_at <= now)
             .group_by(Item.provider)
         )
         found = {r[0] for r in rows}
@@ -192,11 +193,11 @@ async def _ready_item(
             Item.estimate_micros,
             Item.generation,
         )
-        .join(Task, and_(Task.id == Item.task_id, Task.state == "active"))
+        .join(Task, and_(Task.id == Item.task_id, Task.state == TaskState.ACTIVE))
         .outerjoin(
             ChannelShare, and_(ChannelShare.provider == provider, ChannelShare.channel_id == Item.channel_id)
         )
-        .where(Item.provider == provider, Item.state == "ready", Item.next_attempt_at <= now)
+        .where(Item.provider == provider, Item.state == ItemState.READY, Item.next_attempt_at <= now)
         .order_by(effective_pass(conn, floor), Item.priority, Item.task_id, Item.id)
         .limit(1)
     )

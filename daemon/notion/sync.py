@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from daemon.budget import Spend, dollars, task_spend, usd
 from daemon.db.models import Item, Task
 from daemon.notion.outbox import STATUS, STORYBOARD_BODY, add_comment, set_property
+from services.states import TaskState
 from services.status import ItemView, Status, progress_line, shown_status
 from services.storyboard import parse_storyboard, storyboard_to_yaml
 
@@ -35,7 +36,12 @@ async def sync_tasks(
     async with engine.begin() as conn:
         query = select(Task).where(Task.notion_page_id.is_not(None))
         if watched is not None:
-            query = query.where(or_(Task.state.in_(("active", "paused", "budget")), Task.id.in_(watched)))
+            query = query.where(
+                or_(
+                    Task.state.in_((TaskState.ACTIVE, TaskState.PAUSED, TaskState.BUDGET)),
+                    Task.id.in_(watched),
+                )
+            )
         tasks = (await conn.execute(query)).all()
         if tasks:
             ids = [t.id for t in tasks]
