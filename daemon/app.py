@@ -208,7 +208,9 @@ class App:
             done = await conn.execute(
                 update(Task)
                 .where(Task.notion_page_id == page_id, Task.state == TaskState.ACTIVE)
-                .values(state="paused", error="the Notion page was trashed or unshared", updated_at=now)
+                .values(
+                    state=TaskState.PAUSED, error="the Notion page was trashed or unshared", updated_at=now
+                )
             )
             if done.rowcount:
                 await add_comment(

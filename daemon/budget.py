@@ -143,7 +143,7 @@ async def wait_for_budget(engine: AsyncEngine, task_id: int, message: str, now: 
         done = await conn.execute(
             update(Task)
             .where(Task.id == task_id, Task.state == TaskState.ACTIVE)
-            .values(state="budget", error=message, updated_at=now)
+            .values(state=TaskState.BUDGET, error=message, updated_at=now)
         )
         return bool(done.rowcount)
 
@@ -169,7 +169,7 @@ async def resume_fitting(engine: AsyncEngine, budgets: Mapping[str, Budget], day
                 await conn.execute(
                     update(Task)
                     .where(Task.id == task_id, Task.state == TaskState.BUDGET)
-                    .values(state="active", error=None, updated_at=now)
+                    .values(state=TaskState.ACTIVE, error=None, updated_at=now)
                 )
                 resumed += 1
     return resumed

@@ -35,6 +35,7 @@ from daemon.notion.sync import done_of_kinds, item_counts
 from daemon.pipeline import cancel_task
 from daemon.settings import Settings, load_env_file
 from services.errors import ServiceError
+from services.states import TaskState
 from services.status import (
     Action,
     ItemView,
@@ -203,7 +204,7 @@ async def _allowed(app: App, task_id: int, action: Action) -> Any:
     decision = decide(action, task.state, gate)
     if not decision.allowed:
         hint = ""
-        if action is Action.START and task.state == "active":
+        if action is Action.START and task.state == TaskState.ACTIVE:
             hint = f" (`python -m daemon cancel --task {task_id}` cancels it)"
         _refused(task_id, decision.reason + hint)
         return None
@@ -278,7 +279,7 @@ async def _retry(settings: Settings, args: argparse.Namespace) -> int:
         await app.close()
     kept = sum(n for state, n in items if state == "succeeded")
     total = sum(n for _, n in items)
-    if after.state == "done":
+    if after.state == TaskState.DONE:
         print(f"task {args.task}: pass {after.pass_no} found nothing left to do; it is done")
     else:
         print(f"task {args.task}: pass {after.pass_no} started, {kept} of {_count(total, 'step')} kept")
@@ -330,7 +331,7 @@ async def _overview(conn: AsyncConnection, task_id: int | None, now: datetime) -
         for _, state, n in rows:
             states[state] += n
         kinds = done_of_kinds(rows)
-        gate = waiting_gate(views) if task.state == "active" else None
+        gate = waiting_gate(views) if task.state == TaskState.ACTIVE else None
         spend = spends.get(task.id, Spend())
         dollars = spend.total_micros / 1_000_000
         out.append(

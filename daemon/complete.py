@@ -84,7 +84,7 @@ async def complete(
             update(Item)
             .where(Item.id == c.item_id, Item.lease_token == c.lease_token, Item.state == ItemState.RUNNING)
             .values(
-                state="succeeded",
+                state=ItemState.SUCCEEDED,
                 output_path=final_path,
                 cost_micros=Item.cost_micros + result.cost_micros,
                 lease_expires_at=None,
@@ -133,7 +133,7 @@ def _move_output(workspace: Path, output: str, final_path: str) -> None:
 
 async def _already_or_fenced(conn: AsyncConnection, c: Claimed) -> Outcome:
     row = (await conn.execute(select(Item.state, Item.lease_token).where(Item.id == c.item_id))).first()
-    if row is not None and row.state == "succeeded" and row.lease_token == c.lease_token:
+    if row is not None and row.state == ItemState.SUCCEEDED and row.lease_token == c.lease_token:
         return "already"
     return "fenced"
 
@@ -178,7 +178,9 @@ async def fail(
         done = await conn.execute(
             update(Item)
             .where(Item.id == c.item_id, Item.lease_token == c.lease_token, Item.state == ItemState.RUNNING)
-            .values(state="failed", error=message, lease_expires_at=None, finished_at=now, updated_at=now)
+            .values(
+                state=ItemState.FAILED, error=message, lease_expires_at=None, finished_at=now, updated_at=now
+            )
         )
         await free_slot(conn, c.lease_token)
         await finish_attempt(
@@ -190,7 +192,7 @@ async def fail(
         await conn.execute(
             update(Task)
             .where(Task.id == c.task_id, Task.state == TaskState.ACTIVE)
-            .values(state="error", error=f"{c.key}: {message}", updated_at=now)
+            .values(state=TaskState.ERROR, error=f"{c.key}: {message}", updated_at=now)
         )
         return True
 
@@ -217,13 +219,13 @@ async def refresh_ready(
     """Blocked items whose dependencies all succeeded become ready; gates that are off pass at once."""
     dep = aliased(Item)
     unfinished = exists().where(
-        ItemEdge.item_id == Item.id, dep.id == ItemEdge.depends_on, dep.state != "succeeded"
+        ItemEdge.item_id == Item.id, dep.id == ItemEdge.depends_on, dep.state != ItemState.SUCCEEDED
     )
     while True:
         await conn.execute(
             update(Item)
             .where(Item.task_id == task_id, Item.state == ItemState.BLOCKED, not_(unfinished))
-            .values(state="ready", next_attempt_at=now, updated_at=now)
+            .values(state=ItemState.READY, next_attempt_at=now, updated_at=now)
             .execution_options(synchronize_session=False)
         )
         gates = (
@@ -239,7 +241,7 @@ async def refresh_ready(
         await conn.execute(
             update(Item)
             .where(Item.id.in_(passing))
-            .values(state="succeeded", finished_at=now, updated_at=now)
+            .values(state=ItemState.SUCCEEDED, finished_at=now, updated_at=now)
         )
     await _finish_task_if_done(conn, task_id, now)
 
@@ -254,7 +256,7 @@ async def _finish_task_if_done(conn: AsyncConnection, task_id: int, now: datetim
         await conn.execute(
             update(Task)
             .where(Task.id == task_id, Task.state == TaskState.ACTIVE)
-            .values(state="done", updated_at=now)
+            .values(state=TaskState.DONE, updated_at=now)
         )
 
 
@@ -265,7 +267,7 @@ async def approve_gate(engine: AsyncEngine, task_id: int, gate_kind: str, now: d
         done = await conn.execute(
             update(Item)
             .where(and_(Item.task_id == task_id, Item.kind == gate_kind, Item.state == ItemState.READY))
-            .values(state="succeeded", finished_at=now, updated_at=now)
+            .values(state=ItemState.SUCCEEDED, finished_at=now, updated_at=now)
         )
         if done.rowcount == 0:
             return False

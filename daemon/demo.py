@@ -30,6 +30,7 @@ from daemon.migrate import upgrade
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name, plain_text
 from daemon.settings import Settings, read_env_file
+from services.states import TaskState
 from services.status import ItemView, progress_line, shown_status
 
 CHANNEL = "nature"
@@ -193,10 +194,10 @@ async def _watch(
             if line != last:
                 say(f"[{time.monotonic() - started:5.1f}s] {line}")
                 last = line
-            if task.state == "error":
+            if task.state == TaskState.ERROR:
                 say(f"demo: the project stopped: {task.error}")
                 return None
-            if task.state == "done":
+            if task.state == TaskState.DONE:
                 return await _finish(app, operator, page_id, task)
         await asyncio.sleep(0.5)
     say("demo: stopped before the video was finished; run it again to resume")

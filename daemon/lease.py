@@ -113,7 +113,7 @@ async def _release(
         update(Item)
         .where(Item.id == item_id, Item.lease_token == token, Item.state == ItemState.RUNNING)
         .values(
-            state="ready",
+            state=ItemState.READY,
             lease_owner=None,
             lease_token=None,
             lease_expires_at=None,

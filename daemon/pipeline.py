@@ -181,7 +181,7 @@ class Pipeline:
                 select(Item.input_hash, Item.state).where(Item.task_id == task_id, Item.key == "storyboard")
             )
         ).first()
-        if row is None or row.input_hash != wanted.input_hash or row.state != "succeeded":
+        if row is None or row.input_hash != wanted.input_hash or row.state != ItemState.SUCCEEDED:
             return None
         content = await conn.scalar(select(Task.storyboard).where(Task.id == task_id))
         return None if content is None else parse_storyboard(content)
@@ -203,7 +203,7 @@ class Pipeline:
         await conn.execute(
             update(Item)
             .where(Item.task_id == task_id, Item.key == "storyboard", Item.state != ItemState.SUCCEEDED)
-            .values(state="succeeded", output_path=relative, finished_at=now, updated_at=now)
+            .values(state=ItemState.SUCCEEDED, output_path=relative, finished_at=now, updated_at=now)
         )
 
     async def on_storyboard(self, conn: AsyncConnection, task_id: int, path: Path) -> None:
@@ -219,7 +219,7 @@ class Pipeline:
             await conn.execute(
                 update(Task)
                 .where(Task.id == task_id)
-                .values(state="error", error=f"the generated storyboard is not usable: {exc}")
+                .values(state=TaskState.ERROR, error=f"the generated storyboard is not usable: {exc}")
             )
             return
         await conn.execute(
@@ -257,10 +257,16 @@ async def cancel_task(engine: AsyncEngine, task_id: int, now: datetime) -> int:
                 Item.state.in_((ItemState.RUNNING, ItemState.READY, ItemState.BLOCKED)),
             )
             .values(
-                state="cancelled", lease_token=None, lease_owner=None, lease_expires_at=None, updated_at=now
+                state=ItemState.CANCELLED,
+                lease_token=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
             )
         )
-        await conn.execute(update(Task).where(Task.id == task_id).values(state="cancelled", updated_at=now))
+        await conn.execute(
+            update(Task).where(Task.id == task_id).values(state=TaskState.CANCELLED, updated_at=now)
+        )
         return int(done.rowcount)
 
 
@@ -270,5 +276,5 @@ async def pause_task(engine: AsyncEngine, task_id: int, now: datetime) -> None:
         await conn.execute(
             update(Task)
             .where(Task.id == task_id, Task.state == TaskState.ACTIVE)
-            .values(state="paused", updated_at=now)
+            .values(state=TaskState.PAUSED, updated_at=now)
         )

@@ -54,12 +54,12 @@ async def apply_plan(
         )
     }
     wanted = {p.key for p in planned}
-    stale = [r.id for k, r in existing.items() if k not in wanted and r.state != "running"]
+    stale = [r.id for k, r in existing.items() if k not in wanted and r.state != ItemState.RUNNING]
     hashes = {p.key: p.input_hash for p in planned}
     abandoned = [
         r
         for k, r in existing.items()
-        if r.state == "cancelled" and r.provider_job_id and hashes.get(k) != r.input_hash
+        if r.state == ItemState.CANCELLED and r.provider_job_id and hashes.get(k) != r.input_hash
     ]
     await _book_abandoned(conn, task_id, task.channel_id, abandoned, now)
     if stale:
@@ -78,7 +78,7 @@ async def apply_plan(
                         key=p.key,
                         input=p.input,
                         input_hash=p.input_hash,
-                        state="blocked",
+                        state=ItemState.BLOCKED,
                         provider=p.provider,
                         priority=task.priority,
                         attempts=0,
@@ -95,14 +95,14 @@ async def apply_plan(
         ids[p.key] = row.id
         if _keep(row, p, workspace):
             continue
-        same_work = row.state == "cancelled" and row.input_hash == p.input_hash
+        same_work = row.state == ItemState.CANCELLED and row.input_hash == p.input_hash
         await conn.execute(
             update(Item)
             .where(Item.id == row.id)
             .values(
                 input=p.input,
                 input_hash=p.input_hash,
-                state="blocked",
+                state=ItemState.BLOCKED,
                 next_attempt_at=now,
                 provider_job_id=Item.provider_job_id if same_work else None,
                 generation=Item.generation if same_work else Item.generation + 1,
@@ -124,12 +124,12 @@ async def apply_plan(
         await conn.execute(insert(ItemEdge), edges)
     dep = aliased(Item)
     unfinished = exists().where(
-        ItemEdge.item_id == Item.id, dep.id == ItemEdge.depends_on, dep.state != "succeeded"
+        ItemEdge.item_id == Item.id, dep.id == ItemEdge.depends_on, dep.state != ItemState.SUCCEEDED
     )
     await conn.execute(
         update(Item)
         .where(Item.task_id == task_id, Item.state == ItemState.READY, unfinished)
-        .values(state="blocked", updated_at=now)
+        .values(state=ItemState.BLOCKED, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     return ids
@@ -166,9 +166,9 @@ async def _book_abandoned(
 def _keep(row: Any, planned: PlannedItem, workspace: Path) -> bool:
     if row.input_hash != planned.input_hash:
         return False
-    if row.state in ("running", "ready", "blocked"):
+    if row.state in (ItemState.RUNNING, ItemState.READY, ItemState.BLOCKED):
         return True
-    if row.state != "succeeded":
+    if row.state != ItemState.SUCCEEDED:
         return False  # failed / cancelled: a fresh pass retries them
     # An item whose recorded output is on disk is never regenerated; gates have no output.
     return planned.is_gate or (row.output_path is not None and (workspace / row.output_path).exists())

@@ -73,7 +73,7 @@ async def claim_general(
             update(Item)
             .where(Item.id == row.id)
             .values(
-                state="running",
+                state=ItemState.RUNNING,
                 lease_owner=owner,
                 lease_token=token,
                 lease_expires_at=expires,

@@ -37,7 +37,7 @@ from daemon.retry import backoff_seconds
 from services.errors import ServiceError, StoryboardError
 from services.paths import project_slug
 from services.prompts import characters
-from services.states import CommentState
+from services.states import CommentState, TaskState
 from services.status import (
     ACTIONABLE,
     AT_WORK,
@@ -258,7 +258,7 @@ class Intake:
                 if page_id in handled:
                     continue  # acted on by this poll (a refusal may not be on the page yet)
                 task = await self._task_of(page_id)
-                if task is None or task.state != "active":
+                if task is None or task.state != TaskState.ACTIVE:
                     self.log.warning("intake_reconciled_queued_page", page=page_id)
                     await self._forget_seen(page_id)
                     acted += await self._handle_or_keep(source, page, now)
@@ -327,7 +327,7 @@ class Intake:
         page_id = str(page["id"])
         task = await self._task_of(page_id)
         gate = await self._waiting_gate(task.id) if task else None
-        if same_status and task is not None and task.state == "active":
+        if same_status and task is not None and task.state == TaskState.ACTIVE:
             return  # only the page's inputs changed while it is in production: nothing to do
         decision = decide(action, task.state if task else None, gate)
         log = self.log.bind(page=page_id, action=action.value, task=task.id if task else None)
@@ -534,11 +534,11 @@ class Intake:
         problem = _printable(problem)
         task = await self._task_of(page_id)
         async with self.engine.begin() as conn:
-            if task is not None and task.state == "active":
+            if task is not None and task.state == TaskState.ACTIVE:
                 await conn.execute(
                     update(Task)
                     .where(Task.id == task.id)
-                    .values(state="error", error=problem, updated_at=now)
+                    .values(state=TaskState.ERROR, error=problem, updated_at=now)
                 )
             await set_property(conn, page_id, STATUS, {"status": Status.ERROR.value}, now)
             await set_property(conn, page_id, "Error Log", {"text": problem}, now)

@@ -52,7 +52,7 @@ async def sync_tasks(
                 await _sync_one(conn, task, views.get(task.id, []), spend, workspace, now)
     # A task's last change (done, error, cancelled) commits after a sync saw it at work: watch it once
     # more, so its final state is always written.
-    return {t.id for t in tasks if t.state in ("active", "paused", "budget")}
+    return {t.id for t in tasks if t.state in (TaskState.ACTIVE, TaskState.PAUSED, TaskState.BUDGET)}
 
 
 async def item_counts(conn: AsyncConnection, task_ids: list[int]) -> dict[int, list[tuple[str, str, int]]]:
@@ -83,7 +83,7 @@ async def _sync_one(
     # Cost is everything paid for this page, every pass, cancelled and replaced work included.
     cost = float(dollars(spend.total_micros))
     progress = progress_line(counts, cost)
-    if spend.submitted_micros and task.state != "active":
+    if spend.submitted_micros and task.state != TaskState.ACTIVE:
         progress += f" (incl. {usd(spend.submitted_micros)} of clips bought before the video stopped: "
         progress += "queue the page again to collect them)"
     changed = await set_property(conn, page, STATUS, {"status": status.value}, now)
@@ -108,15 +108,15 @@ def done_of_kinds(rows: list[tuple[str, str, int]]) -> dict[str, tuple[int, int]
 
 
 def _error_log(task: Any) -> str:
-    if task.state == "budget" and task.error:
+    if task.state == TaskState.BUDGET and task.error:
         return str(task.error)
-    if task.state != "error" or not task.error:
+    if task.state != TaskState.ERROR or not task.error:
         return ""
     return f"{task.error}\nFix it, then set Status to Queued: finished parts are kept and not paid for again."
 
 
 def _video_url(task: Any, workspace: Path) -> str | None:
-    if task.state != "done" or not task.final_video_path:
+    if task.state != TaskState.DONE or not task.final_video_path:
         return None
     return (workspace / str(task.final_video_path)).resolve().as_uri()
 
@@ -150,7 +150,7 @@ async def _comments(
         await add_comment(conn, page, f"{key}:{status.name.lower()}", body, now)
     elif status is Status.ERROR:
         await add_comment(conn, page, f"{key}:error", f"This video stopped. {_error_log(task)}", now)
-    elif task.state == "budget" and task.error:
+    elif task.state == TaskState.BUDGET and task.error:
         digest = hashlib.sha256(str(task.error).encode()).hexdigest()[:10]
         await add_comment(conn, page, f"{key}:budget:{digest}", f"This video is waiting. {task.error}", now)
     elif status is Status.READY and video:
