@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -353,10 +353,16 @@ class Intake:
             await cancel_task(self.engine, task.id, now)
         elif action is Action.PAUSE:
             await pause_task(self.engine, task.id, now)
-        else:
+        elif (
+            action is Action.APPROVE_STORYBOARD
+            or action is Action.APPROVE_ASSETS
+            or action is Action.APPROVE_FINAL
+        ):
             gate = gate_of(action)
             assert gate is not None
             await approve_gate(self.engine, task.id, gate, now)
+        else:
+            assert_never(action)
 
     async def _start(self, source: Source, page: JSON, now: datetime) -> None:
         props = page.get("properties", {})
