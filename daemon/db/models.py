@@ -83,7 +83,7 @@ class Item(Base):
     # blocked | ready | running | succeeded | failed | cancelled
     state: Mapped[str] = mapped_column(String(16))  # an ItemState
     provider: Mapped[str] = mapped_column(String(32))  # gemini | kling | elevenlabs | local | operator
-    priority: Mapped[int] = mapped_column(Integer, default=1)
+    priority: Mapped[int] = mapped_column(Integer, default=1)  # claim order in a channel (item_priority)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     lease_owner: Mapped[str | None] = mapped_column(String(128))

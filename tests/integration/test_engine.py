@@ -481,3 +481,20 @@ async def test_a_clip_cancelled_after_its_submit_is_collected_on_the_next_pass_n
     keys = {r["argv"][r["argv"].index("--external-id") + 1] for r in runs}
     assert len(keys) == 1  # one idempotency key: Kling finds the task it already has
     assert "--resume-job" in runs[1]["argv"] and first.provider_job_id in runs[1]["argv"]
+
+
+async def test_a_composite_goes_before_another_videos_assembly_on_the_local_slots(kit: Kit) -> None:
+    """A composite unblocks a clip (minutes of Kling time), an assembly unblocks nothing: at one
+    priority, the local slots take composites first, whichever video came first (the makespan
+    benchmark's timeline showed a composite waiting behind two assemblies)."""
+    first = await kit.submit(storyboard(scenes=1), slug="p1")
+    second = await kit.submit(storyboard(scenes=1), slug="p2")
+    async with kit.engine.begin() as conn:
+        await conn.execute(update(Item).values(state="blocked"))
+        for task_id, key in ((first, "assembly"), (second, "composite_s01")):
+            await conn.execute(
+                update(Item).where(Item.task_id == task_id, Item.key == key).values(state="ready")
+            )
+    taken = await claim(kit.engine, "local", "d", now(), 30.0, EXTENSIONS)
+    assert taken is not None
+    assert (taken.task_id, taken.key) == (second, "composite_s01")
