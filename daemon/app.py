@@ -261,6 +261,13 @@ def _is_partial(path: Path) -> bool:
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT stop the daemon cleanly; the log says which one came."""
     loop = asyncio.get_running_loop()
+    log = get_logger()
+
+    def stopping(sig: signal.Signals) -> None:
+        log.info("stop_signal_received", signal=sig.name)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping, sig)

@@ -91,8 +91,11 @@ class NotionJobs:
                 await asyncio.sleep(0.05)
             scheduler.shutdown(wait=False)
             if self.token:
-                await leader.release(self.engine, LEASE, self.token)
-                self.log.info("leadership_released")
+                try:
+                    await leader.release(self.engine, LEASE, self.token)
+                    self.log.info("leadership_released")
+                except Exception as exc:  # the database is away: the lease runs out by itself
+                    self.log.warning("leadership_release_failed", error=str(exc)[:300])
 
     def _guard(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         async def guarded() -> None:
