@@ -45,6 +45,7 @@ from tests.support.tcp_proxy import TcpProxy
 
 NOTION_TIMEOUT_S = 3.0
 LATE_WRITE_S = 8.0
+EDIT_WAIT_S = 240.0  # an edit not taken by then is reported lost (the longest outage is 200 s)
 MARKERS = ("<!-- chaos-figures outages -->", "<!-- /chaos-figures outages -->")
 
 
@@ -55,6 +56,7 @@ class Edit:
     at: float  # monotonic, when the operator's PATCH returned
     applied_s: float | None = None  # how long until the daemon logged it applied or refused
     overwritten: bool = False  # the page showed another status before the daemon took it
+    shown: str | None = None  # what the page showed last while the edit waited
 
 
 @dataclass
@@ -143,7 +145,10 @@ async def run_outages(
         await _check_comments(sandbox, database, pages, report)
         for edit in report.edits:
             if edit.applied_s is None:
-                report.problems.append(f"{edit.page}: the operator's {edit.status} was never applied")
+                report.problems.append(
+                    f"{edit.page}: the operator's {edit.status} was never applied "
+                    f"(the page showed {edit.shown})"
+                )
         report.problems += _unexplained_kills(daemon.events())
     finally:
         if daemon is not None and daemon.proc is not None and daemon.proc.poll() is None:
@@ -241,6 +246,7 @@ async def _operate(
     todo = list(steps)
     next_at = time.monotonic() + (todo[0][1] if todo else 0)
     deadline = time.monotonic() + 900
+    shown = None
     while time.monotonic() < deadline:
         shown = await _status(operator, page)
         if shown == "Storyboard Review":
@@ -268,7 +274,7 @@ async def _edit(
     report.edits.append(edit)
     action = action_for(status)
     assert action is not None
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + EDIT_WAIT_S
     while time.monotonic() < deadline:
         for event in daemon.events():
             if (
@@ -282,6 +288,7 @@ async def _edit(
         shown = await _status(operator, page)
         if shown != status:
             edit.overwritten = True
+        edit.shown = shown
         await asyncio.sleep(0.5)
 
 
