@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import db as testdb
+
 GOOD = "id: nature\nname: Nature\nvoice: {voice_id: JBFqnCBsd6RMkjVDRZzb}\n"
 STORYBOARD = """
 title: The Heron's Patience
@@ -169,24 +171,10 @@ def test_the_sqlite_file_and_a_new_workspace_are_private(tmp_path: Path) -> None
 
 @pytest.mark.postgres
 def test_two_migrates_at_once_on_a_fresh_postgresql_database_both_succeed(tmp_path: Path) -> None:
-    import asyncio
-    import uuid
-
-    import asyncpg
-
-    name = f"nvd_migrate_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(f"{PG}/test")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url, name = testdb.create_pg_database(empty=True)
     try:
         env = {**os.environ, "WORKSPACE_DIR": str(tmp_path / "ws"), "CHANNELS_DIR": str(tmp_path)}
-        env["DATABASE_URL"] = f"{PG}/{name}"
+        env["DATABASE_URL"] = url
         runs = [
             subprocess.Popen(
                 [sys.executable, "-m", "daemon", "migrate"],
@@ -200,4 +188,4 @@ def test_two_migrates_at_once_on_a_fresh_postgresql_database_both_succeed(tmp_pa
         outcomes = [(run.communicate(timeout=60)[1], run.returncode) for run in runs]
         assert [code for _, code in outcomes] == [0, 0], outcomes
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        testdb.drop_pg_database(name)

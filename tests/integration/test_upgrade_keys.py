@@ -6,13 +6,11 @@ under the new per-generation key."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from alembic import command
 from PIL import Image
@@ -36,21 +34,11 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'daemon.db'}"
         return
-    name = f"nvd_up_{uuid.uuid4().hex[:10]}"
-    admin_dsn = testdb.PG_ADMIN_URL
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url, name = testdb.create_pg_database(empty=True)
     try:
-        yield admin_dsn.rpartition("/")[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+        yield url
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        testdb.drop_pg_database(name)
 
 
 def test_a_clip_submitted_under_a_first_release_key_is_collected_after_the_upgrade(

@@ -35,7 +35,7 @@ from daemon.notion.props import option_name
 from services.status import action_for
 from tests.support import db as testdb
 from tests.support.chaos import audit, repeats
-from tests.support.chaos_run import DOC
+from tests.support.chaos_run import write_section
 from tests.support.daemon_proc import DaemonProcess, run_cli
 from tests.support.media import video_info
 from tests.support.notion_kit import seed
@@ -423,12 +423,7 @@ def write_doc(report: OutageReport) -> None:
         f"videos: {report.videos}, decoded; problems: {len(report.problems)}",
         end,
     ]
-    text = DOC.read_text()
-    if begin not in text:
-        raise SystemExit(f"{DOC} has no {begin} ... {end} section for these figures; add one")
-    head, _, rest = text.partition(begin)
-    _, _, tail = rest.partition(end)
-    DOC.write_text(head + "\n".join(lines) + tail)
+    write_section(begin, end, lines)
 
 
 def main(argv: list[str] | None = None) -> int:

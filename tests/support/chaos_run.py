@@ -263,6 +263,12 @@ def write_doc(report: ChaosReport, database: str) -> None:
         landed,
         end,
     ]
+    write_section(begin, end, lines)
+
+
+def write_section(begin: str, end: str, lines: list[str]) -> None:
+    """Replaces docs/RELIABILITY.md's section between the markers `begin` and `end` (the lines
+    include both markers)."""
     text = DOC.read_text()
     if begin not in text:
         raise SystemExit(f"{DOC} has no {begin} ... {end} section for these figures; add one")

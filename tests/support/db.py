@@ -87,31 +87,28 @@ def drop_pg_template() -> None:
     asyncio.run(run())
 
 
-def create_pg_database() -> tuple[str, str]:
-    """A fresh database cloned from the migrated template: (its async URL, its name)."""
-    name = f"nvd_t_{uuid.uuid4().hex[:12]}"
-
+def _admin(sql: str) -> None:
     async def run() -> None:
         admin = await asyncpg.connect(_asyncpg_dsn(PG_ADMIN_URL))
         try:
-            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+            await admin.execute(sql)
         finally:
             await admin.close()
 
     asyncio.run(run())
+
+
+def create_pg_database(*, empty: bool = False) -> tuple[str, str]:
+    """A fresh database cloned from the migrated template (or, `empty`, with no schema at all):
+    (its async URL, its name)."""
+    name = f"nvd_t_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}"' + ("" if empty else f' TEMPLATE "{TEMPLATE}"'))
     url = _with_database(PG_ADMIN_URL, name).replace("postgresql://", "postgresql+asyncpg://")
     return url, name
 
 
 def drop_pg_database(name: str) -> None:
-    async def run() -> None:
-        admin = await asyncpg.connect(_asyncpg_dsn(PG_ADMIN_URL))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-    asyncio.run(run())
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # Tests about one database's behaviour run on it alone: parametrize the `database` fixture (conftest).

@@ -85,8 +85,8 @@ class TcpProxy:
                 if self.mode == "cut":
                     break
                 dst.sendall(data)
-        except OSError:
-            pass
+        except OSError:  # either side reset (or the proxy cut it): this pump's connection is over
+            return
         finally:
             with self.lock:
                 self.sockets.discard(src)
