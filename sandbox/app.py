@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -72,6 +73,7 @@ class Sandbox:
         # Extra per-provider stats (e.g. Kling task concurrency), merged into /_sandbox/stats.
         self.stat_sources: dict[str, Callable[[], dict[str, object]]] = {}
         self._billable: dict[int, Identify | None] = {}
+        self._journal_lock = threading.Lock()
 
     # Registration --------------------------------------------------------------------------------
     def add_provider(self, provider: Provider) -> None:
@@ -113,6 +115,7 @@ class Sandbox:
         self, provider: Provider, route: object, params: dict[str, str], path_exists: bool, request: Request
     ) -> Response:
         credential = " ".join(request.header(h) for h in ("authorization", "x-goog-api-key", "xi-api-key"))
+        received = time.time()
         latency_ms, fault = self.faults.take(provider.name, request.method, request.path, credential)
         if latency_ms:
             time.sleep(latency_ms / 1000)
@@ -140,6 +143,8 @@ class Sandbox:
             client, item = _trace(request)
             seq = self.store.call_started(provider.name, route.name, identity, item, client)
         response = route.handler(request)
+        if provider.name == "notion" and request.method != "GET":
+            self._journal_write(request, credential, received, response.status)
         if seq is not None:
             # Handlers hand back what only they know through private headers, never sent out.
             self.store.call_finished(
@@ -151,6 +156,28 @@ class Sandbox:
         if fault is not None and fault.kind == "apply_then_fail":
             return self._fault_response(provider, fault)
         return response
+
+    def _journal_write(self, request: Request, credential: str, received: float, status: int) -> None:
+        """Appends a Notion write to notion-writes.jsonl in the state folder: who wrote (daemon or
+        operator, never the token), when it came and when it was applied (a late write shows as a
+        gap), and the Status it set. What a chaos run reads to tell whose write won."""
+        who = "operator" if self.credentials["notion_operator_token"] in credential else "daemon"
+        entry: dict[str, object] = {
+            "who": who,
+            "call": f"{request.method} {request.path}",
+            "received": round(received, 3),
+            "applied": round(time.time(), 3),
+            "status": status,
+        }
+        try:
+            status_prop = (json.loads(request.body or b"{}").get("properties") or {}).get("Status") or {}
+            chosen = status_prop.get("select") or status_prop.get("status") or {}
+            if chosen.get("name"):
+                entry["Status"] = chosen["name"]
+        except (ValueError, AttributeError):
+            pass
+        with self._journal_lock, (self.state_dir / "notion-writes.jsonl").open("a") as out:
+            out.write(json.dumps(entry) + "\n")
 
     def _provider_for(self, path: str, name: str | None) -> Provider | None:
         if name is not None:

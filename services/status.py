@@ -161,6 +161,25 @@ def decide(action: Action, task_state: str | None, waiting_gate: str | None) -> 
             assert_never(action)
 
 
+def asked_on(action: Action, shown: str) -> bool:
+    """Whether the operator could ask for this action on a page showing the daemon's `shown`: what a
+    page shown Ready allows (a new pass), a review (its approval), and so on. False for a value the
+    daemon does not write."""
+    review = {status: gate for gate, status in _REVIEW_OF.items()}
+    state = {
+        Status.READY: "done",
+        Status.PUBLISHED: "done",
+        Status.ERROR: "error",
+        Status.CANCELLED: "cancelled",
+        Status.PAUSED: "paused",
+    }
+    if shown in state:
+        return decide(action, state[Status(shown)], None).allowed
+    if shown in review or shown in AT_WORK:
+        return decide(action, "active", review.get(Status(shown))).allowed
+    return False
+
+
 @dataclass(frozen=True)
 class ItemView:
     kind: str

@@ -218,6 +218,9 @@ class Outbox(Base):
     # A write of this row went unanswered (a timeout, a 5xx, the daemon killed mid-call) and Notion
     # may still apply it late, over newer values: at this time the page's values are written again.
     recheck_at: Mapped[datetime | None]
+    # The value that write carried (cleared once answered): a page showing the operator's earlier
+    # Status at the recheck may mean ours never landed, or that they set theirs again after it did.
+    out_value: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class Comment(Base):

@@ -455,8 +455,8 @@ class Intake:
             or status == (row.sent_value or {}).get("status")
         ):
             # A write of ours is due (one that crossed the operator's is among them), one went
-            # unanswered and may have landed late, or the page shows our previous write: not a hand
-            # edit; the outbox sets the page right, now.
+            # unanswered and may land late (the outbox writes the page again once it cannot), or
+            # the page shows our previous write: not a hand edit; the outbox sets the page right.
             await self._due_now(page_id, now)
             return False
         # Under the outbox's lock, with the page read again: a write of ours may have landed after
@@ -497,8 +497,9 @@ class Intake:
             ).first()
 
     async def _due_now(self, page_id: str, now: datetime) -> None:
-        """The page's deferred writes and comments go at the next flush (it was away: trashed), and
-        its values are written again if a write of ours went unanswered (it may have landed late)."""
+        """The page's deferred writes and comments go at the next flush (it was away: trashed). A
+        write of ours that went unanswered keeps its recheck time: the page showing an older value
+        does not prove that write has landed, and one sent now could be overwritten by it."""
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(Outbox)
@@ -508,11 +509,6 @@ class Intake:
                     Outbox.next_attempt_at > now,
                 )
                 .values(next_attempt_at=now)
-            )
-            await conn.execute(
-                update(Outbox)
-                .where(Outbox.page_id == page_id, Outbox.recheck_at > now)
-                .values(recheck_at=now)
             )
             await conn.execute(
                 update(Comment)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -39,7 +39,7 @@ from daemon.notion.gateway import (
 from daemon.notion.props import option_name, text_value
 from daemon.retry import backoff_seconds
 from services.states import CommentState
-from services.status import action_for
+from services.status import action_for, asked_on
 
 JSON = dict[str, Any]
 STATUS = "Status"
@@ -128,6 +128,8 @@ async def acknowledge_status(conn: AsyncConnection, page_id: str, status: str, n
                 sent_version=Outbox.version + 1,
                 version=Outbox.version + 1,
                 updated_at=now,
+                # Theirs is newer than any write of ours still out: no doubt about an earlier one.
+                out_value=None,
             )
         )
 
@@ -243,6 +245,9 @@ class OutboxWriter:
                 writes += 1
                 await self._mark_sent([row], now)
                 continue
+            if row.property == STATUS and row.recheck_at is not None and row.recheck_at > now:
+                await self._hold_until_recheck(row)
+                continue
             if row.property == STATUS:
                 kind = await self._status_kind_if_ours(page_id, row, now)
                 if kind is None:
@@ -262,16 +267,26 @@ class OutboxWriter:
             await self._mark_sent(sent, now)
         return writes
 
+    async def _hold_until_recheck(self, row: Any) -> None:
+        """An earlier Status write of this page is unanswered and may still land: no other Status goes
+        out (not even the same one again) before the recheck. The page shows our next Status only
+        once no late write of ours can put an older one over what the operator sets on seeing it."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(Outbox).where(Outbox.id == row.id).values(next_attempt_at=row.recheck_at)
+            )
+
     async def _sending(self, rows: list[Any], now: datetime) -> None:
         """Marks rows as out before their write is sent: if no answer comes (or the daemon dies before
         it does), the page is written again once a late write would have landed."""
         until = now + timedelta(seconds=self.late_s)
         async with self.engine.begin() as conn:
-            await conn.execute(
-                update(Outbox)
-                .where(Outbox.id.in_([r.id for r in rows]), Outbox.recheck_at.is_(None))
-                .values(recheck_at=until)
-            )
+            for row in rows:
+                await conn.execute(
+                    update(Outbox)
+                    .where(Outbox.id == row.id, Outbox.recheck_at.is_(None))
+                    .values(recheck_at=until, out_value=row.value)
+                )
 
     async def _status_kind_if_ours(self, page_id: str, row: Any, now: datetime) -> str | None:
         """Reads the page: if the operator set an operator status (Queued, Cancelled, an approval...)
@@ -284,6 +299,8 @@ class OutboxWriter:
         current = option_name(prop)
         ours = (row.sent_value or {}).get("status")
         kind = prop.get("type") if prop.get("type") in ("select", "status") else "select"
+        if await self._settle_unanswered(row, current):
+            ours = row.out_value["status"]
         if ours is None or current == ours or action_for(current or "") is None:
             return str(kind)
         self.log.info("operator_status_wins", page=page_id, operator=current, held=row.value.get("status"))
@@ -295,12 +312,39 @@ class OutboxWriter:
             )
         return None
 
+    async def _settle_unanswered(self, row: Any, current: str | None) -> bool:
+        """Settles a Status write of ours that went unanswered and can no longer land (rechecked):
+        whether the page counts as having shown it. True when it does: the page shows it now, or
+        the page shows the operator's Status from before it, which they could ask of a page showing
+        ours: either ours never landed, or it did and they set theirs again on seeing it (a Ready
+        page queued again). The doubt goes their way: intake takes theirs as a new change and ours
+        waits for it. Otherwise the page shows our stale baseline, and ours is written again."""
+        doubt = (row.out_value or {}).get("status") if row.recheck_at is None else None
+        theirs = (row.sent_value or {}).get("status")
+        if doubt is None or doubt == theirs:
+            return False
+        if current != doubt:
+            action = action_for(current or "")
+            if current != theirs or action is None or not asked_on(action, doubt):
+                return False
+            self.log.warning(
+                "operator_status_after_unanswered_write", page=row.page_id, operator=current, ours=doubt
+            )
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(Outbox).where(Outbox.id == row.id).values(sent_value=row.out_value, out_value=None)
+            )
+            await conn.execute(update(PageSeen).where(PageSeen.page_id == row.page_id).values(status=doubt))
+        return True
+
     async def _mark_sent(self, rows: list[Any], now: datetime) -> None:
         crossed: list[Any] = []
         async with self.engine.begin() as conn:
             for row in rows:
                 if row.recheck_at is None:  # answered; no earlier write of this row is still out
-                    await conn.execute(update(Outbox).where(Outbox.id == row.id).values(recheck_at=None))
+                    await conn.execute(
+                        update(Outbox).where(Outbox.id == row.id).values(recheck_at=None, out_value=None)
+                    )
                 # Only the version written counts as sent: a newer value queued meanwhile still goes out.
                 done = await conn.execute(
                     update(Outbox)
@@ -375,6 +419,13 @@ class OutboxWriter:
                         Comment.state == CommentState.PENDING,
                         Comment.next_attempt_at <= now,
                         or_(Comment.recheck_at.is_(None), Comment.recheck_at <= now),
+                        # A comment asks the operator to act on the page's Status: it waits while a
+                        # Status write of ours may still land late (see _hold_until_recheck).
+                        ~exists().where(
+                            Outbox.page_id == Comment.page_id,
+                            Outbox.property == STATUS,
+                            Outbox.recheck_at > now,
+                        ),
                     )
                     .order_by(Comment.id)
                     .limit(50)

@@ -35,6 +35,8 @@ def _daemon_env(sandbox: SandboxProcess, database: str, tmp_path: Path) -> tuple
         "CLAIM_POLL_S": "0.2",
         "IDLE_POLL_MAX_S": "0.5",
         "LEASE_TTL_S": "5",
+        # A write cut by the crash may still land: the page's Status waits this long after a restart.
+        "NOTION_LATE_WRITE_S": "6",
     }
     return env, seeded["page_ids"][0]
 
@@ -65,7 +67,6 @@ async def test_a_daemon_killed_while_notion_is_slow_to_post_its_comment_posts_it
     """Finding 3 of the reliability issue: SIGKILL while a comment POST is out, Notion applies it late,
     and the restarted daemon, finding no comment yet, posted it again."""
     env, page = _daemon_env(fresh_sandbox, database, tmp_path)
-    env["NOTION_LATE_WRITE_S"] = "6"
     token = credentials(fresh_sandbox)["notion_token"]
     operator = NotionApi(credentials(fresh_sandbox)["notion_operator_token"], fresh_sandbox.base("notion"))
     fresh_sandbox.fault(

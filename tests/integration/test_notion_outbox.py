@@ -245,7 +245,9 @@ async def test_a_write_notion_applies_after_the_timeout_cannot_leave_the_page_ol
     kit: NotionKit, sandbox: SandboxProcess
 ) -> None:
     """Finding 3: a PATCH unanswered within the client's timeout landed later, over the newer values
-    written since, and the page stayed behind the DB for good."""
+    written since, and the page stayed behind the DB for good. And no newer Status (nor the review
+    comment asking the operator to act on it) shows before that write can no longer land: an operator
+    acting on it would have their edit overwritten by the late write (found by the outage chaos run)."""
     await kit.start(gates=REVIEW_GATE, notion_timeout_s=1.0, notion_late_write_s=6.0)
     page = await _queued(kit)
     sandbox.fault(
@@ -259,9 +261,11 @@ async def test_a_write_notion_applies_after_the_timeout_cannot_leave_the_page_ol
     started = time.monotonic()
     await kit.flush()  # "Planning" goes out and times out; Notion applies it at 4 s
     await _storyboard_done(kit, page)
-    await kit.flush()  # the newer values land at once
+    await kit.flush()  # the newer values but Status land at once
     assert time.monotonic() - started < 3.5, "too slow to test the late write"
-    assert (await kit.page(page))["Status"] == "Storyboard Review"
+    early = await kit.page(page)
+    assert early["Status"] == "Queued"  # "Planning" is still out; the newer one waits for it
+    assert not [c for c in await kit.comments(page) if "ready for review" in c]
     await asyncio.sleep(max(0.0, started + 4.5 - time.monotonic()))
     late = await kit.page(page)
     assert late["Status"] == "Planning"  # the late write put the older values back
@@ -275,6 +279,48 @@ async def test_a_write_notion_applies_after_the_timeout_cannot_leave_the_page_ol
     comments = await kit.comments(page)
     assert not [c for c in comments if "the daemon's to show" in c]
     assert len([c for c in comments if "ready for review" in c]) == 1
+
+
+@pytest.mark.slow
+async def test_a_ready_page_queued_again_while_ready_was_unanswered_is_taken(
+    kit: NotionKit, sandbox: SandboxProcess
+) -> None:
+    """Found by the outage chaos run: the daemon's Ready went unanswered and Notion applied it late;
+    the operator, seeing Ready, queued the video again at once. Intake knew the page only as the
+    Queued it had taken at the start, so this Queued looked old and was never taken, and the recheck
+    of the unanswered write put Ready back over it: the operator's edit was lost."""
+    await kit.start(notion_timeout_s=1.0, notion_late_write_s=4.0)
+    page = await _queued(kit)
+
+    async def finished() -> bool:
+        task = await kit.task(page)
+        return task is not None and task.state == "done"
+
+    await kit.work(finished)
+    sandbox.fault(
+        provider="notion",
+        kind="latency",
+        latency_ms=2000,
+        count=1,
+        endpoint="^PATCH /notion/v1/pages/",
+        token=_daemon_token(kit),
+    )
+    started = time.monotonic()
+    await kit.flush()  # Ready goes out, unanswered; Notion applies it at 2 s
+    await asyncio.sleep(max(0.0, started + 2.3 - time.monotonic()))
+    assert (await kit.page(page))["Status"] == "Ready"
+    await kit.poll()
+    await kit.set(page, Status="Queued")  # the operator queues it again on seeing Ready
+    while time.monotonic() < started + 6:  # past the recheck
+        await kit.poll()
+        await kit.flush()
+        await asyncio.sleep(0.3)
+    task = await kit.task(page)
+    assert task.pass_no == 2, "the operator's Queued was never taken"
+    await kit.work(finished)
+    await kit.poll()
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Ready"
 
 
 @pytest.mark.slow

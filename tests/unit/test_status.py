@@ -7,7 +7,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.plan import PlanOptions, build_plan
-from services.status import AT_WORK, Action, ItemView, Status, action_for, decide, progress_line, shown_status
+from services.status import (
+    AT_WORK,
+    Action,
+    ItemView,
+    Status,
+    action_for,
+    asked_on,
+    decide,
+    progress_line,
+    shown_status,
+)
 from tests.support.engine_kit import storyboard
 
 
@@ -118,3 +128,20 @@ def test_the_shown_stage_only_moves_forward_within_a_pass(
         s.value for n, s in enumerate(shown) if n == 0 or shown[n - 1] is not s
     )
     assert shown[0] is Status.PLANNING
+
+
+@pytest.mark.parametrize(
+    ("action", "shown", "asked"),
+    [
+        (Action.START, "Ready", True),  # a finished video queued again
+        (Action.START, "Error", True),
+        (Action.START, "Planning", False),  # refused on a video in production
+        (Action.APPROVE_STORYBOARD, "Storyboard Review", True),
+        (Action.APPROVE_STORYBOARD, "Assets Review", False),
+        (Action.CANCEL, "Generating Video", True),
+        (Action.CANCEL, "Cancelled", False),
+        (Action.START, "Not a status", False),
+    ],
+)
+def test_what_an_operator_can_ask_of_a_page_showing_a_status(action: Action, shown: str, asked: bool) -> None:
+    assert asked_on(action, shown) is asked
