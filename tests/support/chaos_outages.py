@@ -266,6 +266,8 @@ async def _operate(
 async def _edit(
     operator: NotionApi, daemon: DaemonProcess, page: str, status: str, report: OutageReport
 ) -> None:
+    if await _status(operator, page) == status:
+        return  # the page shows it already (a pass the daemon finished before writing its Status)
     since = datetime.now(UTC).isoformat()
     await _retrying(
         operator, "PATCH", f"pages/{page}", {"properties": {"Status": {"select": {"name": status}}}}
