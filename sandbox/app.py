@@ -170,7 +170,11 @@ class Sandbox:
             "status": status,
         }
         try:
-            status_prop = (json.loads(request.body or b"{}").get("properties") or {}).get("Status") or {}
+            body = json.loads(request.body or b"{}")
+            page = (body.get("parent") or {}).get("page_id")  # a comment's page
+            if page:
+                entry["page"] = page
+            status_prop = (body.get("properties") or {}).get("Status") or {}
             chosen = status_prop.get("select") or status_prop.get("status") or {}
             if chosen.get("name"):
                 entry["Status"] = chosen["name"]
