@@ -163,13 +163,15 @@ class NotionJobs:
             await self.outbox()
 
     async def outbox(self) -> None:
-        """Sync and flush while tasks are at work; when idle, once per FULL_SYNC_S (cheap on the DB)."""
+        """Sync and flush while tasks are at work; when idle, once per FULL_SYNC_S (cheap on the DB)
+        and when a write or comment left waiting falls due."""
         async with self.outbox_lock:
             if not self.leading():
                 return
             now = self.clock.now()
             full = self.last_full is None or (now - self.last_full).total_seconds() >= FULL_SYNC_S
-            if not (self.watched or full or self.intake_acted):
+            due = self.writer.next_due is not None and self.writer.next_due <= now
+            if not (self.watched or full or self.intake_acted or due):
                 return
             self.intake_acted = False  # cleared before the sync: a poll acting during it asks again
             self.watched = await sync_tasks(self.engine, self.workspace, now, None if full else self.watched)

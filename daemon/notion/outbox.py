@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, insert, or_, select, update
+from sqlalchemy import exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -169,13 +169,33 @@ class OutboxWriter:
         # Set by the leader's jobs: a flush stops at the next write once the lease is not ours.
         self.leading: Callable[[], bool] = lambda: True
         self.bot_id: str | None = None  # the integration's user: its comments are the daemon's
+        self.next_due: datetime | None = None  # see _next_due
         self.log = get_logger(job="outbox")
 
     async def flush(self, now: datetime) -> int:
         """Writes what is due; returns the number of Notion writes made."""
         writes = await self._flush_properties(now)
         writes += await self._flush_comments(now)
+        self.next_due = await self._next_due()
         return writes
+
+    async def _next_due(self) -> datetime | None:
+        """When something left waiting (a write deferred or held, a recheck, a comment) falls due: an
+        idle daemon flushes then instead of at its next full sync."""
+        async with self.engine.connect() as conn:
+            times = [
+                await conn.scalar(
+                    select(func.min(Outbox.next_attempt_at)).where(Outbox.version > Outbox.sent_version)
+                ),
+                await conn.scalar(select(func.min(Outbox.recheck_at))),
+            ]
+            comments = await conn.execute(
+                select(Comment.next_attempt_at, Comment.recheck_at)
+                .where(Comment.state == CommentState.PENDING)
+                .limit(200)
+            )
+            times += [max(c.next_attempt_at, c.recheck_at or c.next_attempt_at) for c in comments]
+        return min((t for t in times if t is not None), default=None)
 
     # Properties ------------------------------------------------------------------------------------
     async def _flush_properties(self, now: datetime) -> int:

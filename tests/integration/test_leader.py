@@ -61,6 +61,8 @@ async def test_the_leader_keeps_its_lease_while_its_first_poll_takes_longer_than
             return False
 
     class NoWrites:
+        next_due = None
+
         async def flush(self, at: datetime) -> bool:
             return False
 
@@ -106,6 +108,7 @@ async def test_the_outbox_never_runs_twice_at_once(engine: AsyncEngine, tmp_path
 
     class CountingWriter:
         running = most = flushes = 0
+        next_due = None
 
         async def flush(self, at: datetime) -> int:
             self.running += 1
@@ -141,6 +144,7 @@ async def test_a_leader_whose_lease_is_not_renewed_stops_writing_when_it_runs_ou
 
     class CountingWriter:
         flushes = 0
+        next_due = None
 
         async def flush(self, at: datetime) -> int:
             self.flushes += 1
@@ -193,6 +197,8 @@ async def test_notion_is_polled_every_poll_s_at_work_and_every_idle_poll_s_when_
             return False
 
     class NoWrites:
+        next_due = None
+
         async def flush(self, at: datetime) -> int:
             return 0
 

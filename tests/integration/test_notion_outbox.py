@@ -323,6 +323,26 @@ async def test_a_ready_page_queued_again_while_ready_was_unanswered_is_taken(
     assert (await kit.page(page))["Status"] == "Ready"
 
 
+async def test_an_idle_daemon_writes_what_waited_as_soon_as_it_falls_due(
+    kit: NotionKit, sandbox: SandboxProcess
+) -> None:
+    """Found by the outage chaos run: with no video at work the outbox ran only at its full sync
+    (every 30 s), so a comment held for a recheck waited up to 30 s longer than it had to."""
+    await kit.start(notion_late_write_s=1.0)
+    page = kit.pages[0]
+    jobs = kit.app.notion_jobs() if kit.app else None
+    assert jobs is not None
+    jobs.token, jobs.valid_until = "lease", datetime.now(UTC) + timedelta(hours=1)  # as the leader
+    await kit.set(page, Status="Assets Approved")  # refused: there is no video to approve
+    await kit.poll()
+    sandbox.fault(provider="notion", status=503, count=1, endpoint="^POST /notion/v1/comments")
+    await jobs.outbox()  # its full sync: the refusal goes out and is not answered
+    assert not [c for c in await kit.comments(page) if "was not applied" in c]
+    await asyncio.sleep(1.5)
+    await jobs.outbox()  # no video at work, no full sync due: the recheck is
+    assert len([c for c in await kit.comments(page) if "was not applied" in c]) == 1
+
+
 @pytest.mark.slow
 async def test_a_comment_notion_posts_after_the_timeout_is_not_posted_again(
     kit: NotionKit, sandbox: SandboxProcess
