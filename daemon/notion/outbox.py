@@ -226,6 +226,7 @@ class OutboxWriter:
             except AmbiguousWrite as exc:
                 # The values go again soon (writing a value twice is harmless); a block append, which
                 # is not, waits until a late one would have landed and is looked for first.
+                await self._unanswered(Outbox, [r.id for r in page_rows])
                 await self._defer(page_rows, now, str(exc), late=True)
             except NotionUnavailable as exc:
                 await self._defer(page_rows, now, str(exc))
@@ -296,10 +297,27 @@ class OutboxWriter:
                 update(Outbox).where(Outbox.id == row.id).values(next_attempt_at=row.recheck_at)
             )
 
+    def _late(self) -> datetime:
+        """When a write sent now, and not answered, can no longer land. From the clock, not from the
+        flush's start: a flush can take seconds (slow answers, 429 pauses) before a write goes out, and
+        a recheck counted from its start came before the late write landed (a comment posted twice in
+        the outage chaos run)."""
+        return datetime.now(UTC) + timedelta(seconds=self.late_s)
+
+    async def _unanswered(self, table: Any, ids: list[int]) -> None:
+        """A write went unanswered: its recheck is counted from now, when the client gave up on it
+        (it may have waited for the rate limit after it was marked)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(table)
+                .where(table.id.in_(ids), table.recheck_at.is_not(None))
+                .values(recheck_at=self._late())
+            )
+
     async def _sending(self, rows: list[Any], now: datetime) -> None:
         """Marks rows as out before their write is sent: if no answer comes (or the daemon dies before
         it does), the page is written again once a late write would have landed."""
-        until = now + timedelta(seconds=self.late_s)
+        until = self._late()
         async with self.engine.begin() as conn:
             for row in rows:
                 await conn.execute(
@@ -417,16 +435,13 @@ class OutboxWriter:
         async with self.engine.begin() as conn:
             for row in rows:
                 delay = hours * 3600 or backoff_seconds(row.attempts + 1, 2.0, 300.0)
+                due = now + timedelta(seconds=delay)
                 if late and row.property == STORYBOARD_BODY:
-                    delay = max(delay, self.late_s)
+                    due = max(due, self._late())
                 await conn.execute(
                     update(Outbox)
                     .where(Outbox.id == row.id)
-                    .values(
-                        attempts=Outbox.attempts + 1,
-                        last_error=error[:500],
-                        next_attempt_at=now + timedelta(seconds=delay),
-                    )
+                    .values(attempts=Outbox.attempts + 1, last_error=error[:500], next_attempt_at=due)
                 )
 
     # Comments --------------------------------------------------------------------------------------
@@ -468,7 +483,7 @@ class OutboxWriter:
                         .where(Comment.id == row.id)
                         .values(
                             attempts=Comment.attempts + 1,
-                            recheck_at=now + timedelta(seconds=self.late_s),
+                            recheck_at=self._late(),
                         )
                     )
                 await self.notion.call(
@@ -484,6 +499,7 @@ class OutboxWriter:
                 crash_point("outbox_after_comment")
                 await self._comment_sent(row.id, now)
             except AmbiguousWrite as exc:  # it may land late: looked for once it would have
+                await self._unanswered(Comment, [row.id])
                 self.log.warning("notion_comment_unanswered", page=row.page_id, key=row.key, error=str(exc))
             except NotionError as exc:  # not applied (429s, refused, page gone): tried again later
                 delay = backoff_seconds(row.attempts + 1, 2.0, 300.0)

@@ -323,6 +323,28 @@ async def test_a_ready_page_queued_again_while_ready_was_unanswered_is_taken(
     assert (await kit.page(page))["Status"] == "Ready"
 
 
+@pytest.mark.slow
+async def test_a_comment_unanswered_late_in_a_slow_flush_is_not_posted_again(
+    kit: NotionKit, sandbox: SandboxProcess
+) -> None:
+    """Found by the outage chaos run: the recheck of an unanswered comment was counted from the start
+    of its flush, seconds before the POST went out, so it came before Notion applied the POST late,
+    found no comment, and posted it again."""
+    await kit.start(gates=REVIEW_GATE, notion_timeout_s=2.5, notion_late_write_s=4.0)
+    page = await _queued(kit)
+    await _storyboard_done(kit, page)
+    token = _daemon_token(kit)
+    for endpoint, ms in (("^PATCH /notion/v1/pages/", 2000), ("^POST /notion/v1/comments", 4500)):
+        sandbox.fault(
+            provider="notion", kind="latency", latency_ms=ms, count=1, endpoint=endpoint, token=token
+        )
+    started = time.monotonic()
+    while time.monotonic() < started + 11:  # the status write is slow; the comment lands 9 s in
+        await kit.flush()
+        await asyncio.sleep(0.3)
+    assert len([c for c in await kit.comments(page) if "ready for review" in c]) == 1
+
+
 async def test_an_idle_daemon_writes_what_waited_as_soon_as_it_falls_due(
     kit: NotionKit, sandbox: SandboxProcess
 ) -> None:
