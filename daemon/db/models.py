@@ -241,6 +241,7 @@ class Comment(Base):
     # A POST went out and no answer came (or the daemon died mid-call): it may land late, so the
     # comment is not posted again before this time, and is looked for on the page first.
     recheck_at: Mapped[datetime | None]
+    notion_id: Mapped[str | None] = mapped_column(String(64))  # the comment Notion made, once known
 
 
 class PollCursor(Base):

@@ -471,8 +471,9 @@ class OutboxWriter:
             if not self.leading():
                 break
             try:
-                if row.attempts > 0 and await self._comment_exists(row):
-                    await self._comment_sent(row.id, now)  # an earlier try did land: written once
+                landed = await self._earlier_try(row) if row.attempts > 0 else None
+                if landed is not None:
+                    await self._comment_sent(row.id, now, landed)  # an earlier try did land: written once
                     continue
                 # Counted before the call, and the next try put after the time a late POST would
                 # have landed: after a crash mid-call, or no answer, the next try looks for the
@@ -486,7 +487,7 @@ class OutboxWriter:
                             recheck_at=self._late(),
                         )
                     )
-                await self.notion.call(
+                made = await self.notion.call(
                     "POST",
                     "comments",
                     body={
@@ -497,7 +498,7 @@ class OutboxWriter:
                 )
                 writes += 1
                 crash_point("outbox_after_comment")
-                await self._comment_sent(row.id, now)
+                await self._comment_sent(row.id, now, str(made.get("id") or "") or None)
             except AmbiguousWrite as exc:  # it may land late: looked for once it would have
                 await self._unanswered(Comment, [row.id])
                 self.log.warning("notion_comment_unanswered", page=row.page_id, key=row.key, error=str(exc))
@@ -512,12 +513,23 @@ class OutboxWriter:
                 self.log.warning("notion_comment_deferred", page=row.page_id, key=row.key, error=str(exc))
         return writes
 
-    async def _comment_exists(self, row: Any) -> bool:
-        """Whether an earlier try of this comment landed: a comment of ours on the page with the same
-        text, made no earlier than the minute the comment was queued (Notion gives comment times to
-        the minute). The text carries no key: the operator reads these comments."""
+    async def _earlier_try(self, row: Any) -> str | None:
+        """The Notion id of an earlier try of this comment that landed, if one did: a comment of ours
+        on the page with the same text, made no earlier than the minute the comment was queued
+        (Notion gives comment times to the minute), that no other comment row of ours is known to
+        be (each keeps the id of its comment): two comments of the same text in one minute, the
+        second unanswered, were once taken for one and the second never posted. The text carries no
+        key: the operator reads these comments."""
         if self.bot_id is None:
             self.bot_id = str((await self.notion.call("GET", "users/me"))["id"])
+        async with self.engine.connect() as conn:
+            claimed = set(
+                await conn.scalars(
+                    select(Comment.notion_id).where(
+                        Comment.page_id == row.page_id, Comment.notion_id.is_not(None), Comment.id != row.id
+                    )
+                )
+            )
         queued = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
         since = queued.replace(second=0, microsecond=0)
         cursor: str | None = None
@@ -530,16 +542,18 @@ class OutboxWriter:
                 text = "".join(p.get("plain_text", "") for p in comment.get("rich_text", []))
                 made = datetime.fromisoformat(str(comment.get("created_time", "")).replace("Z", "+00:00"))
                 mine = (comment.get("created_by") or {}).get("id") == self.bot_id
-                if mine and text == row.body and made >= since:
-                    return True
+                if mine and text == row.body and made >= since and comment.get("id") not in claimed:
+                    return str(comment["id"])
             cursor = listing.get("next_cursor")
             if not listing.get("has_more") or not cursor:
-                return False
+                return None
 
-    async def _comment_sent(self, comment_id: int, now: datetime) -> None:
+    async def _comment_sent(self, comment_id: int, now: datetime, notion_id: str | None) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
-                update(Comment).where(Comment.id == comment_id).values(state=CommentState.SENT, sent_at=now)
+                update(Comment)
+                .where(Comment.id == comment_id)
+                .values(state=CommentState.SENT, sent_at=now, notion_id=notion_id)
             )
 
 

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from daemon.db.models import Comment, Outbox
+from daemon.notion.outbox import add_comment
 from tests.support import fake_scripts
 from tests.support.notion_kit import NotionKit
 from tests.support.sandbox_proc import SandboxProcess
@@ -343,6 +344,33 @@ async def test_a_comment_unanswered_late_in_a_slow_flush_is_not_posted_again(
         await kit.flush()
         await asyncio.sleep(0.3)
     assert len([c for c in await kit.comments(page) if "ready for review" in c]) == 1
+
+
+async def test_two_comments_of_one_text_in_one_minute_are_both_posted(
+    kit: NotionKit, sandbox: SandboxProcess
+) -> None:
+    """Found by the outage chaos run: two passes of a video finished in one minute, each with its
+    "The video is ready" comment; the second's POST went unanswered, and its retry took the first's
+    comment (same text, same minute: Notion gives comment times to the minute) for its own earlier
+    try, so it was booked as sent and never posted."""
+    await kit.start(notion_late_write_s=1.0)
+    page = kit.pages[0]
+    body = "The video is ready: file:///videos/one.mp4"
+    assert kit.app
+    queued = datetime.now(UTC)
+    async with kit.app.engine.begin() as conn:
+        await add_comment(conn, page, f"{page}:ready:1", body, queued)
+    await kit.flush()
+    async with kit.app.engine.begin() as conn:
+        await add_comment(conn, page, f"{page}:ready:2", body, queued)
+    sandbox.fault(provider="notion", status=503, count=1, endpoint="^POST /notion/v1/comments")
+    await kit.flush()  # a 503 to a POST: it may have been applied, so it is looked for first
+    await asyncio.sleep(1.2)
+    await kit.flush()
+    assert (await kit.comments(page)).count(body) == 2
+    async with kit.app.engine.connect() as conn:
+        ids = list(await conn.scalars(select(Comment.notion_id)))
+    assert len(set(ids)) == 2 and None not in ids
 
 
 async def test_an_idle_daemon_writes_what_waited_as_soon_as_it_falls_due(

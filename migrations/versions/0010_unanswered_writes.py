@@ -1,5 +1,7 @@
 """out_value: the value of a write of ours that is out and not answered, so that, once it can no
-longer land, the outbox can tell the operator's Status set after it from the one it replaced
+longer land, the outbox can tell the operator's Status set after it from the one it replaced;
+comment.notion_id: the comment Notion made, so a retry tells its own earlier try from another
+comment of the same text
 
 Revision ID: 0010
 Revises: 0009
@@ -21,8 +23,11 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("outbox", sa.Column("out_value", JSONType, nullable=True))
+    op.add_column("comment", sa.Column("notion_id", sa.String(64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("comment") as batch:
+        batch.drop_column("notion_id")
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("out_value")
