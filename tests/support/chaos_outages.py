@@ -45,7 +45,10 @@ from tests.support.tcp_proxy import TcpProxy
 
 NOTION_TIMEOUT_S = 3.0
 LATE_WRITE_S = 8.0
-EDIT_WAIT_S = 240.0  # an edit not taken by then is reported lost (the longest outage is 200 s)
+# An edit not taken this long after it was made, or after the chaos ended if it was made during the
+# chaos, is reported lost: outages can follow one another with seconds between them (the full run
+# once had 7 minutes of database outages with windows of 9-16 s, each taken by a 429 storm).
+EDIT_WAIT_S = 240.0
 # Notion has no conditional writes: the daemon reads the page, then writes its Status. An operator
 # edit applied in between (or while that write is on its way) is overwritten unless a poll sees it
 # first. An overwrite by a daemon write sent no later than this after the edit was applied is that
@@ -63,6 +66,18 @@ class Edit:
     overwritten: bool = False  # the page showed another status before the daemon took it
     set_again: int = 0  # overwritten by a daemon write already on its way, so set again
     shown: str | None = None  # what the page showed last while the edit waited
+
+
+@dataclass
+class Desk:
+    """What the operator works with, and what they write down."""
+
+    operator: NotionApi
+    daemon: DaemonProcess
+    report: OutageReport
+    journal: Path  # the sandbox's journal of Notion writes
+    chaos_over: asyncio.Event
+    chaos_end: float  # monotonic
 
 
 @dataclass
@@ -125,10 +140,8 @@ async def run_outages(
                 pages[1]: [("Cancelled", rng.uniform(10, 40)), ("Queued", rng.uniform(5, 20))],
                 pages[2]: [("Paused", rng.uniform(5, 30)), ("Queued", rng.uniform(5, 20))],
             }
-            operators = [
-                asyncio.create_task(_operate(operator, daemon, page, steps, stop, report, journal))
-                for page, steps in scripts.items()
-            ]
+            desk = Desk(operator, daemon, report, journal, stop, time.monotonic() + chaos_s)
+            operators = [asyncio.create_task(_operate(desk, page, steps)) for page, steps in scripts.items()]
             await asyncio.sleep(chaos_s)
             stop.set()
             await asyncio.gather(*chaos)
@@ -239,42 +252,33 @@ async def _notion_faults(
         report.notion_faults[name] += 1
 
 
-async def _operate(
-    operator: NotionApi,
-    daemon: DaemonProcess,
-    page: str,
-    steps: list[tuple[str, float]],
-    chaos_over: asyncio.Event,
-    report: OutageReport,
-    journal: Path,
-) -> None:
+async def _operate(desk: Desk, page: str, steps: list[tuple[str, float]]) -> None:
     """Queues the page, then each step after its delay; approves the storyboard whenever asked; a
     video that is Ready while the chaos goes on is queued again (a new pass: nothing may be paid
     again). Each edit waits until the daemon has taken it (applied or refused) before the next."""
-    await _edit(operator, daemon, page, "Queued", report, journal)
+    await _edit(desk, page, "Queued")
     todo = list(steps)
     next_at = time.monotonic() + (todo[0][1] if todo else 0)
-    deadline = time.monotonic() + 900
+    deadline = desk.chaos_end + 900
     shown = None
     while time.monotonic() < deadline:
-        shown = await _status(operator, page)
+        shown = await _status(desk.operator, page)
         if shown == "Storyboard Review":
-            await _edit(operator, daemon, page, "Storyboard Approved", report, journal)
+            await _edit(desk, page, "Storyboard Approved")
         elif todo and time.monotonic() >= next_at and shown not in ("Ready", "Error"):
             status, _ = todo.pop(0)
-            await _edit(operator, daemon, page, status, report, journal)
+            await _edit(desk, page, status)
             next_at = time.monotonic() + (todo[0][1] if todo else 0)
-        elif shown == "Ready" and not chaos_over.is_set():
-            await _edit(operator, daemon, page, "Queued", report, journal)
+        elif shown == "Ready" and not desk.chaos_over.is_set():
+            await _edit(desk, page, "Queued")
         elif shown == "Ready":
             return  # done (a video that outran the script's later steps is done too)
         await asyncio.sleep(0.5)
     raise AssertionError(f"{page}: the operator's script did not end (page shows {shown})")
 
 
-async def _edit(
-    operator: NotionApi, daemon: DaemonProcess, page: str, status: str, report: OutageReport, journal: Path
-) -> None:
+async def _edit(desk: Desk, page: str, status: str) -> None:
+    operator, daemon, report, journal = desk.operator, desk.daemon, desk.report, desk.journal
     if await _status(operator, page) == status:
         return  # the page shows it already (a pass the daemon finished before writing its Status)
     since = datetime.now(UTC).isoformat()
@@ -294,7 +298,7 @@ async def _edit(
             for event in daemon.events()
         )
 
-    deadline = time.monotonic() + EDIT_WAIT_S
+    deadline = max(time.monotonic(), desk.chaos_end) + EDIT_WAIT_S
     while time.monotonic() < deadline:
         if taken():
             edit.applied_s = round(time.monotonic() - edit.at, 1)
