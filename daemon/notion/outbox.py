@@ -259,7 +259,10 @@ class OutboxWriter:
         properties: JSON = {}
         sent: list[Any] = []
         writes = 0
-        for row in rows:
+        # The Storyboard block first: its write takes several calls, and the page's Status is read
+        # as late as it can be, just before the PATCH (an operator's edit made after the read is
+        # overwritten; a block write in between once made that window seconds long).
+        for row in sorted(rows, key=lambda r: r.property != STORYBOARD_BODY):
             if row.property == STORYBOARD_BODY:
                 await self._sending([row], now)
                 await write_storyboard_block(self.notion, page_id, str(row.value["yaml"]))

@@ -241,6 +241,33 @@ async def test_an_operators_cancel_crossing_a_status_write_in_flight_is_put_back
     assert not [c for c in comments if "the daemon's to show" in c]
 
 
+async def test_an_operators_cancel_during_the_storyboard_block_write_is_not_overwritten(
+    kit: NotionKit, sandbox: SandboxProcess
+) -> None:
+    """Found in an operator trial: the page's Status was read, then the Storyboard block written (a
+    slow call), then the Status PATCHed: a Cancelled set during the block write was overwritten with
+    Storyboard Review before any poll saw it, and the video was made. The Status is read last."""
+    await kit.start(gates=REVIEW_GATE)
+    page = await _queued(kit)
+    await kit.flush()
+    await _storyboard_done(kit, page)  # "Storyboard Review" and the Storyboard block to write
+    sandbox.fault(
+        provider="notion",
+        kind="latency",
+        latency_ms=1500,
+        count=1,
+        endpoint="^PATCH /notion/v1/blocks/",
+        token=_daemon_token(kit),
+    )
+    flushing = asyncio.create_task(kit.flush())
+    await _in_flight(kit)
+    await kit.set(page, Status="Cancelled")
+    await flushing
+    assert (await kit.page(page))["Status"] == "Cancelled"
+    await kit.poll()
+    assert (await kit.task(page)).state == "cancelled"
+
+
 @pytest.mark.slow
 async def test_a_write_notion_applies_after_the_timeout_cannot_leave_the_page_older(
     kit: NotionKit, sandbox: SandboxProcess
