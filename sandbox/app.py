@@ -143,7 +143,7 @@ class Sandbox:
             client, item = _trace(request)
             seq = self.store.call_started(provider.name, route.name, identity, item, client)
         response = route.handler(request)
-        if provider.name == "notion" and request.method != "GET":
+        if provider.name == "notion" and (request.method != "GET" or "/pages/" in request.path):
             self._journal_write(request, credential, received, response.status)
         if seq is not None:
             # Handlers hand back what only they know through private headers, never sent out.
@@ -158,7 +158,7 @@ class Sandbox:
         return response
 
     def _journal_write(self, request: Request, credential: str, received: float, status: int) -> None:
-        """Appends a Notion write to notion-writes.jsonl in the state folder: who wrote (daemon or
+        """Appends a Notion write (or a page read) to notion-writes.jsonl in the state folder: who (daemon or
         operator, never the token), when it came and when it was applied (a late write shows as a
         gap), and the Status it set. What a chaos run reads to tell whose write won."""
         who = "operator" if self.credentials["notion_operator_token"] in credential else "daemon"

@@ -65,7 +65,10 @@ class NotionGateway(Protocol):
         body: JSON | None = None,
         query: JSON | None = None,
         idempotent: bool = True,
+        paid: bool = False,
     ) -> JSON: ...
+
+    async def take(self) -> None: ...
 
 
 class NotionApi:
@@ -108,14 +111,25 @@ class NotionApi:
         body: JSON | None = None,
         query: JSON | None = None,
         idempotent: bool = True,
+        paid: bool = False,
     ) -> JSON:
+        """One call, waiting for its token first unless `paid` (taken with `take` beforehand: a write
+        that must follow a read without a wait between them)."""
+        unpaid = [not paid]
+
         async def once() -> JSON:
-            await self.bucket.take()
+            if unpaid[0]:
+                await self.bucket.take()
+            unpaid[0] = True  # a retry waits for a token of its own
             result = await self.client.request(path=path, method=method, body=body, query=query)
             assert isinstance(result, dict)
             return result
 
         return await self._with_retries(once, idempotent, f"{method} {path}")
+
+    async def take(self) -> None:
+        """Takes a call's token now, for a later `call(..., paid=True)`."""
+        await self.bucket.take()
 
     async def _with_retries(self, once: Callable[[], Awaitable[T]], idempotent: bool, what: str) -> T:
         reason = ""

@@ -256,40 +256,55 @@ class OutboxWriter:
         self.log.info("notion_pages_rewritten_after_unanswered_write", pages=len(pages))
 
     async def _write_page(self, page_id: str, rows: list[Any], now: datetime) -> int:
-        properties: JSON = {}
-        sent: list[Any] = []
         writes = 0
-        # The Storyboard block first: its write takes several calls, and the page's Status is read
-        # as late as it can be, just before the PATCH (an operator's edit made after the read is
-        # overwritten; a block write in between once made that window seconds long).
+        status_row = None
+        sent: list[Any] = []
+        # The Storyboard block first (its write takes several calls); the page's Status is read last.
         for row in sorted(rows, key=lambda r: r.property != STORYBOARD_BODY):
             if row.property == STORYBOARD_BODY:
                 await self._sending([row], now)
                 await write_storyboard_block(self.notion, page_id, str(row.value["yaml"]))
                 writes += 1
                 await self._mark_sent([row], now)
-                continue
-            if row.property == STATUS and row.recheck_at is not None and row.recheck_at > now:
+            elif row.property != STATUS:
+                sent.append(row)
+            elif row.recheck_at is not None and row.recheck_at > now:
                 await self._hold_until_recheck(row)
-                continue
-            if row.property == STATUS:
-                kind = await self._status_kind_if_ours(page_id, row, now)
-                if kind is None:
-                    continue
-                properties[STATUS] = {kind: {"name": row.value["status"]}}
             else:
-                properties[row.property] = _value(row)
-            sent.append(row)
+                status_row = row
+        if not sent and status_row is None:
+            return writes
+        # Marked before the Status is read: an operator's edit made between the read and the PATCH
+        # is overwritten (Notion has no conditional writes), so nothing else happens in between; a
+        # database write there (SQLite busy with the workers) once let a Cancelled through.
+        await self._sending([*sent, *([status_row] if status_row is not None else [])], now)
+        properties: JSON = {row.property: _value(row) for row in sent}
+        # The PATCH's token too is taken before the read: waiting for the rate limit between the two
+        # (a third of a second at Notion's 3 a second) was most of that window.
+        await self.notion.take()
+        if status_row is not None:
+            kind = await self._status_kind_if_ours(page_id, status_row, now)
+            if kind is None:
+                await self._not_sending(status_row)
+            else:
+                properties[STATUS] = {kind: {"name": status_row.value["status"]}}
+                sent.append(status_row)
         if properties:
-            await self._sending(sent, now)
             # Not repeated by the gateway: an unanswered write is this writer's to follow up.
             await self.notion.call(
-                "PATCH", f"pages/{page_id}", body={"properties": properties}, idempotent=False
+                "PATCH", f"pages/{page_id}", body={"properties": properties}, idempotent=False, paid=True
             )
             writes += 1
             crash_point("outbox_after_property_write")
             await self._mark_sent(sent, now)
         return writes
+
+    async def _not_sending(self, row: Any) -> None:
+        """A row marked as out whose write was not sent after all (the operator's Status won)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(Outbox).where(Outbox.id == row.id).values(recheck_at=None, out_value=None)
+            )
 
     async def _hold_until_recheck(self, row: Any) -> None:
         """An earlier Status write of this page is unanswered and may still land: no other Status goes
@@ -372,9 +387,8 @@ class OutboxWriter:
                 "operator_status_after_unanswered_write", page=row.page_id, operator=current, ours=doubt
             )
         async with self.engine.begin() as conn:
-            await conn.execute(
-                update(Outbox).where(Outbox.id == row.id).values(sent_value=row.out_value, out_value=None)
-            )
+            # (out_value is already the value of the write about to go: see _write_page)
+            await conn.execute(update(Outbox).where(Outbox.id == row.id).values(sent_value=row.out_value))
             await conn.execute(update(PageSeen).where(PageSeen.page_id == row.page_id).values(status=doubt))
         return True
 
