@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sandbox import credentials
 from sandbox.config import SandboxConfig
@@ -158,9 +159,9 @@ class Sandbox:
         return response
 
     def _journal_write(self, request: Request, credential: str, received: float, status: int) -> None:
-        """Appends a Notion write (or a page read) to notion-writes.jsonl in the state folder: who (daemon or
-        operator, never the token), when it came and when it was applied (a late write shows as a
-        gap), and the Status it set. What a chaos run reads to tell whose write won."""
+        """Appends a Notion write (or a page read) to notion-writes.jsonl in the state folder: who
+        (daemon or operator, never the token), when it came and when it was applied (a late write
+        shows as a gap), and the Status it set. What a chaos run reads to tell whose write won."""
         who = "operator" if self.credentials["notion_operator_token"] in credential else "daemon"
         entry: dict[str, object] = {
             "who": who,
@@ -169,17 +170,14 @@ class Sandbox:
             "applied": round(time.time(), 3),
             "status": status,
         }
-        try:
-            body = json.loads(request.body or b"{}")
-            page = (body.get("parent") or {}).get("page_id")  # a comment's page
-            if page:
-                entry["page"] = page
-            status_prop = (body.get("properties") or {}).get("Status") or {}
-            chosen = status_prop.get("select") or status_prop.get("status") or {}
-            if chosen.get("name"):
-                entry["Status"] = chosen["name"]
-        except (ValueError, AttributeError):
-            pass
+        body = _json_object(request.body)
+        page = (body.get("parent") or {}).get("page_id")  # a comment's page
+        if page:
+            entry["page"] = page
+        status_prop = (body.get("properties") or {}).get("Status") or {}
+        chosen = status_prop.get("select") or status_prop.get("status") or {}
+        if chosen.get("name"):
+            entry["Status"] = chosen["name"]
         with self._journal_lock, (self.state_dir / "notion-writes.jsonl").open("a") as out:
             out.write(json.dumps(entry) + "\n")
 
@@ -217,3 +215,13 @@ def _trace(request: Request) -> tuple[str | None, str | None]:
         return None, None
     client, _, item = trace.partition("/")
     return client or None, item or None
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object; {} for an empty body or anything else (the handler answers
+    a malformed one with its own error: the journal only notes the call)."""
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

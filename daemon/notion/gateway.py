@@ -115,12 +115,13 @@ class NotionApi:
     ) -> JSON:
         """One call, waiting for its token first unless `paid` (taken with `take` beforehand: a write
         that must follow a read without a wait between them)."""
-        unpaid = [not paid]
+        prepaid = paid
 
         async def once() -> JSON:
-            if unpaid[0]:
+            nonlocal prepaid
+            if not prepaid:
                 await self.bucket.take()
-            unpaid[0] = True  # a retry waits for a token of its own
+            prepaid = False  # a retry waits for a token of its own
             result = await self.client.request(path=path, method=method, body=body, query=query)
             assert isinstance(result, dict)
             return result

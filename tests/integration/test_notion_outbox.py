@@ -175,6 +175,13 @@ def _daemon_token(kit: NotionKit) -> str:
     return kit.app.notion.token
 
 
+def _slow(kit: NotionKit, sandbox: SandboxProcess, endpoint: str, ms: int) -> None:
+    """The daemon's next call to `endpoint` takes `ms` (Notion applies it at the end)."""
+    sandbox.fault(
+        provider="notion", kind="latency", latency_ms=ms, count=1, endpoint=endpoint, token=_daemon_token(kit)
+    )
+
+
 async def _in_flight(kit: NotionKit) -> None:
     """Waits until the daemon's delayed call is out (the sandbox took its one-shot fault)."""
     deadline = time.monotonic() + 10
@@ -213,14 +220,7 @@ async def test_an_operators_cancel_crossing_a_status_write_in_flight_is_put_back
     page = await _queued(kit)
     await kit.flush()
     await _storyboard_done(kit, page)  # the daemon now has "Storyboard Review" to write
-    sandbox.fault(
-        provider="notion",
-        kind="latency",
-        latency_ms=2500,
-        count=1,
-        endpoint="^PATCH /notion/v1/pages/",
-        token=_daemon_token(kit),
-    )
+    _slow(kit, sandbox, "^PATCH /notion/v1/pages/", 2500)
     flushing = asyncio.create_task(kit.flush())
     await _in_flight(kit)
     await kit.set(page, Status="Cancelled")
@@ -251,14 +251,7 @@ async def test_an_operators_cancel_during_the_storyboard_block_write_is_not_over
     page = await _queued(kit)
     await kit.flush()
     await _storyboard_done(kit, page)  # "Storyboard Review" and the Storyboard block to write
-    sandbox.fault(
-        provider="notion",
-        kind="latency",
-        latency_ms=1500,
-        count=1,
-        endpoint="^PATCH /notion/v1/blocks/",
-        token=_daemon_token(kit),
-    )
+    _slow(kit, sandbox, "^PATCH /notion/v1/blocks/", 1500)
     flushing = asyncio.create_task(kit.flush())
     await _in_flight(kit)
     await kit.set(page, Status="Cancelled")
@@ -278,14 +271,7 @@ async def test_a_write_notion_applies_after_the_timeout_cannot_leave_the_page_ol
     acting on it would have their edit overwritten by the late write (found by the outage chaos run)."""
     await kit.start(gates=REVIEW_GATE, notion_timeout_s=1.0, notion_late_write_s=6.0)
     page = await _queued(kit)
-    sandbox.fault(
-        provider="notion",
-        kind="latency",
-        latency_ms=4000,
-        count=1,
-        endpoint="^PATCH /notion/v1/pages/",
-        token=_daemon_token(kit),
-    )
+    _slow(kit, sandbox, "^PATCH /notion/v1/pages/", 4000)
     started = time.monotonic()
     await kit.flush()  # "Planning" goes out and times out; Notion applies it at 4 s
     await _storyboard_done(kit, page)
@@ -325,14 +311,7 @@ async def test_a_ready_page_queued_again_while_ready_was_unanswered_is_taken(
         return task is not None and task.state == "done"
 
     await kit.work(finished)
-    sandbox.fault(
-        provider="notion",
-        kind="latency",
-        latency_ms=2000,
-        count=1,
-        endpoint="^PATCH /notion/v1/pages/",
-        token=_daemon_token(kit),
-    )
+    _slow(kit, sandbox, "^PATCH /notion/v1/pages/", 2000)
     started = time.monotonic()
     await kit.flush()  # Ready goes out, unanswered; Notion applies it at 2 s
     await asyncio.sleep(max(0.0, started + 2.3 - time.monotonic()))
@@ -361,11 +340,8 @@ async def test_a_comment_unanswered_late_in_a_slow_flush_is_not_posted_again(
     await kit.start(gates=REVIEW_GATE, notion_timeout_s=2.5, notion_late_write_s=4.0)
     page = await _queued(kit)
     await _storyboard_done(kit, page)
-    token = _daemon_token(kit)
-    for endpoint, ms in (("^PATCH /notion/v1/pages/", 2000), ("^POST /notion/v1/comments", 4500)):
-        sandbox.fault(
-            provider="notion", kind="latency", latency_ms=ms, count=1, endpoint=endpoint, token=token
-        )
+    _slow(kit, sandbox, "^PATCH /notion/v1/pages/", 2000)
+    _slow(kit, sandbox, "^POST /notion/v1/comments", 4500)
     started = time.monotonic()
     while time.monotonic() < started + 11:  # the status write is slow; the comment lands 9 s in
         await kit.flush()
@@ -428,14 +404,7 @@ async def test_a_comment_notion_posts_after_the_timeout_is_not_posted_again(
     the first one late, and the page got the comment twice."""
     await kit.start(notion_timeout_s=1.0, notion_late_write_s=5.0)
     page = kit.pages[0]
-    sandbox.fault(
-        provider="notion",
-        kind="latency",
-        latency_ms=4000,
-        count=1,
-        endpoint="^POST /notion/v1/comments",
-        token=_daemon_token(kit),
-    )
+    _slow(kit, sandbox, "^POST /notion/v1/comments", 4000)
     await kit.set(page, Status="Assets Approved")  # refused: there is no video to approve
     await kit.poll()
     started = time.monotonic()
