@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.budget import day_of
-from daemon.channel_watch import ChannelWatch, Signature, apply_to, files_signature
+from daemon.channel_watch import ChannelWatch, Signature, files_signature, with_channels
 from daemon.channels import Channel, load_channels, load_provider_limits
 from daemon.claim import ClaimPolicy, ensure_slots
 from daemon.clock import SystemClock
@@ -128,9 +128,7 @@ class App:
 
     def policy(self) -> ClaimPolicy:
         """Channel weights and budgets for the claim, from the channel files."""
-        policy = ClaimPolicy(day_of=day_of(self.settings.budget_timezone))
-        apply_to(policy, self.channels)
-        return policy
+        return with_channels(ClaimPolicy(day_of=day_of(self.settings.budget_timezone)), self.channels)
 
     def worker(self) -> Worker:
         return Worker(

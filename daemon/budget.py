@@ -11,12 +11,11 @@ from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from daemon.db.models import BudgetLock, Item, Ledger, Task
+from daemon.db.models import Item, Ledger, Task
+from daemon.queries import SPENT
 from services.pricing import to_cents
 from services.states import ItemState, TaskState
 
@@ -33,27 +32,9 @@ def day_of(timezone: str) -> Callable[[datetime], str]:
     return lambda moment: moment.astimezone(zone).date().isoformat()
 
 
-# _spent() for the hand-written claim statements: change the two together.
-SPENT_SQL = "(entry = 'actual' OR (entry = 'reservation' AND open))"
-
-
-def _spent() -> ColumnElement[bool]:
-    return or_(Ledger.entry == "actual", and_(Ledger.entry == "reservation", Ledger.open.is_(True)))
-
-
 async def _sum(conn: AsyncConnection, *where: ColumnElement[bool]) -> int:
-    total = await conn.scalar(select(func.sum(Ledger.amount_micros)).where(_spent(), *where))
+    total = await conn.scalar(select(func.sum(Ledger.amount_micros)).where(text(SPENT), *where))
     return int(total or 0)
-
-
-async def lock_channel_day(conn: AsyncConnection, channel: str, day: str) -> None:
-    insert_ = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    await conn.execute(insert_(BudgetLock).values(channel_id=channel, day=day).on_conflict_do_nothing())
-    await conn.execute(
-        select(BudgetLock.day)
-        .where(BudgetLock.channel_id == channel, BudgetLock.day == day)
-        .with_for_update()
-    )
 
 
 def dollars(micros: int) -> Decimal:
@@ -94,31 +75,6 @@ def refusal_text(
             f"in config/channels/{channel}.yaml (read again within seconds, no restart)."
         )
     return None
-
-
-async def reserve(
-    conn: AsyncConnection,
-    task_id: int,
-    item_id: int,
-    attempt_no: int,
-    channel: str,
-    day: str,
-    estimate: int,
-    now: datetime,
-) -> None:
-    await conn.execute(
-        insert(Ledger).values(
-            task_id=task_id,
-            item_id=item_id,
-            attempt_no=attempt_no,
-            channel_id=channel,
-            entry="reservation",
-            amount_micros=estimate,
-            day=day,
-            open=True,
-            created_at=now,
-        )
-    )
 
 
 async def close_reservation(conn: AsyncConnection, item_id: int, attempt_no: int) -> None:

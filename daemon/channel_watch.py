@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,13 @@ def budget_of(channel: Channel) -> Budget:
     return Budget(to_micros(Decimal(str(b.per_video_usd))), to_micros(Decimal(str(b.per_day_usd))))
 
 
-def apply_to(policy: ClaimPolicy, channels: dict[str, Channel]) -> None:
-    """The claim reads these mappings on every claim; they are replaced whole, never edited."""
-    policy.weights = {c.id: c.weight for c in channels.values()}
-    policy.budgets = {c.id: budget_of(c) for c in channels.values()}
+def with_channels(policy: ClaimPolicy, channels: dict[str, Channel]) -> ClaimPolicy:
+    """The policy with the channels' weights and budgets."""
+    return replace(
+        policy,
+        weights={c.id: c.weight for c in channels.values()},
+        budgets={c.id: budget_of(c) for c in channels.values()},
+    )
 
 
 Signature = tuple[tuple[str, int, int], ...]
@@ -97,7 +101,7 @@ class ChannelWatch:
                 )
         if not changed:
             return False
-        apply_to(self.policy, self.channels)
+        self.policy = with_channels(self.policy, self.channels)
         self.log.info(
             "channel_budgets_reloaded",
             channels=changed,
@@ -106,7 +110,7 @@ class ChannelWatch:
         )
         return True
 
-    async def run(self, stop: asyncio.Event, on_change: Callable[[], Any]) -> None:
+    async def run(self, stop: asyncio.Event, on_change: Callable[[ClaimPolicy], Awaitable[None]]) -> None:
         """Runs beside the worker in one task group: nothing here may raise, or the worker stops."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -115,6 +119,6 @@ class ChannelWatch:
                 break
             try:
                 if self.check():
-                    await on_change()
+                    await on_change(self.policy)
             except Exception as exc:
                 self.log.error("channel_files_check_failed", error=str(exc))

@@ -22,7 +22,7 @@ from daemon.app import App, install_signal_handlers, prepare_workspace
 from daemon.budget import Spend, task_spend, usd
 from daemon.budget import dollars as budget_dollars
 from daemon.clock import SystemClock
-from daemon.complete import approve_gate
+from daemon.dag import approve_gate
 from daemon.db.engine import make_engine
 from daemon.db.models import Item, Task
 from daemon.db.reach import check_reachable

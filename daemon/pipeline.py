@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.channels import Channel
 from daemon.commands import final_path
-from daemon.complete import lock_task, refresh_ready
+from daemon.dag import lock_task, refresh
 from daemon.db.engine import returned_id
 from daemon.db.models import Item, Ledger, Task
 from daemon.errors import PlanError
@@ -127,7 +127,7 @@ class Pipeline:
             await apply_plan(conn, task_id, planned, now, self.workspace, self.estimate)
             if storyboard is not None and given:
                 await self._store_given(conn, task_id, channel_id, slug, storyboard, now)
-            await refresh_ready(conn, task_id, now, auto_approve=self.auto_approve)
+            await refresh(conn, task_id, now, auto_approve=self.auto_approve)
         return task_id
 
     async def _upsert_task(

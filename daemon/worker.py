@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -19,7 +19,6 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import budget, lease
-from daemon.budget import Budget
 from daemon.claim import Claimed, ClaimPolicy, claim, ready_providers
 from daemon.clock import Clock
 from daemon.commands import EXTENSIONS, build_command, final_path
@@ -179,17 +178,18 @@ class Worker:
         # One cheap query says which providers have work due; claims only where there is some.
         for provider in await ready_providers(self.engine, free, self.clock.now()):
             while self._local_count(provider) < self.limits[provider] and len(self.running) < self.capacity:
-                budgets_seen = self.policy.budgets
-                c = await claim(
+                policy = self.policy
+                result = await claim(
                     self.engine,
                     provider,
                     self.settings.daemon_id,
                     self.clock.now(),
                     self.settings.lease_ttl_s,
                     EXTENSIONS,
-                    self.policy,
+                    policy,
                 )
-                await self._budget_waits(budgets_seen)
+                await self._budget_waits(result.over_budget, policy)
+                c = result.claimed
                 if c is None:
                     break
                 crash_point("after_claim")
@@ -197,16 +197,15 @@ class Worker:
                 claimed += 1
         return claimed
 
-    async def _budget_waits(self, budgets_seen: Mapping[str, Budget]) -> None:
+    async def _budget_waits(self, over_budget: Sequence[tuple[int, str]], judged_by: ClaimPolicy) -> None:
         """Tasks the claim found over budget wait, with the numbers, until the budget allows. If
         the channel files changed the budgets since the claim judged them, they are judged again."""
         waited = False
-        while self.policy.over_budget:
-            task_id, message = self.policy.over_budget.pop()
+        for task_id, message in over_budget:
             if await db_retry(budget.wait_for_budget)(self.engine, task_id, message, self.clock.now()):
                 self.log.warning("task_waits_for_budget", task=task_id, reason=message)
                 waited = True
-        if waited and self.policy.budgets is not budgets_seen:
+        if waited and self.policy.budgets is not judged_by.budgets:
             await self.budgets_changed()  # raised while we paused them: they go on at once
 
     def _local_count(self, provider: str) -> int:
@@ -248,9 +247,11 @@ class Worker:
             except Exception as exc:  # a DB outage must not kill the loop: scripts go on meanwhile
                 self.log.warning("heartbeat_failed", error=str(exc)[:300])
 
-    async def budgets_changed(self) -> None:
-        """Budgets were raised (or weights changed) in the channel files: waiting videos that now
-        fit go on at once, not at the next sweep."""
+    async def budgets_changed(self, policy: ClaimPolicy | None = None) -> None:
+        """Budgets were raised (or weights changed) in the channel files (`policy`, the new ones):
+        waiting videos that now fit go on at once, not at the next sweep."""
+        if policy is not None:
+            self.policy = policy
         try:
             await self._resume_budget_waits()
         except Exception as exc:  # the next sweep tries again

@@ -45,16 +45,24 @@ def attempt_output(channel: str, slug: str, key: str, number: int, extension: st
     return f"channels/{channel}/projects/{slug}/attempts/{key}-a{number}{extension}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClaimPolicy:
-    """Who goes first and what may be spent: channel weights, budgets, and the budget day."""
+    """Who goes first and what may be spent: channel weights, budgets, and the budget day. A
+    snapshot: a change in the channel files makes a new one (ChannelWatch), never edits this."""
 
     weights: Mapping[str, int] = field(default_factory=dict)
     budgets: Mapping[str, Budget] = field(default_factory=dict)
     day_of: Callable[[datetime], str] = field(default_factory=lambda: day_of("UTC"))
-    # Tasks a claim found over budget, with the message; the caller marks them waiting (outside
-    # the claim's transaction, so the claim never takes a task lock while holding an item lock).
-    over_budget: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """What a claim took (None: no free slot, or nothing eligible and affordable), and the tasks it
+    found over budget with the operator's message: the caller makes them wait, outside the claim's
+    transaction, so a claim never takes a task lock while it holds an item lock."""
+
+    claimed: Claimed | None = None
+    over_budget: tuple[tuple[int, str], ...] = ()
 
 
 DEFAULT_POLICY = ClaimPolicy()

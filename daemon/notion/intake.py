@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.channels import Channel
-from daemon.complete import approve_gate
+from daemon.dag import approve_gate
 from daemon.db.models import Comment, Item, Outbox, PageSeen, PageUnread, PollCursor, Task
 from daemon.errors import DaemonError, PlanError
 from daemon.logs import get_logger

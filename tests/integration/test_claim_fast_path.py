@@ -1,4 +1,4 @@
-"""The hand-written claim and completion keep the general path's rules.
+"""The claim takes the item the fair order names.
 
 Random backlogs (channels, weights, priorities, paused tasks, retries not yet due, a paused backlog
 longer than the fast claim's window) are claimed one item at a time; each claim must take the
@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import claim as claims
 from daemon.claim import ClaimPolicy, claim, ensure_slots, idempotency_key
 from daemon.commands import EXTENSIONS, final_path
 from daemon.complete import Success, complete
@@ -128,27 +127,17 @@ async def _expected(engine: AsyncEngine, at: Any) -> tuple[int | None, dict[str,
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 async def test_claims_take_the_item_the_fair_order_names(
-    engine: AsyncEngine, tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+    engine: AsyncEngine, tmp_path: Path, seed: int
 ) -> None:
-    general = 0
-    general_path = claims.claim_general
-
-    async def counted(*args: Any) -> Any:
-        nonlocal general
-        general += 1
-        return await general_path(*args)
-
-    monkeypatch.setattr(claims, "claim_general", counted)
     rng = random.Random(seed)
     big_paused = seed % 2 == 1
     backlog = await _seed(engine, rng, big_paused)
     policy = ClaimPolicy(weights=backlog.weights)
     running = []
-    general_before = 0
     for step in range(45):
         at = now()
         want, passes, floor = await _expected(engine, at)
-        c = await claim(engine, PROVIDER, "d", at, 30, EXTENSIONS, policy)
+        c = (await claim(engine, PROVIDER, "d", at, 30, EXTENSIONS, policy)).claimed
         if c is None:
             # Only when the slots are full or nothing is eligible.
             assert want is None or len(running) == 3, (step, want)
@@ -178,15 +167,6 @@ async def test_claims_take_the_item_the_fair_order_names(
             )
         # A paused task comes back now and then.
         if step % 15 == 14:
-            # On PostgreSQL, the paused backlog ahead of a channel's eligible items sent the claims
-            # to the general path until it came back (step 14); with no such backlog left, every
-            # later claim takes the fast path.
-            if engine.dialect.name == "postgresql":
-                if step == 14:
-                    assert (general > 0) == big_paused, (general, seed)
-                    general_before = general
-                else:
-                    assert general == general_before, (step, general, general_before)
             async with engine.begin() as conn:
                 await conn.execute(update(Task).where(Task.state == "paused").values(state="active"))
 
@@ -227,7 +207,7 @@ async def test_postgres_spells_the_idempotency_key_as_python_does(database: str)
                 )
             )
         await ensure_slots(engine, {"kling": 1})
-        c = await claim(engine, "kling", "d", at, 30, EXTENSIONS)
+        c = (await claim(engine, "kling", "d", at, 30, EXTENSIONS)).claimed
         assert c is not None
         assert c.idempotency_key == idempotency_key("nature", "été-à-l'aube-ünïcode", "clip_s01_çà", "abc", 3)
         assert c.attempt_output == "channels/nature/projects/été-à-l'aube-ünïcode/attempts/clip_s01_çà-a1.mp4"

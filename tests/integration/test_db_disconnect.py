@@ -64,7 +64,7 @@ async def test_connections_the_server_dropped_are_replaced_on_the_retry(
                 ],
             )
         await ensure_slots(engine, {PROVIDER: 3})
-        first = await claim(engine, PROVIDER, "d", at, 30, EXTENSIONS)
+        first = (await claim(engine, PROVIDER, "d", at, 30, EXTENSIONS)).claimed
         assert first is not None
         admin = await asyncpg.connect(testdb._asyncpg_dsn(testdb.PG_ADMIN_URL))
         try:
@@ -74,7 +74,7 @@ async def test_connections_the_server_dropped_are_replaced_on_the_retry(
         finally:
             await admin.close()
         assert killed >= 1
-        second = await db_retry(claim)(engine, PROVIDER, "d", at, 30, EXTENSIONS)
+        second = (await db_retry(claim)(engine, PROVIDER, "d", at, 30, EXTENSIONS)).claimed
         assert second is not None and second.item_id != first.item_id
         (tmp_path / first.attempt_output).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / first.attempt_output).write_bytes(b"x")

@@ -14,7 +14,8 @@ from daemon.budget import day_of
 from daemon.channels import Gates
 from daemon.claim import ClaimPolicy, claim
 from daemon.commands import EXTENSIONS, final_path
-from daemon.complete import Success, approve_gate, complete
+from daemon.complete import Success, complete
+from daemon.dag import approve_gate
 from daemon.db.models import Attempt, Item, Ledger
 from daemon.lease import sweep_expired
 from daemon.pipeline import cancel_task
@@ -206,12 +207,12 @@ async def test_a_lost_lease_kills_the_script_and_its_owner_never_completes(kit: 
 
 async def test_a_fenced_out_completion_is_refused_and_the_new_owners_output_stays(kit: Kit) -> None:
     task_id = await kit.submit(storyboard(scenes=1))
-    first = await claim(kit.engine, "elevenlabs", "daemon-a", now(), 1.0, EXTENSIONS)
+    first = (await claim(kit.engine, "elevenlabs", "daemon-a", now(), 1.0, EXTENSIONS)).claimed
     assert first is not None
     # Daemon A stalls past its lease; the sweep hands the item back and daemon B takes it.
     later = now() + timedelta(seconds=5)
     assert await sweep_expired(kit.engine, later, 1.0) == 1
-    second = await claim(kit.engine, "elevenlabs", "daemon-b", later, 30.0, EXTENSIONS)
+    second = (await claim(kit.engine, "elevenlabs", "daemon-b", later, 30.0, EXTENSIONS)).claimed
     assert second is not None and second.item_id == first.item_id and second.attempt_no == 2
     target = final_path(second.kind, second.key, "nature", "p1")
     for c, text in ((second, b"from B"), (first, b"from A")):
@@ -356,8 +357,8 @@ async def test_last_two_dependencies_finishing_together_still_unblock_their_depe
                 )
                 .values(state="succeeded", output_path="x")
             )
-        first = await claim(kit.engine, "elevenlabs", "d", now(), 30, EXTENSIONS)
-        second = await claim(kit.engine, "elevenlabs", "d", now(), 30, EXTENSIONS)
+        first = (await claim(kit.engine, "elevenlabs", "d", now(), 30, EXTENSIONS)).claimed
+        second = (await claim(kit.engine, "elevenlabs", "d", now(), 30, EXTENSIONS)).claimed
         assert first is not None
         assert second is not None
         for c in (first, second):
@@ -495,6 +496,6 @@ async def test_a_composite_goes_before_another_videos_assembly_on_the_local_slot
             await conn.execute(
                 update(Item).where(Item.task_id == task_id, Item.key == key).values(state="ready")
             )
-    taken = await claim(kit.engine, "local", "d", now(), 30.0, EXTENSIONS)
+    taken = (await claim(kit.engine, "local", "d", now(), 30.0, EXTENSIONS)).claimed
     assert taken is not None
     assert (taken.task_id, taken.key) == (second, "composite_s01")

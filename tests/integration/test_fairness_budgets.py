@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.budget import Budget, day_of, resume_fitting, wait_for_budget
-from daemon.channel_watch import ChannelWatch, apply_to, files_signature
+from daemon.channel_watch import ChannelWatch, files_signature, with_channels
 from daemon.channels import Budgets, load_channels
 from daemon.claim import Claimed, ClaimPolicy, claim, ensure_slots
 from daemon.commands import EXTENSIONS, final_path
@@ -86,7 +86,7 @@ async def test_weights_two_to_one_share_slots_two_to_one(engine: AsyncEngine, tm
     policy = ClaimPolicy(weights={"big": 2, "small": 1})
     got: Counter[str] = Counter()
     for _ in range(300):
-        c = await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy)
+        c = (await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy)).claimed
         assert c is not None
         got[c.channel_id] += 1
         await _finish(engine, tmp_path, c)
@@ -102,7 +102,9 @@ async def test_a_huge_backlog_does_not_starve_small_channels(engine: AsyncEngine
     await _backlog(pipeline, "tiny2", 1)
     await ensure_slots(engine, {"elevenlabs": 3})
     policy = ClaimPolicy()
-    first_turnover = [await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy) for _ in range(3)]
+    first_turnover = [
+        (await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy)).claimed for _ in range(3)
+    ]
     assert {c.channel_id for c in first_turnover if c} == {"huge", "tiny1", "tiny2"}
     # Finishing and refilling the slots keeps the three channels taking turns.
     order: list[str] = []
@@ -110,7 +112,7 @@ async def test_a_huge_backlog_does_not_starve_small_channels(engine: AsyncEngine
         assert c is not None
         await _finish(engine, tmp_path, c)
     for _ in range(30):
-        c = await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy)
+        c = (await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy)).claimed
         assert c is not None
         order.append(c.channel_id)
         await _finish(engine, tmp_path, c)
@@ -136,21 +138,23 @@ async def test_two_daemons_claiming_at_once_never_cross_a_videos_budget(db_url: 
         await _backlog(pipeline, "nature", 1, scenes=20)  # 20 narrations + 20 SFX beds
         await ensure_slots(engines[0], {"elevenlabs": 50})
         budget = Budget(per_video_micros=300_000, per_day_micros=100_000_000)
-        policies = [ClaimPolicy(budgets={"nature": budget}), ClaimPolicy(budgets={"nature": budget})]
+        policy = ClaimPolicy(budgets={"nature": budget})
+        over: list[tuple[int, str]] = []
 
         async def daemon(index: int) -> int:
             claimed = 0
-            while await claim(
-                engines[index], "elevenlabs", f"d{index}", now(), 30, EXTENSIONS, policies[index]
-            ):
+            while True:
+                result = await claim(engines[index], "elevenlabs", f"d{index}", now(), 30, EXTENSIONS, policy)
+                over.extend(result.over_budget)
+                if result.claimed is None:
+                    return claimed
                 claimed += 1
-            return claimed
 
         claims = await asyncio.gather(daemon(0), daemon(1))
         assert sum(claims) > 0
         assert await _spent(engines[0]) <= budget.per_video_micros
-        assert policies[0].over_budget or policies[1].over_budget
-        message = (policies[0].over_budget or policies[1].over_budget)[0][1]
+        assert over
+        message = over[0][1]
         assert "of its $0.30 budget" in message
         assert "Raise budgets.per_video_usd in config/channels/nature.yaml" in message
         assert "the video goes on by itself" in message
@@ -168,18 +172,19 @@ async def test_a_daily_budget_waits_for_the_next_day_then_work_resumes(
     budget = Budget(per_video_micros=100_000_000, per_day_micros=100_000)
     today = now()
     policy = ClaimPolicy(budgets={"nature": budget}, day_of=day_of("UTC"))
-    while (c := await claim(engine, "elevenlabs", "d", today, 30, EXTENSIONS, policy)) is not None:
-        await _finish(engine, tmp_path, c, cost_micros=20_000)  # each step really costs $0.02
-    assert policy.over_budget
-    assert "Daily budget reached" in policy.over_budget[0][1]
-    await wait_for_budget(engine, policy.over_budget[0][0], policy.over_budget[0][1], today)
+    while (result := await claim(engine, "elevenlabs", "d", today, 30, EXTENSIONS, policy)).claimed:
+        await _finish(engine, tmp_path, result.claimed, cost_micros=20_000)  # each step costs $0.02
+    assert result.over_budget
+    task_id, why = result.over_budget[0]
+    assert "Daily budget reached" in why
+    await wait_for_budget(engine, task_id, why, today)
     day = today.date().isoformat()
     assert await resume_fitting(engine, policy.budgets, day, today) == 0
     tomorrow = today + timedelta(days=1)
     assert await resume_fitting(engine, policy.budgets, tomorrow.date().isoformat(), tomorrow) == 1
     async with engine.connect() as conn:
         assert await conn.scalar(select(Task.state)) == "active"
-    assert await claim(engine, "elevenlabs", "d", tomorrow, 30, EXTENSIONS, policy) is not None
+    assert (await claim(engine, "elevenlabs", "d", tomorrow, 30, EXTENSIONS, policy)).claimed is not None
 
 
 class _Log:
@@ -219,13 +224,12 @@ async def test_a_budget_raised_in_the_channel_file_lets_the_waiting_video_go_on(
     pipeline = await _pipeline(engine, tmp_path, "nature")
     await _backlog(pipeline, "nature", 1, scenes=10)
     await ensure_slots(engine, {"elevenlabs": 50})
-    policy = ClaimPolicy(day_of=day_of("UTC"))
-    apply_to(policy, channels)
+    policy = with_channels(ClaimPolicy(day_of=day_of("UTC")), channels)
     log = _Log()
     watch = ChannelWatch(folder, channels, policy, log, seen)
-    while (c := await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy)) is not None:
-        await _finish(engine, tmp_path, c, cost_micros=20_000)
-    task_id, why = policy.over_budget[0]
+    while (result := await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy)).claimed:
+        await _finish(engine, tmp_path, result.claimed, cost_micros=20_000)
+    task_id, why = result.over_budget[0]
     await wait_for_budget(engine, task_id, why, now())
     assert "within seconds" in why and "restart" not in why
     assert watch.check() is False  # nothing changed yet
@@ -238,17 +242,18 @@ async def test_a_budget_raised_in_the_channel_file_lets_the_waiting_video_go_on(
     assert watch.check() is False
     event, fields = log.events[-1]
     assert event == "channel_files_invalid_kept_previous" and "weight" in fields["reason"]
-    assert policy.budgets["nature"].per_video_micros == 50_000
+    assert watch.policy.budgets["nature"].per_video_micros == 50_000
     (folder / "nature.yaml").write_bytes(b"\xff\xfe not text")  # half-saved by an editor
     assert watch.check() is False
     assert log.events[-1][0] == "channel_files_invalid_kept_previous"
-    assert policy.budgets["nature"].per_video_micros == 50_000
+    assert watch.policy.budgets["nature"].per_video_micros == 50_000
 
     # The operator raises the budget and changes the gates: the budget applies now, the gates
     # need a restart and say so.
     _write_channel(folder, nature, budgets=Budgets(per_video_usd=5, per_day_usd=100), weight=3,
                    gates=nature.gates.model_copy(update={"final": not nature.gates.final}))  # fmt: skip
     assert watch.check() is True
+    policy = watch.policy
     assert policy.budgets["nature"].per_video_micros == 5_000_000
     assert policy.weights["nature"] == 3
     assert ("channel_change_needs_restart", {"channel": "nature", "fields": ["gates"]}) in log.events
@@ -256,4 +261,4 @@ async def test_a_budget_raised_in_the_channel_file_lets_the_waiting_video_go_on(
     assert await resume_fitting(engine, policy.budgets, day, now()) == 1
     async with engine.connect() as conn:
         assert await conn.scalar(select(Task.state).where(Task.id == task_id)) == "active"
-    assert await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy) is not None
+    assert (await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, policy)).claimed is not None

@@ -128,7 +128,7 @@ def machine(world: World) -> type[RuleBasedStateMachine]:  # noqa: C901 - one ru
             return self.take(owner, "local")
 
         def take(self, owner: str, provider: str) -> Any:
-            c = world.run(claim(world.engine, provider, owner, self.now, TTL, EXTENSIONS, BUDGETED))
+            c = world.run(claim(world.engine, provider, owner, self.now, TTL, EXTENSIONS, BUDGETED)).claimed
             if c is None:
                 return multiple()  # no slot or no ready item: nothing joins the bundle
             self.count("claim")
@@ -163,6 +163,14 @@ def machine(world: World) -> type[RuleBasedStateMachine]:  # noqa: C901 - one ru
             for token in lost:  # the worker kills the script and records how its attempt ended
                 held = self.held.pop(token)
                 world.run(lease.close_attempt(world.engine, held.claimed.item_id, token, self.now, "lost"))
+
+        @precondition(lambda self: bool(self.held))
+        @rule(data=st.data())
+        def late_heartbeat(self, data: st.DataObject) -> None:
+            """A beat after the leases ran out but within their grace (a stalled loop, a short
+            outage): each one nobody swept or took is renewed."""
+            world.clock += timedelta(seconds=TTL + 1)
+            self.heartbeat(data)
 
         @rule(seconds=STEPS, sweep=st.booleans())
         def time_passes(self, seconds: float, sweep: bool) -> None:
@@ -226,10 +234,11 @@ def machine(world: World) -> type[RuleBasedStateMachine]:  # noqa: C901 - one ru
             self.count(f"complete_{outcome}")
             return str(outcome)
 
-        @rule(c=consumes(claims), wait=STEPS)
+        @rule(c=consumes(claims), wait=st.one_of(st.just(0.0), STEPS))
         def exit_75(self, c: Claimed, wait: float) -> None:
             """A transient failure, by the worker's policy (with a current or a stale token): the
-            item is released until its failures reach the limit, then it fails."""
+            item is released until its failures reach the limit, then it fails. (A retry due at
+            once is often the next claim's item, so that the limit is reached.)"""
             mine = self.holds_lease(c)
             failures = world.run(count_failures(world.engine, c.item_id)) + 1
             if failures >= MAX_ATTEMPTS:

@@ -81,7 +81,7 @@ async def test_leftover_attempt_files_are_swept_but_not_a_running_attempts(
     kit = Kit(engine, tmp_path / "ws", fake_scripts.install(tmp_path / "scripts"))
     await kit.prepare()
     await kit.submit(storyboard(scenes=1))
-    running = await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS)
+    running = (await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS)).claimed
     assert running is not None
     attempts = kit.workspace / "channels/nature/projects/p1/attempts"
     attempts.mkdir(parents=True)

@@ -122,7 +122,7 @@ async def _claim(url: str) -> Any:
     engine = make_engine(url)
     try:
         await ensure_slots(engine, {"kling": 1})
-        claimed = await claim(engine, "kling", "d2", datetime.now(UTC), 30.0, EXTENSIONS)
+        claimed = (await claim(engine, "kling", "d2", datetime.now(UTC), 30.0, EXTENSIONS)).claimed
         assert claimed is not None
         return claimed
     finally:
