@@ -45,6 +45,13 @@ def database(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Pa
     yield from _database(str(request.param), tmp_path, sqlite_template)
 
 
+@pytest.fixture
+def both_databases(tmp_path: Path, sqlite_template: Path) -> Iterator[tuple[str, str]]:
+    """A migrated SQLite database and a migrated PostgreSQL one, for tests that compare the two."""
+    for url in _database("postgres", tmp_path, sqlite_template):
+        yield testdb.sqlite_url_from_template(sqlite_template, tmp_path), url
+
+
 def _database(backend: str, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield testdb.sqlite_url_from_template(sqlite_template, tmp_path)

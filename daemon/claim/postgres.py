@@ -105,7 +105,8 @@ async def claim_pg(
                 window = next(windows)  # a channel's first `window` ready items are all ineligible
                 continue
             if row["id"] is not None:
-                return ClaimResult(await _checked(db, _claimed(row, provider, token), extension_for, row), ())
+                claimed = await _checked(db, _claimed(row, provider, token), extension_for, row)
+                return ClaimResult(claimed, tuple(over))
             if row["picked"] is None:
                 break  # no free slot, or nothing eligible
             tries += 1
