@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from daemon.db.driver import driver_in
 from daemon.db.models import Item, Ledger, Task
-from daemon.queries import SPENT
+from daemon.queries import RESERVATION_CLOSED, SPENT
 from services.pricing import to_cents
 from services.states import ItemState, TaskState
 
@@ -79,17 +80,9 @@ def refusal_text(
 
 async def close_reservation(conn: AsyncConnection, item_id: int, attempt_no: int) -> None:
     """The money of an attempt that ended without a cost is no longer held. Only that attempt's:
-    the caller has just ended it under its fence, and a newer attempt's reservation is not its own."""
-    await conn.execute(
-        update(Ledger)
-        .where(
-            Ledger.item_id == item_id,
-            Ledger.attempt_no == attempt_no,
-            Ledger.entry == "reservation",
-            Ledger.open.is_(True),
-        )
-        .values(open=False)
-    )
+    the caller has just ended it under its fence, and a newer attempt's reservation is not its own
+    (queries.RESERVATION_CLOSED, as the completion closes it)."""
+    await (await driver_in(conn)).rows(RESERVATION_CLOSED, item=item_id, attempt=attempt_no)
 
 
 async def wait_for_budget(engine: AsyncEngine, task_id: int, message: str, now: datetime) -> bool:

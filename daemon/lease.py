@@ -9,7 +9,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.budget import close_reservation
+from daemon.db.driver import driver_in
 from daemon.db.models import Attempt, Item, ProviderSlot
+from daemon.queries import SLOT_FREED
 from services.states import AttemptOutcome, ItemState
 
 
@@ -135,11 +137,8 @@ async def _release(
 
 
 async def free_slot(conn: AsyncConnection, token: str) -> None:
-    await conn.execute(
-        update(ProviderSlot)
-        .where(ProviderSlot.lease_token == token)
-        .values(item_id=None, lease_token=None, expires_at=None)
-    )
+    """The lease's slot goes back (queries.SLOT_FREED, as the completion frees it)."""
+    await (await driver_in(conn)).rows(SLOT_FREED, token=token)
 
 
 async def finish_attempt(
