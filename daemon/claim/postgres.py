@@ -100,7 +100,7 @@ async def claim_pg(
     tries = 0
     async with pg_driver(engine) as db:
         while tries < BUDGET_TRIES:
-            row = await db.fetchrow(CLAIM_PG, *args, list(policy.budgets), skipped, window)
+            row = await db.fetchrow(CLAIM_PG[window], *args, list(policy.budgets), skipped)
             if row["blind"]:
                 window = next(windows)  # a channel's first `window` ready items are all ineligible
                 continue
