@@ -13,11 +13,28 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchmarks import claim_throughput, fairness, idle, makespan, notion_efficiency, operator_latency
+from benchmarks import (
+    claim_throughput,
+    fairness,
+    idle,
+    makespan,
+    notion_efficiency,
+    operator_latency,
+    script_overhead,
+)
 from benchmarks.harness import RESULTS, Context, log_to_file, machine_facts, pg_reachable
 
 BENCHMARKS: dict[str, ModuleType] = {
-    m.NAME: m for m in (makespan, claim_throughput, notion_efficiency, operator_latency, fairness, idle)
+    m.NAME: m
+    for m in (
+        makespan,
+        claim_throughput,
+        script_overhead,
+        notion_efficiency,
+        operator_latency,
+        fairness,
+        idle,
+    )
 }
 
 

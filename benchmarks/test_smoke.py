@@ -20,6 +20,7 @@ from daemon.settings import PROJECT_ROOT
 KEYS = {
     "makespan": {"makespan_ratio", "makespan_ratio_single", "portfolio", "single"},
     "claim_throughput": {"sqlite", "claim_ratio_vs_pgqueuer"},
+    "script_overhead": {"scripts", "worst_median_overhead_s", "target_s"},
     "notion_efficiency": {"requests_per_idle_poll_per_source", "requests_per_project", "startup_requests"},
     "fairness": {"jain_index", "small_first_start", "max_turnovers_before_small_start"},
     "idle": {"rss_mb", "cpu_percent", "db_queries_per_s", "process", "in_process"},
@@ -56,6 +57,11 @@ def test_quick_run_writes_every_benchmark_with_sane_figures(tmp_path: Path) -> N
         if db in claims:
             assert claims[db]["items_per_s"] > 1
             assert claims[db]["runs"] == claims[db]["attempts"] == claims[db]["items"]
+    overhead = result["benchmarks"]["script_overhead"]
+    assert set(overhead["scripts"]) == {"generate_storyboard", "generate_asset", "generate_video",
+                                        "generate_audio", "generate_sound_effects"}  # fmt: skip
+    for figures in overhead["scripts"].values():
+        assert 0 < figures["overhead_s"] <= figures["total_s"] + 0.05 and figures["calls"] >= 1
     if claims.get("pgqueuer"):
         assert claims["pgqueuer"]["done"] == claims["pgqueuer"]["items"]
         assert claims["claim_ratio_vs_pgqueuer"] > 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import itertools
 import json
 import threading
 import time
@@ -75,6 +77,10 @@ class Sandbox:
         self.stat_sources: dict[str, Callable[[], dict[str, object]]] = {}
         self._billable: dict[int, Identify | None] = {}
         self._journal_lock = threading.Lock()
+        # Every request but the control API's, billable or not (polls, media downloads): what a
+        # client spent between its requests (benchmarks/script_overhead.py). The last 10,000.
+        self.requests: collections.deque[dict[str, object]] = collections.deque(maxlen=10_000)
+        self._request_seq = itertools.count(1)
 
     # Registration --------------------------------------------------------------------------------
     def add_provider(self, provider: Provider) -> None:
@@ -97,6 +103,19 @@ class Sandbox:
 
     # Dispatch ------------------------------------------------------------------------------------
     def dispatch(self, request: Request) -> Response:
+        if request.path.startswith("/_sandbox/"):
+            return self._dispatch(request)
+        received = time.time()
+        try:
+            return self._dispatch(request)
+        finally:
+            seq = next(self._request_seq)
+            self.requests.append(
+                {"seq": seq, "method": request.method, "path": request.path, "received": received,
+                 "answered": time.time()}
+            )  # fmt: skip
+
+    def _dispatch(self, request: Request) -> Response:
         route, params, path_exists = self.router.match(request.method, request.path)
         provider = self._provider_for(request.path, route.provider if route else None)
         if provider is None:

@@ -1,4 +1,4 @@
-"""The sandbox's own control API under /_sandbox: call log, stats, faults, settings."""
+"""The sandbox's own control API under /_sandbox: call log, request log, stats, faults, settings."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ def register(app: Sandbox) -> None:
     def calls(request: Request) -> Response:
         since = int(request.arg("since", "0") or 0)
         return json_response(200, {"calls": app.store.calls(request.arg("provider"), since)})
+
+    def requests(request: Request) -> Response:
+        since = int(request.arg("since", "0") or 0)
+        return json_response(200, {"requests": [r for r in list(app.requests) if int(str(r["seq"])) > since]})
 
     def stats(request: Request) -> Response:
         return json_response(200, app.stats())
@@ -51,6 +55,7 @@ def register(app: Sandbox) -> None:
         return json_response(200, {"ok": True})
 
     app.route("GET", "/_sandbox/calls", calls, provider="_sandbox")
+    app.route("GET", "/_sandbox/requests", requests, provider="_sandbox")
     app.route("GET", "/_sandbox/stats", stats, provider="_sandbox")
     app.route("POST", "/_sandbox/faults", add_faults, provider="_sandbox")
     app.route("GET", "/_sandbox/faults", list_faults, provider="_sandbox")
