@@ -8,12 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from provider_facts import ELEVENLABS_TTS_FAST_LIMIT, ELEVENLABS_TTS_LIMIT
 from scripts._lib import elevenlabs, pricing
 from scripts._lib.audio import write_checked
 from scripts._lib.cli import ArgumentParser, Result, bounded_float, run
 from scripts._lib.errors import ScriptError
-
-MAX_CHARACTERS = 10_000  # eleven_multilingual_v2; flash and turbo models take 40,000
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,7 +45,8 @@ def body(args: argparse.Namespace) -> Result:
     text = args.text.strip()
     if not text:
         raise ScriptError("usage", "generate_audio.py: --text is empty")
-    limit = MAX_CHARACTERS * (4 if ("flash" in args.model_id or "turbo" in args.model_id) else 1)
+    fast = "flash" in args.model_id or "turbo" in args.model_id
+    limit = ELEVENLABS_TTS_FAST_LIMIT if fast else ELEVENLABS_TTS_LIMIT
     if len(text) > limit:
         raise ScriptError(
             "permanent",

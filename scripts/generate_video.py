@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from PIL import Image, UnidentifiedImageError
 
+from provider_facts import KLING_PROMPT_LIMIT
 from scripts._lib import ffmpeg, kling, pricing
 from scripts._lib.cli import ArgumentParser, Result, positive_float, run
 from scripts._lib.crash import crash_point
@@ -34,7 +35,7 @@ LOOKUP_UNSUPPORTED = (1200, 1201, None)
 def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="generate_video.py", description=__doc__)
     p.add_argument("--image", type=Path, help="the frame (PNG or JPEG)")
-    p.add_argument("--prompt", help="the final motion prompt (at most 2500 characters)")
+    p.add_argument("--prompt", help=f"the final motion prompt (at most {KLING_PROMPT_LIMIT} characters)")
     p.add_argument("--duration", type=int, choices=(5, 10), help="clip length in seconds")
     p.add_argument("--external-id", help="unique id of this attempt, sent as external_task_id")
     p.add_argument("--output", required=True, type=Path, help="MP4 file to write")
@@ -57,9 +58,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise ScriptError(
             "usage", f"generate_video.py: {', '.join(missing)} required unless --resume-job is given"
         )
-    if args.prompt is not None and len(args.prompt) > 2500:
+    if args.prompt is not None and len(args.prompt) > KLING_PROMPT_LIMIT:
         raise ScriptError(
-            "usage", f"generate_video.py: --prompt is {len(args.prompt)} characters, Kling takes 2500"
+            "usage",
+            f"generate_video.py: --prompt is {len(args.prompt)} characters, Kling takes {KLING_PROMPT_LIMIT}",
         )
 
 

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import re
 
+from provider_facts import GEMINI_IMAGE_PROMPT_LIMIT, KLING_PROMPT_LIMIT
 from services.errors import PromptError, PromptTooLong
-
-# Gemini's own bound is in tokens (tens of thousands for the image models), far above anything useful:
-# past a few thousand characters an image prompt dilutes its subject. 4,000 characters (about 1,000
-# tokens) is the practical limit this product enforces, so an operator hears about a runaway prompt
-# from the storyboard check instead of getting a muddled image.
-GEMINI_IMAGE_PROMPT_LIMIT = 4_000
-KLING_PROMPT_LIMIT = 2_500  # image2video `prompt`, documented maximum
-ELEVENLABS_TTS_LIMIT = 10_000  # eleven_multilingual_v2 per request (flash/turbo take 40,000)
-ELEVENLABS_SFX_LIMIT = 450  # sound-generation `text`
 
 DEFAULT_KEY_COLOR = "#00FF00"
 SEPARATOR = "\n\n"

@@ -13,13 +13,15 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
 from yaml.reader import ReaderError
 
-from services.errors import StoryboardError, describe_error, rule_error
-from services.ids import AssetKey, SceneKey
-from services.prompts import (
+from provider_facts import (
     ELEVENLABS_SFX_LIMIT,
     ELEVENLABS_TTS_LIMIT,
     GEMINI_IMAGE_PROMPT_LIMIT,
     KLING_PROMPT_LIMIT,
+)
+from services.errors import StoryboardError, describe_error, rule_error
+from services.ids import AssetKey, SceneKey
+from services.prompts import (
     characters,
     image_subject,
     join_prompt,

@@ -11,10 +11,23 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from provider_facts import (
+    ELEVENLABS_SFX_LIMIT,
+    ELEVENLABS_TTS_LIMIT,
+    GEMINI_IMAGE_PROMPT_LIMIT,
+    KLING_PROMPT_LIMIT,
+)
+
 KEY_PATTERN = re.compile(r"^[a-z0-9_]+$")
 SCENE_FIELDS = ("environment", "character", "motion", "narration", "sfx")
-# Text limits of the providers the fields go to (Kling prompt 2500 characters, ElevenLabs TTS 10,000).
-LIMITS = {"motion": 2500, "narration": 10_000, "environment": 4000, "character": 4000, "sfx": 450}
+# Text limits of the providers the fields go to.
+LIMITS = {
+    "motion": KLING_PROMPT_LIMIT,
+    "narration": ELEVENLABS_TTS_LIMIT,
+    "environment": GEMINI_IMAGE_PROMPT_LIMIT,
+    "character": GEMINI_IMAGE_PROMPT_LIMIT,
+    "sfx": ELEVENLABS_SFX_LIMIT,
+}
 
 
 class InvalidAnswer(ValueError):

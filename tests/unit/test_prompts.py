@@ -6,10 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from provider_facts import GEMINI_IMAGE_PROMPT_LIMIT, KLING_PROMPT_LIMIT
 from services.errors import PromptError, PromptTooLong, ServiceError
 from services.prompts import (
-    GEMINI_IMAGE_PROMPT_LIMIT,
-    KLING_PROMPT_LIMIT,
     SEPARATOR,
     clip_prompt,
     fit_prompt,
