@@ -116,11 +116,13 @@ class Settings(BaseSettings):
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
 
     def script_env(self) -> dict[str, str]:
-        """Provider keys and base URLs for the scripts' environment (and nothing else secret)."""
+        """Provider keys and base URLs for the scripts' environment (and nothing else secret), and
+        the price table the daemon reads, so that a script's cost is the daemon's."""
         env = {
             "GEMINI_BASE_URL": self.gemini_base_url,
             "KLING_BASE_URL": self.kling_base_url,
             "ELEVENLABS_BASE_URL": self.elevenlabs_base_url,
+            "PRICING_FILE": str(self.pricing_file),
         }
         for name, value in (
             ("GEMINI_API_KEY", self.gemini_api_key),

@@ -67,8 +67,7 @@ def body(args: argparse.Namespace) -> Result:
     png, width, height = to_png(image.data)
     atomic_write_bytes(args.output, png)
     usage = gemini.usage_of(answer)
-    output_tokens = usage.output_tokens or pricing.GEMINI_IMAGE_TOKENS
-    cost = pricing.gemini_cost(args.model, usage.prompt_tokens, output_tokens, image=True)
+    cost = pricing.gemini_cost(usage.prompt_tokens, usage.output_tokens, image=True)
     meta = {
         **usage.as_meta(),
         "model": args.model,
@@ -81,7 +80,7 @@ def body(args: argparse.Namespace) -> Result:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run(parser(), body, argv)
+    return run(parser(), body, argv, before=pricing.table)
 
 
 if __name__ == "__main__":

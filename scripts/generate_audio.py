@@ -76,7 +76,7 @@ def _int(value: str | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run(parser(), body, argv)
+    return run(parser(), body, argv, before=pricing.table)
 
 
 if __name__ == "__main__":

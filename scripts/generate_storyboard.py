@@ -60,7 +60,7 @@ def body(args: argparse.Namespace) -> Result:
         ) from exc
     atomic_write_bytes(args.output, json.dumps(storyboard, indent=2, ensure_ascii=False).encode() + b"\n")
     usage = gemini.usage_of(answer)
-    cost = pricing.gemini_cost(args.model, usage.prompt_tokens, usage.output_tokens, image=False)
+    cost = pricing.gemini_cost(usage.prompt_tokens, usage.output_tokens, image=False)
     meta = {
         **usage.as_meta(),
         "model": args.model,
@@ -71,7 +71,7 @@ def body(args: argparse.Namespace) -> Result:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run(parser(), body, argv)
+    return run(parser(), body, argv, before=pricing.table)
 
 
 if __name__ == "__main__":

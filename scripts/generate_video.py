@@ -256,7 +256,7 @@ def body(args: argparse.Namespace) -> Result:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run(parser(), body, argv)
+    return run(parser(), body, argv, before=pricing.table)
 
 
 if __name__ == "__main__":

@@ -33,12 +33,20 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run(
-    parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], Result], argv: Sequence[str] | None
+    parser: argparse.ArgumentParser,
+    body: Callable[[argparse.Namespace], Result],
+    argv: Sequence[str] | None,
+    *,
+    before: Callable[[], object] | None = None,
 ) -> int:
-    """Runs one script; every failure ends as one error line and its exit code, never a traceback."""
+    """Runs one script; every failure ends as one error line and its exit code, never a traceback.
+    `before` runs once the arguments are read and before the body (the price table, for the scripts
+    that pay: a broken one stops them before their call, not after)."""
     die_with_parent()
     try:
         args = parser.parse_args(argv)
+        if before is not None:
+            before()
         result = body(args)
     except ScriptError as exc:
         emit_error(exc)

@@ -1,67 +1,95 @@
-"""List prices, in one table, and the cost of a call computed from the usage the provider reports."""
+"""What a call cost: the usage the provider reports, priced with the daemon's own table.
+
+One price table for the daemon and the scripts: config/pricing.yaml (or the file PRICING_FILE
+names; the daemon passes its own). A script reads it before its call, so a missing or broken table
+stops it with exit 2 before anything is paid, never after. The daemon prices the usage a script
+reports with the same table; the script's own figure is what a person running it by hand sees.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
 
+from scripts._lib.errors import usage
 
-@dataclass(frozen=True)
-class TokenPrice:
-    input_per_million: float
-    output_per_million: float
-
-
-# Gemini bills per token; thinking tokens are billed as output. Unknown models fall back to the
-# family's price so a new model name never reports a cost of zero.
-GEMINI_TOKEN_PRICES: dict[str, TokenPrice] = {
-    "gemini-2.5-flash": TokenPrice(0.30, 2.50),
-    "gemini-2.5-flash-lite": TokenPrice(0.10, 0.40),
-    "gemini-2.5-pro": TokenPrice(1.25, 10.00),
-    # An image is 1290 output tokens at $30/1M: about $0.039 per image.
-    "gemini-2.5-flash-image": TokenPrice(0.30, 30.00),
-}
-GEMINI_TEXT_FALLBACK = GEMINI_TOKEN_PRICES["gemini-2.5-flash"]
-GEMINI_IMAGE_FALLBACK = GEMINI_TOKEN_PRICES["gemini-2.5-flash-image"]
-GEMINI_IMAGE_TOKENS = 1290  # when an answer carries no usage figures
-
-# Kling bills units from a prepaid pack; the task reports final_unit_deduction.
-KLING_USD_PER_UNIT = 0.14
-# Only when a finished task does not report its deduction (should not happen): a conservative guess.
-KLING_ESTIMATED_UNITS = {("std", 5): 1.5, ("std", 10): 3.0, ("pro", 5): 2.5, ("pro", 10): 5.0}
-
-# ElevenLabs bills credits: TTS 1 credit per character (flash/turbo models 0.5), SFX 40 credits per
-# second when the duration is set. The dollar value of a credit depends on the plan.
-ELEVENLABS_USD_PER_CREDIT = 0.00018
-ELEVENLABS_SFX_CREDITS_PER_SECOND = 40
+DEFAULT_FILE = Path(__file__).resolve().parents[2] / "config" / "pricing.yaml"
+# ElevenLabs' flash and turbo speech models take half a credit per character.
 ELEVENLABS_HALF_PRICE_MODELS = ("flash", "turbo")
 
 
-def gemini_cost(model: str, prompt_tokens: int, output_tokens: int, *, image: bool) -> float:
-    fallback = GEMINI_IMAGE_FALLBACK if image else GEMINI_TEXT_FALLBACK
-    price = GEMINI_TOKEN_PRICES.get(model, fallback)
-    return (prompt_tokens * price.input_per_million + output_tokens * price.output_per_million) / 1_000_000
+@cache
+def table() -> dict[str, dict[str, float]]:
+    """The price table, read once; a usage error (exit 2) naming the file and the fix if it is
+    missing or not the shape the daemon reads."""
+    import yaml  # only the scripts that price a call pay for the import
+
+    path = Path(os.environ.get("PRICING_FILE") or DEFAULT_FILE)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        prices = {
+            "gemini_image": _numbers(data["gemini"]["image"], "per_image", "input_per_million_tokens",
+                                     "output_per_million_tokens"),
+            "gemini_text": _numbers(data["gemini"]["text"], "input_per_million_tokens",
+                                    "output_per_million_tokens"),
+            "kling": _numbers(data["kling"], "unit_price"),
+            "kling_units": _numbers(data["kling"]["units_per_clip"], "std_5s", "std_10s", "pro_5s",
+                                    "pro_10s"),
+            "elevenlabs": _numbers(data["elevenlabs"], "credit_price", "tts_credits_per_character",
+                                   "sfx_credits_per_second"),
+        }  # fmt: skip
+    except OSError as exc:
+        raise usage(f"cannot read the price table {path} ({exc.strerror}); set PRICING_FILE") from exc
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise usage(
+            f"the price table {path} is not one the daemon reads ({type(exc).__name__}: {exc}); "
+            "fix it (python -m daemon checks it at start-up) or set PRICING_FILE"
+        ) from exc
+    return prices
+
+
+def _numbers(section: dict[str, Any], *names: str) -> dict[str, float]:
+    return {name: float(section[name]) for name in names}
+
+
+def gemini_cost(prompt_tokens: int, output_tokens: int | None, *, image: bool) -> float:
+    """Token prices of the table's Gemini models; an image whose answer carried no usage figures
+    costs the table's price per image."""
+    if image and not output_tokens:
+        return table()["gemini_image"]["per_image"]
+    price = table()["gemini_image" if image else "gemini_text"]
+    spent = (
+        prompt_tokens * price["input_per_million_tokens"]
+        + (output_tokens or 0) * price["output_per_million_tokens"]
+    )
+    return spent / 1_000_000
 
 
 def kling_units(final_unit_deduction: object, mode: str, duration: int) -> tuple[float, bool]:
-    """The units a task cost, and whether the figure is the provider's (True) or our estimate."""
+    """The units a task cost, and whether the figure is the provider's (True) or the table's
+    typical deduction for the clip (False: a finished task that does not report it)."""
     try:
         return float(str(final_unit_deduction)), True
     except ValueError:
-        return KLING_ESTIMATED_UNITS.get((mode, duration), 1.5 * duration / 5), False
+        units = table()["kling_units"]
+        per_5s = units.get(f"{mode}_5s", units["std_5s"])
+        return units.get(f"{mode}_{duration}s", per_5s * duration / 5), False
 
 
 def kling_cost(units: float) -> float:
-    return units * KLING_USD_PER_UNIT
+    return units * table()["kling"]["unit_price"]
 
 
 def tts_credits(model_id: str, characters: int) -> float:
-    factor = 0.5 if any(word in model_id for word in ELEVENLABS_HALF_PRICE_MODELS) else 1.0
-    return characters * factor
+    half = any(word in model_id for word in ELEVENLABS_HALF_PRICE_MODELS)
+    return characters * table()["elevenlabs"]["tts_credits_per_character"] * (0.5 if half else 1.0)
 
 
 def elevenlabs_cost(credits: float) -> float:
-    return credits * ELEVENLABS_USD_PER_CREDIT
+    return credits * table()["elevenlabs"]["credit_price"]
 
 
 def sfx_credits(duration_s: float) -> float:
-    return duration_s * ELEVENLABS_SFX_CREDITS_PER_SECOND
+    return duration_s * table()["elevenlabs"]["sfx_credits_per_second"]

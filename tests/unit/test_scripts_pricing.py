@@ -1,31 +1,63 @@
-"""Costs come from provider-reported usage and the list prices in one table."""
+"""The scripts price a call with the daemon's own table (config/pricing.yaml, or PRICING_FILE)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+import yaml
 
 from scripts._lib import pricing
+from scripts._lib.errors import ScriptError
+
+SHIPPED = Path(__file__).resolve().parents[2] / "config" / "pricing.yaml"
 
 
-def test_an_image_costs_about_four_cents() -> None:
-    assert pricing.gemini_cost("gemini-2.5-flash-image", 0, 1290, image=True) == pytest.approx(0.0387)
+@pytest.fixture(autouse=True)
+def _fresh_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("PRICING_FILE", raising=False)
+    pricing.table.cache_clear()
+    yield
+    pricing.table.cache_clear()
 
 
-def test_text_tokens_at_flash_prices() -> None:
-    assert pricing.gemini_cost("gemini-2.5-flash", 1_000_000, 1_000_000, image=False) == pytest.approx(2.80)
-
-
-def test_unknown_models_are_never_free() -> None:
-    assert pricing.gemini_cost("gemini-9-image", 0, 1290, image=True) > 0.03
-
-
-def test_kling_units_from_the_task_or_an_estimate() -> None:
+def test_the_shipped_table_prices_each_kind_of_call() -> None:
+    shipped = yaml.safe_load(SHIPPED.read_text())
+    assert pricing.gemini_cost(0, None, image=True) == shipped["gemini"]["image"]["per_image"]
+    assert pricing.gemini_cost(1_000_000, 1_000_000, image=False) == pytest.approx(0.30 + 2.50)
+    assert pricing.gemini_cost(0, 1290, image=True) == pytest.approx(1290 * 30.00 / 1_000_000)
     assert pricing.kling_units("2", "std", 5) == (2.0, True)
-    assert pricing.kling_units(None, "pro", 10) == (5.0, False)
-    assert pricing.kling_cost(1.5) == pytest.approx(0.21)
-
-
-def test_elevenlabs_credits() -> None:
+    assert pricing.kling_units(None, "pro", 10) == (shipped["kling"]["units_per_clip"]["pro_10s"], False)
+    assert pricing.kling_cost(1.5) == pytest.approx(1.5 * 0.14)
     assert pricing.tts_credits("eleven_multilingual_v2", 100) == 100
     assert pricing.tts_credits("eleven_flash_v2_5", 100) == 50
     assert pricing.elevenlabs_cost(pricing.sfx_credits(5)) == pytest.approx(200 * 0.00018)
+
+
+def test_an_operators_prices_are_the_scripts_prices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = yaml.safe_load(SHIPPED.read_text())
+    table["elevenlabs"]["credit_price"] = 0.000165  # a bigger plan
+    table["kling"]["unit_price"] = 0.10
+    mine = tmp_path / "pricing.yaml"
+    mine.write_text(yaml.safe_dump(table))
+    monkeypatch.setenv("PRICING_FILE", str(mine))
+    assert pricing.elevenlabs_cost(1000) == pytest.approx(0.165)
+    assert pricing.kling_cost(2) == pytest.approx(0.20)
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [(None, "cannot read the price table"), ("kling: {}\n", "is not one the daemon reads")],
+)
+def test_a_missing_or_broken_table_is_a_usage_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str | None, said: str
+) -> None:
+    path = tmp_path / "pricing.yaml"
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setenv("PRICING_FILE", str(path))
+    with pytest.raises(ScriptError) as caught:
+        pricing.table()
+    assert caught.value.kind == "usage"
+    assert said in str(caught.value) and str(path) in str(caught.value)
