@@ -35,6 +35,7 @@ from daemon.pipeline import Pipeline
 from daemon.runner import SubprocessRunner, reap_orphans
 from daemon.settings import Settings
 from daemon.worker import Worker
+from services.paths import ATTEMPTS_GLOB
 from services.states import AttemptOutcome, TaskState
 
 STALE_TEMP_S = 3600
@@ -242,7 +243,7 @@ async def sweep_temp_files(engine: AsyncEngine, workspace: Path) -> int:
     if not root.is_dir():
         return 0
     now = time.time()
-    for path in root.glob("*/projects/*/attempts/*"):
+    for path in workspace.glob(ATTEMPTS_GLOB):
         if path.is_file() and str(path.relative_to(workspace)) not in live and not _is_partial(path):
             path.unlink(missing_ok=True)
             removed += 1

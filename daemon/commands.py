@@ -7,6 +7,7 @@ from pathlib import Path
 
 from daemon.claim import Claimed
 from daemon.errors import PlanError
+from services.paths import item_output
 
 EXTENSIONS = {
     "storyboard": ".json",
@@ -26,29 +27,13 @@ SCRIPTS = {
     "sfx": "generate_sound_effects.py",
     "assembly": "assemble_video.py",
 }
-_FOLDERS = {
-    "asset": "assets",
-    "composite": "composites",
-    "clip": "clips",
-    "narration": "narration",
-    "sfx": "sfx",
-}
-
-
-def project_dir(channel: str, slug: str) -> str:
-    return f"channels/{channel}/projects/{slug}"
 
 
 def final_path(kind: str, key: str, channel: str, slug: str) -> str:
-    base = project_dir(channel, slug)
-    if kind == "storyboard":
-        return f"{base}/storyboard.json"
-    if kind == "assembly":
-        return f"{base}/final/{slug}.mp4"
-    folder = _FOLDERS.get(kind)
-    if folder is None:
+    """The item's output, relative to the workspace (the layout: services/paths.py)."""
+    if kind not in EXTENSIONS:
         raise PlanError(f"item kind {kind!r} has no output")
-    return f"{base}/{folder}/{key.split('_', 1)[1]}{EXTENSIONS[kind]}"
+    return item_output(kind, key, channel, slug, EXTENSIONS[kind])
 
 
 def build_command(c: Claimed, scripts_dir: Path, workspace: Path, *, kling_poll_s: float = 10.0) -> list[str]:

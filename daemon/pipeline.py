@@ -14,13 +14,13 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.channels import Channel
-from daemon.commands import final_path
 from daemon.dag import lock_task, refresh
 from daemon.db.engine import returned_id
 from daemon.db.models import Item, Ledger, Task
 from daemon.errors import PlanError
 from daemon.lease import free_slot
 from daemon.planning import apply_plan
+from services import paths
 from services.errors import ServiceError
 from services.plan import PlannedItem, PlanOptions, build_plan
 from services.pricing import Pricing, to_micros
@@ -118,6 +118,9 @@ class Pipeline:
         a storyboard generated in an earlier pass is kept while the request is unchanged.
         """
         options = plan_options(self.channel(channel_id))
+        # The names become folders: checked once, here, where a task enters (PathRefused names the
+        # field and the fix); every path built from them later is layout only (services/paths.py).
+        channel_id, slug = paths.channel_id(channel_id), paths.project_slug_of(slug)
         given = storyboard is not None
         async with self.engine.begin() as conn:
             task_id = await self._upsert_task(conn, channel_id, slug, request, now, page_id, priority)
@@ -197,8 +200,10 @@ class Pipeline:
     ) -> None:
         """A storyboard the operator gave needs no script: its item is done with the file written."""
         content = storyboard.model_dump(mode="json")
-        relative = final_path("storyboard", "storyboard", channel_id, slug)
-        write_atomic(self.workspace / relative, json.dumps(content, indent=2, ensure_ascii=False).encode())
+        # Checked to stay inside the workspace, symbolic links resolved: the operator's own file.
+        target = paths.Workspace(self.workspace.absolute()).project(channel_id, slug).storyboard()
+        relative = str(target.relative_to(self.workspace.absolute()))
+        write_atomic(target, json.dumps(content, indent=2, ensure_ascii=False).encode())
         await conn.execute(update(Task).where(Task.id == task_id).values(storyboard=content))
         await conn.execute(
             update(Item)

@@ -30,6 +30,44 @@ _EXTENSION = re.compile(r"[a-z0-9]{1,8}")
 _PAGE_ID = re.compile(r"[0-9a-f]{32}")
 
 
+# The layout, relative to the workspace: the one definition behind the daemon's paths (an item's
+# output, an attempt's, the sweep of stale attempts) and the checked ProjectPaths below. These build
+# text only; names are checked where they enter (a new task's channel and slug, a storyboard's keys).
+FOLDERS = {
+    "asset": "assets",
+    "composite": "composites",
+    "clip": "clips",
+    "narration": "narration",
+    "sfx": "sfx",
+}
+ATTEMPTS_GLOB = "channels/*/projects/*/attempts/*"
+
+
+def project_dir(channel: str, slug: str) -> str:
+    return f"channels/{channel}/projects/{slug}"
+
+
+def item_file(channel: str, slug: str, folder: str, name: str, extension: str) -> str:
+    """A file in one of a project's folders; `extension` with its dot."""
+    return f"{project_dir(channel, slug)}/{folder}/{name}{extension}"
+
+
+def item_output(kind: str, key: str, channel: str, slug: str, extension: str) -> str:
+    """Where an item's output lives once it succeeded: the storyboard and the final cut at the
+    project's top, the rest in their kind's folder under the key without its kind (asset_hero ->
+    assets/hero.png)."""
+    if kind == "storyboard":
+        return f"{project_dir(channel, slug)}/storyboard{extension}"
+    if kind == "assembly":
+        return item_file(channel, slug, "final", slug, extension)
+    return item_file(channel, slug, FOLDERS[kind], key.split("_", 1)[1], extension)
+
+
+def attempt_output(channel: str, slug: str, key: str, number: int, extension: str) -> str:
+    """An attempt's own output: written there first, moved to the item's under the lease fence."""
+    return item_file(channel, slug, "attempts", f"{key}-a{number}", extension)
+
+
 def _checked(field: str, value: object, pattern: re.Pattern[str], allowed: str, example: str) -> str:
     """Return `value` if it is a single safe name, else raise PathRefused naming the field."""
     if not isinstance(value, str):
@@ -91,9 +129,6 @@ class Workspace:
         if "\x00" in str(self.root):
             raise PathRefused("workspace root", "contains a NUL byte; remove it")
 
-    def channel_dir(self, channel: str) -> Path:
-        return self.inside(self.root / "channels" / channel_id(channel), "channel folder")
-
     def project(self, channel: str, slug: str) -> ProjectPaths:
         """The paths of one project; the channel and slug are checked here, once."""
         paths = ProjectPaths(self, channel_id(channel), project_slug_of(slug))
@@ -123,14 +158,15 @@ class ProjectPaths:
 
     @property
     def dir(self) -> Path:
-        return self.workspace.root / "channels" / self.channel / "projects" / self.slug
+        return self.workspace.root / project_dir(self.channel, self.slug)
 
     def _file(self, folder: str, key: str, extension: str, field: str) -> Path:
-        name = f"{item_key(key, field)}.{extension}"
-        return self.workspace.inside(self.dir / folder / name, f"{field} path")
+        relative = item_file(self.channel, self.slug, folder, item_key(key, field), f".{extension}")
+        return self.workspace.inside(self.workspace.root / relative, f"{field} path")
 
     def storyboard(self) -> Path:
-        return self.workspace.inside(self.dir / "storyboard.json", "storyboard path")
+        relative = item_output("storyboard", "storyboard", self.channel, self.slug, ".json")
+        return self.workspace.inside(self.workspace.root / relative, "storyboard path")
 
     def asset(self, key: str) -> Path:
         return self._file("assets", key, "png", "asset key")
@@ -148,12 +184,13 @@ class ProjectPaths:
         return self._file("sfx", scene, "mp3", "scene key")
 
     def final(self) -> Path:
-        return self.workspace.inside(self.dir / "final" / f"{self.slug}.mp4", "final video path")
+        relative = item_output("assembly", "assembly", self.channel, self.slug, ".mp4")
+        return self.workspace.inside(self.workspace.root / relative, "final video path")
 
     def attempt(self, key: str, number: int, extension: str) -> Path:
         """An attempt's own output, written there first and moved to the item's path under the lease fence."""
         if isinstance(number, bool) or not isinstance(number, int) or number < 1:
             raise PathRefused("attempt number", f"{number!r} is not a positive whole number")
         ext = _checked("extension", extension, _EXTENSION, "1 to 8 lowercase letters and digits", "png")
-        name = f"{item_key(key)}-a{number}.{ext}"
-        return self.workspace.inside(self.dir / "attempts" / name, "attempt path")
+        relative = attempt_output(self.channel, self.slug, item_key(key), number, f".{ext}")
+        return self.workspace.inside(self.workspace.root / relative, "attempt path")

@@ -41,10 +41,6 @@ def idempotency_key(channel: str, slug: str, key: str, input_hash: str, generati
     return f"{slug[:16]}-{key[:24]}-g{generation}-{digest}"
 
 
-def attempt_output(channel: str, slug: str, key: str, number: int, extension: str) -> str:
-    return f"channels/{channel}/projects/{slug}/attempts/{key}-a{number}{extension}"
-
-
 @dataclass(frozen=True)
 class ClaimPolicy:
     """Who goes first and what may be spent: channel weights, budgets, and the budget day. A

@@ -19,12 +19,12 @@ from daemon.claim.common import (
     Claimed,
     ClaimPolicy,
     ClaimResult,
-    attempt_output,
     idempotency_key,
 )
 from daemon.db.driver import PgDriver, pg_driver
 from daemon.fairness import stride
 from daemon.queries import CLAIM_BUDGETED_PG, CLAIM_PG, WINDOWS
+from services.paths import attempt_output
 
 
 def _strides(weights: Mapping[str, int]) -> str:

@@ -15,7 +15,6 @@ from daemon.claim.common import (
     Claimed,
     ClaimPolicy,
     ClaimResult,
-    attempt_output,
     idempotency_key,
 )
 from daemon.db.driver import sqlite_driver, sqlite_time
@@ -31,6 +30,7 @@ from daemon.queries import (
     SLOT_TAKEN_SQLITE,
     SPENT_SQLITE,
 )
+from services.paths import attempt_output
 
 
 async def claim_sqlite(

@@ -75,6 +75,11 @@ def test_enqueue_plans_a_task_and_a_bad_storyboard_names_the_field(tmp_path: Pat
     done = _daemon(tmp_path, "enqueue", "--channel", "oceans", "--storyboard", str(good))
     assert done.returncode == 1
     assert "unknown channel 'oceans'; known channels: nature" in done.stderr
+    # A slug becomes a folder: one that would leave it is refused with the field and the fix.
+    done = _daemon(tmp_path, "enqueue", "--channel", "nature", "--storyboard", str(good), "--slug", "../out")
+    assert done.returncode == 1
+    assert "slug" in done.stderr and "'../out' is a path, not a single name" in done.stderr
+    assert not (tmp_path / "workspace" / "channels" / "out").exists()
 
 
 def _last_line(done: subprocess.CompletedProcess[str]) -> str:

@@ -38,7 +38,6 @@ def test_project_layout(workspace: Workspace, project: ProjectPaths) -> None:
     assert project.sfx("s07") == base / "sfx" / "s07.mp3"
     assert project.final() == base / "final" / f"{SLUG}.mp4"
     assert project.attempt("clip_s07", 2, "mp4") == base / "attempts" / "clip_s07-a2.mp4"
-    assert workspace.channel_dir("nature") == workspace.root / "channels" / "nature"
 
 
 def test_project_slug_from_a_notion_page_id() -> None:
