@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.budget import day_of
@@ -20,7 +16,6 @@ from daemon.claim import ClaimPolicy, ensure_slots
 from daemon.clock import SystemClock
 from daemon.costs import PricedCosts, load_pricing_file
 from daemon.db.engine import make_engine
-from daemon.db.models import Attempt, Task
 from daemon.db.reach import check_reachable
 from daemon.errors import ConfigError
 from daemon.lease import release_owned
@@ -29,30 +24,13 @@ from daemon.migrate import check_schema
 from daemon.notion.gateway import NotionApi
 from daemon.notion.intake import Intake, Source
 from daemon.notion.jobs import NotionJobs
-from daemon.notion.outbox import OutboxWriter, add_comment
+from daemon.notion.outbox import OutboxWriter
 from daemon.notion.schema import check_data_source
-from daemon.pipeline import Pipeline
 from daemon.runner import SubprocessRunner, reap_orphans
 from daemon.settings import Settings
+from daemon.tasks import Pipeline, pause_for_gone_page
 from daemon.worker import Worker
-from services.paths import ATTEMPTS_GLOB
-from services.states import AttemptOutcome, TaskState
-
-STALE_TEMP_S = 3600
-
-
-def prepare_workspace(path: Path) -> None:
-    """The workspace exists and takes files, or start-up stops saying which setting to change."""
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)  # a new workspace is the daemon's own
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(
-            f"WORKSPACE_DIR {path}: cannot write there ({exc.strerror}); point WORKSPACE_DIR at a "
-            "writable folder (a mounted volume in production)"
-        ) from exc
+from daemon.workspace import prepare_workspace, sweep_temp_files
 
 
 @dataclass
@@ -202,61 +180,13 @@ class App:
     async def page_gone(self, page_id: str) -> None:
         """A page trashed or unshared (404) pauses its task; the log says so, and a comment waits
         for the page to come back (intake sends it as soon as it sees the page again)."""
-        now = SystemClock().now()
-        async with self.engine.begin() as conn:
-            done = await conn.execute(
-                update(Task)
-                .where(Task.notion_page_id == page_id, Task.state == TaskState.ACTIVE)
-                .values(
-                    state=TaskState.PAUSED, error="the Notion page was trashed or unshared", updated_at=now
-                )
-            )
-            if done.rowcount:
-                await add_comment(
-                    conn,
-                    page_id,
-                    f"{page_id}:gone:{now.isoformat(timespec='seconds')}",
-                    "This page went to the trash (or stopped being shared) while its video was in "
-                    "production, so the video was paused: nothing was lost. Set Status to Queued to go on.",
-                    now,
-                )
-        if done.rowcount:
+        if await pause_for_gone_page(self.engine, page_id, SystemClock().now()):
             get_logger(daemon=self.settings.daemon_id).warning("task_paused_page_gone", page=page_id)
 
     async def close(self) -> None:
         if self.notion is not None:
             await self.notion.close()
         await self.engine.dispose()
-
-
-async def sweep_temp_files(engine: AsyncEngine, workspace: Path) -> int:
-    """Removes attempt outputs no running attempt owns, and stale temp files of killed writers."""
-    async with engine.connect() as conn:
-        live = {
-            r[0]
-            for r in await conn.execute(
-                select(Attempt.output_path).where(Attempt.outcome == AttemptOutcome.RUNNING)
-            )
-        }
-    removed = 0
-    root = workspace / "channels"
-    if not root.is_dir():
-        return 0
-    now = time.time()
-    for path in workspace.glob(ATTEMPTS_GLOB):
-        if path.is_file() and str(path.relative_to(workspace)) not in live and not _is_partial(path):
-            path.unlink(missing_ok=True)
-            removed += 1
-    for path in root.rglob("*.tmp"):
-        with contextlib.suppress(OSError):
-            if now - path.stat().st_mtime > STALE_TEMP_S:
-                path.unlink()
-                removed += 1
-    return removed
-
-
-def _is_partial(path: Path) -> bool:
-    return path.name.endswith(".tmp")
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from daemon import logs
-from daemon.app import App, install_signal_handlers, prepare_workspace
+from daemon.app import App, install_signal_handlers
 from daemon.budget import Spend, task_spend, usd
 from daemon.budget import dollars as budget_dollars
 from daemon.clock import SystemClock
@@ -32,8 +32,9 @@ from daemon.migrate import check_schema, upgrade
 from daemon.notion.gateway import NotionApi
 from daemon.notion.schema import create_database
 from daemon.notion.sync import done_of_kinds, item_counts
-from daemon.pipeline import cancel_task
 from daemon.settings import Settings, load_env_file
+from daemon.tasks import cancel_task
+from daemon.workspace import prepare_workspace
 from services.errors import ServiceError
 from services.states import TaskState
 from services.status import (

@@ -32,8 +32,8 @@ from daemon.notion.gateway import JSON, NotionError, NotionGateway, NotionNotFou
 from daemon.notion.outbox import STATUS, acknowledge_status, add_comment, set_property
 from daemon.notion.props import option_name, plain_text
 from daemon.notion.schema import SourceInfo
-from daemon.pipeline import Pipeline, cancel_task, pause_task
 from daemon.retry import backoff_seconds
+from daemon.tasks import Pipeline, cancel_task, pause_task
 from services.errors import ServiceError, StoryboardError
 from services.paths import project_slug
 from services.prompts import characters

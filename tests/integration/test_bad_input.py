@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from daemon.notion.sync import sync_tasks
-from daemon.pipeline import cancel_task
+from daemon.tasks import cancel_task
 from services.storyboard import parse_storyboard, storyboard_to_yaml
 from tests.support.engine_kit import now
 from tests.support.notion_kit import NotionKit

@@ -18,7 +18,7 @@ from daemon.complete import Success, complete
 from daemon.dag import approve_gate
 from daemon.db.models import Attempt, Item, Ledger
 from daemon.lease import sweep_expired
-from daemon.pipeline import cancel_task
+from daemon.tasks import cancel_task
 from services.storyboard import Storyboard, parse_storyboard
 from tests.support import fake_scripts
 from tests.support.engine_kit import Kit, channel, now, run_workers, storyboard

@@ -38,7 +38,7 @@ from daemon.complete import Success, complete, fail
 from daemon.dag import approve_gate, refresh
 from daemon.db.engine import make_engine
 from daemon.db.models import Attempt, ChannelShare, Item, ItemEdge, Ledger, ProviderSlot, Task
-from daemon.pipeline import cancel_task, pause_task
+from daemon.tasks import cancel_task, pause_task
 from tests.support.profiles import examples
 
 pytestmark = pytest.mark.postgres

@@ -24,8 +24,8 @@ from daemon.complete import Success, complete
 from daemon.costs import load_pricing_file
 from daemon.db.engine import make_engine
 from daemon.db.models import Ledger, Task
-from daemon.pipeline import Pipeline
 from daemon.settings import PROJECT_ROOT
+from daemon.tasks import Pipeline
 from services.storyboard import parse_storyboard
 from tests.support.engine_kit import channel, now
 

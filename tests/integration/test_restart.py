@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.app import sweep_temp_files
+from daemon.workspace import sweep_temp_files
 from daemon.claim import claim
 from daemon.commands import EXTENSIONS
 from daemon.runner import reap_orphans

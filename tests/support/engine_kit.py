@@ -17,9 +17,9 @@ from daemon.claim import ensure_slots
 from daemon.clock import SystemClock
 from daemon.costs import ReportedCosts
 from daemon.db.models import Item, Task
-from daemon.pipeline import Pipeline
 from daemon.runner import SubprocessRunner
 from daemon.settings import Settings
+from daemon.tasks import Pipeline
 from daemon.worker import Worker
 from services.storyboard import Storyboard, parse_storyboard
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +17,9 @@ from daemon.db.engine import returned_id
 from daemon.db.models import Item, Ledger, Task
 from daemon.errors import PlanError
 from daemon.lease import free_slot
-from daemon.planning import apply_plan
+from daemon.notion.outbox import add_comment
+from daemon.plan_store import apply_plan
+from daemon.workspace import write_atomic
 from services import paths
 from services.errors import ServiceError
 from services.plan import PlannedItem, PlanOptions, build_plan
@@ -38,18 +38,6 @@ def plan_options(channel: Channel) -> PlanOptions:
         sfx_level_db=channel.sfx_level_db,
         scenes=channel.scenes,
     )
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def estimator(pricing: Pricing | None) -> Callable[[PlannedItem], int]:
@@ -283,3 +271,24 @@ async def pause_task(engine: AsyncEngine, task_id: int, now: datetime) -> None:
             .where(Task.id == task_id, Task.state == TaskState.ACTIVE)
             .values(state=TaskState.PAUSED, updated_at=now)
         )
+
+
+async def pause_for_gone_page(engine: AsyncEngine, page_id: str, now: datetime) -> bool:
+    """A page trashed or unshared while its video is in production: the task pauses (nothing is
+    lost) and a comment waits for the page to come back. True when a task was paused."""
+    async with engine.begin() as conn:
+        done = await conn.execute(
+            update(Task)
+            .where(Task.notion_page_id == page_id, Task.state == TaskState.ACTIVE)
+            .values(state=TaskState.PAUSED, error="the Notion page was trashed or unshared", updated_at=now)
+        )
+        if done.rowcount:
+            await add_comment(
+                conn,
+                page_id,
+                f"{page_id}:gone:{now.isoformat(timespec='seconds')}",
+                "This page went to the trash (or stopped being shared) while its video was in "
+                "production, so the video was paused: nothing was lost. Set Status to Queued to go on.",
+                now,
+            )
+        return bool(done.rowcount)
