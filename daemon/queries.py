@@ -154,14 +154,14 @@ FROM item i WHERE i.id = :item
 # The claim ----------------------------------------------------------------------------------------
 # Both dialects take the same decisions, with the fewest round trips each database allows:
 #   slot:    the lowest free slot row of the provider (holder NULL or its lease expired);
-#   item:    the fairest eligible item (ready, due, in an active task): channel by effective pass
-#            (its pass lifted to the floor, the lowest pass among channels with eligible items; a
+#   item:    the fairest eligible item (ready, due, in an active task): channel by effective turn
+#            (its turn lifted to the floor, the lowest turn among channels with eligible items; a
 #            channel never served goes just below the floor: FAIR_ORDER), then priority, task, item;
 #   budget:  only when the item's channel has one: under the channel-day lock, the video's and
 #            the day's spent-or-reserved money plus the estimate must fit, or the task is noted
 #            over budget and skipped (at most BUDGET_TRIES tasks per claim), and the estimate is
 #            reserved;
-#   writes:  the lease on slot and item, attempts + 1, the channel's pass advanced by 1/weight, the
+#   writes:  the lease on slot and item, attempts + 1, the channel's turn moved on by 1/weight, the
 #            attempt row with its idempotency key and output path; the claim returns the item with
 #            its dependencies' outputs.
 # The fair order is read from the front of ix_item_fair instead of by sorting the whole ready
@@ -169,11 +169,11 @@ FROM item i WHERE i.id = :item
 # items in (priority, task, id) order. The cost does not grow with the backlog.
 
 
-def fair_order(pass_value: str, floor: str, greatest: str) -> str:
-    """The channel's effective pass, first key of the fair order. `greatest` is the dialect's
+def fair_order(turn: str, floor: str, greatest: str) -> str:
+    """The channel's effective turn, first key of the fair order. `greatest` is the dialect's
     two-argument maximum (PostgreSQL's greatest() skips NULLs where SQLite's max() returns NULL:
     hence the explicit CASE)."""
-    return f"CASE WHEN {pass_value} IS NULL THEN {floor} - 0.5 ELSE {greatest}({pass_value}, {floor}) END"
+    return f"CASE WHEN {turn} IS NULL THEN {floor} - 0.5 ELSE {greatest}({turn}, {floor}) END"
 
 
 # PostgreSQL ------------------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def fair_order(pass_value: str, floor: str, greatest: str) -> str:
 WINDOWS = (64, 4096, 2**31 - 1)  # the last one holds every backlog: never blind
 _PER_CHANNEL = 8
 
-# The chosen item's lease, attempt and pass, once `go` holds (id, floor, slot_no) of a locked item
+# The chosen item's lease, attempt and turn, once `go` holds (id, floor, slot_no) of a locked item
 # and slot; $2 now, $3 token, $4 expires, $5 owner, $6 strides, $7 extensions. The slot is held a
 # grace (half the TTL, lease.grace) longer than the lease.
 _CLAIM_WRITES_PG = """
@@ -225,11 +225,11 @@ att AS (
     RETURNING id
 ),
 share AS (
-    INSERT INTO channel_share AS cs (provider, channel_id, pass_value)
+    INSERT INTO channel_share AS cs (provider, channel_id, turn)
     SELECT $1, channel_id, floor + coalesce(($6::jsonb ->> channel_id)::float8, 1.0) FROM run
     ON CONFLICT (provider, channel_id) DO UPDATE
-    SET pass_value = greatest(cs.pass_value + coalesce(($6::jsonb ->> excluded.channel_id)::float8, 1.0),
-                              excluded.pass_value)
+    SET turn = greatest(cs.turn + coalesce(($6::jsonb ->> excluded.channel_id)::float8, 1.0),
+                              excluded.turn)
     RETURNING 1
 )"""
 
@@ -286,7 +286,7 @@ blind AS (
                         LIMIT {window}) w) = {window} END
 ),
 fl AS (
-    SELECT coalesce(min(cs.pass_value), 0)::float8 AS f
+    SELECT coalesce(min(cs.turn), 0)::float8 AS f
     FROM channel_share cs
     WHERE cs.provider = $1 AND cs.channel_id IN (SELECT channel_id FROM cand)
 ),
@@ -296,7 +296,7 @@ pick AS (
     LEFT JOIN channel_share cs ON cs.provider = $1 AND cs.channel_id = i.channel_id
     WHERE i.id = ANY (ARRAY(SELECT id FROM cand)) AND i.state = 'ready' AND i.next_attempt_at <= $2
       AND NOT EXISTS (SELECT FROM blind)
-    ORDER BY {fair_order("cs.pass_value", "(SELECT f FROM fl)", "greatest")},
+    ORDER BY {fair_order("cs.turn", "(SELECT f FROM fl)", "greatest")},
              i.priority, i.task_id, i.id
     LIMIT 1
     FOR UPDATE OF i SKIP LOCKED
@@ -379,11 +379,11 @@ firsts AS (
     FROM chans c WHERE c.channel_id IS NOT NULL
 ),
 cand AS (
-    SELECT i.id, i.channel_id, i.priority, i.task_id, cs.pass_value
+    SELECT i.id, i.channel_id, i.priority, i.task_id, cs.turn
     FROM firsts f JOIN item i ON i.id = f.id
     LEFT JOIN channel_share cs ON cs.provider = :provider AND cs.channel_id = i.channel_id
 ),
-fl AS (SELECT coalesce(min(pass_value), 0.0) AS f FROM cand)
+fl AS (SELECT coalesce(min(turn), 0.0) AS f FROM cand)
 SELECT i.id, i.task_id, i.channel_id, i.kind, i.key, i.input, i.input_hash, i.attempts,
        i.provider_job_id, i.estimate_micros, i.generation,
        (SELECT t.project_slug FROM task t WHERE t.id = i.task_id),
@@ -391,7 +391,7 @@ SELECT i.id, i.task_id, i.channel_id, i.kind, i.key, i.input, i.input_hash, i.at
        (SELECT json_group_object(d.key, d.output_path) FROM item_edge e JOIN item d ON d.id = e.depends_on
         WHERE e.item_id = i.id AND d.output_path <> '')
 FROM cand JOIN item i ON i.id = cand.id
-ORDER BY {fair_order("cand.pass_value", "(SELECT f FROM fl)", "max")},
+ORDER BY {fair_order("cand.turn", "(SELECT f FROM fl)", "max")},
          cand.priority, cand.task_id, cand.id
 LIMIT 1
 """
@@ -414,10 +414,10 @@ ITEM_TAKEN_SQLITE = (
     "UPDATE item SET state = 'running', lease_owner = ?, lease_token = ?, lease_expires_at = ?, "
     "attempts = ?, updated_at = ? WHERE id = ?"
 )
-# The channel's pass: lifted to the floor, then advanced by its stride.
+# The channel's turn: lifted to the floor, then moved on by its stride.
 PASS_ADVANCED_SQLITE = (
-    "INSERT INTO channel_share (provider, channel_id, pass_value) VALUES (?, ?, ?) "
-    "ON CONFLICT (provider, channel_id) DO UPDATE SET pass_value = max(pass_value, ?) + ?"
+    "INSERT INTO channel_share (provider, channel_id, turn) VALUES (?, ?, ?) "
+    "ON CONFLICT (provider, channel_id) DO UPDATE SET turn = max(turn, ?) + ?"
 )
 ATTEMPT_STARTED_SQLITE = (
     "INSERT INTO attempt (item_id, number, idempotency_key, output_path, lease_token, owner, "

@@ -29,7 +29,7 @@ from services.paths import attempt_output
 
 def _strides(weights: Mapping[str, int]) -> str:
     """Each channel's stride (1/weight) for the statement's advance. The statement computes SQLite's
-    max(pass, floor) + stride as greatest(pass + stride, floor + stride): the same double, since
+    max(turn, floor) + stride as greatest(turn + stride, floor + stride): the same double, since
     rounding is monotonic."""
     return json.dumps({channel: stride(weights, channel) for channel in weights})
 

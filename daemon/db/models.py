@@ -160,14 +160,14 @@ class ProviderSlot(Base):
 
 
 class ChannelShare(Base):
-    """Stride scheduling per provider: the channel with the lowest pass value goes next, and each
-    claim advances its channel's pass by 1/weight, so slots are shared by weight."""
+    """Stride scheduling per provider: the channel with the lowest turn goes next, and each claim
+    moves its channel's turn on by 1/weight, so slots are shared by weight."""
 
     __tablename__ = "channel_share"
 
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
     channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    pass_value: Mapped[float] = mapped_column(default=0.0)
+    turn: Mapped[float] = mapped_column(default=0.0)
 
 
 class BudgetLock(Base):

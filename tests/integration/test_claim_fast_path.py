@@ -87,8 +87,8 @@ async def _seed(engine: AsyncEngine, rng: random.Random, big_paused: bool) -> Ba
         await conn.execute(
             insert(ChannelShare),
             [
-                {"provider": PROVIDER, "channel_id": "alpha", "pass_value": rng.choice((0.0, 2.5))},
-                {"provider": PROVIDER, "channel_id": "beta", "pass_value": rng.choice((1.0, 4.0))},
+                {"provider": PROVIDER, "channel_id": "alpha", "turn": rng.choice((0.0, 2.5))},
+                {"provider": PROVIDER, "channel_id": "beta", "turn": rng.choice((1.0, 4.0))},
             ],
         )
     await ensure_slots(engine, {PROVIDER: 3})
@@ -107,11 +107,9 @@ async def _expected(engine: AsyncEngine, at: Any) -> tuple[int | None, dict[str,
             )
         ).all()
         passes = {
-            r.channel_id: r.pass_value
+            r.channel_id: r.turn
             for r in await conn.execute(
-                select(ChannelShare.channel_id, ChannelShare.pass_value).where(
-                    ChannelShare.provider == PROVIDER
-                )
+                select(ChannelShare.channel_id, ChannelShare.turn).where(ChannelShare.provider == PROVIDER)
             )
         }
     eligible = [i for i in items if i.task_id in active]

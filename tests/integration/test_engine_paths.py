@@ -254,7 +254,7 @@ async def _rows(side: Side) -> dict[str, list[tuple[Any, ...]]]:
         ).all()  # fmt: skip
         shares = (
             await conn.execute(
-                select(ChannelShare.provider, ChannelShare.channel_id, ChannelShare.pass_value).order_by(
+                select(ChannelShare.provider, ChannelShare.channel_id, ChannelShare.turn).order_by(
                     ChannelShare.provider, ChannelShare.channel_id
                 )
             )

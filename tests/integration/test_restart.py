@@ -12,10 +12,10 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.workspace import sweep_temp_files
 from daemon.claim import claim
 from daemon.commands import EXTENSIONS
 from daemon.runner import reap_orphans
+from daemon.workspace import sweep_temp_files
 from tests.support import fake_scripts
 from tests.support.engine_kit import Kit, now, storyboard
 
