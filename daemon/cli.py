@@ -36,7 +36,7 @@ from daemon.settings import Settings, load_env_file
 from daemon.tasks import cancel_task
 from daemon.workspace import prepare_workspace
 from services.errors import ServiceError
-from services.states import TaskState
+from services.states import OPERATOR, TaskState
 from services.status import (
     Action,
     ItemView,
@@ -272,7 +272,7 @@ async def _retry(settings: Settings, args: argparse.Namespace) -> int:
             items = (
                 await conn.execute(
                     select(Item.state, func.count())
-                    .where(Item.task_id == task.id, Item.provider != "operator")
+                    .where(Item.task_id == task.id, Item.provider != OPERATOR)
                     .group_by(Item.state)
                 )
             ).all()

@@ -13,6 +13,7 @@ DAGs through both and expects the same rows.
 from __future__ import annotations
 
 from daemon.db.driver import Sql
+from services.states import OPERATOR
 
 # Rules ---------------------------------------------------------------------------------------------
 
@@ -55,7 +56,7 @@ _UNBLOCK = (
 )
 UNBLOCK = Sql(_UNBLOCK.format(rule=unblockable()))
 READY_GATES = Sql(
-    "SELECT id, input FROM item WHERE task_id = :task AND state = 'ready' AND provider = 'operator'"
+    f"SELECT id, input FROM item WHERE task_id = :task AND state = 'ready' AND provider = '{OPERATOR}'"
 )
 PASS_GATES = Sql(
     pg="UPDATE item SET state = 'succeeded', finished_at = :now, updated_at = :now "
@@ -141,10 +142,10 @@ finished AS (
 )
 SELECT EXISTS (SELECT 1 FROM done) AS done, i.state, i.lease_token,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(g.id, g.input)), '[]'::jsonb)
-        FROM (SELECT id, input FROM unblocked WHERE provider = 'operator'
+        FROM (SELECT id, input FROM unblocked WHERE provider = '{OPERATOR}'
               UNION ALL
               SELECT id, input FROM item
-              WHERE task_id = :task AND state = 'ready' AND provider = 'operator') g) AS gates
+              WHERE task_id = :task AND state = 'ready' AND provider = '{OPERATOR}') g) AS gates
 FROM item i WHERE i.id = :item
 """,
     sqlite="-- SQLite completes with SUCCEED and the statements after it",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.prompts import DEFAULT_KEY_COLOR, clip_prompt, image_prompt
+from services.states import OPERATOR
 from services.storyboard import Storyboard, clip_duration_for, estimate_narration_seconds
 
 GATE_KINDS = ("storyboard_gate", "assets_gate", "final_gate")
@@ -29,9 +30,9 @@ PROVIDER_OF = {
     "narration": "elevenlabs",
     "sfx": "elevenlabs",
     "assembly": "local",
-    "storyboard_gate": "operator",
-    "assets_gate": "operator",
-    "final_gate": "operator",
+    "storyboard_gate": OPERATOR,
+    "assets_gate": OPERATOR,
+    "final_gate": OPERATOR,
 }
 SFX_TAIL_S = 0.6  # a little ambience after the last word of a scene
 

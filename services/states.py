@@ -39,6 +39,11 @@ class CommentState(StrEnum):
     SENT = "sent"
 
 
+# The provider of the items a person completes (the review gates): no slot, never claimed; the DAG
+# step passes the ones that are off, and the operator's approval the others.
+OPERATOR = "operator"
+
+
 def check_sql(column: str, states: type[StrEnum]) -> str:
     """The CHECK constraint's condition: the column holds one of the states."""
     return f"{column} IN ({', '.join(repr(s.value) for s in states)})"
