@@ -232,6 +232,13 @@ def _analyse(
         },
         "provider_utilisation": _provider_utilisation(calls, limits, measured, scale),
         "max_concurrency": _concurrency(stats),
+        # How long the sandbox took per clip (create -> succeed), against its model: a clip's render
+        # on this machine can outlast the modelled latency.
+        "kling_task_s_mean": round(
+            stats.get("kling", {}).get("succeeded_task_s_total", 0.0) / max(1, len(runs.get("clip", []))), 3
+        ),
+        "kling_model_s": round(modelled["clip"], 3),
+        "kling_task_s_max": stats.get("kling", {}).get("succeeded_task_s_max"),
         "limits": dict(limits),
         "limits_held": all(
             _concurrency(stats).get(p, 0) <= limits[p] for p in ("gemini", "kling", "elevenlabs")
