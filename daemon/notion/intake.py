@@ -144,15 +144,27 @@ class Intake:
         (Ready, Published, Error) are left out: thousands imported at once would come back, a
         hundred a request, on every poll for minutes."""
         kind = source.info.status_type
-        wanted = ACTIONABLE if since is None else ACTIONABLE | AT_WORK
-        query_filter: JSON = {"or": [{"property": STATUS, kind: {"equals": s.value}} for s in sorted(wanted)]}
+        query_filter: JSON = {
+            "or": [{"property": STATUS, kind: {"equals": s.value}} for s in sorted(ACTIONABLE)]
+        }
         if since is not None:
             window = (since - WINDOW_MARGIN).replace(second=0, microsecond=0)
             edited = {
                 "timestamp": "last_edited_time",
                 "last_edited_time": {"on_or_after": window.isoformat().replace("+00:00", "Z")},
             }
-            query_filter = {"and": [edited, query_filter]}
+            # Every Status but Draft and the finished ones: an operator status, one of a video in
+            # production, and one the daemon does not know (an option typed into the list), which
+            # is put back with a comment naming the options. Written as exclusions, since Notion
+            # nests filters two levels at most.
+            left_out = sorted(set(Status) - ACTIONABLE - AT_WORK)
+            query_filter = {
+                "and": [
+                    edited,
+                    {"property": STATUS, kind: {"is_not_empty": True}},
+                    *({"property": STATUS, kind: {"does_not_equal": s.value}} for s in left_out),
+                ]
+            }
         body: JSON = {
             "filter": query_filter,
             "sorts": [{"timestamp": "last_edited_time", "direction": "ascending"}],
@@ -647,4 +659,10 @@ def put_back_comment(status: str, shown: str) -> str:
         hint = _HINTS.get(Status(shown), "To stop the video set Cancelled; to hold it, Paused.")
     except ValueError:
         hint = ""
+    if status not in set(Status) and status != "(empty)":
+        known = ", ".join(s.value for s in sorted(ACTIONABLE))
+        return (
+            f"Status {status} is not one the daemon knows (a new option typed into the list?): it is "
+            f"back to {shown}. The ones you can set: {known}. {hint}"
+        ).strip()
     return f"Status {status} is the daemon's to show, not one to set: it is back to {shown}. {hint}".strip()

@@ -67,6 +67,16 @@ async def test_review_gates_wait_for_the_operator_and_say_so(kit: NotionKit) -> 
         "Status Approved was not applied: there is nothing to approve for Final Review" in c
         for c in await kit.comments(page)
     )
+    # An option the daemon does not know (typed into the Status list) is put back too, naming the
+    # options; found by an operator trial, where such a page sat showing it, unanswered.
+    await kit.set(page, Status="Final Approved")
+    await kit.poll()
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Storyboard Review"
+    assert any(
+        "Status Final Approved is not one the daemon knows" in c and "Storyboard Approved" in c
+        for c in await kit.comments(page)
+    )
     await kit.set(page, Status="Storyboard Approved")
     await kit.poll()
 
