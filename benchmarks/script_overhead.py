@@ -10,8 +10,6 @@ from the sandbox's request log (every request, polls and downloads too) and this
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
 import subprocess
 import sys
@@ -22,26 +20,11 @@ from typing import Any
 from PIL import Image
 
 from benchmarks.harness import ROOT, Context, sandbox, table, target
+from tests.integration.test_scripts_support import script_env
 from tests.support.sandbox_proc import SandboxProcess
 
 NAME = "script_overhead"
 TARGET_S = 0.3
-PROVIDER_VARIABLES = ("GEMINI", "KLING", "ELEVENLABS", "PIPELINE_TRACE")
-
-
-def _env(box: SandboxProcess) -> dict[str, str]:
-    creds = json.loads((box.state_dir / "credentials.json").read_text())
-    env = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_VARIABLES)}
-    env.update(
-        GEMINI_API_KEY=creds["gemini_api_key"],
-        GEMINI_BASE_URL=box.base("gemini"),
-        KLING_ACCESS_KEY=creds["kling_access_key"],
-        KLING_SECRET_KEY=creds["kling_secret_key"],
-        KLING_BASE_URL=box.base("kling"),
-        ELEVENLABS_API_KEY=creds["elevenlabs_api_key"],
-        ELEVENLABS_BASE_URL=box.base("elevenlabs"),
-    )
-    return env
 
 
 def _commands(folder: Path, frame: Path, run: int) -> dict[str, list[str]]:
@@ -94,7 +77,7 @@ async def run(ctx: Context) -> dict[str, Any]:
     with sandbox(ctx.folder("sandbox-overhead")) as box:
         box.configure(kling_seconds=1, gemini_image_seconds=0, gemini_text_seconds=0, tts_seconds=0,
                       sfx_seconds=0)  # fmt: skip
-        env = _env(box)
+        env = script_env(box)
         samples: dict[str, list[dict[str, float]]] = {}
         for n in range(runs):
             for script, args in _commands(folder, frame, n).items():
