@@ -23,6 +23,11 @@ class SandboxConfig:
     # Notion's average rate per integration and the burst a client may use up front.
     notion_rate: float = 3.0
     notion_burst: int = 10
+    # The workspace's file upload cap (users/me -> bot.workspace_limits): 5 GiB on paid plans,
+    # 5 MiB on free ones.
+    notion_upload_cap: int = 5 * 1024**3
+    # How long an unattached file upload lives (Notion: an hour).
+    notion_upload_expiry_s: float = 3600.0
     # Per-account concurrency over which providers answer with their "too many" errors.
     kling_concurrency: int = 5
     elevenlabs_concurrency: int = 5

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from sandbox.app import Provider
 from sandbox.http import Request, Response
-from sandbox.notion import blocks, comments, databases, pages, query, users
+from sandbox.notion import blocks, comments, databases, pages, query, uploads, users, view
 from sandbox.notion.errors import error_response
 from sandbox.notion.state import Notion
 
@@ -33,9 +33,30 @@ def register(app: Sandbox) -> Notion:
     app.add_provider(
         Provider(name="notion", prefix=PREFIX, error=error_response, gate=notion.gate, not_found=invalid_url)
     )
-    for module in (users, pages, blocks, databases, query, comments):
+    for module in (users, pages, blocks, databases, query, comments, uploads):
         for method, template, name, handler in module.ROUTES:
-            app.route(method, PREFIX + template, notion.endpoint(name, handler), provider="notion")
+            # Each send is in the call log (`/_sandbox/calls`): a file sent twice shows there.
+            sent = name == "file_uploads.send"
+            app.route(
+                method,
+                PREFIX + template,
+                notion.endpoint(name, handler),
+                provider="notion",
+                billable=sent,
+                identify=uploads.sent_upload if sent else None,
+            )
+    app.route(
+        "GET",
+        "/_sandbox/files/{upload_id}/{filename}",
+        lambda request: uploads.serve_file(notion, request),
+        provider="_sandbox",
+    )
+    app.route(
+        "GET",
+        "/_sandbox/pages/{page_id}",
+        lambda request: view.page_view(notion, request),
+        provider="_sandbox",
+    )
     app.route("GET", HTTPSTATUS_PREFIX + "/v1/{code}", _http_status, provider="_sandbox")
     app.stat_sources["notion"] = notion.stats
     return notion

@@ -13,6 +13,7 @@ from sandbox.notion.errors import archived_block, body_validation, not_found, va
 from sandbox.notion.objects import MAX_ARRAY, minute_iso, normalize_id, plain_text, rich_text, user_ref
 from sandbox.notion.properties import title_text
 from sandbox.notion.state import BLOCK, DATABASE, PAGE, Call, Handler, Notion
+from sandbox.notion.uploads import MEDIA_BLOCKS, attach, shown
 
 # Block types with their payload defaults (besides rich_text), in Notion's key order.
 TEXT_BLOCKS: dict[str, dict[str, Any]] = {
@@ -92,7 +93,7 @@ def parse_children(children: object, where: str = "body.children", depth: int = 
 def parse_block(spec: object, where: str, depth: int = 1) -> BlockSpec:
     if not isinstance(spec, dict):
         raise body_validation(where, "should be an object", spec)
-    known = ("code", "divider", *TEXT_BLOCKS)
+    known = ("code", "divider", *TEXT_BLOCKS, *MEDIA_BLOCKS)
     btype = spec.get("type") or next((k for k in spec if k in known), None)
     if btype not in known:
         raise body_validation(f"{where}.type", f"should be one of {', '.join(known)}", btype)
@@ -108,10 +109,26 @@ def parse_block(spec: object, where: str, depth: int = 1) -> BlockSpec:
     return BlockSpec(btype, content, nested)
 
 
+def _media_payload(payload: dict[str, Any], current: dict[str, Any], where: str) -> dict[str, Any]:
+    """A media block's caption and file reference; the file itself is checked where the sandbox's
+    state is at hand (media_content)."""
+    content = {"caption": [], **current}
+    if "caption" in payload:
+        content["caption"] = rich_text(payload["caption"], f"{where}.caption")
+    ref = {k: payload[k] for k in ("type", "file_upload", "external") if k in payload}
+    if ref:
+        content["ref"] = ref
+    elif not current:
+        raise body_validation(f"{where}.file_upload", "should be defined", None)
+    return content
+
+
 def block_content(btype: str, payload: dict[str, Any], current: dict[str, Any], where: str) -> dict[str, Any]:
     """A block's payload in Notion's answer form; fields not given keep their current value."""
     if btype == "divider":
         return {}
+    if btype in MEDIA_BLOCKS:
+        return _media_payload(payload, current, where)
     if btype == "code":
         content = {"caption": [], "rich_text": [], "language": "plain text", **current}
         if "caption" in payload:
@@ -143,6 +160,9 @@ def render_node(n: Notion, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
         btype, content = "child_database", {"title": plain_text(doc.get("title"))}
     else:
         btype, content = doc["type"], doc["content"]
+        if btype in MEDIA_BLOCKS:
+            stored = {k: v for k, v in content.items() if k != "caption"}
+            content = {"caption": content.get("caption", []), **(shown(n, stored) or {})}
     return {
         "object": "block",
         "id": doc["id"],
@@ -192,6 +212,8 @@ def create_blocks(n: Notion, parent: dict[str, Any], specs: list[BlockSpec], act
     """Stores the blocks (and their nested children); returns the new top-level ids in order."""
     ids: list[str] = []
     for spec in specs:
+        if spec.type in MEDIA_BLOCKS:
+            spec.content = media_content(n, spec.type, spec.content)
         doc = n.new_doc("block", actor, parent=parent, type=spec.type, content=spec.content, children=[])
         if spec.children:
             child_parent = {"type": "block_id", "block_id": doc["id"]}
@@ -199,6 +221,15 @@ def create_blocks(n: Notion, parent: dict[str, Any], specs: list[BlockSpec], act
         n.put(BLOCK, doc)
         ids.append(doc["id"])
     return ids
+
+
+def media_content(n: Notion, btype: str, content: dict[str, Any]) -> dict[str, Any]:
+    """A media block's content as stored: its caption and its checked file (an upload attached)."""
+    ref = content.pop("ref", None)
+    if ref is None:
+        return content
+    accepts = MEDIA_BLOCKS[btype]
+    return {"caption": content.get("caption", []), **attach(n, ref, f"body.{btype}", accepts)}
 
 
 def parent_ref(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -261,6 +292,8 @@ def update(n: Notion, call: Call) -> dict[str, Any]:
             btype = doc["type"] if kind == BLOCK else ("child_page" if kind == PAGE else "child_database")
             raise body_validation(f"body.{btype}", "should be defined", None)
         doc["content"] = block_content(doc["type"], edits[doc["type"]], doc["content"], f"body.{doc['type']}")
+        if doc["type"] in MEDIA_BLOCKS:
+            doc["content"] = media_content(n, doc["type"], doc["content"])
     if trash is not None:
         doc["in_trash"] = trash
     n.touch(doc, call.actor)

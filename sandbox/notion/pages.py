@@ -21,6 +21,7 @@ from sandbox.notion.properties import (
     title_text,
 )
 from sandbox.notion.state import BLOCK, DATA_SOURCE, DATABASE, PAGE, Call, Handler, Notion
+from sandbox.notion.uploads import attach, shown
 
 
 # Rendering ---------------------------------------------------------------------------------------
@@ -37,17 +38,49 @@ def render_page(
         "last_edited_time": minute_iso(doc["edited_at"]),
         "created_by": user_ref(doc["created_by"]),
         "last_edited_by": user_ref(doc["edited_by"]),
-        "cover": doc.get("cover"),
+        "cover": shown(n, doc.get("cover")),
         "icon": doc.get("icon"),
         "parent": dict(doc["parent"]),
         "in_trash": trashed,
         "is_archived": False,
         "is_locked": bool(doc.get("is_locked")),
-        "properties": render_values(schema, doc, only),
+        "properties": _files_shown(n, render_values(schema, doc, only)),
         "url": page_url(doc["id"], title_text(doc)),
         "public_url": None,
         "archived": trashed,
     }
+
+
+def _files_shown(n: Notion, properties: dict[str, Any]) -> dict[str, Any]:
+    """Files properties answer each attached upload as a signed URL, like Notion."""
+    for prop in properties.values():
+        if prop["type"] == "files":
+            prop["files"] = [{"name": f.get("name"), **(shown(n, f.get("ref")) or {})} for f in prop["files"]]
+    return properties
+
+
+def attach_files(n: Notion, schema: Schema, changes: ValueChanges) -> None:
+    """A files property's entries are checked and their uploads attached; stored by reference."""
+    by_id = {d["id"]: name for name, d in schema.items()}
+    for prop_id, value in changes.values.items():
+        name = by_id.get(prop_id)
+        if name is None or schema[name]["type"] != "files":
+            continue
+        entries = []
+        for i, entry in enumerate(value or []):
+            where = f"body.properties.{name}.files[{i}]"
+            if not isinstance(entry, dict):
+                raise body_validation(where, "should be an object", entry)
+            ref = attach(n, entry, where)
+            label = entry.get("name")
+            if not isinstance(label, str) or not label.strip():
+                raise body_validation(f"{where}.name", "should be a non-empty string", label)
+            entries.append({"name": label[:100], "ref": ref})
+        changes.values[prop_id] = entries
+
+
+def _cover(n: Notion, value: object, where: str) -> dict[str, Any] | None:
+    return None if value is None else attach(n, value, where, "image/")
 
 
 def schema_of(n: Notion, doc: dict[str, Any]) -> Schema:
@@ -120,6 +153,7 @@ def create(n: Notion, call: Call) -> dict[str, Any]:
     parent, ds = resolve_parent(n, body.get("parent"))
     schema = ds["properties"] if ds else page_schema()
     changes = parse_values(schema, body.get("properties") or {})
+    attach_files(n, schema, changes)
     children = parse_children(body["children"]) if body.get("children") is not None else []
     schema = save_new_options(n, ds, changes) or schema
     page = n.new_doc(
@@ -129,7 +163,7 @@ def create(n: Notion, call: Call) -> dict[str, Any]:
         values={**default_values(schema), **changes.values},
         children=[],
         icon=body.get("icon"),
-        cover=body.get("cover"),
+        cover=_cover(n, body.get("cover"), "body.cover"),
         is_locked=False,
     )
     page["children"] = create_blocks(n, {"type": "page_id", "page_id": page["id"]}, children, call.actor)
@@ -158,9 +192,12 @@ def update(n: Notion, call: Call) -> dict[str, Any]:
     ds = n.get(DATA_SOURCE, page["parent"]["data_source_id"]) if "data_source_id" in page["parent"] else None
     schema = ds["properties"] if ds else page_schema()
     changes = parse_values(schema, body.get("properties") or {})
+    attach_files(n, schema, changes)
     schema = save_new_options(n, ds, changes) or schema
     page["values"] = {**page.get("values", {}), **changes.values}
-    for key in ("icon", "cover", "is_locked"):
+    if "cover" in body:
+        page["cover"] = _cover(n, body["cover"], "body.cover")
+    for key in ("icon", "is_locked"):
         if key in body:
             page[key] = body[key]
     if trash is not None:

@@ -25,6 +25,7 @@ BLOCK = "notion_block"
 DATABASE = "notion_database"
 DATA_SOURCE = "notion_data_source"
 COMMENT = "notion_comment"
+FILE_UPLOAD = "notion_file_upload"
 
 ROOT_TITLE = "Sandbox workspace"
 BOT_NAME = "Sandbox integration"
@@ -82,7 +83,7 @@ class Notion:
             self._seq = max(
                 (
                     int(d.get("seq", 0))
-                    for k in (PAGE, BLOCK, DATABASE, DATA_SOURCE, COMMENT)
+                    for k in (PAGE, BLOCK, DATABASE, DATA_SOURCE, COMMENT, FILE_UPLOAD)
                     for d in self.store.iter_raw(k)
                 ),
                 default=0,
@@ -108,7 +109,9 @@ class Notion:
                     "owner": {"type": "workspace", "workspace": True},
                     "workspace_name": ROOT_TITLE,
                     "workspace_id": self.workspace_id,
-                    "workspace_limits": {"max_file_upload_size_in_bytes": 5242880},
+                    "workspace_limits": {
+                        "max_file_upload_size_in_bytes": int(self.app.config.notion_upload_cap)
+                    },
                 },
             }
         if user_id == self.operator_id:
