@@ -26,6 +26,7 @@ from daemon.notion.intake import Intake, Source
 from daemon.notion.jobs import NotionJobs
 from daemon.notion.outbox import OutboxWriter
 from daemon.notion.schema import check_data_source
+from daemon.notion.uploads import Uploads
 from daemon.runner import SubprocessRunner, reap_orphans
 from daemon.settings import Settings
 from daemon.tasks import Pipeline, pause_for_gone_page
@@ -99,6 +100,10 @@ class App:
             by_source.setdefault(channel.notion.data_source_id, []).append(channel)
         for source_id, channels in by_source.items():
             info = await check_data_source(self.notion, source_id, channels)
+            for note in info.notes:
+                get_logger(daemon=self.settings.daemon_id).warning(
+                    "notion_property_missing", data_source=source_id, note=note
+                )
             self.sources.append(Source(info, tuple(channels)))
 
     @property
@@ -162,7 +167,11 @@ class App:
             return None
         clock = SystemClock()
         writer = OutboxWriter(
-            self.engine, self.notion, on_page_gone=self.page_gone, late_s=self.settings.notion_late_write_s
+            self.engine,
+            self.notion,
+            on_page_gone=self.page_gone,
+            late_s=self.settings.notion_late_write_s,
+            uploads=Uploads(self.engine, self.notion, self.settings.workspace_dir),
         )
         intake = Intake(self.engine, self.notion, self.pipeline, self.sources)
         return NotionJobs(

@@ -27,6 +27,8 @@ from daemon.db.engine import make_engine
 from daemon.db.models import Item, Task
 from daemon.errors import DaemonError
 from daemon.migrate import upgrade
+from daemon.notion.board import find_section
+from daemon.notion.body import children
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name, plain_text
 from daemon.settings import Settings, read_env_file
@@ -116,6 +118,7 @@ async def run_demo(workspace: Path) -> int:
         seeded = sandbox.seed(0 if known.get("page_id") else 1)
         page_id = known.get("page_id") or seeded["page_ids"][0]
         marker.write_text(json.dumps({"page_id": page_id}))
+        say(f"demo: watch the page (as Notion would show it) at {sandbox.url}/_sandbox/pages/{page_id}")
         for key, value in read_env_file(sandbox.state / "daemon.env").items():
             os.environ[key] = value  # the sandbox's addresses and keys win over the caller's
         os.environ["WORKSPACE_DIR"] = str(demo / "workspace")
@@ -130,6 +133,10 @@ async def run_demo(workspace: Path) -> int:
         sandbox.stop()
     if video is None:
         return 1
+    say(
+        f"demo: to open the page again: {sys.executable} -m sandbox serve --state {sandbox.state} "
+        f"--port 8765, then http://127.0.0.1:8765/_sandbox/pages/{page_id}"
+    )
     say(str(video))
     return 0
 
@@ -223,14 +230,23 @@ async def _snapshot(app: App, page_id: str) -> tuple[Any, list[ItemView], dict[s
     return task, views, counts, cost / 1_000_000
 
 
+async def _shows_video(operator: NotionApi, page_id: str) -> bool:
+    """The page's Video section holds the final cut."""
+    blocks = await children(operator, page_id)
+    _, video = find_section(blocks, "Video")
+    return any(b.get("type") == "video" for b in video)
+
+
 async def _finish(app: App, operator: NotionApi, page_id: str, task: Any) -> Path:
-    """Waits until the page itself shows Ready, then reports what the operator sees there."""
-    for _ in range(60):
+    """Waits until the page itself shows Ready and the final cut, then reports what the operator
+    sees there."""
+    for _ in range(120):
         page = await operator.call("GET", f"pages/{page_id}")
         props = page["properties"]
-        if option_name(props.get("Status")) == "Ready":
+        if option_name(props.get("Status")) == "Ready" and await _shows_video(operator, page_id):
             cost = props.get("Cost", {}).get("number") or 0
             say(f"Notion page: Status Ready · {plain_text(props.get('Progress'))} · Cost ${cost:.2f}")
+            say("Notion page: the images, the frames, the clips and the final cut are in its body")
             break
         await asyncio.sleep(1)
     return (app.settings.workspace_dir / str(task.final_video_path)).resolve()

@@ -227,6 +227,7 @@ def database_properties(name: str, status_type: str) -> dict[str, Any]:
         "Error Log": {"rich_text": {}},
         "Updated": {"date": {}},
         "Output": {"url": {}},
+        "Video": {"files": {}},
     }
 
 

@@ -63,6 +63,13 @@ def item_output(kind: str, key: str, channel: str, slug: str, extension: str) ->
     return item_file(channel, slug, FOLDERS[kind], key.split("_", 1)[1], extension)
 
 
+def preview_of(output: str, extension: str) -> str:
+    """A smaller stand-in for a project's file (for a Notion workspace whose upload cap it is over):
+    <project>/previews/<name><extension>, beside the project's other folders."""
+    parts = output.split("/")
+    return "/".join([*parts[:4], "previews", parts[-1].rsplit(".", 1)[0] + extension])
+
+
 def attempt_output(channel: str, slug: str, key: str, number: int, extension: str) -> str:
     """An attempt's own output: written there first, moved to the item's under the lease fence."""
     return item_file(channel, slug, "attempts", f"{key}-a{number}", extension)

@@ -1,4 +1,4 @@
-"""The states a task, an item, an attempt and a queued comment can be in: one definition, used by the
+"""The states a task, an item, an attempt, a queued comment and a file upload can be in: one definition, used by the
 code and enforced by the database (CHECK constraints, migration 0009)."""
 
 from __future__ import annotations
@@ -37,6 +37,15 @@ class AttemptOutcome(StrEnum):
 class CommentState(StrEnum):
     PENDING = "pending"
     SENT = "sent"
+
+
+class UploadState(StrEnum):
+    """A file on its way to Notion (daemon/notion/uploads.py)."""
+
+    CREATING = "creating"  # the create call may be out: an upload of this file's name may exist
+    CREATED = "created"  # Notion gave the upload's id; its bytes may or may not be in
+    UPLOADED = "uploaded"  # in Notion, to be attached before it expires
+    ATTACHED = "attached"  # attached to the page: it no longer expires
 
 
 # The provider of the items a person completes (the review gates): no slot, never claimed; the DAG

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from daemon.db.types import JSONType, UTCDateTime
-from services.states import AttemptOutcome, CommentState, ItemState, TaskState, check_sql
+from services.states import AttemptOutcome, CommentState, ItemState, TaskState, UploadState, check_sql
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -242,6 +242,27 @@ class Comment(Base):
     # comment is not posted again before this time, and is looked for on the page first.
     recheck_at: Mapped[datetime | None]
     notion_id: Mapped[str | None] = mapped_column(String(64))  # the comment Notion made, once known
+
+
+class NotionUpload(Base):
+    """A file sent to Notion, once per content: its hash and Notion's upload id, so a retry after a
+    crash finds its earlier upload instead of sending the bytes again."""
+
+    __tablename__ = "notion_upload"
+    __table_args__ = (CheckConstraint(check_sql("state", UploadState), name="state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    filename: Mapped[str] = mapped_column(String(200))  # carries the hash: found again by name
+    content_type: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # an UploadState
+    upload_id: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None]  # an upload not attached by then is gone
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class PollCursor(Base):

@@ -23,13 +23,17 @@ class StoryboardBlock:
     heading_id: str | None
 
 
-def _block_text(block: JSON) -> str:
+def plain(rich: list[JSON]) -> str:
+    """A rich text array's text, as Notion answers it (plain_text) or as it was written."""
+    return "".join(str(p.get("plain_text") or p.get("text", {}).get("content", "")) for p in rich)
+
+
+def block_text(block: JSON) -> str:
     content = block.get(block.get("type", ""), {})
-    parts = content.get("rich_text", []) if isinstance(content, dict) else []
-    return "".join(str(p.get("plain_text") or p.get("text", {}).get("content", "")) for p in parts)
+    return plain(content.get("rich_text", []) if isinstance(content, dict) else [])
 
 
-async def _children(notion: NotionGateway, page_id: str) -> list[JSON]:
+async def children(notion: NotionGateway, page_id: str) -> list[JSON]:
     blocks: list[JSON] = []
     cursor: str | None = None
     while True:
@@ -46,13 +50,13 @@ async def _children(notion: NotionGateway, page_id: str) -> list[JSON]:
 async def read_storyboard_block(notion: NotionGateway, page_id: str) -> StoryboardBlock:
     """The first code block after a heading named Storyboard (any level), if there is one."""
     heading_id: str | None = None
-    for block in await _children(notion, page_id):
+    for block in await children(notion, page_id):
         kind = block.get("type", "")
-        if kind.startswith("heading_") and _block_text(block).strip().lower() == HEADING:
+        if kind.startswith("heading_") and block_text(block).strip().lower() == HEADING:
             heading_id = str(block["id"])
             continue
         if heading_id and kind == "code":
-            return StoryboardBlock(_block_text(block), str(block["id"]), heading_id)
+            return StoryboardBlock(block_text(block), str(block["id"]), heading_id)
         if heading_id and kind.startswith("heading_"):
             break  # the next section began without a code block
     return StoryboardBlock(None, None, heading_id)

@@ -64,6 +64,7 @@ class NotionGateway(Protocol):
         *,
         body: JSON | None = None,
         query: JSON | None = None,
+        form: JSON | None = None,
         idempotent: bool = True,
         paid: bool = False,
     ) -> JSON: ...
@@ -110,11 +111,13 @@ class NotionApi:
         *,
         body: JSON | None = None,
         query: JSON | None = None,
+        form: JSON | None = None,
         idempotent: bool = True,
         paid: bool = False,
     ) -> JSON:
         """One call, waiting for its token first unless `paid` (taken with `take` beforehand: a write
-        that must follow a read without a wait between them)."""
+        that must follow a read without a wait between them). `form`: a multipart/form-data body
+        (a file as (name, bytes, content type)) instead of JSON."""
         prepaid = paid
 
         async def once() -> JSON:
@@ -122,7 +125,9 @@ class NotionApi:
             if not prepaid:
                 await self.bucket.take()
             prepaid = False  # a retry waits for a token of its own
-            result = await self.client.request(path=path, method=method, body=body, query=query)
+            result = await self.client.request(
+                path=path, method=method, body=body, query=query, form_data=form
+            )
             assert isinstance(result, dict)
             return result
 

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from daemon.crashpoints import crash_point
 from daemon.db.models import Comment, Outbox, PageSeen
 from daemon.logs import get_logger
+from daemon.notion.board import write_board
 from daemon.notion.body import write_storyboard_block
 from daemon.notion.gateway import (
     AmbiguousWrite,
@@ -37,13 +38,22 @@ from daemon.notion.gateway import (
     NotionUnavailable,
 )
 from daemon.notion.props import option_name, text_value
+from daemon.notion.uploads import Uploads
 from daemon.retry import backoff_seconds
 from services.states import CommentState
-from services.status import action_for, asked_on
+from services.status import Status, action_for, asked_on
 
 JSON = dict[str, Any]
 STATUS = "Status"
 STORYBOARD_BODY = "__storyboard__"  # not a property: the Storyboard block of the page body
+BOARD_BODY = "__board__"  # not a property: the scene board in the page body (daemon/notion/board.py)
+BODY_ROWS = (STORYBOARD_BODY, BOARD_BODY)  # written first, in this order, each in several calls
+# A review Status and its comment ask the operator to judge what the board shows: they wait while
+# the page's board has changes not yet written.
+REVIEW_STATUSES = frozenset(
+    s.value for s in (Status.STORYBOARD_REVIEW, Status.ASSETS_REVIEW, Status.FINAL_REVIEW)
+)
+REVIEW_COMMENT_SUFFIX = "_review"
 HELD_STATUS_S = 5.0  # a Status held back for the operator's change is looked at again after this
 LATE_WRITE_S = 120.0  # see Settings.notion_late_write_s
 
@@ -161,9 +171,11 @@ class OutboxWriter:
         notion: NotionGateway,
         on_page_gone: Any = None,
         late_s: float = LATE_WRITE_S,
+        uploads: Uploads | None = None,
     ) -> None:
         self.engine = engine
         self.notion = notion
+        self.uploads = uploads  # None: no scene board (its rows stay queued)
         self.on_page_gone = on_page_gone
         self.late_s = late_s
         # Set by the leader's jobs: a flush stops at the next write once the lease is not ours.
@@ -259,17 +271,27 @@ class OutboxWriter:
         writes = 0
         status_row = None
         sent: list[Any] = []
-        # The Storyboard block first (its write takes several calls); the page's Status is read last.
-        for row in sorted(rows, key=lambda r: r.property != STORYBOARD_BODY):
+        # The body first (the Storyboard block, then the board: several calls each); the page's
+        # Status is read last.
+        for row in sorted(rows, key=lambda r: BODY_ROWS.index(r.property) if r.property in BODY_ROWS else 9):
             if row.property == STORYBOARD_BODY:
                 await self._sending([row], now)
                 await write_storyboard_block(self.notion, page_id, str(row.value["yaml"]))
+                writes += 1
+                await self._mark_sent([row], now)
+            elif row.property == BOARD_BODY:
+                if self.uploads is None:
+                    continue
+                await self._sending([row], now)
+                await write_board(self.notion, self.uploads, page_id, row.value, row.sent_value, now)
                 writes += 1
                 await self._mark_sent([row], now)
             elif row.property != STATUS:
                 sent.append(row)
             elif row.recheck_at is not None and row.recheck_at > now:
                 await self._hold_until_recheck(row)
+            elif row.value.get("status") in REVIEW_STATUSES and await self._board_unwritten(page_id):
+                await self._hold(row, now + timedelta(seconds=HELD_STATUS_S))
             else:
                 status_row = row
         if not sent and status_row is None:
@@ -306,14 +328,30 @@ class OutboxWriter:
                 update(Outbox).where(Outbox.id == row.id).values(recheck_at=None, out_value=None)
             )
 
+    async def _board_unwritten(self, page_id: str) -> bool:
+        """The page's board has changes not written yet (queued, or its write deferred)."""
+        if self.uploads is None:
+            return False
+        async with self.engine.connect() as conn:
+            return bool(
+                await conn.scalar(
+                    select(func.count()).where(
+                        Outbox.page_id == page_id,
+                        Outbox.property == BOARD_BODY,
+                        Outbox.version > Outbox.sent_version,
+                    )
+                )
+            )
+
+    async def _hold(self, row: Any, until: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(Outbox).where(Outbox.id == row.id).values(next_attempt_at=until))
+
     async def _hold_until_recheck(self, row: Any) -> None:
         """An earlier Status write of this page is unanswered and may still land: no other Status goes
         out (not even the same one again) before the recheck. The page shows our next Status only
         once no late write of ours can put an older one over what the operator sets on seeing it."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(Outbox).where(Outbox.id == row.id).values(next_attempt_at=row.recheck_at)
-            )
+        await self._hold(row, row.recheck_at)
 
     def _late(self) -> datetime:
         """When a write sent now, and not answered, can no longer land. From the clock, not from the
@@ -453,7 +491,7 @@ class OutboxWriter:
             for row in rows:
                 delay = hours * 3600 or backoff_seconds(row.attempts + 1, 2.0, 300.0)
                 due = now + timedelta(seconds=delay)
-                if late and row.property == STORYBOARD_BODY:
+                if late and row.property in BODY_ROWS:
                     due = max(due, self._late())
                 await conn.execute(
                     update(Outbox)
@@ -477,6 +515,15 @@ class OutboxWriter:
                             Outbox.page_id == Comment.page_id,
                             Outbox.property == STATUS,
                             Outbox.recheck_at > now,
+                        ),
+                        # A review's comment points at the board: it waits until the board is written.
+                        ~(
+                            Comment.key.endswith(REVIEW_COMMENT_SUFFIX)
+                            & exists().where(
+                                Outbox.page_id == Comment.page_id,
+                                Outbox.property == BOARD_BODY,
+                                Outbox.version > Outbox.sent_version,
+                            )
                         ),
                     )
                     .order_by(Comment.id)

@@ -22,7 +22,7 @@ REQUIRED = {
     "Updated": ("date",),
     "Output": ("url",),
 }
-OPTIONAL = {"Channel": ("select",), "Priority": ("select",)}
+OPTIONAL = {"Channel": ("select",), "Priority": ("select",), "Video": ("files",)}
 PRIORITIES = ("High", "Normal", "Low")
 _FIX = {
     "title": "the database's title column, renamed to {name}",
@@ -32,6 +32,7 @@ _FIX = {
     "number": "a Number property named {name}",
     "date": "a Date property named {name}",
     "url": "a URL property named {name}",
+    "files": "a Files & media property named {name}",
 }
 
 
@@ -42,6 +43,7 @@ class SourceInfo:
     status_options: frozenset[str]
     has_priority: bool
     has_channel: bool
+    notes: tuple[str, ...] = ()  # what works without an optional property, and how to add it
 
 
 def _unreadable(data_source_id: str, names: str, exc: Exception) -> ConfigError:
@@ -91,8 +93,15 @@ async def check_data_source(
             f"Notion data source {data_source_id} (channels {names}) is not ready:\n  "
             + "\n  ".join(problems)
         )
+    notes: tuple[str, ...] = ()
+    if "Video" not in props:
+        notes = (
+            "Video is missing: the final cut shows in the page body only; add "
+            + _FIX["files"].format(name="Video")
+            + " to have it as a property too",
+        )
     return SourceInfo(
-        data_source_id, str(status.get("type")), options, "Priority" in props, "Channel" in props
+        data_source_id, str(status.get("type")), options, "Priority" in props, "Channel" in props, notes
     )
 
 
@@ -115,6 +124,11 @@ def _property_problems(props: dict[str, Any], *, shared: bool) -> list[str]:
             f"Priority is a {priority.get('type')} property: change it to a Select property "
             "with the options High, Normal, Low"
         )
+    video = props.get("Video")
+    if video is not None and video.get("type") != "files":
+        problems.append(
+            f"Video is a {video.get('type')} property: change it to {_FIX['files'].format(name='Video')}"
+        )
     return problems
 
 
@@ -133,6 +147,7 @@ def database_properties(channel_names: list[str]) -> JSON:
         "Error Log": {"rich_text": {}},
         "Updated": {"date": {}},
         "Output": {"url": {}},
+        "Video": {"files": {}},
     }
 
 

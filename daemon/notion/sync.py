@@ -13,18 +13,22 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.budget import Spend, dollars, task_spend, usd
+from daemon.commands import final_path
 from daemon.db.models import Item, Task
-from daemon.notion.outbox import STATUS, STORYBOARD_BODY, add_comment, set_property
+from daemon.notion.board import board_value
+from daemon.notion.outbox import BOARD_BODY, STATUS, STORYBOARD_BODY, add_comment, set_property
 from services.states import TaskState
 from services.status import ItemView, Status, progress_line, shown_status
 from services.storyboard import parse_storyboard, storyboard_to_yaml
 
 _REVIEW_COMMENTS = {
-    Status.STORYBOARD_REVIEW: "The storyboard is ready for review in the Storyboard block of this page. "
-    "Edit it if you like, then set Status to Storyboard Approved.",
-    Status.ASSETS_REVIEW: "The images are ready for review in {folder}. Set Status to Assets Approved "
-    "to make the video clips.",
-    Status.FINAL_REVIEW: "The video is assembled: {video}. Watch it, then set Status to Approved.",
+    Status.STORYBOARD_REVIEW: "The storyboard is ready for review: the Scenes section of this page shows "
+    "each scene's narration, and the Storyboard block holds the whole plan. Edit the block if you like, "
+    "then set Status to Storyboard Approved.",
+    Status.ASSETS_REVIEW: "The images are ready for review in the Assets section of this page. "
+    "Set Status to Assets Approved to make the video clips.",
+    Status.FINAL_REVIEW: "The video is assembled: watch it in the Video section of this page "
+    "(the file is {video} on the daemon's host). Then set Status to Approved.",
 }
 
 
@@ -95,6 +99,9 @@ async def _sync_one(
     if changed:
         await set_property(conn, page, "Updated", {"date": {"start": now.isoformat()}}, now)
     await _storyboard_body(conn, task, page, now)
+    board = await board_value(conn, task)
+    if board is not None:
+        await set_property(conn, page, BOARD_BODY, board, now)
     await _comments(conn, task, page, status, workspace, video, now)
 
 
@@ -144,9 +151,9 @@ async def _comments(
     key = f"{page}:p{task.pass_no}"
     template = _REVIEW_COMMENTS.get(status)
     if template is not None:
-        folder = workspace / "channels" / task.channel_id / "projects" / task.project_slug / "assets"
-        assembled = workspace / "channels" / task.channel_id / "projects" / task.project_slug / "final"
-        body = template.format(folder=folder, video=assembled / f"{task.project_slug}.mp4")
+        body = template.format(
+            video=workspace / final_path("assembly", "assembly", task.channel_id, task.project_slug)
+        )
         await add_comment(conn, page, f"{key}:{status.name.lower()}", body, now)
     elif status is Status.ERROR:
         await add_comment(conn, page, f"{key}:error", f"This video stopped. {_error_log(task)}", now)

@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from daemon.notion.board import find_section
+from daemon.notion.body import block_text
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name
 from tests.support.daemon_proc import DaemonProcess
@@ -94,6 +98,60 @@ async def test_a_daemon_killed_while_notion_is_slow_to_post_its_comment_posts_it
         await operator.close()
 
 
+@ON_SQLITE
+@pytest.mark.parametrize("point", ["upload_after_create", "upload_after_send"])
+async def test_a_crash_in_the_middle_of_an_upload_sends_each_file_once(
+    point: str, fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
+) -> None:
+    """The daemon dies right after Notion made an upload (its id not yet stored), or right after
+    the bytes went in (not yet marked): the next daemon finds the upload instead of sending again."""
+    env, page = _daemon_env(fresh_sandbox, database, tmp_path)
+    operator = NotionApi(credentials(fresh_sandbox)["notion_operator_token"], fresh_sandbox.base("notion"))
+    try:
+        await _set_status(operator, page, "Queued")
+        crashing = DaemonProcess({**env, "CRASH_AT": point}, tmp_path / "crash.log", "nv-host").start()
+        try:
+            await _until_status(operator, page, "Storyboard Review")
+            await _set_status(operator, page, "Storyboard Approved")
+            assert crashing.wait(timeout=120) in (9, -9), f"the daemon did not crash at {point}"
+        finally:
+            crashing.stop()
+        daemon = DaemonProcess(env, tmp_path / "after.log", "nv-host").start()
+        try:
+            await _until_status(operator, page, "Ready")
+            await _until_board_shows_video(operator, page)
+        finally:
+            daemon.signal()
+            daemon.wait(timeout=30)
+    finally:
+        await operator.close()
+    sends = [c for c in fresh_sandbox.calls("notion") if c["endpoint"].endswith("/send")]
+    per_upload = Counter(c["identity"] for c in sends)
+    assert per_upload and max(per_upload.values()) == 1, per_upload
+    bot = NotionApi(credentials(fresh_sandbox)["notion_token"], fresh_sandbox.base("notion"))
+    try:
+        uploads = await bot.call("GET", "file_uploads", query={"page_size": 100})
+    finally:
+        await bot.close()
+    names = Counter(u["filename"] for u in uploads["results"])
+    assert max(names.values()) == 1, names  # one upload made per file, the crashed one found again
+    assert all(u["status"] == "uploaded" for u in uploads["results"])
+
+
+async def _until_board_shows_video(operator: NotionApi, page: str) -> list[dict[str, Any]]:
+    """The page body once its Video section holds the final cut; each section once."""
+    deadline = time.monotonic() + 60
+    while True:
+        blocks = (await operator.call("GET", f"blocks/{page}/children", query={"page_size": 100}))["results"]
+        _, video = find_section(blocks, "Video")
+        if any(b["type"] == "video" for b in video):
+            headings = Counter(block_text(b) for b in blocks if b["type"] == "heading_2")
+            assert all(headings[name] == 1 for name in ("Storyboard", "Assets", "Scenes", "Video")), headings
+            return list(blocks)
+        assert time.monotonic() < deadline, "the page never showed the final cut"
+        await asyncio.sleep(0.5)
+
+
 async def _set_status(operator: NotionApi, page: str, status: str) -> None:
     await operator.call(
         "PATCH", f"pages/{page}", body={"properties": {"Status": {"select": {"name": status}}}}
@@ -107,12 +165,13 @@ async def _approve_and_finish(env: dict[str, str], operator: NotionApi, page: st
         await _until_status(operator, page, "Storyboard Review")
         await _set_status(operator, page, "Storyboard Approved")
         await _until_status(operator, page, "Ready")
+        await _until_board_shows_video(operator, page)
     finally:
         daemon.signal()
         daemon.wait(timeout=30)
     listing = await operator.call("GET", "comments", query={"block_id": page, "page_size": 100})
     texts = ["".join(p["plain_text"] for p in c["rich_text"]) for c in listing["results"]]
-    assert sum("ready for review in the Storyboard block" in t for t in texts) == 1
+    assert sum("The storyboard is ready for review" in t for t in texts) == 1
     assert sum("The video is ready" in t for t in texts) == 1
     final = (await operator.call("GET", f"pages/{page}"))["properties"]
     assert final["Cost"]["number"] > 0

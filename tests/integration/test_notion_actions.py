@@ -92,7 +92,7 @@ async def test_review_gates_wait_for_the_operator_and_say_so(kit: NotionKit) -> 
     assert await _state(kit, page) == "done"
     assert (await kit.page(page))["Status"] == "Ready"
     comments = await kit.comments(page)
-    assert sum("ready for review in the Storyboard block" in c for c in comments) == 1
+    assert sum("The storyboard is ready for review" in c for c in comments) == 1
     assert sum("The video is assembled" in c for c in comments) == 1
 
 
