@@ -29,7 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from daemon.db.models import Item
 from daemon.logs import get_logger
 from daemon.notion.body import block_text, children, plain
-from daemon.notion.gateway import NotionGateway, NotionNotFound, NotionRejected
+from daemon.notion.gateway import (
+    AmbiguousWrite,
+    NotionGateway,
+    NotionNotFound,
+    NotionRejected,
+    NotionUnavailable,
+)
 from daemon.notion.preview import PreviewFailed
 from daemon.notion.props import text_value
 from daemon.notion.uploads import UploadRefused, Uploads
@@ -110,6 +116,9 @@ class _Files:
         path = str(file["path"])
         try:
             sent = await self.uploads.send(path, self.now)
+        except AmbiguousWrite as exc:
+            # Its upload is looked for before anything is sent again: no need to wait for a late one.
+            raise NotionUnavailable(str(exc), exc.__class__.__name__) from exc
         except (UploadRefused, PreviewFailed, NotionRejected, OSError) as exc:
             LOG.warning("board_file_not_shown", file=path, error=str(exc))
             return [_paragraph(f"{caption}: not shown here ({exc}). The file is {path} in the workspace.")]

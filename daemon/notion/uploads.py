@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon.crashpoints import crash_point
 from daemon.db.models import NotionUpload
 from daemon.logs import get_logger
-from daemon.notion.gateway import AmbiguousWrite, NotionGateway, NotionNotFound
+from daemon.notion.gateway import AmbiguousWrite, NotionGateway, NotionNotFound, NotionRejected
 from daemon.notion.preview import Preview, make_preview
 from services.states import UploadState
 
@@ -172,7 +172,8 @@ class Uploads:
                     idempotent=False,
                 )
             return await self.notion.call("POST", f"file_uploads/{upload_id}/complete", idempotent=False)
-        except AmbiguousWrite:
+        except (AmbiguousWrite, NotionRejected):
+            # A send whose answer was lost, or refused because an earlier one landed late.
             found = await self._retrieve(upload_id)
             if (found or {}).get("status") == "uploaded":
                 return dict(found or {})

@@ -1,0 +1,196 @@
+"""The scene board in the page body: the gates show what they ask about before they ask, an edited
+scene's blocks are replaced in place (never duplicated, other files not sent again), an append
+whose answer was lost is not repeated, and the operator's own text stays where it is."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from daemon.notion.board import find_section
+from daemon.notion.body import block_text, read_storyboard_block, write_storyboard_block
+from tests.support.notion_kit import NotionKit
+from tests.support.sandbox_proc import SandboxProcess
+from tests.support.stack import credentials
+
+
+@pytest.fixture
+async def kit(sandbox: SandboxProcess, db_url: str, tmp_path: Path) -> AsyncIterator[NotionKit]:
+    k = NotionKit(sandbox, db_url, tmp_path)
+    yield k
+    await k.close()
+
+
+async def _waiting_at(kit: NotionKit, page: str, gate: str) -> bool:
+    task = await kit.task(page)
+    item = (await kit.items(task.id)).get(gate) if task is not None else None
+    return item is not None and item.state == "ready"
+
+
+def _section(blocks: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    start, section = find_section(blocks, name)
+    assert start is not None, f"no {name} section"
+    return section
+
+
+def _shown(blocks: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(type, caption or text) of each block."""
+    out = []
+    for b in blocks:
+        content = b[b["type"]]
+        text = (
+            block_text(b) if "rich_text" in content else "".join(r["plain_text"] for r in content["caption"])
+        )
+        out.append((b["type"], text))
+    return out
+
+
+def _file_name(block: dict[str, Any]) -> str:
+    return str(block[block["type"]]["file"]["url"]).rsplit("/", 1)[-1]
+
+
+def _sends(sandbox: SandboxProcess) -> Counter[str]:
+    return Counter(c["identity"] for c in sandbox.calls("notion") if c["endpoint"].endswith("/send"))
+
+
+async def test_each_gate_shows_what_it_asks_about_before_it_asks(
+    kit: NotionKit, sandbox: SandboxProcess
+) -> None:
+    await kit.start(gates={"storyboard": True, "assets": True, "final": True})
+    page = kit.pages[0]
+    # The operator's own notes, above anything the daemon writes, stay as they are.
+    assert kit.operator
+    await kit.operator.call(
+        "PATCH",
+        f"blocks/{page}/children",
+        body={
+            "children": [
+                {"type": "paragraph", "paragraph": {"rich_text": [{"text": {"content": "My notes"}}]}}
+            ]
+        },
+    )
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    await kit.work(lambda: _waiting_at(kit, page, "storyboard_gate"))
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Storyboard Review"
+    blocks = await kit.blocks(page)
+    assert _shown(blocks)[0] == ("paragraph", "My notes")
+    scenes = _shown(_section(blocks, "Scenes"))
+    assert scenes[:2] == [("heading_3", "Scene 1 · s01"), ("paragraph", "Scene 1 of a patient morning.")]
+    assert _section(blocks, "Assets") == [] and _section(blocks, "Video") == []
+    assert any("Scenes section" in c for c in await kit.comments(page))
+
+    await kit.set(page, Status="Storyboard Approved")
+    await kit.poll()
+    await kit.work(lambda: _waiting_at(kit, page, "assets_gate"))
+    # The images cannot reach Notion for now: the page must not ask for their review yet.
+    sandbox.fault(provider="notion", kind="error", status=503, endpoint="/send", count=100)
+    await kit.flush()
+    assert (await kit.page(page))["Status"] != "Assets Review"
+    assert not any("Assets section" in c for c in await kit.comments(page))
+    sandbox.clear_faults()
+    await kit.db_time_travel_comments()
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Assets Review"
+    assets = _section(await kit.blocks(page), "Assets")
+    assert _shown(assets) == [("image", "env_s01"), ("image", "char_s01")]
+    assert any("Assets section" in c for c in await kit.comments(page))
+
+    await kit.set(page, Status="Assets Approved")
+    await kit.poll()
+    await kit.work(lambda: _waiting_at(kit, page, "final_gate"))
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Final Review"
+    blocks = await kit.blocks(page)
+    assert [t for t, _ in _shown(_section(blocks, "Video"))] == ["video"]
+    scene = _shown(_section(blocks, "Scenes"))
+    assert ("image", "Scene 1 frame") in scene and ("video", "Scene 1 clip") in scene
+    page_now = await kit.page(page)
+    assert page_now["Video"] and page_now["Video"][0]["name"].endswith(".mp4")
+    assert _shown(blocks)[0] == ("paragraph", "My notes")
+    # Each file went to Notion once, however many times the board was written.
+    assert set(_sends(sandbox).values()) == {1}
+
+
+async def test_an_edited_scene_replaces_its_blocks_in_place_and_sends_only_what_changed(
+    kit: NotionKit, sandbox: SandboxProcess
+) -> None:
+    await kit.start(gates={"storyboard": False, "assets": False, "final": True}, channel={"scenes": 2})
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    await kit.work(lambda: _waiting_at(kit, page, "final_gate"))
+    await kit.flush()
+    before = await kit.blocks(page)
+    first = {
+        b[b["type"]]["caption"][0]["plain_text"]: _file_name(b)
+        for b in before
+        if b["type"] in ("image", "video")
+    }
+    sent_before = sum(_sends(sandbox).values())
+
+    # The operator stops the video, rewrites scene 2's motion and queues the page again: a new
+    # clip for scene 2, and a new final cut.
+    assert kit.operator and kit.scripts
+    await kit.set(page, Status="Cancelled")
+    await kit.poll()
+    await kit.flush()
+    block = await read_storyboard_block(kit.operator, page)
+    plan = yaml.safe_load(str(block.text))
+    plan["scenes"][1]["motion"] = "A slow pan to the left"
+    await write_storyboard_block(kit.operator, page, yaml.safe_dump(plan, sort_keys=False))
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    await kit.work(lambda: _waiting_at(kit, page, "final_gate"))
+    await kit.flush()
+    after = await kit.blocks(page)
+    second = {
+        b[b["type"]]["caption"][0]["plain_text"]: _file_name(b)
+        for b in after
+        if b["type"] in ("image", "video")
+    }
+    assert set(second) == set(first)  # one block per file, none duplicated
+    changed = {caption for caption in first if first[caption] != second[caption]}
+    assert changed == {"Scene 2 clip", "Final cut"}
+    assert sum(_sends(sandbox).values()) - sent_before == 2
+    headings = Counter(block_text(b) for b in after if b["type"] == "heading_2")
+    assert headings == {"Storyboard": 1, "Assets": 1, "Scenes": 1, "Video": 1}
+
+
+async def test_an_append_whose_answer_was_lost_is_not_repeated(
+    kit: NotionKit, sandbox: SandboxProcess
+) -> None:
+    await kit.start(gates={"storyboard": False, "assets": False, "final": True}, notion_late_write_s=0.5)
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    await kit.work(lambda: _waiting_at(kit, page, "final_gate"))
+    # Notion applies the board's appends and the answers are lost (then it answers again).
+    token = credentials(sandbox)["notion_token"]  # the daemon's appends, not the operator's reads
+    sandbox.fault(
+        provider="notion",
+        kind="apply_then_fail",
+        status=502,
+        endpoint="^PATCH .*children$",
+        count=3,
+        token=token,
+    )
+    for _ in range(6):
+        await kit.db_time_travel_comments()
+        await kit.flush()
+    faults = sandbox.get("/_sandbox/faults")["faults"]
+    assert faults == [], faults  # used up: all three answers were lost
+    blocks = await kit.blocks(page)
+    headings = Counter(block_text(b) for b in blocks if b["type"] == "heading_2")
+    assert headings == {"Storyboard": 1, "Assets": 1, "Scenes": 1, "Video": 1}
+    media = Counter(
+        b[b["type"]]["caption"][0]["plain_text"] for b in blocks if b["type"] in ("image", "video")
+    )
+    assert set(media.values()) == {1}
+    assert (await kit.page(page))["Status"] == "Final Review"
