@@ -4,16 +4,20 @@ whose answer was lost is not repeated, and the operator's own text stays where i
 
 from __future__ import annotations
 
+import re
+import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from daemon.notion.board import find_section
 from daemon.notion.body import block_text, read_storyboard_block, write_storyboard_block
+from tests.support.db import ON_SQLITE
 from tests.support.notion_kit import NotionKit
 from tests.support.sandbox_proc import SandboxProcess
 from tests.support.stack import credentials
@@ -194,3 +198,71 @@ async def test_an_append_whose_answer_was_lost_is_not_repeated(
     )
     assert set(media.values()) == {1}
     assert (await kit.page(page))["Status"] == "Final Review"
+
+
+def _big_video(path: Path, seconds: int = 8) -> None:
+    """A real 720p video with sound, over 5 MiB (noise does not compress)."""
+    subprocess.run(
+        [
+            _ffmpeg(), "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=25:duration={seconds}",
+            "-f", "lavfi", "-i", f"anoisesrc=duration={seconds}:amplitude=0.1",
+            "-vf", "noise=alls=60:allf=t", "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "8M",
+            "-c:a", "aac", "-shortest", str(path),
+        ],
+        check=True,
+        timeout=120,
+    )  # fmt: skip
+
+
+def _ffmpeg() -> str:
+    import imageio_ffmpeg
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def _decoded_seconds(path: Path) -> float:
+    """Decodes the whole file; the duration of what decoded."""
+    done = subprocess.run(
+        [_ffmpeg(), "-hide_banner", "-i", str(path), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    times = re.findall(r"time=(\d+):(\d+):(\d+\.\d+)", done.stderr)
+    h, m, s = times[-1]
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+@ON_SQLITE  # the preview is the same on either database; its video takes seconds to make
+async def test_a_video_over_the_workspace_cap_is_shown_as_a_preview_under_it(
+    fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
+) -> None:
+    cap = 5 * 1024 * 1024
+    fresh_sandbox.configure(notion_upload_cap=cap)
+    kit = NotionKit(fresh_sandbox, database, tmp_path)
+    try:
+        await kit.start(gates={"storyboard": False, "assets": False, "final": True}, channel={"scenes": 1})
+        page = kit.pages[0]
+        await kit.set(page, Status="Queued")
+        await kit.poll()
+        await kit.work(lambda: _waiting_at(kit, page, "final_gate"))
+        # The assembly's output, as big as a real final cut on a free workspace.
+        task = await kit.task(page)
+        assert kit.app
+        final = kit.app.settings.workspace_dir / str(task.final_video_path)
+        _big_video(final)
+        assert final.stat().st_size > cap
+        await kit.flush()
+        assert (await kit.page(page))["Status"] == "Final Review"
+        video = _shown(_section(await kit.blocks(page), "Video"))
+        assert video[0] == ("video", "Final cut")
+        assert video[1][0] == "paragraph" and "smaller preview" in video[1][1] and "5.0 MB" in video[1][1]
+        [entry] = (await kit.page(page))["Video"]
+        shown = tmp_path / "shown.mp4"
+        shown.write_bytes(httpx.get(entry["file"]["url"], timeout=60).content)
+        assert 0 < shown.stat().st_size <= cap
+        assert _decoded_seconds(shown) == pytest.approx(_decoded_seconds(final), abs=0.5)
+    finally:
+        await kit.close()
