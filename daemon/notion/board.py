@@ -30,15 +30,11 @@ from daemon.db.models import Item
 from daemon.logs import get_logger
 from daemon.notion.body import block_text, children, plain
 from daemon.notion.gateway import (
-    AmbiguousWrite,
     NotionGateway,
     NotionNotFound,
-    NotionRejected,
-    NotionUnavailable,
 )
-from daemon.notion.preview import PreviewFailed
 from daemon.notion.props import text_value
-from daemon.notion.uploads import UploadRefused, Uploads
+from daemon.notion.uploads import NotSentYet, UploadRefused, Uploads
 from services.states import ItemState
 from services.storyboard import parse_storyboard
 
@@ -47,6 +43,32 @@ SECTIONS = ("Assets", "Scenes", "Video")
 VIDEO_PROPERTY = "Video"
 SHOWN_KINDS = ("asset", "composite", "clip", "assembly")
 LOG = get_logger(job="board")
+
+
+class BoardNotReady(Exception):
+    """Some of the board's files are not in Notion yet: the board is written once they are."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"{len(missing)} files not in Notion yet")
+        self.missing = missing
+
+
+def board_files(value: JSON) -> list[str]:
+    """Every file the board shows, by workspace path."""
+    files = [a["file"] for a in value["assets"]]
+    files += [f for s in value["scenes"] for f in (s["frame"], s["clip"])]
+    files.append(value["video"])
+    return [str(f["path"]) for f in files if f is not None]
+
+
+async def send_files(uploads: Uploads, value: JSON, now: datetime) -> None:
+    """Sends the board's files to Notion (each once); a file that cannot go is left for the board
+    to name. A Notion outage ends the round: the next one tries again."""
+    for path in board_files(value):
+        try:
+            await uploads.send(path, now)
+        except (UploadRefused, OSError) as exc:
+            LOG.warning("board_file_not_sent", file=path, error=str(exc))
 
 
 # What the board should show, from the database ----------------------------------------------------
@@ -109,17 +131,18 @@ class _Files:
         self.now = now
         self.names: dict[str, str] = {}  # upload id -> the name its signed URL ends in
         self.ids: dict[str, str] = {}  # workspace path -> upload id
+        self.missing: list[str] = []  # files not sent yet
 
     async def blocks(self, kind: str, file: JSON | None, caption: str) -> list[JSON]:
         if file is None:
             return []
         path = str(file["path"])
         try:
-            sent = await self.uploads.send(path, self.now)
-        except AmbiguousWrite as exc:
-            # Its upload is looked for before anything is sent again: no need to wait for a late one.
-            raise NotionUnavailable(str(exc), exc.__class__.__name__) from exc
-        except (UploadRefused, PreviewFailed, NotionRejected, OSError) as exc:
+            sent = await self.uploads.sent(path, self.now)
+        except NotSentYet:
+            self.missing.append(path)
+            return []
+        except (UploadRefused, OSError) as exc:
             LOG.warning("board_file_not_shown", file=path, error=str(exc))
             return [_paragraph(f"{caption}: not shown here ({exc}). The file is {path} in the workspace.")]
         self.names[sent.upload_id] = sent.filename
@@ -162,6 +185,8 @@ async def write_board(
 ) -> None:
     files = _Files(uploads, now)
     wanted = await _sections(value, files)
+    if files.missing:
+        raise BoardNotReady(files.missing)
     blocks = await children(notion, page_id)
     for name in SECTIONS:
         start, existing = find_section(blocks, name)

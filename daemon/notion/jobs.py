@@ -165,6 +165,8 @@ class NotionJobs:
     async def outbox(self) -> None:
         """Sync and flush while tasks are at work; when idle, once per FULL_SYNC_S (cheap on the DB)
         and when a write or comment left waiting falls due."""
+        if self.leading():
+            await self.writer.send_board_files(self.clock.now())
         async with self.outbox_lock:
             if not self.leading():
                 return

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from daemon.crashpoints import crash_point
 from daemon.db.models import Comment, Outbox, PageSeen
 from daemon.logs import get_logger
-from daemon.notion.board import write_board
+from daemon.notion.board import BoardNotReady, send_files, write_board
 from daemon.notion.body import write_storyboard_block
 from daemon.notion.gateway import (
     AmbiguousWrite,
@@ -184,6 +184,31 @@ class OutboxWriter:
         self.next_due: datetime | None = None  # see _next_due
         self.log = get_logger(job="outbox")
 
+    async def send_board_files(self, now: datetime) -> None:
+        """Sends the files of the boards due to be written, before the flush: an upload can take
+        long, and the flush holds the lock intake waits for. A board is written once its files are
+        in; until then its page's review Status and comment wait."""
+        if self.uploads is None:
+            return
+        async with self.engine.connect() as conn:
+            values = list(
+                await conn.scalars(
+                    select(Outbox.value).where(
+                        Outbox.property == BOARD_BODY,
+                        Outbox.version > Outbox.sent_version,
+                        Outbox.next_attempt_at <= now,
+                    )
+                )
+            )
+        for value in values:
+            if not self.leading():
+                return
+            try:
+                await send_files(self.uploads, value, now)
+            except NotionError as exc:  # unreachable or unanswered: the next round tries again
+                self.log.warning("board_files_deferred", error=str(exc))
+                return
+
     async def flush(self, now: datetime) -> int:
         """Writes what is due; returns the number of Notion writes made."""
         writes = await self._flush_properties(now)
@@ -274,18 +299,8 @@ class OutboxWriter:
         # The body first (the Storyboard block, then the board: several calls each); the page's
         # Status is read last.
         for row in sorted(rows, key=lambda r: BODY_ROWS.index(r.property) if r.property in BODY_ROWS else 9):
-            if row.property == STORYBOARD_BODY:
-                await self._sending([row], now)
-                await write_storyboard_block(self.notion, page_id, str(row.value["yaml"]))
-                writes += 1
-                await self._mark_sent([row], now)
-            elif row.property == BOARD_BODY:
-                if self.uploads is None:
-                    continue
-                await self._sending([row], now)
-                await write_board(self.notion, self.uploads, page_id, row.value, row.sent_value, now)
-                writes += 1
-                await self._mark_sent([row], now)
+            if row.property in BODY_ROWS:
+                writes += await self._write_body(page_id, row, now)
             elif row.property != STATUS:
                 sent.append(row)
             elif row.recheck_at is not None and row.recheck_at > now:
@@ -320,6 +335,23 @@ class OutboxWriter:
             crash_point("outbox_after_property_write")
             await self._mark_sent(sent, now)
         return writes
+
+    async def _write_body(self, page_id: str, row: Any, now: datetime) -> int:
+        """The page body's Storyboard block or its board; returns the writes made (0 or 1)."""
+        if row.property == BOARD_BODY and self.uploads is None:
+            return 0
+        await self._sending([row], now)
+        try:
+            if row.property == STORYBOARD_BODY:
+                await write_storyboard_block(self.notion, page_id, str(row.value["yaml"]))
+            else:
+                assert self.uploads is not None
+                await write_board(self.notion, self.uploads, page_id, row.value, row.sent_value, now)
+        except BoardNotReady:  # its files go first, outside the lock (send_board_files)
+            await self._not_sending(row)
+            return 0
+        await self._mark_sent([row], now)
+        return 1
 
     async def _not_sending(self, row: Any) -> None:
         """A row marked as out whose write was not sent after all (the operator's Status won)."""

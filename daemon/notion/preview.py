@@ -40,13 +40,21 @@ def _mb(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB"
 
 
-async def make_preview(source: Path, cap: int, workspace: Path) -> Preview:
+class NoPreviewYet(Exception):
+    pass
+
+
+async def make_preview(source: Path, cap: int, workspace: Path, *, make: bool = True) -> Preview:
+    """The file's preview under `cap`, made when missing or older than the file (unless not `make`:
+    then NoPreviewYet)."""
     video = source.suffix.lower() == ".mp4"
     relative = source.relative_to(workspace).as_posix()
     target = workspace / preview_of(relative, ".mp4" if video else ".jpg")
     size = source.stat().st_size
     if target.exists() and target.stat().st_mtime >= source.stat().st_mtime and target.stat().st_size <= cap:
         return Preview(target, size, cap)
+    if not make:
+        raise NoPreviewYet(relative)
     target.parent.mkdir(parents=True, exist_ok=True)
     if video:
         await _video_proxy(source, target, cap)

@@ -27,7 +27,7 @@ from daemon.crashpoints import crash_point
 from daemon.db.models import NotionUpload
 from daemon.logs import get_logger
 from daemon.notion.gateway import AmbiguousWrite, NotionGateway, NotionNotFound, NotionRejected
-from daemon.notion.preview import Preview, make_preview
+from daemon.notion.preview import NoPreviewYet, Preview, PreviewFailed, make_preview
 from services.states import UploadState
 
 MiB = 1024 * 1024
@@ -45,6 +45,10 @@ CONTENT_TYPES = {
     ".mp4": "video/mp4",
     ".mp3": "audio/mpeg",
 }
+
+
+class NotSentYet(Exception):
+    """The file is not in Notion yet: the upload phase, outside the outbox's lock, sends it."""
 
 
 class UploadRefused(Exception):
@@ -65,6 +69,8 @@ class Uploads:
         self.workspace = workspace
         self._hashes: dict[tuple[str, int, int], str] = {}
         self._cap: tuple[int, datetime] | None = None
+        # Files that cannot go as they are, by (path, size, mtime): why, for the board to say.
+        self._refused: dict[tuple[str, int, int], str] = {}
         self.log = get_logger(job="uploads")
 
     async def cap(self, now: datetime) -> int:
@@ -76,18 +82,50 @@ class Uploads:
 
     async def send(self, relative: str, now: datetime) -> Sent:
         """The file (workspace-relative) in Notion, ready to attach; sent only if it is not already."""
+        return await self._send(relative, now, calls=True)
+
+    async def sent(self, relative: str, now: datetime) -> Sent:
+        """The file as already sent, without a Notion call or a preview made; NotSentYet if it is not
+        (then `send` it first, outside any lock that other Notion work waits for)."""
+        return await self._send(relative, now, calls=False)
+
+    async def _send(self, relative: str, now: datetime, *, calls: bool) -> Sent:
+        stat = (self.workspace / relative).stat()
+        key = (relative, stat.st_size, stat.st_mtime_ns)
+        if key in self._refused:
+            raise UploadRefused(self._refused[key])
+        try:
+            return await self._send_file(relative, now, calls=calls)
+        except (UploadRefused, PreviewFailed, NotionRejected) as exc:
+            self._refused[key] = str(exc)
+            raise UploadRefused(str(exc)) from exc
+
+    async def _send_file(self, relative: str, now: datetime, *, calls: bool) -> Sent:
         source = self.workspace / relative
         if source.suffix.lower() not in CONTENT_TYPES:
             raise UploadRefused(
                 f"{source.name}: Notion does not take {source.suffix or 'files without an extension'}"
             )
+        if calls:
+            cap = await self.cap(now)
+        elif self._cap is None:
+            raise NotSentYet(relative)
+        else:
+            cap = self._cap[0]
         preview: Preview | None = None
-        cap = await self.cap(now)
         if source.stat().st_size > cap:
-            preview = await make_preview(source, cap, self.workspace)
+            try:
+                preview = await make_preview(source, cap, self.workspace, make=calls)
+            except NoPreviewYet as exc:
+                raise NotSentYet(relative) from exc
             source = preview.path
         sha = await self._sha(source)
         name = f"{source.stem}-{sha[:12]}{source.suffix.lower()}"
+        row = await self._row(sha)
+        if row is not None and _ready(row, now):
+            return Sent(str(row.upload_id), name, preview)
+        if not calls:
+            raise NotSentYet(relative)
         upload_id = await self._ensure(source, sha, name, now)
         return Sent(upload_id, name, preview)
 
@@ -233,6 +271,15 @@ class Uploads:
         if key not in self._hashes:
             self._hashes[key] = await asyncio.to_thread(_file_sha, path)
         return self._hashes[key]
+
+
+def _ready(row: Any, now: datetime) -> bool:
+    """In Notion and attachable for a while yet (an attached upload does not expire)."""
+    if row.upload_id is None:
+        return False
+    if row.state == UploadState.ATTACHED:
+        return True
+    return bool(row.state == UploadState.UPLOADED and row.expires_at and row.expires_at > now + RENEW_BEFORE)
 
 
 def _expiry(upload: dict[str, Any] | None) -> datetime:

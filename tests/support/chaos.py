@@ -11,7 +11,9 @@ from sqlalchemy import select
 
 from daemon.db.engine import make_engine
 from daemon.db.models import Attempt, Item, Task
+from daemon.notion.gateway import NotionApi
 from tests.support.sandbox_proc import SandboxProcess
+from tests.support.stack import credentials
 
 
 @dataclass
@@ -68,6 +70,35 @@ def consistency_problems(a: Audit) -> list[str]:
     for count, clip in ((n, k) for k, n in a.kling_creates_per_clip().items() if n > 1):
         ids = [c["identity"] for c in a.calls if c["item"] == clip and c["provider"] == "kling"]
         problems.append(f"{clip} was created {count} times at Kling (external ids {ids})")
+    return problems
+
+
+async def upload_problems(sandbox: SandboxProcess) -> list[str]:
+    """Each file went to Notion once: one send per upload, one upload per file (its name carries
+    the content's hash), every upload in."""
+    problems = []
+    sends = Counter(
+        str(c["identity"])
+        for c in sandbox.calls("notion")
+        if str(c["endpoint"]).endswith("/send") and c["status"] == 200
+    )
+    problems += [f"upload {upload} was sent {n} times" for upload, n in sends.items() if n > 1]
+    bot = NotionApi(credentials(sandbox)["notion_token"], sandbox.base("notion"), rate=100, burst=100)
+    try:
+        uploads: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            query: dict[str, Any] = {"page_size": 100, **({"start_cursor": cursor} if cursor else {})}
+            listing = await bot.call("GET", "file_uploads", query=query)
+            uploads += listing["results"]
+            cursor = listing.get("next_cursor")
+            if not cursor:
+                break
+    finally:
+        await bot.close()
+    names = Counter(str(u["filename"]) for u in uploads)
+    problems += [f"{name} was uploaded {n} times" for name, n in names.items() if n > 1]
+    problems += [f"{u['filename']} is {u['status']}" for u in uploads if u["status"] != "uploaded"]
     return problems
 
 

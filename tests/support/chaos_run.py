@@ -27,10 +27,11 @@ from typing import Any
 
 import yaml
 
+from daemon.notion.board import find_section
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name
 from tests.support import db as testdb
-from tests.support.chaos import Audit, audit, repeats
+from tests.support.chaos import Audit, audit, repeats, upload_problems
 from tests.support.daemon_proc import DaemonProcess, run_cli
 from tests.support.media import video_info
 from tests.support.notion_kit import seed
@@ -100,7 +101,7 @@ async def run_chaos(
         finally:
             await operator.close()
         result = await audit(database, sandbox, workdir / "ws")
-        _conclude(result, report, workdir)
+        _conclude(result, report, workdir, await upload_problems(sandbox))
     finally:
         sandbox.stop()
     report.seconds = time.monotonic() - started
@@ -204,7 +205,11 @@ async def _finish(
             statuses = [
                 option_name((await operator.call("GET", f"pages/{p}"))["properties"]["Status"]) for p in pages
             ]
-            if await _all_done(database, sandbox, workdir) and statuses == ["Ready"] * len(pages):
+            if (
+                await _all_done(database, sandbox, workdir)
+                and statuses == ["Ready"] * len(pages)
+                and all([await _board_shows_video(operator, p) for p in pages])
+            ):
                 return
             await asyncio.sleep(1)
         raise AssertionError(f"the projects did not finish: {statuses}")
@@ -213,8 +218,13 @@ async def _finish(
         daemon.wait(timeout=30)
 
 
-def _conclude(result: Audit, report: ChaosReport, workdir: Path) -> None:
-    report.problems = list(result.problems)
+async def _board_shows_video(operator: NotionApi, page: str) -> bool:
+    blocks = (await operator.call("GET", f"blocks/{page}/children", query={"page_size": 100}))["results"]
+    return any(b["type"] == "video" for b in find_section(blocks, "Video")[1])
+
+
+def _conclude(result: Audit, report: ChaosReport, workdir: Path, uploads: list[str]) -> None:
+    report.problems = list(result.problems) + uploads
     found, unexplained = repeats(result)
     report.repeats = found
     report.unexplained = unexplained

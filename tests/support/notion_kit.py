@@ -136,6 +136,7 @@ class NotionKit:
         assert jobs is not None
         t = now()
         await sync_tasks(self.app.engine, self.app.settings.workspace_dir, t, None)
+        await jobs.writer.send_board_files(t)
         return await jobs.writer.flush(t)
 
     async def work(self, until: Any, timeout: float = 60) -> None:
