@@ -1,5 +1,6 @@
-"""The states a task, an item, an attempt, a queued comment and a file upload can be in: one definition, used by the
-code and enforced by the database (CHECK constraints, migration 0009)."""
+"""The states a task, an item, an attempt, a queued comment and a file upload can be in: one
+definition, used by the code and enforced by the database (CHECK constraints, migrations 0009 and
+0012)."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ for on the page after `late_s`, and posted again only if it is not there.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -176,6 +177,7 @@ class OutboxWriter:
         self.engine = engine
         self.notion = notion
         self.uploads = uploads  # None: no scene board (its rows stay queued)
+        self._sending_files = asyncio.Lock()
         self.on_page_gone = on_page_gone
         self.late_s = late_s
         # Set by the leader's jobs: a flush stops at the next write once the lease is not ours.
@@ -188,8 +190,13 @@ class OutboxWriter:
         """Sends the files of the boards due to be written, before the flush: an upload can take
         long, and the flush holds the lock intake waits for. A board is written once its files are
         in; until then its page's review Status and comment wait."""
-        if self.uploads is None:
-            return
+        if self.uploads is None or self._sending_files.locked():
+            return  # a round is sending already (the outbox also runs after a poll that acted)
+        async with self._sending_files:
+            await self._send_board_files(now)
+
+    async def _send_board_files(self, now: datetime) -> None:
+        assert self.uploads is not None
         async with self.engine.connect() as conn:
             values = list(
                 await conn.scalars(

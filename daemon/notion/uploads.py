@@ -71,6 +71,7 @@ class Uploads:
         self._cap: tuple[int, datetime] | None = None
         # Files that cannot go as they are, by (path, size, mtime): why, for the board to say.
         self._refused: dict[tuple[str, int, int], str] = {}
+        self._one_at_a_time = asyncio.Lock()
         self.log = get_logger(job="uploads")
 
     async def cap(self, now: datetime) -> int:
@@ -126,7 +127,8 @@ class Uploads:
             return Sent(str(row.upload_id), name, preview)
         if not calls:
             raise NotSentYet(relative)
-        upload_id = await self._ensure(source, sha, name, now)
+        async with self._one_at_a_time:  # two senders of one file would make two uploads of it
+            upload_id = await self._ensure(source, sha, name, now)
         return Sent(upload_id, name, preview)
 
     async def attached(self, upload_ids: list[str], now: datetime) -> None:

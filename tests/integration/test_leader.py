@@ -63,6 +63,9 @@ async def test_the_leader_keeps_its_lease_while_its_first_poll_takes_longer_than
     class NoWrites:
         next_due = None
 
+        async def send_board_files(self, at: datetime) -> None:
+            return None
+
         async def flush(self, at: datetime) -> bool:
             return False
 
@@ -110,6 +113,9 @@ async def test_the_outbox_never_runs_twice_at_once(engine: AsyncEngine, tmp_path
         running = most = flushes = 0
         next_due = None
 
+        async def send_board_files(self, at: datetime) -> None:
+            return None
+
         async def flush(self, at: datetime) -> int:
             self.running += 1
             self.flushes += 1
@@ -145,6 +151,9 @@ async def test_a_leader_whose_lease_is_not_renewed_stops_writing_when_it_runs_ou
     class CountingWriter:
         flushes = 0
         next_due = None
+
+        async def send_board_files(self, at: datetime) -> None:
+            return None
 
         async def flush(self, at: datetime) -> int:
             self.flushes += 1
@@ -198,6 +207,9 @@ async def test_notion_is_polled_every_poll_s_at_work_and_every_idle_poll_s_when_
 
     class NoWrites:
         next_due = None
+
+        async def send_board_files(self, at: datetime) -> None:
+            return None
 
         async def flush(self, at: datetime) -> int:
             return 0

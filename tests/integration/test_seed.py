@@ -53,6 +53,7 @@ PROPERTY_TYPES = {
     "Error Log": "rich_text",
     "Updated": "date",
     "Output": "url",
+    "Video": "files",
 }
 ENV_KEYS = {
     "NOTION_TOKEN",
