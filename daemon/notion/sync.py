@@ -161,4 +161,5 @@ async def _comments(
         digest = hashlib.sha256(str(task.error).encode()).hexdigest()[:10]
         await add_comment(conn, page, f"{key}:budget:{digest}", f"This video is waiting. {task.error}", now)
     elif status is Status.READY and video:
-        await add_comment(conn, page, f"{key}:ready", f"The video is ready: {video}", now)
+        body = f"The video is ready: watch it in the Video section of this page (the file: {video})."
+        await add_comment(conn, page, f"{key}:ready", body, now)
