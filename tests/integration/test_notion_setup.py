@@ -41,18 +41,30 @@ async def test_a_seeded_database_passes_and_a_broken_one_names_each_property_and
     operator = await _api(sandbox, "notion_operator_token")
     try:
         info = await check_data_source(notion, seeded["data_source_id"], [_channel(seeded["data_source_id"])])
-        assert info.status_type == "select"
-        # The operator renames Cost and turns Output into text.
+        assert info.status_type == "select" and info.notes == ()
+        # Without the optional Video property the daemon starts, and says what it is missing.
+        await operator.call(
+            "PATCH", f"data_sources/{seeded['data_source_id']}", body={"properties": {"Video": None}}
+        )
+        info = await check_data_source(notion, seeded["data_source_id"], [_channel(seeded["data_source_id"])])
+        assert info.notes == (
+            "Video is missing: the final cut shows in the page body only; add a Files & media property "
+            "named Video to have it as a property too",
+        )
+        # The operator renames Cost, turns Output into text and adds Video as a URL.
         await operator.call(
             "PATCH",
             f"data_sources/{seeded['data_source_id']}",
-            body={"properties": {"Cost": {"name": "Price"}, "Output": {"rich_text": {}}}},
+            body={
+                "properties": {"Cost": {"name": "Price"}, "Output": {"rich_text": {}}, "Video": {"url": {}}}
+            },
         )
         with pytest.raises(ConfigError) as raised:
             await check_data_source(notion, seeded["data_source_id"], [_channel(seeded["data_source_id"])])
         message = str(raised.value)
         assert "Cost is missing: add a Number property named Cost" in message
         assert "Output is a rich_text property: change it to a URL property named Output" in message
+        assert "Video is a url property: change it to a Files & media property named Video" in message
     finally:
         await notion.close()
         await operator.close()
