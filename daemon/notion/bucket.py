@@ -16,16 +16,31 @@ class TokenBucket:
         self.stamp = time.monotonic()
         self._lock = asyncio.Lock()
 
-    async def take(self) -> None:
+    async def take(self, *, spare: bool = False) -> None:
+        """Waits for a token. `spare`: only a token the others do not need, one left in the bucket
+        after it (when the burst allows two): such a caller uses idle capacity and never holds up
+        the others, which queue on the lock while it waits outside it."""
+        if spare and self.burst >= 2:
+            while True:
+                async with self._lock:
+                    self._refill()
+                    if self.tokens >= 2:
+                        self.tokens -= 1
+                        return
+                    wait = (2 - self.tokens) / self.rate
+                await asyncio.sleep(wait)
         async with self._lock:
             while True:
-                now = time.monotonic()
-                self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-                self.stamp = now
+                self._refill()
                 if self.tokens >= 1:
                     self.tokens -= 1
                     return
                 await asyncio.sleep((1 - self.tokens) / self.rate)
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
 
     def pause(self, seconds: float) -> None:
         """After a 429 every caller waits: the bucket is emptied for `seconds`."""

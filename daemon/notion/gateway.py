@@ -67,6 +67,7 @@ class NotionGateway(Protocol):
         form: JSON | None = None,
         idempotent: bool = True,
         paid: bool = False,
+        spare: bool = False,
     ) -> JSON: ...
 
     async def take(self) -> None: ...
@@ -114,16 +115,18 @@ class NotionApi:
         form: JSON | None = None,
         idempotent: bool = True,
         paid: bool = False,
+        spare: bool = False,
     ) -> JSON:
         """One call, waiting for its token first unless `paid` (taken with `take` beforehand: a write
         that must follow a read without a wait between them). `form`: a multipart/form-data body
-        (a file as (name, bytes, content type)) instead of JSON."""
+        (a file as (name, bytes, content type)) instead of JSON. `spare`: a call that can wait (a
+        file upload) takes only tokens the others leave (TokenBucket.take)."""
         prepaid = paid
 
         async def once() -> JSON:
             nonlocal prepaid
             if not prepaid:
-                await self.bucket.take()
+                await self.bucket.take(spare=spare)
             prepaid = False  # a retry waits for a token of its own
             result = await self.client.request(
                 path=path, method=method, body=body, query=query, form_data=form

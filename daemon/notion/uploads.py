@@ -76,7 +76,7 @@ class Uploads:
 
     async def cap(self, now: datetime) -> int:
         if self._cap is None or now - self._cap[1] > CAP_TTL:
-            me = await self.notion.call("GET", "users/me")
+            me = await self._call("GET", "users/me")
             limits = (me.get("bot") or {}).get("workspace_limits") or {}
             self._cap = (int(limits.get("max_file_upload_size_in_bytes") or DEFAULT_CAP), now)
         return self._cap[0]
@@ -142,6 +142,11 @@ class Uploads:
                 .values(state=UploadState.ATTACHED, expires_at=None, updated_at=now)
             )
 
+    async def _call(self, method: str, path: str, **request: Any) -> dict[str, Any]:
+        """Uploads use the Notion budget the polls and Status writes leave (the gateway's spare
+        tokens): a board's files never keep an operator's change waiting."""
+        return await self.notion.call(method, path, spare=True, **request)
+
     # One file ---------------------------------------------------------------------------------------
     async def _ensure(self, source: Path, sha: str, name: str, now: datetime) -> str:
         row = await self._row(sha) or await self._insert(source, sha, name, now)
@@ -182,7 +187,7 @@ class Uploads:
             body.update(mode="multi_part", number_of_parts=math.ceil(size / PART_SIZE))
         else:
             body["mode"] = "single_part"
-        made = await self.notion.call("POST", "file_uploads", body=body, idempotent=False)
+        made = await self._call("POST", "file_uploads", body=body, idempotent=False)
         crash_point("upload_after_create")
         upload_id = str(made["id"])
         await self._set(row.sha256, state=UploadState.CREATED, upload_id=upload_id, updated_at=now)
@@ -194,7 +199,7 @@ class Uploads:
         try:
             if size <= SINGLE_PART_MAX:
                 data = await asyncio.to_thread(source.read_bytes)
-                answer = await self.notion.call(
+                answer = await self._call(
                     "POST",
                     f"file_uploads/{upload_id}/send",
                     form={"file": (name, data, content_type)},
@@ -205,13 +210,13 @@ class Uploads:
             parts = math.ceil(size / PART_SIZE)
             for number in range(1, parts + 1):
                 chunk = await asyncio.to_thread(_read_part, source, number)
-                await self.notion.call(
+                await self._call(
                     "POST",
                     f"file_uploads/{upload_id}/send",
                     form={"file": (name, chunk, content_type), "part_number": str(number)},
                     idempotent=False,
                 )
-            return await self.notion.call("POST", f"file_uploads/{upload_id}/complete", idempotent=False)
+            return await self._call("POST", f"file_uploads/{upload_id}/complete", idempotent=False)
         except (AmbiguousWrite, NotionRejected):
             # A send whose answer was lost, or refused because an earlier one landed late.
             found = await self._retrieve(upload_id)
@@ -221,7 +226,7 @@ class Uploads:
 
     async def _retrieve(self, upload_id: str) -> dict[str, Any] | None:
         try:
-            return await self.notion.call("GET", f"file_uploads/{upload_id}")
+            return await self._call("GET", f"file_uploads/{upload_id}")
         except NotionNotFound:
             return None
 
@@ -231,7 +236,7 @@ class Uploads:
             query: dict[str, Any] = {"status": "pending", "page_size": 100}
             if cursor:
                 query["start_cursor"] = cursor
-            listing = await self.notion.call("GET", "file_uploads", query=query)
+            listing = await self._call("GET", "file_uploads", query=query)
             for upload in listing.get("results", []):
                 if upload.get("filename") == name:
                     return str(upload["id"])
