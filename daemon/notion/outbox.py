@@ -16,6 +16,7 @@ for on the page after `late_s`, and posted again only if it is not there.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -55,6 +56,7 @@ REVIEW_STATUSES = frozenset(
     s.value for s in (Status.STORYBOARD_REVIEW, Status.ASSETS_REVIEW, Status.FINAL_REVIEW)
 )
 REVIEW_COMMENT_SUFFIX = "_review"
+BOARD_PACE_S = 10.0
 HELD_STATUS_S = 5.0  # a Status held back for the operator's change is looked at again after this
 LATE_WRITE_S = 120.0  # see Settings.notion_late_write_s
 
@@ -178,6 +180,7 @@ class OutboxWriter:
         self.notion = notion
         self.uploads = uploads  # None: no scene board (its rows stay queued)
         self._sending_files = asyncio.Lock()
+        self._board_written: dict[str, float] = {}  # page -> when its board was last written
         self.on_page_gone = on_page_gone
         self.late_s = late_s
         # Set by the leader's jobs: a flush stops at the next write once the lease is not ours.
@@ -307,7 +310,8 @@ class OutboxWriter:
         # Status is read last.
         for row in sorted(rows, key=lambda r: BODY_ROWS.index(r.property) if r.property in BODY_ROWS else 9):
             if row.property in BODY_ROWS:
-                writes += await self._write_body(page_id, row, now)
+                review = any(r.property == STATUS and r.value.get("status") in REVIEW_STATUSES for r in rows)
+                writes += await self._write_body(page_id, row, now, review)
             elif row.property != STATUS:
                 sent.append(row)
             elif row.recheck_at is not None and row.recheck_at > now:
@@ -343,10 +347,17 @@ class OutboxWriter:
             await self._mark_sent(sent, now)
         return writes
 
-    async def _write_body(self, page_id: str, row: Any, now: datetime) -> int:
-        """The page body's Storyboard block or its board; returns the writes made (0 or 1)."""
-        if row.property == BOARD_BODY and self.uploads is None:
-            return 0
+    async def _write_body(self, page_id: str, row: Any, now: datetime, review: bool = False) -> int:
+        """The page body's Storyboard block or its board; returns the writes made (0 or 1). A board
+        is written at most once per BOARD_PACE_S while its video is at work (each write reads the
+        page's blocks: several calls of the Notion budget), at once when a review waits for it."""
+        if row.property == BOARD_BODY:
+            if self.uploads is None:
+                return 0
+            last = self._board_written.get(page_id)
+            if not review and last is not None and time.monotonic() - last < BOARD_PACE_S:
+                return 0
+            self._board_written[page_id] = time.monotonic()
         await self._sending([row], now)
         try:
             if row.property == STORYBOARD_BODY:
