@@ -20,7 +20,7 @@ MIN_VIDEO_BPS = 60_000
 
 
 class PreviewFailed(Exception):
-    pass
+    """No preview under the cap could be made (the board names the file instead)."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def _mb(size: int) -> str:
 
 
 class NoPreviewYet(Exception):
-    pass
+    """The preview is not made yet, and the caller asked not to make it (a lookup under a lock)."""
 
 
 async def make_preview(source: Path, cap: int, workspace: Path, *, make: bool = True) -> Preview:

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,7 +71,7 @@ def test_the_demo_page_holds_every_image_frame_clip_and_the_final_cut(
     assert httpx.get(read["cover"]["file"]["url"], timeout=60).content[:8] == b"\x89PNG\r\n\x1a\n"
     assert read["properties"]["Video"]["files"][0]["file"]["url"].endswith(".mp4")
     # Each file went to Notion once.
-    sends = Counter(c["identity"] for c in proc.calls("notion") if c["endpoint"].endswith("/send"))
+    sends = proc.file_sends()
     assert len(sends) == len(assets) + len(frames) + len(clips) + 1
     assert set(sends.values()) == {1}
 

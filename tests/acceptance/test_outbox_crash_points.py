@@ -125,8 +125,7 @@ async def test_a_crash_in_the_middle_of_an_upload_sends_each_file_once(
             daemon.wait(timeout=30)
     finally:
         await operator.close()
-    sends = [c for c in fresh_sandbox.calls("notion") if c["endpoint"].endswith("/send")]
-    per_upload = Counter(c["identity"] for c in sends)
+    per_upload = fresh_sandbox.file_sends()
     assert per_upload and max(per_upload.values()) == 1, per_upload
     bot = NotionApi(credentials(fresh_sandbox)["notion_token"], fresh_sandbox.base("notion"))
     try:

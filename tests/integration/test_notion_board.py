@@ -18,6 +18,7 @@ import yaml
 from daemon.notion.board import find_section
 from daemon.notion.body import block_text, read_storyboard_block, write_storyboard_block
 from tests.support.db import ON_SQLITE
+from tests.support.media import FFMPEG
 from tests.support.notion_kit import NotionKit
 from tests.support.sandbox_proc import SandboxProcess
 from tests.support.stack import credentials
@@ -56,10 +57,6 @@ def _shown(blocks: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def _file_name(block: dict[str, Any]) -> str:
     return str(block[block["type"]]["file"]["url"]).rsplit("/", 1)[-1]
-
-
-def _sends(sandbox: SandboxProcess) -> Counter[str]:
-    return Counter(c["identity"] for c in sandbox.calls("notion") if c["endpoint"].endswith("/send"))
 
 
 async def test_each_gate_shows_what_it_asks_about_before_it_asks(
@@ -119,7 +116,7 @@ async def test_each_gate_shows_what_it_asks_about_before_it_asks(
     assert page_now["Video"] and page_now["Video"][0]["name"].endswith(".mp4")
     assert _shown(blocks)[0] == ("paragraph", "My notes")
     # Each file went to Notion once, however many times the board was written.
-    assert set(_sends(sandbox).values()) == {1}
+    assert set(sandbox.file_sends().values()) == {1}
 
 
 async def test_an_edited_scene_replaces_its_blocks_in_place_and_sends_only_what_changed(
@@ -137,7 +134,7 @@ async def test_an_edited_scene_replaces_its_blocks_in_place_and_sends_only_what_
         for b in before
         if b["type"] in ("image", "video")
     }
-    sent_before = sum(_sends(sandbox).values())
+    sent_before = sum(sandbox.file_sends().values())
 
     # The operator stops the video, rewrites scene 2's motion and queues the page again: a new
     # clip for scene 2, and a new final cut.
@@ -162,7 +159,7 @@ async def test_an_edited_scene_replaces_its_blocks_in_place_and_sends_only_what_
     assert set(second) == set(first)  # one block per file, none duplicated
     changed = {caption for caption in first if first[caption] != second[caption]}
     assert changed == {"Scene 2 clip", "Final cut"}
-    assert sum(_sends(sandbox).values()) - sent_before == 2
+    assert sum(sandbox.file_sends().values()) - sent_before == 2
     headings = Counter(block_text(b) for b in after if b["type"] == "heading_2")
     assert headings == {"Storyboard": 1, "Assets": 1, "Scenes": 1, "Video": 1}
 
@@ -204,7 +201,7 @@ def _big_video(path: Path, seconds: int = 8) -> None:
     """A real 720p video with sound, over 5 MiB (noise does not compress)."""
     subprocess.run(
         [
-            _ffmpeg(), "-hide_banner", "-loglevel", "error", "-y",
+            FFMPEG, "-hide_banner", "-loglevel", "error", "-y",
             "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=25:duration={seconds}",
             "-f", "lavfi", "-i", f"anoisesrc=duration={seconds}:amplitude=0.1",
             "-vf", "noise=alls=60:allf=t", "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "8M",
@@ -215,16 +212,10 @@ def _big_video(path: Path, seconds: int = 8) -> None:
     )  # fmt: skip
 
 
-def _ffmpeg() -> str:
-    import imageio_ffmpeg
-
-    return str(imageio_ffmpeg.get_ffmpeg_exe())
-
-
 def _decoded_seconds(path: Path) -> float:
     """Decodes the whole file; the duration of what decoded."""
     done = subprocess.run(
-        [_ffmpeg(), "-hide_banner", "-i", str(path), "-f", "null", "-"],
+        [FFMPEG, "-hide_banner", "-i", str(path), "-f", "null", "-"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,10 +38,6 @@ async def uploads(fresh_sandbox: SandboxProcess, database: str, tmp_path: Path) 
         await engine.dispose()
 
 
-def _sends(sandbox: SandboxProcess) -> Counter[str]:
-    return Counter(c["identity"] for c in sandbox.calls("notion") if c["endpoint"].endswith("/send"))
-
-
 async def _shown_bytes(sandbox: SandboxProcess, upload_id: str) -> bytes:
     async with httpx.AsyncClient(timeout=60) as http:
         response = await http.get(f"{sandbox.url}/_sandbox/files/{upload_id}/file")
@@ -61,10 +56,10 @@ async def test_a_file_over_20_mb_goes_in_parts_and_once(
     sent = await uploads.send(relative, now)
     assert sent.preview is None and sent.filename.startswith("p-") and sent.filename.endswith(".mp4")
     assert await _shown_bytes(fresh_sandbox, sent.upload_id) == data
-    assert _sends(fresh_sandbox) == {sent.upload_id: 3}
+    assert fresh_sandbox.file_sends() == {sent.upload_id: 3}
     # The same content again (a later board write, a restart): found, not sent.
     again = await Uploads(uploads.engine, uploads.notion, uploads.workspace).send(relative, now)
-    assert again.upload_id == sent.upload_id and _sends(fresh_sandbox) == {sent.upload_id: 3}
+    assert again.upload_id == sent.upload_id and fresh_sandbox.file_sends() == {sent.upload_id: 3}
     # A changed file is a new upload.
     (uploads.workspace / relative).write_bytes(data[:1000])
     changed = await uploads.send(relative, now)

@@ -77,11 +77,7 @@ async def upload_problems(sandbox: SandboxProcess) -> list[str]:
     """Each file went to Notion once: one send per upload, one upload per file (its name carries
     the content's hash), every upload in."""
     problems = []
-    sends = Counter(
-        str(c["identity"])
-        for c in sandbox.calls("notion")
-        if str(c["endpoint"]).endswith("/send") and c["status"] == 200
-    )
+    sends = sandbox.file_sends()
     problems += [f"upload {upload} was sent {n} times" for upload, n in sends.items() if n > 1]
     bot = NotionApi(credentials(sandbox)["notion_token"], sandbox.base("notion"), rate=100, burst=100)
     try:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,12 @@ class SandboxProcess:
     def calls(self, provider: str | None = None) -> list[dict[str, Any]]:
         params = {"provider": provider} if provider else {}
         return list(self.get("/_sandbox/calls", **params)["calls"])
+
+    def file_sends(self) -> Counter[str]:
+        """Notion file upload sends that reached the handler (taken or refused), per upload id."""
+        return Counter(
+            str(c["identity"]) for c in self.calls("notion") if str(c["endpoint"]).endswith("/send")
+        )
 
     def stats(self) -> dict[str, Any]:
         return dict(self.get("/_sandbox/stats"))
