@@ -152,6 +152,18 @@ FROM item i WHERE i.id = :item
 )
 
 
+# Which of the given providers have a ready item due in an active task: the worker claims only
+# there. One indexed probe per provider (ix_item_ready), however long the backlog.
+_DUE = (
+    "EXISTS (SELECT 1 FROM item i JOIN task t ON t.id = i.task_id "
+    "WHERE i.provider = {p} AND i.state = 'ready' AND i.next_attempt_at <= :now AND t.state = 'active')"
+)
+READY_PROVIDERS = Sql(
+    pg=f"SELECT p FROM unnest(:providers::text[]) p WHERE {_DUE.format(p='p')}",
+    sqlite=f"SELECT value FROM json_each(:providers) WHERE {_DUE.format(p='value')}",
+)
+
+
 # The claim ----------------------------------------------------------------------------------------
 # Both dialects take the same decisions, with the fewest round trips each database allows:
 #   slot:    the lowest free slot row of the provider (holder NULL or its lease expired);

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, delete, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.db.models import Item, ProviderSlot, Task
-from services.states import ItemState, TaskState
+from daemon.db.driver import pg_driver, sqlite_driver
+from daemon.db.models import ProviderSlot
+from daemon.queries import READY_PROVIDERS
 
 
 async def ensure_slots(engine: AsyncEngine, limits: dict[str, int]) -> None:
@@ -32,15 +33,14 @@ async def ensure_slots(engine: AsyncEngine, limits: dict[str, int]) -> None:
 
 
 async def ready_providers(engine: AsyncEngine, providers: list[str], now: datetime) -> list[str]:
-    """Which of these providers have a ready item due now in an active task (one indexed query)."""
+    """Which of these providers have a ready item due now in an active task (see READY_PROVIDERS)."""
     if not providers:
         return []
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(Item.provider)
-            .join(Task, and_(Task.id == Item.task_id, Task.state == TaskState.ACTIVE))
-            .where(Item.provider.in_(providers), Item.state == ItemState.READY, Item.next_attempt_at <= now)
-            .group_by(Item.provider)
-        )
-        found = {r[0] for r in rows}
+    if engine.dialect.name == "postgresql":
+        async with pg_driver(engine) as pg:
+            rows = await pg.rows(READY_PROVIDERS, providers=providers, now=now)
+    else:
+        async with sqlite_driver(engine) as lite:
+            rows = await lite.rows(READY_PROVIDERS, providers=providers, now=now)
+    found = {row[0] for row in rows}
     return [p for p in providers if p in found]

@@ -3,7 +3,8 @@
 Random backlogs (channels, weights, priorities, paused tasks, retries not yet due, a paused backlog
 longer than the fast claim's window) are claimed one item at a time; each claim must take the
 item the rules name (computed here from the tables) and advance the channel's pass as the rules
-say. Also: PostgreSQL's spelling of the idempotency key is Python's.
+say, and the worker's probe for due work must agree. Also: PostgreSQL's spelling of the
+idempotency key is Python's.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.claim import ClaimPolicy, claim, ensure_slots, idempotency_key
+from daemon.claim import ClaimPolicy, claim, ensure_slots, idempotency_key, ready_providers
 from daemon.commands import EXTENSIONS, final_path
 from daemon.complete import Success, complete
 from daemon.db.engine import make_engine
@@ -135,6 +136,8 @@ async def test_claims_take_the_item_the_fair_order_names(
     for step in range(45):
         at = now()
         want, passes, floor = await _expected(engine, at)
+        # The worker's probe agrees with the rules: work is due for this provider, none for another.
+        assert await ready_providers(engine, ["kling", PROVIDER], at) == ([] if want is None else [PROVIDER])
         c = (await claim(engine, PROVIDER, "d", at, 30, EXTENSIONS, policy)).claimed
         if c is None:
             # Only when the slots are full or nothing is eligible.
@@ -167,6 +170,17 @@ async def test_claims_take_the_item_the_fair_order_names(
         if step % 15 == 14:
             async with engine.begin() as conn:
                 await conn.execute(update(Task).where(Task.state == "paused").values(state="active"))
+
+    # Ready items of paused tasks, and ready items not due yet, are no work for the probe.
+    async with engine.begin() as conn:
+        assert (await conn.execute(select(Item.id).where(Item.state == "ready"))).first() is not None
+        await conn.execute(update(Task).values(state="paused"))
+    assert await ready_providers(engine, [PROVIDER], now()) == []
+    async with engine.begin() as conn:
+        await conn.execute(update(Task).values(state="active"))
+        later = now() + timedelta(hours=1)
+        await conn.execute(update(Item).where(Item.state == "ready").values(next_attempt_at=later))
+    assert await ready_providers(engine, [PROVIDER], now()) == []
 
 
 @ON_POSTGRES
