@@ -8,8 +8,9 @@ its latency model scaled 1 min = 1 s: images 30 s -> 0.5 s, clips 4 min -> 4 s, 
 sound effects 10 s -> 0.17 s.
 
 Lower bound = the longest of: the longest dependency chain; for each provider, the shortest chain
-before any of its items can start + its total modelled work / its limit + the shortest chain still
-needed after any of its items (the assembly after the last clip).
+before any of its items can start + the least time its limit's slots need for its modelled work
+(the work over the limit, or, the items being whole, ceil(n / limit) equal items end to end) + the
+shortest chain still needed after any of its items (the assembly after the last clip).
 Provider work comes from the latency model; composites and the assembly (local, no latency model)
 count with their median measured run time in the same run. `makespan_ratio` = measured / bound.
 
@@ -279,10 +280,19 @@ def _bound(facts: dict[str, Any], limits: dict[str, int], work: dict[str, float]
     for provider, items in by_provider.items():
         head = min(earliest_start(i) for i in items)
         tail = min(still_needed(i) for i in items)
-        parts[provider] = head + sum(cost[i] for i in items) / limits[provider] + tail
+        parts[provider] = head + _on_slots([cost[i] for i in items], limits[provider]) + tail
     parts["chain"] = max(earliest_start(i) + cost[i] + still_needed(i) for i in cost)
     by = max(parts, key=lambda k: parts[k])
     return {"bound": parts[by], "by": by, "parts": parts}
+
+
+def _on_slots(costs: list[float], slots: int) -> float:
+    """The least time `slots` parallel slots need for these items: their work over the slots, and,
+    by pigeonhole, for each k, k + 1 times the (k * slots + 1)-th longest item (of the k * slots + 1
+    longest items, some slot runs k + 1). For n equal items: ceil(n / slots) of them end to end."""
+    longest = sorted(costs, reverse=True)
+    rounds = max(((k // slots + 1) * longest[k] for k in range(0, len(longest), slots)), default=0.0)
+    return max(sum(longest) / slots, rounds)
 
 
 KIND_COLOURS = {

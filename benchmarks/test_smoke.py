@@ -80,3 +80,12 @@ def test_quick_run_writes_every_benchmark_with_sane_figures(tmp_path: Path) -> N
     # The idle daemon does look at the DB (zero would mean the hook counted nothing), within target.
     assert 0 < idle["db_queries_per_s"] <= idle["targets"]["db_queries_per_s"]
     assert idle["process"]["sigterm_exit_code"] == 0
+
+
+def test_the_makespan_bound_counts_whole_items_on_the_slots() -> None:
+    from benchmarks.makespan import _on_slots
+
+    assert _on_slots([4.0] * 18, 5) == 16.0  # 4 rounds of clips, not 18 * 4 / 5 = 14.4
+    assert _on_slots([3.0, 1.0, 1.0, 1.0], 2) == 3.0  # the work over the slots, when it is larger
+    assert _on_slots([5.0, 1.0], 4) == 5.0  # the longest item
+    assert _on_slots([], 2) == 0.0

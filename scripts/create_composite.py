@@ -62,7 +62,9 @@ def body(args: argparse.Namespace) -> Result:
             f"{_hex(args.key_color)} background, then requeue."
         ) from exc
     data = io.BytesIO()
-    frame.save(data, format="PNG")
+    # zlib's fastest level: a 1080p frame encodes in 0.14 s instead of 1.0 s (level 6), and is
+    # about 7 % larger; the encode was most of a composite's time, on the way to every clip.
+    frame.save(data, format="PNG", compress_level=1)
     with atomic_path(args.output) as tmp:
         tmp.write_bytes(data.getvalue())
     meta: dict[str, object] = {

@@ -44,7 +44,7 @@ def to_png(data: bytes) -> tuple[bytes, int, int]:
             if image.format == "PNG":
                 return data, image.width, image.height
             out = io.BytesIO()
-            image.save(out, format="PNG")
+            image.save(out, format="PNG", compress_level=1)  # fast, as the composites
             return out.getvalue(), image.width, image.height
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise transient(f"Gemini's image does not decode ({exc}); retry later.", "bad_image") from exc
