@@ -6,6 +6,7 @@ and counts as done, once. A daemon whose lease was taken over finds another toke
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -135,11 +136,17 @@ def _already_or_fenced(state: str, token: str | None, ours: str) -> Outcome:
 
 
 def _move_output(workspace: Path, output: str, final_path: str) -> None:
-    """Under the fence (the item row is ours until commit), the attempt's output becomes the item's.
-    A retry of a completion whose commit was lost finds the file moved already."""
+    """Under the fence (the item row is ours until commit), the attempt's output becomes the item's,
+    with its sidecars (files a script wrote beside it as `<output>.<suffix>`: a narration's words,
+    the final cut's captions), which move first: an output in place means its sidecars are too. A
+    retry of a completion whose commit was lost finds the files moved already."""
     if output == final_path:
         return
     source, target = workspace / output, workspace / final_path
+    if source.parent.is_dir():
+        for extra in source.parent.glob(glob.escape(source.name) + ".*"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(extra, target.with_name(target.name + extra.name[len(source.name) :]))
     try:
         os.replace(source, target)
     except FileNotFoundError:

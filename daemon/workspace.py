@@ -47,7 +47,8 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 async def sweep_temp_files(engine: AsyncEngine, workspace: Path) -> int:
-    """Removes attempt outputs no running attempt owns, and stale temp files of killed writers."""
+    """Removes attempt outputs (and their sidecars, `<output>.<suffix>`) no running attempt owns,
+    and stale temp files of killed writers."""
     async with engine.connect() as conn:
         live = {
             r[0]
@@ -60,8 +61,11 @@ async def sweep_temp_files(engine: AsyncEngine, workspace: Path) -> int:
     if not root.is_dir():
         return 0
     now = time.time()
+    sidecars = tuple(f"{output}." for output in live)
     for path in workspace.glob(ATTEMPTS_GLOB):
-        if path.is_file() and str(path.relative_to(workspace)) not in live and not _is_partial(path):
+        name = str(path.relative_to(workspace))
+        owned = name in live or name.startswith(sidecars)
+        if path.is_file() and not owned and not _is_partial(path):
             path.unlink(missing_ok=True)
             removed += 1
     for path in root.rglob("*.tmp"):

@@ -1,4 +1,7 @@
-"""Speaks one narration line with ElevenLabs text-to-speech (MP3): one call."""
+"""Speaks one narration line with ElevenLabs text-to-speech (MP3) and its timing: one call.
+
+Beside the MP3, `<output>.words.json` holds each word and when it is spoken in the file (from the
+answer's character alignment), for the captions; it is written first, so an MP3 always has it."""
 
 from __future__ import annotations
 
@@ -9,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from provider_facts import ELEVENLABS_TTS_FAST_LIMIT, ELEVENLABS_TTS_LIMIT
-from scripts._lib import elevenlabs, pricing
+from scripts._lib import captions, elevenlabs, pricing
 from scripts._lib.audio import write_checked
 from scripts._lib.cli import ArgumentParser, Result, bounded_float, run
-from scripts._lib.errors import ScriptError
+from scripts._lib.errors import ScriptError, transient
+from scripts._lib.files import atomic_write_bytes
 
 
 def parser() -> argparse.ArgumentParser:
@@ -53,12 +57,23 @@ def body(args: argparse.Namespace) -> Result:
             f"The narration is {len(text)} characters; {args.model_id} takes {limit}. Shorten it.",
         )
     with elevenlabs.client_from_env() as client:
-        response = elevenlabs.post_audio(client, f"/v1/text-to-speech/{args.voice_id}", request_body(args))
-    duration = write_checked(response.content, args.output, "ElevenLabs")
+        audio, response, alignment = elevenlabs.post_speech_with_timestamps(
+            client, args.voice_id, request_body(args)
+        )
+    try:
+        words = captions.words_from_alignment(alignment)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise transient(
+            f"ElevenLabs' alignment is not readable ({exc}); retry later.", "bad_alignment"
+        ) from exc
+    atomic_write_bytes(captions.words_path(args.output), captions.words_json(text, words))
+    duration = write_checked(audio, args.output, "ElevenLabs")
     characters = _int(response.headers.get("character-cost")) or len(args.text)
     credits = pricing.tts_credits(args.model_id, characters)
     meta = {
         "duration_s": round(duration, 3),
+        "words": len(words),
+        "speech_end_s": round(words[-1].end, 3) if words else 0.0,
         "characters": characters,
         "credits": credits,
         "voice_id": args.voice_id,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import httpx
@@ -33,6 +35,28 @@ def post_audio(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.R
     if not response.content:
         raise transient("ElevenLabs answered with no audio; retry later.", "empty_audio")
     return response
+
+
+def post_speech_with_timestamps(
+    client: httpx.Client, voice_id: str, body: dict[str, Any]
+) -> tuple[bytes, httpx.Response, dict[str, Any]]:
+    """Text-to-speech with its character alignment: (audio bytes, the response, the alignment)."""
+    path = f"/v1/text-to-speech/{voice_id}/with-timestamps"
+    response = send(client, "ElevenLabs", "POST", path, params={"output_format": OUTPUT_FORMAT}, json=body)
+    answer = json_body(response)
+    if response.status_code != 200:
+        raise classify_error(response.status_code, answer)
+    try:
+        audio = base64.b64decode(str(answer["audio_base64"]), validate=True)
+        alignment = answer.get("alignment") or answer["normalized_alignment"]
+    except (KeyError, ValueError, binascii.Error) as exc:
+        raise transient(
+            f"ElevenLabs' answer has no readable audio or alignment ({type(exc).__name__}); retry later.",
+            "bad_answer",
+        ) from exc
+    if not audio:
+        raise transient("ElevenLabs answered with no audio; retry later.", "empty_audio")
+    return audio, response, dict(alignment)
 
 
 def classify_error(status: int, body: dict[str, Any]) -> ScriptError:

@@ -218,6 +218,8 @@ async def test_a_fenced_out_completion_is_refused_and_the_new_owners_output_stay
     for c, text in ((second, b"from B"), (first, b"from A")):
         (kit.workspace / c.attempt_output).parent.mkdir(parents=True, exist_ok=True)
         (kit.workspace / c.attempt_output).write_bytes(text)
+        # A sidecar beside each output (a narration's words): it goes where its output goes.
+        (kit.workspace / f"{c.attempt_output}.words.json").write_bytes(text + b" words")
     assert (
         await complete(
             kit.engine,
@@ -241,6 +243,8 @@ async def test_a_fenced_out_completion_is_refused_and_the_new_owners_output_stay
         == "fenced"
     )
     assert (kit.workspace / target).read_bytes() == b"from B"
+    assert (kit.workspace / f"{target}.words.json").read_bytes() == b"from B words"
+    assert (kit.workspace / f"{first.attempt_output}.words.json").read_bytes() == b"from A words"
     # The winner's retried commit is recognised, and its cost booked once.
     assert (
         await complete(

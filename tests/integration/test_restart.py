@@ -87,11 +87,15 @@ async def test_leftover_attempt_files_are_swept_but_not_a_running_attempts(
     attempts.mkdir(parents=True)
     live = kit.workspace / running.attempt_output
     live.write_bytes(b"in progress")
+    live_words = live.with_name(live.name + ".words.json")  # written before its audio
+    live_words.write_bytes(b"{}")
     dead = attempts / "clip_s01-a1.mp4"
     dead.write_bytes(b"left by a killed run")
-    assert await sweep_temp_files(engine, kit.workspace) == 1
-    assert live.exists()
-    assert not dead.exists()
+    dead_sidecar = attempts / "narration_s01-a7.mp3.words.json"
+    dead_sidecar.write_bytes(b"{}")
+    assert await sweep_temp_files(engine, kit.workspace) == 2
+    assert live.exists() and live_words.exists()
+    assert not dead.exists() and not dead_sidecar.exists()
 
 
 SCRIPT_WITH_CHILD = """

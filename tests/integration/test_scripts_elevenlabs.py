@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,7 +45,18 @@ def test_narration_is_speech_of_the_measured_length(
     silence = rms_dbfs(samples, duration - 0.2, duration)
     assert words > -40
     assert words > silence + 20
-    assert [p.name for p in output.parent.iterdir()] == ["s01.mp3"]
+    assert sorted(p.name for p in output.parent.iterdir()) == ["s01.mp3", "s01.mp3.words.json"]
+    # The words as spoken, in order, each inside the audio and after the one before.
+    timing = json.loads((output.parent / "s01.mp3.words.json").read_text())
+    assert timing["text"] == TEXT
+    assert [w["text"] for w in timing["words"]] == TEXT.split()
+    starts = [w["start"] for w in timing["words"]]
+    assert starts == sorted(starts) and starts[0] > 0.0
+    assert all(w["start"] < w["end"] <= duration for w in timing["words"])
+    assert meta["words"] == len(TEXT.split())
+    # Speech is where the words are: louder inside the first word than before it.
+    first = timing["words"][0]
+    assert rms_dbfs(samples, first["start"], first["end"]) > rms_dbfs(samples, 0.0, first["start"] * 0.8) + 10
 
 
 def test_voice_settings_reach_the_voice(sandbox: SandboxProcess, fast: None, tmp_path: Path) -> None:
