@@ -1,20 +1,25 @@
 """Assembles the final MP4 from per-scene clip, narration and SFX bed (FFmpeg, local: no network).
 
 Two FFmpeg runs: an audio-only pass measures the mix's loudness, the second renders everything in
-one filtergraph with a linear loudness correction, H.264 + AAC, faststart."""
+one filtergraph with a linear loudness correction, H.264 + AAC, faststart. Captions come from each
+narration's words (`<narration>.words.json`, written by generate_audio.py): burned into the picture,
+a soft subtitle track in the MP4, and `<output>.srt` beside it for the upload."""
 
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from scripts._lib import assembly, ffmpeg
+from scripts._lib import assembly, captions, ffmpeg
 from scripts._lib.cli import ArgumentParser, Result, bounded_float, run
 from scripts._lib.errors import permanent
-from scripts._lib.files import atomic_path, require_file
+from scripts._lib.files import atomic_path, atomic_write_bytes, require_file
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,7 +43,36 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=_even_size, default=1080)
     p.add_argument("--fps", type=int, choices=range(1, 121), default=24, metavar="FPS")
     p.add_argument("--preset", default="veryfast", help="libx264 preset")
+    p.add_argument(
+        "--burn-captions",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="draw the captions onto the picture (the soft track and the .srt are made either way)",
+    )
+    style = captions.Style()
+    p.add_argument(
+        "--caption-size",
+        type=bounded_float(0.02, 0.15),
+        default=style.size,
+        help="text height, share of the frame's",
+    )
+    p.add_argument("--caption-colour", type=_colour, default=style.colour, help="#RRGGBB")
+    p.add_argument("--caption-outline-colour", type=_colour, default=style.outline_colour, help="#RRGGBB")
+    p.add_argument(
+        "--caption-outline",
+        type=bounded_float(0.0, 0.02),
+        default=style.outline,
+        help="share of the frame's height",
+    )
+    p.add_argument("--caption-position", choices=("bottom", "middle", "top"), default=style.position)
+    p.add_argument("--caption-language", default="eng", help="ISO 639-2 code of the subtitle track")
     return p
+
+
+def _colour(text: str) -> str:
+    if not re.fullmatch(r"#[0-9A-Fa-f]{6}", text):
+        raise argparse.ArgumentTypeError(f"must be a #RRGGBB colour, got {text}")
+    return text
 
 
 def _even_size(text: str) -> int:
@@ -86,7 +120,49 @@ def measure(
     return assembly.parse_loudness(proc.stderr)
 
 
-def render(scenes: list[assembly.SceneFiles], graph: str, fps: int, preset: str, output: Path) -> None:
+def caption_cues(
+    scenes: list[assembly.SceneFiles], timings: list[assembly.SceneTiming]
+) -> tuple[list[captions.Cue], list[int]]:
+    """Every scene's cues on the cut's timeline, and the scenes whose narration has no words file."""
+    cues: list[captions.Cue] = []
+    missing: list[int] = []
+    for number, (scene, timing) in enumerate(zip(scenes, timings, strict=True), start=1):
+        try:
+            words = captions.read_words(scene.narration)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise permanent(
+                f"Scene {number}: the narration's words file {captions.words_path(scene.narration)} is "
+                f"not readable ({exc}); regenerate the narration, then requeue."
+            ) from exc
+        if words is None:
+            missing.append(number)
+            continue
+        cues += captions.cues(words, offset=timing.start_s, until=timing.end_s)
+    return cues, missing
+
+
+def burn_filter(srt: Path, folder: Path, style: captions.Style) -> str:
+    """libass' subtitles filter for `srt`, with the pip-installed font copied beside it."""
+    font = captions.font_file()
+    shutil.copyfile(font, folder / font.name)
+    for path in (srt, folder):
+        if not re.fullmatch(r"[A-Za-z0-9_./-]+", str(path)):
+            raise permanent(
+                f"The temporary folder {folder} has characters FFmpeg's filter syntax would need escaped; "
+                "set TMPDIR to a plain path (letters, digits, /._-), then requeue."
+            )
+    return f"subtitles=filename={srt}:fontsdir={folder}:force_style='{style.force_style(captions.FONT_NAME)}'"
+
+
+def render(
+    scenes: list[assembly.SceneFiles],
+    graph: str,
+    fps: int,
+    preset: str,
+    output: Path,
+    subtitles: tuple[Path, str] | None = None,
+) -> None:
+    """`subtitles`: an SRT file and its language, muxed as the MP4's soft subtitle track."""
     inputs: list[str] = []
     for scene in scenes:
         inputs += [
@@ -99,8 +175,15 @@ def render(scenes: list[assembly.SceneFiles], graph: str, fps: int, preset: str,
             "-i",
             str(scene.sfx),
         ]
+    maps = ["-map", "[vout]", "-map", "[aout]"]
+    if subtitles is not None:
+        srt, language = subtitles
+        maps += ["-map", f"{3 * len(scenes)}:s"]  # the input after the scenes' three files each
+        inputs += ["-i", str(srt)]
     encode = ["-c:v", "libx264", "-preset", preset, "-crf", "20", "-pix_fmt", "yuv420p", "-r", str(fps)]
     encode += ["-c:a", "aac", "-b:a", "192k", "-ar", "48000", "-movflags", "+faststart"]
+    if subtitles is not None:
+        encode += ["-c:s", "mov_text", "-metadata:s:s:0", f"language={language}"]
     with atomic_path(output) as tmp:
         ffmpeg.run(
             [
@@ -109,10 +192,7 @@ def render(scenes: list[assembly.SceneFiles], graph: str, fps: int, preset: str,
                 *inputs,
                 "-filter_complex",
                 graph,
-                "-map",
-                "[vout]",
-                "-map",
-                "[aout]",
+                *maps,
                 *encode,
                 "-y",
                 str(tmp),
@@ -125,14 +205,34 @@ def body(args: argparse.Namespace) -> Result:
     fmt = assembly.Format(args.width, args.height, args.fps)
     scenes = scenes_of(args)
     timings = assembly.timeline(narration_lengths(scenes), args.tail, fmt.fps)
-    try:
-        measured = measure(scenes, timings, args)
-        graph = assembly.final_graph(timings, args.sfx_level_db, args.loudness, fmt, measured)
-        render(scenes, graph, fmt.fps, args.preset, args.output)
-    except ffmpeg.DecodeError as exc:
-        raise permanent(
-            f"FFmpeg could not assemble the video ({exc}); check that every clip decodes."
-        ) from exc
+    cues, missing = caption_cues(scenes, timings)
+    style = captions.Style(
+        size=args.caption_size,
+        colour=args.caption_colour,
+        outline_colour=args.caption_outline_colour,
+        outline=args.caption_outline,
+        position=args.caption_position,
+    )
+    srt_beside = args.output.with_name(args.output.name + ".srt")
+    with tempfile.TemporaryDirectory(prefix="captions-") as scratch:
+        folder = Path(scratch)
+        subtitles: tuple[Path, str] | None = None
+        burn: str | None = None
+        if cues:
+            srt = folder / "captions.srt"
+            srt.write_text(captions.srt(cues), encoding="utf-8")
+            subtitles = (srt, args.caption_language)
+            burn = burn_filter(srt, folder, style) if args.burn_captions else None
+            # Before the video: a final cut in place always has its captions beside it.
+            atomic_write_bytes(srt_beside, srt.read_bytes())
+        try:
+            measured = measure(scenes, timings, args)
+            graph = assembly.final_graph(timings, args.sfx_level_db, args.loudness, fmt, measured, burn)
+            render(scenes, graph, fmt.fps, args.preset, args.output, subtitles)
+        except ffmpeg.DecodeError as exc:
+            raise permanent(
+                f"FFmpeg could not assemble the video ({exc}); check that every clip decodes."
+            ) from exc
     meta = {
         "duration_s": round(timings[-1].end_s, 3),
         "scenes": len(timings),
@@ -142,6 +242,10 @@ def body(args: argparse.Namespace) -> Result:
         "fps": fmt.fps,
         "loudness_lufs": args.loudness,
         "measured_lufs": measured.input_i if measured else None,
+        "captions": len(cues),
+        "captions_burned": bool(cues) and args.burn_captions,
+        "captions_file": str(srt_beside) if cues else None,
+        "scenes_without_words": missing,
         "render_s": round(time.monotonic() - started, 2),
     }
     return Result(str(args.output), 0.0, "local", meta)

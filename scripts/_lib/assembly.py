@@ -116,14 +116,24 @@ def measure_graph(timings: list[SceneTiming], sfx_db: float, target_lufs: float)
 
 
 def final_graph(
-    timings: list[SceneTiming], sfx_db: float, target_lufs: float, fmt: Format, measured: Loudness | None
+    timings: list[SceneTiming],
+    sfx_db: float,
+    target_lufs: float,
+    fmt: Format,
+    measured: Loudness | None,
+    burn: str | None = None,
 ) -> str:
-    """Everything (inputs: clip, narration, sfx per scene) to [vout] and [aout]."""
+    """Everything (inputs: clip, narration, sfx per scene) to [vout] and [aout]; `burn`, a video
+    filter drawing the captions onto the cut."""
     n = len(timings)
     chains = video_chains(timings, [3 * i for i in range(n)], fmt)
     chains += audio_chains(timings, [3 * i + 1 for i in range(n)], [3 * i + 2 for i in range(n)], sfx_db)
     joined = "".join(f"[v{i}][a{i}]" for i in range(n))
-    chains.append(f"{joined}concat=n={n}:v=1:a=1[vout][mix]")
+    if burn is None:
+        chains.append(f"{joined}concat=n={n}:v=1:a=1[vout][mix]")
+    else:
+        chains.append(f"{joined}concat=n={n}:v=1:a=1[cut][mix]")
+        chains.append(f"[cut]{burn}[vout]")
     if measured is None:
         chains.append(f"[mix]{AUDIO_FORMAT}[aout]")
     else:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.integration.test_scripts_support import local_env, run_script
-from tests.support.media import FFMPEG, decode_audio, moov_before_mdat, rms_dbfs, video_info
+from tests.support.media import FFMPEG, decode_audio, frame_at, moov_before_mdat, rms_dbfs, video_info
 
 # (clip seconds, clip size, narration seconds): a clip longer than its narration (trimmed), one
 # shorter (last frame held) and one in 4:3 (letterboxed).
@@ -116,3 +119,91 @@ def test_broken_narration_is_permanent(media: list[tuple[Path, Path, Path]], tmp
 
 def test_no_scene_is_a_usage_error(tmp_path: Path) -> None:
     run_script("assemble_video", "--output", tmp_path / "v.mp4", env=local_env()).failed(2, "usage")
+
+
+def _words_beside(narration: Path, words: list[tuple[str, float, float]]) -> None:
+    """The sidecar generate_audio.py writes: the narration's words and when each is spoken."""
+    data = {
+        "text": " ".join(w for w, _, _ in words),
+        "words": [{"text": w, "start": a, "end": b} for w, a, b in words],
+    }
+    narration.with_name(narration.name + ".words.json").write_text(json.dumps(data))
+
+
+def _caption_rows(frame: Path) -> tuple[float, float]:
+    """How much of the lower third and of the upper third is near-white (caption text)."""
+    with Image.open(frame) as image:
+        grey = image.convert("L")
+        width, height = grey.size
+        pixels = grey.load()
+        assert pixels is not None
+
+        def white(top: int, bottom: int) -> float:
+            hits = sum(1 for y in range(top, bottom) for x in range(width) if pixels[x, y] > 235)
+            return hits / ((bottom - top) * width)
+
+        return white(2 * height // 3, height), white(0, height // 3)
+
+
+def test_captions_are_burned_in_muxed_and_written_beside_the_video(
+    media: list[tuple[Path, Path, Path]], tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    scenes: list[object] = []
+    spoken = [
+        [
+            ("At", 0.30, 0.50),
+            ("first", 0.55, 0.90),
+            ("light", 0.95, 1.30),
+            ("the", 1.35, 1.50),
+            ("river", 1.55, 2.00),
+            ("wakes.", 2.05, 2.80),
+        ],
+        [
+            ("Herons", 0.20, 0.80),
+            ("wait", 0.85, 1.20),
+            ("in", 1.25, 1.35),
+            ("the", 1.40, 1.50),
+            ("reeds.", 1.55, 1.90),
+        ],
+    ]
+    for (clip, narration, sfx), words in zip(media[:2], spoken, strict=True):
+        copy = folder / narration.name
+        copy.write_bytes(narration.read_bytes())
+        _words_beside(copy, words)
+        scenes += ["--scene", clip, copy, sfx]
+    small = ["--width", "640", "--height", "360"]
+    output = tmp_path / "final" / "video.mp4"
+    meta = run_script("assemble_video", *scenes, *small, "--output", output, env=local_env()).result["meta"]
+    assert (meta["captions"], meta["captions_burned"], meta["scenes_without_words"]) == (2, True, [])
+
+    # The .srt beside the video: each cue inside its scene's speech, on the cut's timeline.
+    srt = (tmp_path / "final" / "video.mp4.srt").read_text()
+    cues = re.findall(
+        r"(\d\d):(\d\d):(\d\d),(\d{3}) --> (\d\d):(\d\d):(\d\d),(\d{3})\n(.+?)\n\n?", srt + "\n", re.S
+    )
+    times = [
+        (
+            int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000,
+            int(h2) * 3600 + int(m2) * 60 + int(s2) + int(ms2) / 1000,
+            text,
+        )
+        for h, m, s, ms, h2, m2, s2, ms2, text in cues
+    ]
+    first, second = meta["timeline"][0], meta["timeline"][1]
+    assert [t for _, _, t in times] == ["At first light the river wakes.", "Herons wait in the reeds."]
+    assert times[0][0] == pytest.approx(first["start_s"] + 0.30, abs=0.01)
+    assert times[0][1] <= second["start_s"]
+    assert times[1][0] == pytest.approx(second["start_s"] + 0.20, abs=0.01)
+    assert times[1][1] <= second["end_s"] + 0.01
+
+    # A soft subtitle track in the MP4, in English.
+    probe = subprocess.run([FFMPEG, "-hide_banner", "-i", str(output)], capture_output=True, text=True)
+    assert re.search(r"Stream #0:\d+(\[0x\w+\])?\(eng\): Subtitle: mov_text", probe.stderr), probe.stderr
+
+    # Burned in: white text in the lower third while a cue shows, none before it, none up top.
+    during = _caption_rows(frame_at(output, times[0][0] + 1.0, tmp_path / "during.png"))
+    before = _caption_rows(frame_at(output, 0.1, tmp_path / "before.png"))
+    assert during[0] > before[0] + 0.003, (during, before)
+    assert during[1] == pytest.approx(before[1], abs=0.003)
