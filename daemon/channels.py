@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -47,6 +47,19 @@ class Budgets(_Strict):
     per_day_usd: float = Field(default=60.0, gt=0)
 
 
+class Captions(_Strict):
+    """Burned-in captions' look (sizes are shares of the frame's height); the soft track and the
+    .srt for the upload are made either way."""
+
+    burn_in: bool = True
+    size: float = Field(default=0.05, ge=0.02, le=0.15)
+    colour: str = Field(default="#FFFFFF", pattern=r"^#[0-9A-Fa-f]{6}$")
+    outline_colour: str = Field(default="#000000", pattern=r"^#[0-9A-Fa-f]{6}$")
+    outline: float = Field(default=0.003, ge=0, le=0.02)
+    position: Literal["bottom", "middle", "top"] = "bottom"
+    language: str = Field(default="eng", pattern=r"^[a-z]{3}$")  # ISO 639-2
+
+
 class Channel(_Strict):
     id: ChannelId
     name: str = Field(min_length=1)
@@ -58,6 +71,7 @@ class Channel(_Strict):
     weight: int = Field(default=1, ge=1, le=100)
     budgets: Budgets = Field(default_factory=Budgets)
     sfx_level_db: float = Field(default=-18.0, le=0)
+    captions: Captions = Field(default_factory=Captions)
 
 
 class ProviderLimits(_Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from daemon.claim import Claimed
 from daemon.errors import PlanError
@@ -157,4 +158,28 @@ def _assembly_args(c: Claimed, workspace: Path) -> list[str]:
             _dep(c, f"narration_{scene}", workspace),
             _dep(c, f"sfx_{scene}", workspace),
         ]
-    return [*args, "--sfx-level-db", str(c.input["sfx_level_db"])]
+    return [
+        *args,
+        "--sfx-level-db",
+        str(c.input["sfx_level_db"]),
+        *_caption_args(c.input.get("captions", {})),
+    ]
+
+
+def _caption_args(style: dict[str, Any]) -> list[str]:
+    """The channel's caption style (a plan made before captions has none: the script's defaults)."""
+    args: list[str] = []
+    if "burn_in" in style:
+        args.append("--burn-captions" if style["burn_in"] else "--no-burn-captions")
+    flags = {
+        "size": "--caption-size",
+        "colour": "--caption-colour",
+        "outline_colour": "--caption-outline-colour",
+        "outline": "--caption-outline",
+        "position": "--caption-position",
+        "language": "--caption-language",
+    }
+    for name, flag in flags.items():
+        if name in style:
+            args += [flag, str(style[name])]
+    return args

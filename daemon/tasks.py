@@ -37,6 +37,7 @@ def plan_options(channel: Channel) -> PlanOptions:
         gates=channel.gates.model_dump(),
         sfx_level_db=channel.sfx_level_db,
         scenes=channel.scenes,
+        captions=channel.captions.model_dump(),
     )
 
 

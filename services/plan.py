@@ -51,6 +51,7 @@ class PlanOptions:
     clip_mode: str = "std"
     sfx_level_db: float = -18.0
     scenes: int = 4
+    captions: Mapping[str, Any] = field(default_factory=dict)  # the channel's caption style
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ def build_plan(
         {
             "scenes": [s.key for s in storyboard.scenes],
             "sfx_level_db": options.sfx_level_db,
+            "captions": dict(options.captions),
         },
         [*media_keys, "storyboard_gate", "assets_gate"],
     )

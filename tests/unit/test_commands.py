@@ -91,3 +91,38 @@ def test_text_starting_with_a_dash_reaches_each_script_as_written(text: str) -> 
     assert args("clip_s01").prompt == planned["clip_s01"].input["prompt"]
     assert args("narration_s01").text == text
     assert args("sfx_s01").prompt == text
+
+
+def test_a_channels_caption_style_reaches_the_assembly() -> None:
+    from daemon.channels import Captions
+    from daemon.tasks import plan_options
+    from scripts import assemble_video
+    from tests.support.engine_kit import channel
+
+    style = Captions(burn_in=False, size=0.07, colour="#FFCC00", position="top", language="fra")
+    options = plan_options(channel().model_copy(update={"captions": style}))
+    storyboard = parse_storyboard(
+        {
+            "title": "Frost",
+            "atmosphere": "",
+            "assets": [{"key": "field", "kind": "environment", "prompt": "a field"}],
+            "scenes": [
+                {"key": "s01", "frame": {"environment": "field"}, "motion": "m", "narration": "n", "sfx": "s"}
+            ],
+        }
+    )
+    planned = {p.key: p for p in build_plan({"title": "Frost", "scenes": 1}, storyboard, options)}
+    item = planned["assembly"]
+    c = _claimed("assembly", "assembly", item.input)
+    c = Claimed(**{**c.__dict__, "deps": {"clip_s01": "c.mp4", "narration_s01": "n.mp3", "sfx_s01": "s.mp3"}})
+    argv = build_command(c, Path("/s"), Path("/w"))
+    assert Path(argv[1]).name == SCRIPTS["assembly"]
+    parsed = assemble_video.parser().parse_args(argv[2:])
+    assert parsed.burn_captions is False
+    assert (parsed.caption_size, parsed.caption_colour, parsed.caption_position) == (0.07, "#FFCC00", "top")
+    assert (parsed.caption_outline_colour, parsed.caption_language) == ("#000000", "fra")
+    # A plan made before captions carries no style: the script's own defaults apply.
+    old = _claimed("assembly", "assembly", {k: v for k, v in item.input.items() if k != "captions"})
+    old = Claimed(**{**old.__dict__, "deps": c.deps})
+    parsed = assemble_video.parser().parse_args(build_command(old, Path("/s"), Path("/w"))[2:])
+    assert (parsed.burn_captions, parsed.caption_position) == (True, "bottom")
