@@ -101,6 +101,7 @@ def cues(words: Sequence[Word], offset: float = 0.0, until: float | None = None)
                 group.append(word)
                 continue
         groups.append([word])
+    _rebalance(groups)
     out: list[Cue] = []
     for n, group in enumerate(groups):
         start = offset + group[0].start
@@ -110,6 +111,30 @@ def cues(words: Sequence[Word], offset: float = 0.0, until: float | None = None)
         end = want if limit is None else max(end, min(want, limit))
         out.append(Cue(round(start, 3), round(end, 3), tuple(wrap(" ".join(w.text for w in group)))))
     return out
+
+
+def _fits(group: Sequence[Word]) -> bool:
+    text = " ".join(w.text for w in group)
+    return len(wrap(text)) <= MAX_LINES and group[-1].end - group[0].start <= MAX_CUE_S
+
+
+def _rebalance(groups: list[list[Word]]) -> None:
+    """A sentence that overflows one cue is shared between its cues more evenly: words move from
+    the end of a cue to the start of the next (same sentence) while that narrows the difference,
+    so that no cue is left with a lone word."""
+    for n in range(1, len(groups)):
+        before, after = groups[n - 1], groups[n]
+        if SENTENCE_END.search(before[-1].text):
+            continue
+        while len(before) > 1:
+            moved_before, moved_after = before[:-1], [before[-1], *after]
+            if _length(moved_after) >= _length(before) or not _fits(moved_after):
+                break
+            before[:], after[:] = moved_before, moved_after
+
+
+def _length(group: Sequence[Word]) -> int:
+    return sum(len(w.text) + 1 for w in group)
 
 
 def srt(all_cues: Sequence[Cue]) -> str:

@@ -120,3 +120,15 @@ def test_the_style_is_libass_overrides_in_its_288_line_script() -> None:
     assert "Alignment=8" in forced
     with pytest.raises(ValueError, match="#RRGGBB"):
         Style(colour="yellow").force_style("x")
+
+
+def test_a_sentence_longer_than_one_cue_is_shared_evenly_no_lone_word() -> None:
+    text = "River delta while dawn slow as stillness strike last herons beneath heron hunts in shallows"
+    words, t = [], 0.0
+    for token in (text + ".").split():
+        words.append(Word(token, t, t + 0.3))
+        t += 0.35
+    out = cues(words)
+    assert len(out) == 2
+    lengths = [len(" ".join(c.lines)) for c in out]
+    assert min(lengths) >= 0.6 * max(lengths), lengths
