@@ -1,5 +1,6 @@
 """`python -m daemon demo` as a newcomer runs it: a finished MP4, a Ready page, audible speech in
-every scene's narration window with the sound bed between words, and a resumed second run."""
+every scene's narration window with the sound bed between words, captions for every scene, and a
+resumed second run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import select
 from daemon.db.engine import make_engine
 from daemon.db.models import Attempt, Item
 from tests.support.demo_run import SHARED_DEMO, DemoRun
-from tests.support.media import decode_audio, rms_dbfs, video_info
+from tests.support.media import decode_audio, rms_dbfs, srt_cues, subtitle_tracks, video_info
 
 
 @SHARED_DEMO
@@ -37,6 +38,16 @@ def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(demo: Dem
         assert speech > -30, scene
         bed = rms_dbfs(audio, scene["narration_end_s"] + 0.05, scene["end_s"] - 0.02)
         assert silence < bed < speech - 6, (scene, bed, speech)  # the SFX bed, under the voice
+
+    # Captions from the voice's own timing: a subtitle track, and the .srt beside the video with
+    # every scene's words inside that scene, from its narration's start to its end.
+    assert subtitle_tracks(video) == ["mov_text eng"]
+    cues = srt_cues(video.with_name(video.name + ".srt"))
+    for scene in timeline:
+        inside = [c for c in cues if scene["start_s"] <= c[0] < scene["end_s"]]
+        assert inside, (scene, cues)
+        assert all(c[1] <= scene["end_s"] + 0.01 for c in inside), (scene, inside)
+        assert inside[0][0] <= scene["start_s"] + 1.0  # the first words come with the narration
 
     again = demo.again()
     assert again.returncode == 0, again.stderr[-3000:]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 
@@ -11,7 +10,16 @@ import pytest
 from PIL import Image
 
 from tests.integration.test_scripts_support import local_env, run_script
-from tests.support.media import FFMPEG, decode_audio, frame_at, moov_before_mdat, rms_dbfs, video_info
+from tests.support.media import (
+    FFMPEG,
+    decode_audio,
+    frame_at,
+    moov_before_mdat,
+    rms_dbfs,
+    srt_cues,
+    subtitle_tracks,
+    video_info,
+)
 
 # (clip seconds, clip size, narration seconds): a clip longer than its narration (trimmed), one
 # shorter (last frame held) and one in 4:3 (letterboxed).
@@ -179,18 +187,7 @@ def test_captions_are_burned_in_muxed_and_written_beside_the_video(
     assert (meta["captions"], meta["captions_burned"], meta["scenes_without_words"]) == (2, True, [])
 
     # The .srt beside the video: each cue inside its scene's speech, on the cut's timeline.
-    srt = (tmp_path / "final" / "video.mp4.srt").read_text()
-    cues = re.findall(
-        r"(\d\d):(\d\d):(\d\d),(\d{3}) --> (\d\d):(\d\d):(\d\d),(\d{3})\n(.+?)\n\n?", srt + "\n", re.S
-    )
-    times = [
-        (
-            int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000,
-            int(h2) * 3600 + int(m2) * 60 + int(s2) + int(ms2) / 1000,
-            text,
-        )
-        for h, m, s, ms, h2, m2, s2, ms2, text in cues
-    ]
+    times = srt_cues(tmp_path / "final" / "video.mp4.srt")
     first, second = meta["timeline"][0], meta["timeline"][1]
     assert [t for _, _, t in times] == ["At first light the river wakes.", "Herons wait in the reeds."]
     assert times[0][0] == pytest.approx(first["start_s"] + 0.30, abs=0.01)
@@ -199,8 +196,7 @@ def test_captions_are_burned_in_muxed_and_written_beside_the_video(
     assert times[1][1] <= second["end_s"] + 0.01
 
     # A soft subtitle track in the MP4, in English.
-    probe = subprocess.run([FFMPEG, "-hide_banner", "-i", str(output)], capture_output=True, text=True)
-    assert re.search(r"Stream #0:\d+(\[0x\w+\])?\(eng\): Subtitle: mov_text", probe.stderr), probe.stderr
+    assert subtitle_tracks(output) == ["mov_text eng"]
 
     # Burned in: white text in the lower third while a cue shows, none before it, none up top.
     during = _caption_rows(frame_at(output, times[0][0] + 1.0, tmp_path / "during.png"))

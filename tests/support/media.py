@@ -110,3 +110,27 @@ def moov_before_mdat(path: Path) -> bool:
     data = path.read_bytes()
     moov, mdat = data.find(b"moov"), data.find(b"mdat")
     return 0 <= moov < mdat
+
+
+def srt_cues(path: Path) -> list[tuple[float, float, str]]:
+    """A SubRip file's cues: (start s, end s, text with its lines joined by a space)."""
+    stamp = r"(\d\d):(\d\d):(\d\d),(\d{3})"
+    cues = []
+    for block in path.read_text(encoding="utf-8").strip().split("\n\n"):
+        lines = block.strip().splitlines()
+        m = re.fullmatch(f"{stamp} --> {stamp}", lines[1])
+        assert lines[0].isdigit() and m is not None, block
+        h, mi, s, ms, h2, mi2, s2, ms2 = (int(g) for g in m.groups())
+        start = h * 3600 + mi * 60 + s + ms / 1000
+        end = h2 * 3600 + mi2 * 60 + s2 + ms2 / 1000
+        cues.append((start, end, " ".join(lines[2:])))
+    return cues
+
+
+def subtitle_tracks(path: Path) -> list[str]:
+    """The MP4's subtitle streams, as '<codec> <language>' (e.g. 'mov_text eng')."""
+    err = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    return [
+        f"{codec} {lang}"
+        for lang, codec in re.findall(r"Stream #\d+:\d+(?:\[0x\w+\])?\((\w+)\): Subtitle: (\w+)", err)
+    ]
