@@ -110,14 +110,40 @@ def narration_lengths(scenes: list[assembly.SceneFiles]) -> list[float]:
 
 
 def measure(
-    scenes: list[assembly.SceneFiles], timings: list[assembly.SceneTiming], args: argparse.Namespace
+    scenes: list[assembly.SceneFiles],
+    timings: list[assembly.SceneTiming],
+    args: argparse.Namespace,
+    gain_db: float | None,
 ) -> assembly.Loudness | None:
+    """The mix's loudness and true peak, as it is (`gain_db` None) or mastered with that gain."""
     inputs: list[str] = []
     for scene in scenes:
         inputs += ["-i", str(scene.narration), "-stream_loop", "-1", "-i", str(scene.sfx)]
-    graph = assembly.measure_graph(timings, args.sfx_level_db, args.loudness)
+    graph = assembly.measure_graph(timings, args.sfx_level_db, gain_db)
     proc = ffmpeg.run(["-v", "info", *inputs, "-filter_complex", graph, "-map", "[out]", "-f", "null", "-"])
-    return assembly.parse_loudness(proc.stderr)
+    return assembly.parse_ebur128(proc.stderr)
+
+
+def measure_file(path: Path) -> assembly.Loudness | None:
+    """The encoded file's loudness and true peak: what a viewer (and YouTube) will measure."""
+    proc = ffmpeg.run(
+        ["-v", "info", "-i", str(path), "-map", "0:a:0", "-af", assembly.METER, "-f", "null", "-"]
+    )
+    return assembly.parse_ebur128(proc.stderr)
+
+
+def mastering_gain(
+    scenes: list[assembly.SceneFiles], timings: list[assembly.SceneTiming], args: argparse.Namespace
+) -> float | None:
+    """The linear gain that brings the mix to the target: measured as it is, then once more with
+    the limiter, whose trimmed peaks cost a little loudness that the gain makes up. None: silence."""
+    raw = measure(scenes, timings, args, None)
+    if raw is None:
+        return None
+    target = float(args.loudness)
+    gain = target - raw.integrated
+    limited = measure(scenes, timings, args, gain)
+    return gain if limited is None else gain + (target - limited.integrated)
 
 
 def caption_cues(
@@ -180,8 +206,21 @@ def render(
         srt, language = subtitles
         maps += ["-map", f"{3 * len(scenes)}:s"]  # the input after the scenes' three files each
         inputs += ["-i", str(srt)]
+    # YouTube's upload advice: H.264 High, 2 consecutive B-frames, a closed GOP of half the frame
+    # rate, BT.709; AAC-LC 48 kHz stereo at 384 kb/s; the index first (faststart).
     encode = ["-c:v", "libx264", "-preset", preset, "-crf", "20", "-pix_fmt", "yuv420p", "-r", str(fps)]
-    encode += ["-c:a", "aac", "-b:a", "192k", "-ar", "48000", "-movflags", "+faststart"]
+    encode += ["-profile:v", "high", "-bf", "2", "-g", str(max(1, fps // 2)), "-flags", "+cgop"]
+    encode += [
+        "-color_primaries",
+        "bt709",
+        "-color_trc",
+        "bt709",
+        "-colorspace",
+        "bt709",
+        "-color_range",
+        "tv",
+    ]
+    encode += ["-c:a", "aac", "-b:a", "384k", "-ar", "48000", "-ac", "2", "-movflags", "+faststart"]
     if subtitles is not None:
         encode += ["-c:s", "mov_text", "-metadata:s:s:0", f"language={language}"]
     with atomic_path(output) as tmp:
@@ -226,9 +265,10 @@ def body(args: argparse.Namespace) -> Result:
             # Before the video: a final cut in place always has its captions beside it.
             atomic_write_bytes(srt_beside, srt.read_bytes())
         try:
-            measured = measure(scenes, timings, args)
-            graph = assembly.final_graph(timings, args.sfx_level_db, args.loudness, fmt, measured, burn)
+            gain = mastering_gain(scenes, timings, args)
+            graph = assembly.final_graph(timings, args.sfx_level_db, fmt, gain, burn)
             render(scenes, graph, fmt.fps, args.preset, args.output, subtitles)
+            final = measure_file(args.output)
         except ffmpeg.DecodeError as exc:
             raise permanent(
                 f"FFmpeg could not assemble the video ({exc}); check that every clip decodes."
@@ -240,8 +280,11 @@ def body(args: argparse.Namespace) -> Result:
         "width": fmt.width,
         "height": fmt.height,
         "fps": fmt.fps,
-        "loudness_lufs": args.loudness,
-        "measured_lufs": measured.input_i if measured else None,
+        "loudness_target_lufs": args.loudness,
+        "gain_db": None if gain is None else round(gain, 2),
+        # Measured on the encoded file.
+        "loudness_lufs": None if final is None else round(final.integrated, 1),
+        "true_peak_dbtp": None if final is None else round(final.true_peak, 1),
         "captions": len(cues),
         "captions_burned": bool(cues) and args.burn_captions,
         "captions_file": str(srt_beside) if cues else None,

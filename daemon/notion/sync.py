@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.budget import Spend, dollars, task_spend, usd
 from daemon.commands import final_path
-from daemon.db.models import Item, Task
+from daemon.db.models import Attempt, Item, Task
 from daemon.notion.board import board_value
 from daemon.notion.outbox import BOARD_BODY, STATUS, STORYBOARD_BODY, add_comment, set_property
-from services.states import TaskState
+from services.states import AttemptOutcome, TaskState
 from services.status import ItemView, Status, progress_line, shown_status
 from services.storyboard import parse_storyboard, storyboard_to_yaml
 
@@ -28,7 +28,7 @@ _REVIEW_COMMENTS = {
     Status.ASSETS_REVIEW: "The images are ready for review in the Assets section of this page. "
     "Set Status to Assets Approved to make the video clips.",
     Status.FINAL_REVIEW: "The video is assembled: watch it in the Video section of this page "
-    "(the file is {video} on the daemon's host). Then set Status to Approved.",
+    "(the file is {video} on the daemon's host).{facts} Then set Status to Approved.",
 }
 
 
@@ -151,8 +151,10 @@ async def _comments(
     key = f"{page}:p{task.pass_no}"
     template = _REVIEW_COMMENTS.get(status)
     if template is not None:
+        facts = await _final_cut_facts(conn, task.id) if status is Status.FINAL_REVIEW else ""
         body = template.format(
-            video=workspace / final_path("assembly", "assembly", task.channel_id, task.project_slug)
+            video=workspace / final_path("assembly", "assembly", task.channel_id, task.project_slug),
+            facts=facts,
         )
         await add_comment(conn, page, f"{key}:{status.name.lower()}", body, now)
     elif status is Status.ERROR:
@@ -161,5 +163,31 @@ async def _comments(
         digest = hashlib.sha256(str(task.error).encode()).hexdigest()[:10]
         await add_comment(conn, page, f"{key}:budget:{digest}", f"This video is waiting. {task.error}", now)
     elif status is Status.READY and video:
-        body = f"The video is ready: watch it in the Video section of this page (the file: {video})."
+        facts = await _final_cut_facts(conn, task.id)
+        body = f"The video is ready: watch it in the Video section of this page (the file: {video}).{facts}"
         await add_comment(conn, page, f"{key}:ready", body, now)
+
+
+async def _final_cut_facts(conn: AsyncConnection, task_id: int) -> str:
+    """What the assembly measured on the encoded file, in one sentence (empty when unknown)."""
+    usage = await conn.scalar(
+        select(Attempt.usage)
+        .join(Item, Item.id == Attempt.item_id)
+        .where(Item.task_id == task_id, Item.kind == "assembly", Attempt.outcome == AttemptOutcome.SUCCEEDED)
+        .order_by(Attempt.id.desc())
+        .limit(1)
+    )
+    if not isinstance(usage, dict) or usage.get("duration_s") is None:
+        return ""
+    parts = [f"{usage['duration_s']:.1f} s"]
+    if usage.get("width") and usage.get("height"):
+        parts.append(f"{usage['width']}x{usage['height']}")
+    if usage.get("loudness_lufs") is not None:
+        parts.append(f"loudness {usage['loudness_lufs']:.1f} LUFS")
+    if usage.get("true_peak_dbtp") is not None:
+        parts.append(f"true peak {usage['true_peak_dbtp']:.1f} dBTP")
+    if usage.get("captions"):
+        parts.append(
+            f"{usage['captions']} captions (burned in, a subtitle track, and an .srt beside the file)"
+        )
+    return " Measured on the file: " + ", ".join(parts) + "."

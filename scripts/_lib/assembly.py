@@ -1,19 +1,21 @@
 """The final cut as one FFmpeg filtergraph: per scene a clip fitted to its narration plus a tail,
-the SFX bed looped under the narration, scenes concatenated, loudness normalised."""
+the SFX bed looped under the narration, scenes concatenated, mastered to its loudness by a linear
+gain and a true-peak limiter."""
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-TRUE_PEAK_DB = -1.5
-# loudnorm only scales linearly (keeping the narration/bed balance) when the target range is at least
-# the measured one; documentary audio with pauses has a wide range, so the target is generous.
-LOUDNESS_RANGE = 20.0
-SILENT_LUFS = -70.0  # below this there is nothing to normalise
+TRUE_PEAK_MAX_DB = -1.0  # the final file's true peak may not pass this (YouTube's loudness advice)
+# The limiter's ceiling, at 4x oversampling (so it catches the peaks between samples too); the
+# margin to TRUE_PEAK_MAX_DB is room for the AAC encode's overshoot.
+LIMIT_DB = -2.0
+OVERSAMPLE_HZ = 192_000
+LOUDNESS_TOLERANCE = 0.5  # the final file's integrated loudness is the target +- this
+SILENT_LUFS = -70.0  # below this there is nothing to bring up
 AUDIO_FORMAT = "aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo"
 
 
@@ -52,13 +54,10 @@ class Format:
 
 @dataclass(frozen=True)
 class Loudness:
-    """loudnorm's first-pass measurement, fed back for a linear second pass."""
+    """EBU R128 as FFmpeg's ebur128 filter measures it."""
 
-    input_i: float
-    input_tp: float
-    input_lra: float
-    input_thresh: float
-    target_offset: float
+    integrated: float  # LUFS
+    true_peak: float  # dBTP
 
 
 def timeline(narration_s: list[float], tail_s: float, fps: int) -> list[SceneTiming]:
@@ -99,32 +98,47 @@ def video_chains(timings: list[SceneTiming], clip_input: list[int], fmt: Format)
         length = f"{timing.length_s:.6f}"
         chains.append(
             f"[{clip_input[i]}:v:0]setpts=PTS-STARTPTS,fps={fmt.fps},"
-            f"scale={fmt.width}:{fmt.height}:force_original_aspect_ratio=decrease,"
+            f"scale={fmt.width}:{fmt.height}:force_original_aspect_ratio=decrease"
+            ":out_color_matrix=bt709:out_range=tv,"
             f"pad={fmt.width}:{fmt.height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p,"
             f"tpad=stop_mode=clone:stop_duration={length},trim=duration={length},setpts=PTS-STARTPTS[v{i}]"
         )
     return chains
 
 
-def measure_graph(timings: list[SceneTiming], sfx_db: float, target_lufs: float) -> str:
-    """Audio only (inputs: narration, sfx per scene): the mix as it will be, measured by loudnorm."""
+def master(gain_db: float) -> str:
+    """The mix to its loudness: one linear gain, then a limiter at 4x oversampling that only touches
+    the peaks the gain would push past LIMIT_DB (so the level never pumps), back to 48 kHz."""
+    ceiling = 10 ** (LIMIT_DB / 20)
+    return (
+        f"volume={gain_db:.2f}dB,aresample={OVERSAMPLE_HZ},"
+        f"alimiter=limit={ceiling:.4f}:attack=5:release=50:level=false:latency=true,{AUDIO_FORMAT}"
+    )
+
+
+def measure_graph(timings: list[SceneTiming], sfx_db: float, gain_db: float | None) -> str:
+    """Audio only (inputs: narration, sfx per scene): the mix as it will be (mastered with
+    `gain_db`, or as it is), measured by ebur128."""
     n = len(timings)
     chains = audio_chains(timings, [2 * i for i in range(n)], [2 * i + 1 for i in range(n)], sfx_db)
     joined = "".join(f"[a{i}]" for i in range(n))
-    chains.append(f"{joined}concat=n={n}:v=0:a=1,{_loudnorm(target_lufs)}:print_format=json[out]")
+    mastered = "" if gain_db is None else f",{master(gain_db)}"
+    chains.append(f"{joined}concat=n={n}:v=0:a=1{mastered},{METER}[out]")
     return ";".join(chains)
+
+
+METER = "ebur128=peak=true:framelog=verbose"
 
 
 def final_graph(
     timings: list[SceneTiming],
     sfx_db: float,
-    target_lufs: float,
     fmt: Format,
-    measured: Loudness | None,
+    gain_db: float | None,
     burn: str | None = None,
 ) -> str:
-    """Everything (inputs: clip, narration, sfx per scene) to [vout] and [aout]; `burn`, a video
-    filter drawing the captions onto the cut."""
+    """Everything (inputs: clip, narration, sfx per scene) to [vout] and [aout]; `gain_db` the
+    mastering gain (None: silence, left as it is); `burn`, a video filter drawing the captions."""
     n = len(timings)
     chains = video_chains(timings, [3 * i for i in range(n)], fmt)
     chains += audio_chains(timings, [3 * i + 1 for i in range(n)], [3 * i + 2 for i in range(n)], sfx_db)
@@ -134,46 +148,21 @@ def final_graph(
     else:
         chains.append(f"{joined}concat=n={n}:v=1:a=1[cut][mix]")
         chains.append(f"[cut]{burn}[vout]")
-    if measured is None:
-        chains.append(f"[mix]{AUDIO_FORMAT}[aout]")
-    else:
-        second_pass = (
-            f"{_loudnorm(target_lufs)}:measured_I={measured.input_i}:measured_TP={measured.input_tp}"
-            f":measured_LRA={measured.input_lra}:measured_thresh={measured.input_thresh}"
-            f":offset={measured.target_offset}:linear=true"
-        )
-        # loudnorm works at 192 kHz internally; bring it back to 48 kHz for AAC.
-        chains.append(f"[mix]{second_pass},{AUDIO_FORMAT}[aout]")
+    chains.append(f"[mix]{AUDIO_FORMAT if gain_db is None else master(gain_db)}[aout]")
     return ";".join(chains)
 
 
-def parse_loudness(log: str) -> Loudness | None:
-    """The JSON block loudnorm prints at the end of a pass; None for silence (nothing to scale)."""
-    blocks = re.findall(r"\{[^{}]*\"input_i\"[^{}]*\}", log)
-    if not blocks:
-        raise ValueError("loudnorm printed no measurement")
-    data = json.loads(blocks[-1])
-    try:
-        loudness = Loudness(
-            input_i=float(data["input_i"]),
-            input_tp=float(data["input_tp"]),
-            input_lra=float(data["input_lra"]),
-            input_thresh=float(data["input_thresh"]),
-            target_offset=float(data["target_offset"]),
-        )
-    except (KeyError, ValueError):
-        return None
-    values = (
-        loudness.input_i,
-        loudness.input_tp,
-        loudness.input_lra,
-        loudness.input_thresh,
-        loudness.target_offset,
-    )
-    if not all(math.isfinite(v) for v in values) or loudness.input_i < SILENT_LUFS:
+def parse_ebur128(log: str) -> Loudness | None:
+    """The summary ebur128 prints at the end; None for silence (nothing to bring up)."""
+    summaries = log.split("Summary:")
+    if len(summaries) < 2:
+        raise ValueError("ebur128 printed no summary")
+    summary = summaries[-1]
+    integrated = re.search(r"I:\s+(-?[\d.]+|-inf) LUFS", summary)
+    peak = re.search(r"True peak:\s+Peak:\s+(-?[\d.]+|-inf) dBFS", summary)
+    if integrated is None or peak is None:
+        raise ValueError(f"ebur128's summary has no loudness or peak: {summary[:300]}")
+    loudness = Loudness(float(integrated[1]), float(peak[1]))
+    if not math.isfinite(loudness.integrated) or loudness.integrated < SILENT_LUFS:
         return None
     return loudness
-
-
-def _loudnorm(target_lufs: float) -> str:
-    return f"loudnorm=I={target_lufs}:TP={TRUE_PEAK_DB}:LRA={LOUDNESS_RANGE}"

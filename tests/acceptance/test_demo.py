@@ -5,14 +5,24 @@ resumed second run."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from daemon.db.engine import make_engine
 from daemon.db.models import Attempt, Item
 from tests.support.demo_run import SHARED_DEMO, DemoRun
-from tests.support.media import decode_audio, rms_dbfs, srt_cues, subtitle_tracks, video_info
+from tests.support.media import (
+    decode_audio,
+    keyframe_times,
+    loudness,
+    rms_dbfs,
+    srt_cues,
+    subtitle_tracks,
+    video_info,
+)
 
 
 @SHARED_DEMO
@@ -48,6 +58,13 @@ def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(demo: Dem
         assert inside, (scene, cues)
         assert all(c[1] <= scene["end_s"] + 0.01 for c in inside), (scene, inside)
         assert inside[0][0] <= scene["start_s"] + 1.0  # the first words come with the narration
+
+    # Loudness exact after encoding, and a keyframe at least every half second.
+    integrated, peak = loudness(video)
+    assert integrated == pytest.approx(-14.0, abs=0.5)
+    assert peak <= -1.0
+    keys = keyframe_times(video)
+    assert max(b - a for a, b in itertools.pairwise([*keys, info.duration])) <= 0.5 + 1 / 24 + 1e-3
 
     again = demo.again()
     assert again.returncode == 0, again.stderr[-3000:]

@@ -94,6 +94,12 @@ async def test_review_gates_wait_for_the_operator_and_say_so(kit: NotionKit) -> 
     comments = await kit.comments(page)
     assert sum("The storyboard is ready for review" in c for c in comments) == 1
     assert sum("The video is assembled" in c for c in comments) == 1
+    # The gate shows what the assembly measured on the file.
+    assembled = next(c for c in comments if "The video is assembled" in c)
+    assert (
+        "Measured on the file: 21.2 s, 1920x1080, loudness -14.1 LUFS, true peak -1.6 dBTP, 9 captions"
+        in assembled
+    )
 
 
 async def test_queued_on_an_error_page_starts_a_new_pass_that_reuses_finished_items(kit: NotionKit) -> None:

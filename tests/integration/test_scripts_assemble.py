@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -14,9 +16,13 @@ from tests.support.media import (
     FFMPEG,
     decode_audio,
     frame_at,
+    frame_types,
+    keyframe_times,
+    loudness,
     moov_before_mdat,
     rms_dbfs,
     srt_cues,
+    stream_lines,
     subtitle_tracks,
     video_info,
 )
@@ -79,7 +85,28 @@ def test_final_cut(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None
         assert speech > tail + 10, (scene, speech, tail)  # the narration stays clearly above the bed
         assert tail > -60, scene  # but the bed is there
     assert [s["end_s"] for s in meta["timeline"]][-1] == pytest.approx(meta["duration_s"])
-    assert list(output.parent.iterdir()) == [output]
+    assert list(output.parent.iterdir()) == [output]  # no words beside these narrations: no captions
+
+    # Loudness exact after encoding: -14 LUFS +-0.5, true peak at most -1 dBTP, as the result says.
+    integrated, peak = loudness(output)
+    assert integrated == pytest.approx(-14.0, abs=0.5)
+    assert peak <= -1.0
+    assert (meta["loudness_lufs"], meta["true_peak_dbtp"]) == (
+        pytest.approx(integrated, abs=0.11),
+        pytest.approx(peak, abs=0.11),
+    )
+    # Encoded as YouTube advises: H.264 High in BT.709, a keyframe at least every half second, AAC-LC
+    # 48 kHz stereo at 384 kb/s (FFmpeg's AAC encoder spends less on these plain tones: at least
+    # 250 kb/s here, against 192 before).
+    video, audio = (line for line in stream_lines(output) if "Video:" in line or "Audio:" in line)
+    assert "h264 (High)" in video and "bt709" in video, video
+    rate = re.search(r"aac \(LC\).*48000 Hz, stereo.* (\d+) kb/s", audio)
+    assert rate is not None and int(rate[1]) >= 250, audio
+    types = frame_types(output)
+    assert "BB" in types and "BBB" not in types, types[:80]  # two consecutive B-frames at most
+    keys = keyframe_times(output)
+    assert keys[0] == 0.0
+    assert max(b - a for a, b in itertools.pairwise([*keys, info.duration])) <= 0.5 + 1 / 24 + 1e-3
 
 
 def test_a_quieter_bed_when_asked(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None:

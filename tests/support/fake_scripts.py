@@ -114,7 +114,11 @@ if Path(__file__).name == "generate_storyboard.py":
 else:
     tmp.write_bytes(f"{item} output {n}".encode())
 os.replace(tmp, out)
-emit({"event": "result", "output": str(out), "cost_usd": 0.01, "provider": "fake", "meta": {"n": n}})
+meta = {"n": n}
+if Path(__file__).name == "assemble_video.py":  # what the real one measures on its file
+    meta |= {"duration_s": 21.25, "width": 1920, "height": 1080, "loudness_lufs": -14.1,
+             "true_peak_dbtp": -1.6, "captions": 9}
+emit({"event": "result", "output": str(out), "cost_usd": 0.01, "provider": "fake", "meta": meta})
 log("ok")
 """
 

@@ -134,3 +134,59 @@ def subtitle_tracks(path: Path) -> list[str]:
         f"{codec} {lang}"
         for lang, codec in re.findall(r"Stream #\d+:\d+(?:\[0x\w+\])?\((\w+)\): Subtitle: (\w+)", err)
     ]
+
+
+def loudness(path: Path) -> tuple[float, float]:
+    """(integrated LUFS, true peak dBTP) of the file's audio, as FFmpeg's ebur128 measures them."""
+    err = subprocess.run(
+        [
+            FFMPEG,
+            "-hide_banner",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-af",
+            "ebur128=peak=true",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    summary = err.split("Summary:")[-1]
+    integrated = re.search(r"I:\s+(-?[\d.]+) LUFS", summary)
+    peak = re.search(r"True peak:\s+Peak:\s+(-?[\d.]+) dBFS", summary)
+    assert integrated is not None and peak is not None, summary
+    return float(integrated[1]), float(peak[1])
+
+
+def keyframe_times(path: Path) -> list[float]:
+    """The presentation times of the video's keyframes."""
+    err = subprocess.run(
+        [FFMPEG, "-hide_banner", "-skip_frame", "nokey", "-i", str(path), "-map", "0:v:0", "-vf", "showinfo",
+         "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr  # fmt: skip
+    return [float(t) for t in re.findall(r"pts_time:\s*([\d.]+)", err)]
+
+
+def stream_lines(path: Path) -> list[str]:
+    """FFmpeg's one-line description of each stream (codec, profile, colour, rate, bitrate)."""
+    err = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    return [line.strip() for line in err.splitlines() if line.strip().startswith("Stream #")]
+
+
+def frame_types(path: Path) -> str:
+    """The video's picture types in decoding order, one letter each (I, P, B)."""
+    err = subprocess.run(
+        [FFMPEG, "-hide_banner", "-i", str(path), "-map", "0:v:0", "-vf", "showinfo", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    return "".join(re.findall(r"\btype:([IPB])\b", err))

@@ -6,20 +6,22 @@ import pytest
 
 from scripts._lib import assembly
 
-LOUDNORM_LOG = """
-[Parsed_loudnorm_0 @ 0x5]
-{
-	"input_i" : "-27.61",
-	"input_tp" : "-8.12",
-	"input_lra" : "6.40",
-	"input_thresh" : "-38.00",
-	"output_i" : "-14.2",
-	"output_tp" : "-1.5",
-	"output_lra" : "5.0",
-	"output_thresh" : "-24.5",
-	"normalization_type" : "dynamic",
-	"target_offset" : "0.21"
-}
+EBUR128_LOG = """
+[Parsed_ebur128_0 @ 0x5] t: 9.9 TARGET:-23 LUFS M: -15.2 S: -14.9 I: -14.1 LUFS LRA: 3.2 LU
+[Parsed_ebur128_0 @ 0x5] Summary:
+
+  Integrated loudness:
+    I:         -27.6 LUFS
+    Threshold: -38.0 LUFS
+
+  Loudness range:
+    LRA:         6.4 LU
+    Threshold:  -48.1 LUFS
+    LRA low:    -31.0 LUFS
+    LRA high:   -24.6 LUFS
+
+  True peak:
+    Peak:       -8.1 dBFS
 """
 
 
@@ -32,26 +34,31 @@ def test_scene_lengths_are_whole_frames_plus_the_tail() -> None:
     assert timings[1].as_meta(2)["narration_end_s"] == pytest.approx(106 / 24 + 2.51, abs=1e-3)
 
 
-def test_loudness_measurement_is_parsed() -> None:
-    measured = assembly.parse_loudness(LOUDNORM_LOG)
-    assert measured is not None
-    assert (measured.input_i, measured.target_offset) == (-27.61, 0.21)
+def test_loudness_and_true_peak_come_from_the_summary() -> None:
+    measured = assembly.parse_ebur128(EBUR128_LOG)
+    assert measured == assembly.Loudness(integrated=-27.6, true_peak=-8.1)
 
 
-def test_silence_is_not_normalised() -> None:
-    assert assembly.parse_loudness(LOUDNORM_LOG.replace('"-27.61"', '"-inf"')) is None
+def test_silence_is_not_brought_up() -> None:
+    assert assembly.parse_ebur128(EBUR128_LOG.replace("-27.6 LUFS", "-inf LUFS")) is None
+    assert assembly.parse_ebur128(EBUR128_LOG.replace("-27.6 LUFS", "-90.0 LUFS")) is None
+    with pytest.raises(ValueError, match="no summary"):
+        assembly.parse_ebur128("nothing measured")
 
 
-def test_final_graph_wires_every_scene() -> None:
+def test_final_graph_wires_every_scene_and_masters_with_one_gain_and_a_limiter() -> None:
     timings = assembly.timeline([3.0, 5.0, 2.0], 0.4, 24)
-    measured = assembly.parse_loudness(LOUDNORM_LOG)
-    graph = assembly.final_graph(timings, -18, -14, assembly.Format(), measured)
+    graph = assembly.final_graph(timings, -18, assembly.Format(), 13.6)
     assert "[0:v:0]" in graph
     assert "[3:v:0]" in graph
     assert "[6:v:0]" in graph
     assert "[8:a:0]" in graph
     assert "volume=-18dB" in graph
     assert "concat=n=3:v=1:a=1" in graph
-    assert "linear=true" in graph
-    assert "measured_I=-27.61" in graph
+    assert "volume=13.60dB,aresample=192000,alimiter=limit=0.7943" in graph
+    assert "level=false" in graph  # no automatic levelling: the gain stays linear
+    assert "loudnorm" not in graph
+    assert "out_color_matrix=bt709" in graph
     assert "tpad=stop_mode=clone" in graph
+    # Silence is left as it is.
+    assert "alimiter" not in assembly.final_graph(timings, -18, assembly.Format(), None)
