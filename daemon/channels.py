@@ -60,6 +60,14 @@ class Captions(_Strict):
     language: str = Field(default="eng", pattern=r"^[a-z]{3}$")  # ISO 639-2
 
 
+class Transitions(_Strict):
+    """How scenes meet (a crossfade of picture and sound, 0: hard cuts) and how the video begins
+    and ends (a fade from and to black)."""
+
+    crossfade_s: float = Field(default=0.4, ge=0, le=1)
+    fade_s: float = Field(default=0.5, ge=0, le=2)
+
+
 class Channel(_Strict):
     id: ChannelId
     name: str = Field(min_length=1)
@@ -72,6 +80,7 @@ class Channel(_Strict):
     budgets: Budgets = Field(default_factory=Budgets)
     sfx_level_db: float = Field(default=-18.0, le=0)
     captions: Captions = Field(default_factory=Captions)
+    transitions: Transitions = Field(default_factory=Transitions)
 
 
 class ProviderLimits(_Strict):

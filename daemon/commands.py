@@ -158,12 +158,13 @@ def _assembly_args(c: Claimed, workspace: Path) -> list[str]:
             _dep(c, f"narration_{scene}", workspace),
             _dep(c, f"sfx_{scene}", workspace),
         ]
-    return [
-        *args,
-        "--sfx-level-db",
-        str(c.input["sfx_level_db"]),
-        *_caption_args(c.input.get("captions", {})),
-    ]
+    args += ["--sfx-level-db", str(c.input["sfx_level_db"]), *_caption_args(c.input.get("captions", {}))]
+    edges = c.input.get("transitions", {})
+    if "crossfade_s" in edges:
+        args += ["--crossfade", str(edges["crossfade_s"])]
+    if "fade_s" in edges:
+        args += ["--fade", str(edges["fade_s"])]
+    return args
 
 
 def _caption_args(style: dict[str, Any]) -> list[str]:

@@ -38,6 +38,7 @@ def plan_options(channel: Channel) -> PlanOptions:
         sfx_level_db=channel.sfx_level_db,
         scenes=channel.scenes,
         captions=channel.captions.model_dump(),
+        transitions=channel.transitions.model_dump(),
     )
 
 

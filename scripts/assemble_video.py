@@ -39,6 +39,16 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--loudness", type=bounded_float(-40.0, -5.0), default=-14.0, help="target LUFS")
     p.add_argument("--tail", type=bounded_float(0.0, 5.0), default=0.4, help="seconds after each narration")
+    edges = assembly.Edges()
+    p.add_argument(
+        "--crossfade",
+        type=bounded_float(0.0, 1.0),
+        default=edges.crossfade_s,
+        help="seconds of picture and sound crossfade between scenes (0: hard cuts)",
+    )
+    p.add_argument(
+        "--fade", type=bounded_float(0.0, 2.0), default=edges.fade_s, help="fade from and to black, seconds"
+    )
     p.add_argument("--width", type=_even_size, default=1920)
     p.add_argument("--height", type=_even_size, default=1080)
     p.add_argument("--fps", type=int, choices=range(1, 121), default=24, metavar="FPS")
@@ -119,9 +129,13 @@ def measure(
     inputs: list[str] = []
     for scene in scenes:
         inputs += ["-i", str(scene.narration), "-stream_loop", "-1", "-i", str(scene.sfx)]
-    graph = assembly.measure_graph(timings, args.sfx_level_db, gain_db)
+    graph = assembly.measure_graph(timings, args.sfx_level_db, gain_db, edges_of(args))
     proc = ffmpeg.run(["-v", "info", *inputs, "-filter_complex", graph, "-map", "[out]", "-f", "null", "-"])
     return assembly.parse_ebur128(proc.stderr)
+
+
+def edges_of(args: argparse.Namespace) -> assembly.Edges:
+    return assembly.Edges(crossfade_s=args.crossfade, fade_s=args.fade)
 
 
 def measure_file(path: Path) -> assembly.Loudness | None:
@@ -163,7 +177,7 @@ def caption_cues(
         if words is None:
             missing.append(number)
             continue
-        cues += captions.cues(words, offset=timing.start_s, until=timing.end_s)
+        cues += captions.cues(words, offset=timing.narration_start_s, until=timing.end_s)
     return cues, missing
 
 
@@ -243,7 +257,7 @@ def body(args: argparse.Namespace) -> Result:
     started = time.monotonic()
     fmt = assembly.Format(args.width, args.height, args.fps)
     scenes = scenes_of(args)
-    timings = assembly.timeline(narration_lengths(scenes), args.tail, fmt.fps)
+    timings = assembly.timeline(narration_lengths(scenes), args.tail, fmt.fps, args.crossfade, args.fade)
     cues, missing = caption_cues(scenes, timings)
     style = captions.Style(
         size=args.caption_size,
@@ -266,7 +280,7 @@ def body(args: argparse.Namespace) -> Result:
             atomic_write_bytes(srt_beside, srt.read_bytes())
         try:
             gain = mastering_gain(scenes, timings, args)
-            graph = assembly.final_graph(timings, args.sfx_level_db, fmt, gain, burn)
+            graph = assembly.final_graph(timings, args.sfx_level_db, fmt, gain, burn, edges_of(args))
             render(scenes, graph, fmt.fps, args.preset, args.output, subtitles)
             final = measure_file(args.output)
         except ffmpeg.DecodeError as exc:
@@ -280,6 +294,8 @@ def body(args: argparse.Namespace) -> Result:
         "width": fmt.width,
         "height": fmt.height,
         "fps": fmt.fps,
+        "crossfade_s": assembly.overlap_of(timings),
+        "fade_s": args.fade,
         "loudness_target_lufs": args.loudness,
         "gain_db": None if gain is None else round(gain, 2),
         # Measured on the encoded file.

@@ -52,6 +52,7 @@ class PlanOptions:
     sfx_level_db: float = -18.0
     scenes: int = 4
     captions: Mapping[str, Any] = field(default_factory=dict)  # the channel's caption style
+    transitions: Mapping[str, float] = field(default_factory=dict)  # crossfade_s, fade_s
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,7 @@ def build_plan(
             "scenes": [s.key for s in storyboard.scenes],
             "sfx_level_db": options.sfx_level_db,
             "captions": dict(options.captions),
+            "transitions": dict(options.transitions),
         },
         [*media_keys, "storyboard_gate", "assets_gate"],
     )

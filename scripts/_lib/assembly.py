@@ -28,21 +28,39 @@ class SceneFiles:
 
 @dataclass(frozen=True)
 class SceneTiming:
+    """Where a scene sits on the cut: it starts (fading in over the crossfade) at `start_s`, its
+    narration `lead_s` later, and it lasts `length_s`, whole frames."""
+
     start_s: float
     narration_s: float
     length_s: float
+    lead_s: float = 0.0
 
     @property
     def end_s(self) -> float:
         return self.start_s + self.length_s
+
+    @property
+    def narration_start_s(self) -> float:
+        return self.start_s + self.lead_s
 
     def as_meta(self, index: int) -> dict[str, float | int]:
         return {
             "index": index,
             "start_s": round(self.start_s, 3),
             "end_s": round(self.end_s, 3),
-            "narration_end_s": round(self.start_s + self.narration_s, 3),
+            "narration_start_s": round(self.narration_start_s, 3),
+            "narration_end_s": round(self.narration_start_s + self.narration_s, 3),
         }
+
+
+@dataclass(frozen=True)
+class Edges:
+    """How scenes meet and how the cut begins and ends: a crossfade of picture and sound between
+    scenes (0: hard cuts), and a fade from black (and silence) at the start and to black at the end."""
+
+    crossfade_s: float = 0.4
+    fade_s: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -60,34 +78,80 @@ class Loudness:
     true_peak: float  # dBTP
 
 
-def timeline(narration_s: list[float], tail_s: float, fps: int) -> list[SceneTiming]:
-    """Scene lengths are whole frames, so concatenated video and audio never drift apart."""
+def timeline(
+    narration_s: list[float], tail_s: float, fps: int, crossfade_s: float = 0.0, fade_s: float = 0.0
+) -> list[SceneTiming]:
+    """Scene lengths are whole frames, so video and audio never drift apart. With a crossfade
+    (rounded to whole frames), each scene begins with it (the narration waits it out, the bed
+    already plays) and overlaps the one before by it; the tail after the narration is at least as
+    long, so a transition never covers words. The first narration waits out the fade from black
+    too, and the last scene's tail runs `tail_s` before its fade to black begins."""
+    overlap = round(crossfade_s * fps) / fps
     timings: list[SceneTiming] = []
     start = 0.0
-    for seconds in narration_s:
-        frames = math.ceil((seconds + tail_s) * fps - 1e-6)
+    last = len(narration_s) - 1
+    for n, seconds in enumerate(narration_s):
+        lead = max(overlap, fade_s) if n == 0 else overlap
+        tail = tail_s + fade_s if n == last else max(tail_s, overlap)
+        frames = math.ceil((lead + seconds + tail) * fps - 1e-6)
         length = frames / fps
-        timings.append(SceneTiming(start, seconds, length))
-        start += length
+        timings.append(SceneTiming(start, seconds, length, lead))
+        start += length - overlap
     return timings
+
+
+def overlap_of(timings: list[SceneTiming]) -> float:
+    """How long consecutive scenes overlap (the crossfade); 0 for one scene or hard cuts."""
+    return 0.0 if len(timings) < 2 else round(timings[0].end_s - timings[1].start_s, 6)
 
 
 def audio_chains(
     timings: list[SceneTiming], narration_input: list[int], sfx_input: list[int], sfx_db: float
 ) -> list[str]:
-    """Per scene: the narration padded with silence to the scene's length, the (looped) bed at
-    `sfx_db` under it, mixed without amix's default halving of each input."""
+    """Per scene [a<i>]: the narration after the scene's lead, padded with silence to the scene's
+    length, the (looped) bed at `sfx_db` under all of it, mixed without amix's halving."""
     chains = []
     for i, timing in enumerate(timings):
         length = f"{timing.length_s:.6f}"
+        lead_ms = round(timing.lead_s * 1000)
+        delay = f"adelay={lead_ms}:all=1," if lead_ms else ""
         chains.append(
-            f"[{narration_input[i]}:a:0]{AUDIO_FORMAT},apad,atrim=duration={length},asetpts=PTS-STARTPTS[n{i}]"
+            f"[{narration_input[i]}:a:0]{AUDIO_FORMAT},{delay}apad,atrim=duration={length},asetpts=PTS-STARTPTS[n{i}]"
         )
         chains.append(
             f"[{sfx_input[i]}:a:0]{AUDIO_FORMAT},volume={sfx_db}dB,apad,atrim=duration={length},asetpts=PTS-STARTPTS[s{i}]"
         )
         chains.append(f"[n{i}][s{i}]amix=inputs=2:duration=first:normalize=0[a{i}]")
     return chains
+
+
+def joined(timings: list[SceneTiming], kind: str, out: str) -> list[str]:
+    """The scenes' [v<i>] (kind 'v') or [a<i>] ('a') one after the other into [out]: crossfaded
+    where the timeline overlaps them (equal-power for sound: the beds never dip), else concatenated."""
+    n = len(timings)
+    overlap = overlap_of(timings)
+    if overlap <= 0:
+        inputs = "".join(f"[{kind}{i}]" for i in range(n))
+        return [f"{inputs}concat=n={n}:v={int(kind == 'v')}:a={int(kind == 'a')}[{out}]"]
+    chains = []
+    previous = f"{kind}0"
+    for i in range(1, n):
+        label = out if i == n - 1 else f"{kind}x{i}"
+        if kind == "v":
+            step = f"xfade=transition=fade:duration={overlap:.6f}:offset={timings[i].start_s:.6f}"
+        else:
+            step = f"acrossfade=d={overlap:.6f}:c1=qsin:c2=qsin"
+        chains.append(f"[{previous}][{kind}{i}]{step}[{label}]")
+        previous = label
+    return chains
+
+
+def _fades(kind: str, total_s: float, fade_s: float) -> str:
+    """A fade in at the start and out at the end ('' when none); `kind` 'v' or 'a'."""
+    if fade_s <= 0:
+        return ""
+    name = "fade" if kind == "v" else "afade"
+    return f"{name}=t=in:st=0:d={fade_s:.3f},{name}=t=out:st={max(0.0, total_s - fade_s):.6f}:d={fade_s:.3f},"
 
 
 def video_chains(timings: list[SceneTiming], clip_input: list[int], fmt: Format) -> list[str]:
@@ -116,14 +180,17 @@ def master(gain_db: float) -> str:
     )
 
 
-def measure_graph(timings: list[SceneTiming], sfx_db: float, gain_db: float | None) -> str:
+def measure_graph(
+    timings: list[SceneTiming], sfx_db: float, gain_db: float | None, edges: Edges = Edges(0, 0)
+) -> str:
     """Audio only (inputs: narration, sfx per scene): the mix as it will be (mastered with
     `gain_db`, or as it is), measured by ebur128."""
     n = len(timings)
     chains = audio_chains(timings, [2 * i for i in range(n)], [2 * i + 1 for i in range(n)], sfx_db)
-    joined = "".join(f"[a{i}]" for i in range(n))
-    mastered = "" if gain_db is None else f",{master(gain_db)}"
-    chains.append(f"{joined}concat=n={n}:v=0:a=1{mastered},{METER}[out]")
+    chains += joined(timings, "a", "mix")
+    mastered = AUDIO_FORMAT if gain_db is None else master(gain_db)
+    fades = _fades("a", timings[-1].end_s, edges.fade_s)
+    chains.append(f"[mix]{fades}{mastered},{METER}[out]")
     return ";".join(chains)
 
 
@@ -136,19 +203,21 @@ def final_graph(
     fmt: Format,
     gain_db: float | None,
     burn: str | None = None,
+    edges: Edges = Edges(0, 0),
 ) -> str:
     """Everything (inputs: clip, narration, sfx per scene) to [vout] and [aout]; `gain_db` the
-    mastering gain (None: silence, left as it is); `burn`, a video filter drawing the captions."""
+    mastering gain (None: silence, left as it is); `burn`, a video filter drawing the captions;
+    `edges`, the fades (the crossfades are in the timeline)."""
     n = len(timings)
+    total = timings[-1].end_s
     chains = video_chains(timings, [3 * i for i in range(n)], fmt)
     chains += audio_chains(timings, [3 * i + 1 for i in range(n)], [3 * i + 2 for i in range(n)], sfx_db)
-    joined = "".join(f"[v{i}][a{i}]" for i in range(n))
-    if burn is None:
-        chains.append(f"{joined}concat=n={n}:v=1:a=1[vout][mix]")
-    else:
-        chains.append(f"{joined}concat=n={n}:v=1:a=1[cut][mix]")
-        chains.append(f"[cut]{burn}[vout]")
-    chains.append(f"[mix]{AUDIO_FORMAT if gain_db is None else master(gain_db)}[aout]")
+    chains += joined(timings, "v", "cut")
+    chains += joined(timings, "a", "mix")
+    picture = [_fades("v", total, edges.fade_s).rstrip(","), burn or ""]
+    chains.append(f"[cut]{','.join(p for p in picture if p) or 'null'}[vout]")
+    mastered = AUDIO_FORMAT if gain_db is None else master(gain_db)
+    chains.append(f"[mix]{_fades('a', total, edges.fade_s)}{mastered}[aout]")
     return ";".join(chains)
 
 

@@ -44,7 +44,7 @@ def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(demo: Dem
     audio = decode_audio(video)
     silence = -60.0
     for scene in timeline:
-        speech = rms_dbfs(audio, scene["start_s"] + 0.2, scene["narration_end_s"] - 0.1)
+        speech = rms_dbfs(audio, scene["narration_start_s"] + 0.2, scene["narration_end_s"] - 0.1)
         assert speech > -30, scene
         bed = rms_dbfs(audio, scene["narration_end_s"] + 0.05, scene["end_s"] - 0.02)
         assert silence < bed < speech - 6, (scene, bed, speech)  # the SFX bed, under the voice

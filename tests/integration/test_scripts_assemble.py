@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageStat
 
 from tests.integration.test_scripts_support import local_env, run_script
 from tests.support.media import (
@@ -68,8 +68,12 @@ def test_final_cut(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None
     meta = result["meta"]
     assert (result["provider"], result["cost_usd"]) == ("local", 0)
     assert meta["scenes"] == 3
-    expected = sum(n for _, _, n in SCENES) + 3 * 0.4
+    # Each scene: a 0.4 s crossfade (the narration waits it out; the first one the 0.5 s fade from
+    # black), the narration, a 0.4 s tail (the last one then fades to black over 0.5 s); the
+    # scenes overlap by the crossfade.
+    expected = sum(n for _, _, n in SCENES) + (0.5 + 0.4) + (0.4 + 0.4) + (0.4 + 0.9) - 2 * 0.4
     assert meta["duration_s"] == pytest.approx(expected, abs=0.15)
+    assert (meta["crossfade_s"], meta["fade_s"]) == (pytest.approx(0.4, abs=0.03), 0.5)
 
     info = video_info(output)
     assert (info.video_codec, info.audio_codec) == ("h264", "aac")
@@ -79,11 +83,29 @@ def test_final_cut(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None
     samples = decode_audio(output)
     assert len(samples) / 16000 == pytest.approx(expected, abs=0.3)
 
-    for scene in meta["timeline"]:
-        speech = rms_dbfs(samples, scene["start_s"] + 0.1, scene["narration_end_s"] - 0.1)
-        tail = rms_dbfs(samples, scene["narration_end_s"] + 0.08, scene["end_s"] - 0.02)
+    timeline = meta["timeline"]
+    for n, scene in enumerate(timeline):
+        speech = rms_dbfs(samples, scene["narration_start_s"] + 0.1, scene["narration_end_s"] - 0.1)
+        # The bed alone: after the words, before the next scene's narration (or the fade out).
+        until = timeline[n + 1]["narration_start_s"] if n + 1 < len(timeline) else scene["end_s"] - 0.5
+        tail = rms_dbfs(samples, scene["narration_end_s"] + 0.08, until - 0.02)
         assert speech > tail + 10, (scene, speech, tail)  # the narration stays clearly above the bed
         assert tail > -60, scene  # but the bed is there
+    # Across each cut the beds crossfade: no dip in 20 ms windows over the transition.
+    for before, after in itertools.pairwise(timeline):
+        start, end = (
+            max(before["narration_end_s"] + 0.05, after["start_s"]),
+            after["narration_start_s"] - 0.02,
+        )
+        levels = [
+            rms_dbfs(samples, t / 100, t / 100 + 0.02) for t in range(int(start * 100), int(end * 100) - 1)
+        ]
+        assert len(levels) >= 10 and min(levels) > sorted(levels)[len(levels) // 2] - 6, (after, levels)
+    # From black and silence at the start, to them at the end.
+    assert rms_dbfs(samples, 0.0, 0.05) < rms_dbfs(samples, 0.6, 0.9) - 15
+    assert rms_dbfs(samples, info.duration - 0.05, info.duration) < tail - 15
+    assert _mean_luma(frame_at(output, 0.0, tmp_path / "first.png")) < 12
+    assert _mean_luma(frame_at(output, 1.0, tmp_path / "second.png")) > 40
     assert [s["end_s"] for s in meta["timeline"]][-1] == pytest.approx(meta["duration_s"])
     assert list(output.parent.iterdir()) == [output]  # no words beside these narrations: no captions
 
@@ -165,6 +187,11 @@ def _words_beside(narration: Path, words: list[tuple[str, float, float]]) -> Non
     narration.with_name(narration.name + ".words.json").write_text(json.dumps(data))
 
 
+def _mean_luma(frame: Path) -> float:
+    with Image.open(frame) as image:
+        return float(ImageStat.Stat(image.convert("L")).mean[0])
+
+
 def _caption_rows(frame: Path) -> tuple[float, float]:
     """How much of the lower third and of the upper third is near-white (caption text)."""
     with Image.open(frame) as image:
@@ -217,9 +244,9 @@ def test_captions_are_burned_in_muxed_and_written_beside_the_video(
     times = srt_cues(tmp_path / "final" / "video.mp4.srt")
     first, second = meta["timeline"][0], meta["timeline"][1]
     assert [t for _, _, t in times] == ["At first light the river wakes.", "Herons wait in the reeds."]
-    assert times[0][0] == pytest.approx(first["start_s"] + 0.30, abs=0.01)
-    assert times[0][1] <= second["start_s"]
-    assert times[1][0] == pytest.approx(second["start_s"] + 0.20, abs=0.01)
+    assert times[0][0] == pytest.approx(first["narration_start_s"] + 0.30, abs=0.01)
+    assert times[0][1] <= times[1][0]
+    assert times[1][0] == pytest.approx(second["narration_start_s"] + 0.20, abs=0.01)
     assert times[1][1] <= second["end_s"] + 0.01
 
     # A soft subtitle track in the MP4, in English.

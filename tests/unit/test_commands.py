@@ -93,14 +93,15 @@ def test_text_starting_with_a_dash_reaches_each_script_as_written(text: str) -> 
     assert args("sfx_s01").prompt == text
 
 
-def test_a_channels_caption_style_reaches_the_assembly() -> None:
-    from daemon.channels import Captions
+def test_a_channels_caption_style_and_transitions_reach_the_assembly() -> None:
+    from daemon.channels import Captions, Transitions
     from daemon.tasks import plan_options
     from scripts import assemble_video
     from tests.support.engine_kit import channel
 
     style = Captions(burn_in=False, size=0.07, colour="#FFCC00", position="top", language="fra")
-    options = plan_options(channel().model_copy(update={"captions": style}))
+    edges = Transitions(crossfade_s=0.0, fade_s=1.0)
+    options = plan_options(channel().model_copy(update={"captions": style, "transitions": edges}))
     storyboard = parse_storyboard(
         {
             "title": "Frost",
@@ -121,8 +122,10 @@ def test_a_channels_caption_style_reaches_the_assembly() -> None:
     assert parsed.burn_captions is False
     assert (parsed.caption_size, parsed.caption_colour, parsed.caption_position) == (0.07, "#FFCC00", "top")
     assert (parsed.caption_outline_colour, parsed.caption_language) == ("#000000", "fra")
+    assert (parsed.crossfade, parsed.fade) == (0.0, 1.0)
     # A plan made before captions carries no style: the script's own defaults apply.
     old = _claimed("assembly", "assembly", {k: v for k, v in item.input.items() if k != "captions"})
     old = Claimed(**{**old.__dict__, "deps": c.deps})
     parsed = assemble_video.parser().parse_args(build_command(old, Path("/s"), Path("/w"))[2:])
     assert (parsed.burn_captions, parsed.caption_position) == (True, "bottom")
+    assert (parsed.crossfade, parsed.fade) == (0.0, 1.0)  # the transitions stay: only captions went

@@ -54,7 +54,7 @@ def test_final_graph_wires_every_scene_and_masters_with_one_gain_and_a_limiter()
     assert "[6:v:0]" in graph
     assert "[8:a:0]" in graph
     assert "volume=-18dB" in graph
-    assert "concat=n=3:v=1:a=1" in graph
+    assert "concat=n=3:v=1:a=0" in graph and "concat=n=3:v=0:a=1" in graph  # hard cuts by default
     assert "volume=13.60dB,aresample=192000,alimiter=limit=0.7943" in graph
     assert "level=false" in graph  # no automatic levelling: the gain stays linear
     assert "loudnorm" not in graph
@@ -62,3 +62,18 @@ def test_final_graph_wires_every_scene_and_masters_with_one_gain_and_a_limiter()
     assert "tpad=stop_mode=clone" in graph
     # Silence is left as it is.
     assert "alimiter" not in assembly.final_graph(timings, -18, assembly.Format(), None)
+
+
+def test_crossfades_overlap_the_scenes_and_the_narration_waits_them_out() -> None:
+    timings = assembly.timeline([3.0, 5.0, 2.0], 0.4, 24, crossfade_s=0.4, fade_s=0.5)
+    assert assembly.overlap_of(timings) == pytest.approx(10 / 24)  # 0.4 s as whole frames
+    first, second, third = timings
+    assert first.narration_start_s == pytest.approx(0.5)  # after the fade from black
+    assert second.start_s == pytest.approx(first.end_s - 10 / 24)
+    assert second.narration_start_s == pytest.approx(second.start_s + 10 / 24)
+    assert second.narration_start_s >= first.narration_start_s + 3.0  # the words never overlap
+    assert third.end_s - (third.narration_start_s + 2.0) >= 0.4 + 0.5  # a tail, then the fade out
+    graph = assembly.final_graph(timings, -18, assembly.Format(), 10.0, edges=assembly.Edges(0.4, 0.5))
+    assert f"xfade=transition=fade:duration={10 / 24:.6f}:offset={second.start_s:.6f}" in graph
+    assert "acrossfade" in graph and "c1=qsin:c2=qsin" in graph  # equal power: the beds never dip
+    assert "fade=t=in:st=0:d=0.500" in graph and "afade=t=out" in graph
