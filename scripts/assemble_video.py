@@ -1,9 +1,11 @@
 """Assembles the final MP4 from per-scene clip, narration and SFX bed (FFmpeg, local: no network).
 
-Two FFmpeg runs: an audio-only pass measures the mix's loudness, the second renders everything in
-one filtergraph with a linear loudness correction, H.264 + AAC, faststart. Captions come from each
-narration's words (`<narration>.words.json`, written by generate_audio.py): burned into the picture,
-a soft subtitle track in the MP4, and `<output>.srt` beside it for the upload."""
+Audio-only passes measure the mix's loudness (as it is, then through the limiter) for one linear
+mastering gain; one render makes everything in one filtergraph (crossfades, fades, captions burned
+in, the gain and a true-peak limiter), H.264 + AAC as YouTube advises, faststart; a last pass
+measures the encoded file. Captions come from each narration's words (`<narration>.words.json`,
+written by generate_audio.py): burned into the picture, a soft subtitle track in the MP4, and
+`<output>.srt` beside it for the upload."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from scripts._lib import assembly, captions, ffmpeg
 from scripts._lib.cli import ArgumentParser, Result, bounded_float, run
 from scripts._lib.errors import permanent
 from scripts._lib.files import atomic_path, atomic_write_bytes, require_file
+
+MASTERING_PASSES = 3  # audio-only measurements through the limiter, at most
 
 
 def parser() -> argparse.ArgumentParser:
@@ -149,15 +153,20 @@ def measure_file(path: Path) -> assembly.Loudness | None:
 def mastering_gain(
     scenes: list[assembly.SceneFiles], timings: list[assembly.SceneTiming], args: argparse.Namespace
 ) -> float | None:
-    """The linear gain that brings the mix to the target: measured as it is, then once more with
-    the limiter, whose trimmed peaks cost a little loudness that the gain makes up. None: silence."""
+    """The linear gain that brings the mix to the target: measured as it is, then through the
+    limiter, whose trimmed peaks cost a little loudness that the gain makes up (each pass pushes a
+    little more into it, so up to MASTERING_PASSES, until within 0.1 LU). None: silence."""
     raw = measure(scenes, timings, args, None)
     if raw is None:
         return None
     target = float(args.loudness)
     gain = target - raw.integrated
-    limited = measure(scenes, timings, args, gain)
-    return gain if limited is None else gain + (target - limited.integrated)
+    for _ in range(MASTERING_PASSES):
+        limited = measure(scenes, timings, args, gain)
+        if limited is None or abs(target - limited.integrated) < 0.1:
+            break
+        gain += target - limited.integrated
+    return gain
 
 
 def caption_cues(

@@ -195,6 +195,9 @@ def measure_graph(
 
 
 METER = "ebur128=peak=true:framelog=verbose"
+# The frames' colour description, which the encoder writes into the stream (YouTube assumes BT.709
+# for HD, and players differ on untagged video).
+BT709 = "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"
 
 
 def final_graph(
@@ -214,8 +217,8 @@ def final_graph(
     chains += audio_chains(timings, [3 * i + 1 for i in range(n)], [3 * i + 2 for i in range(n)], sfx_db)
     chains += joined(timings, "v", "cut")
     chains += joined(timings, "a", "mix")
-    picture = [_fades("v", total, edges.fade_s).rstrip(","), burn or ""]
-    chains.append(f"[cut]{','.join(p for p in picture if p) or 'null'}[vout]")
+    picture = [_fades("v", total, edges.fade_s).rstrip(","), burn or "", BT709]
+    chains.append(f"[cut]{','.join(p for p in picture if p)}[vout]")
     mastered = AUDIO_FORMAT if gain_db is None else master(gain_db)
     chains.append(f"[mix]{_fades('a', total, edges.fade_s)}{mastered}[aout]")
     return ";".join(chains)

@@ -121,7 +121,7 @@ def test_final_cut(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None
     # 48 kHz stereo at 384 kb/s (FFmpeg's AAC encoder spends less on these plain tones: at least
     # 250 kb/s here, against 192 before).
     video, audio = (line for line in stream_lines(output) if "Video:" in line or "Audio:" in line)
-    assert "h264 (High)" in video and "bt709" in video, video
+    assert "h264 (High)" in video and "(tv, bt709, progressive)" in video, video  # all three tags
     rate = re.search(r"aac \(LC\).*48000 Hz, stereo.* (\d+) kb/s", audio)
     assert rate is not None and int(rate[1]) >= 250, audio
     types = frame_types(output)

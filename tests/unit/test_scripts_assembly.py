@@ -58,7 +58,7 @@ def test_final_graph_wires_every_scene_and_masters_with_one_gain_and_a_limiter()
     assert "volume=13.60dB,aresample=192000,alimiter=limit=0.7943" in graph
     assert "level=false" in graph  # no automatic levelling: the gain stays linear
     assert "loudnorm" not in graph
-    assert "out_color_matrix=bt709" in graph
+    assert "out_color_matrix=bt709" in graph and "setparams=color_primaries=bt709" in graph
     assert "tpad=stop_mode=clone" in graph
     # Silence is left as it is.
     assert "alimiter" not in assembly.final_graph(timings, -18, assembly.Format(), None)
