@@ -159,6 +159,8 @@ def _assembly_args(c: Claimed, workspace: Path) -> list[str]:
             _dep(c, f"sfx_{scene}", workspace),
         ]
     args += ["--sfx-level-db", str(c.input["sfx_level_db"]), *_caption_args(c.input.get("captions", {}))]
+    if c.input.get("title"):
+        args.append(_text("--title", c.input["title"]))
     edges = c.input.get("transitions", {})
     if "crossfade_s" in edges:
         args += ["--crossfade", str(edges["crossfade_s"])]

@@ -18,7 +18,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from scripts._lib import assembly, captions, ffmpeg
+from PIL import Image
+
+from scripts._lib import assembly, captions, ffmpeg, thumbnail
 from scripts._lib.cli import ArgumentParser, Result, bounded_float, run
 from scripts._lib.errors import permanent
 from scripts._lib.files import atomic_path, atomic_write_bytes, require_file
@@ -80,6 +82,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--caption-position", choices=("bottom", "middle", "top"), default=style.position)
     p.add_argument("--caption-language", default="eng", help="ISO 639-2 code of the subtitle track")
+    p.add_argument("--title", default="", help="drawn on the thumbnail (<output>.thumbnail.jpg)")
     return p
 
 
@@ -203,6 +206,26 @@ def burn_filter(srt: Path, folder: Path, style: captions.Style) -> str:
     return f"subtitles=filename={srt}:fontsdir={folder}:force_style='{style.force_style(captions.FONT_NAME)}'"
 
 
+def best_frame(
+    scenes: list[assembly.SceneFiles], timings: list[assembly.SceneTiming], folder: Path
+) -> tuple[int, Image.Image]:
+    """The strongest of the clips' frames, one from each clip's middle (no captions on them)."""
+    best: tuple[float, int, Image.Image] | None = None
+    for number, (scene, timing) in enumerate(zip(scenes, timings, strict=True), start=1):
+        still = folder / f"frame{number}.png"
+        at = max(0.0, timing.lead_s + timing.narration_s / 2)
+        ffmpeg.run(
+            ["-v", "error", "-ss", f"{at:.3f}", "-i", str(scene.clip), "-frames:v", "1", "-y", str(still)]
+        )
+        with Image.open(still) as image:
+            image.load()
+            score = thumbnail.strength(image)
+            if best is None or score > best[0]:
+                best = (score, number, image.copy())
+    assert best is not None
+    return best[1], best[2]
+
+
 def render(
     scenes: list[assembly.SceneFiles],
     graph: str,
@@ -276,6 +299,7 @@ def body(args: argparse.Namespace) -> Result:
         position=args.caption_position,
     )
     srt_beside = args.output.with_name(args.output.name + ".srt")
+    thumb_beside = args.output.with_name(args.output.name + ".thumbnail.jpg")
     with tempfile.TemporaryDirectory(prefix="captions-") as scratch:
         folder = Path(scratch)
         subtitles: tuple[Path, str] | None = None
@@ -287,6 +311,8 @@ def body(args: argparse.Namespace) -> Result:
             burn = burn_filter(srt, folder, style) if args.burn_captions else None
             # Before the video: a final cut in place always has its captions beside it.
             atomic_write_bytes(srt_beside, srt.read_bytes())
+        chosen, still = best_frame(scenes, timings, folder)
+        atomic_write_bytes(thumb_beside, thumbnail.make(still, args.title))
         try:
             gain = mastering_gain(scenes, timings, args)
             graph = assembly.final_graph(timings, args.sfx_level_db, fmt, gain, burn, edges_of(args))
@@ -314,6 +340,8 @@ def body(args: argparse.Namespace) -> Result:
         "captions_burned": bool(cues) and args.burn_captions,
         "captions_file": str(srt_beside) if cues else None,
         "scenes_without_words": missing,
+        "thumbnail": str(thumb_beside),
+        "thumbnail_scene": chosen,
         "render_s": round(time.monotonic() - started, 2),
     }
     return Result(str(args.output), 0.0, "local", meta)

@@ -166,6 +166,7 @@ def build_plan(
         "assembly",
         {
             "scenes": [s.key for s in storyboard.scenes],
+            "title": storyboard.title,
             "sfx_level_db": options.sfx_level_db,
             "captions": dict(options.captions),
             "transitions": dict(options.transitions),

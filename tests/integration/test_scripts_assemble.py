@@ -107,7 +107,13 @@ def test_final_cut(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None
     assert _mean_luma(frame_at(output, 0.0, tmp_path / "first.png")) < 12
     assert _mean_luma(frame_at(output, 1.0, tmp_path / "second.png")) > 40
     assert [s["end_s"] for s in meta["timeline"]][-1] == pytest.approx(meta["duration_s"])
-    assert list(output.parent.iterdir()) == [output]  # no words beside these narrations: no captions
+    # No words beside these narrations: no captions; a thumbnail from the strongest clip frame.
+    thumb = output.with_name("video.mp4.thumbnail.jpg")
+    assert sorted(output.parent.iterdir()) == [output, thumb]
+    assert meta["thumbnail"] == str(thumb) and meta["thumbnail_scene"] in (1, 2, 3)
+    with Image.open(thumb) as picture:
+        assert (picture.format, picture.size) == ("JPEG", (1280, 720))
+    assert thumb.stat().st_size < 2 * 1024 * 1024
 
     # Loudness exact after encoding: -14 LUFS +-0.5, true peak at most -1 dBTP, as the result says.
     integrated, peak = loudness(output)

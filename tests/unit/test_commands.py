@@ -123,6 +123,7 @@ def test_a_channels_caption_style_and_transitions_reach_the_assembly() -> None:
     assert (parsed.caption_size, parsed.caption_colour, parsed.caption_position) == (0.07, "#FFCC00", "top")
     assert (parsed.caption_outline_colour, parsed.caption_language) == ("#000000", "fra")
     assert (parsed.crossfade, parsed.fade) == (0.0, 1.0)
+    assert parsed.title == "Frost"  # the storyboard's, for the thumbnail
     # A plan made before captions carries no style: the script's own defaults apply.
     old = _claimed("assembly", "assembly", {k: v for k, v in item.input.items() if k != "captions"})
     old = Claimed(**{**old.__dict__, "deps": c.deps})

@@ -1,0 +1,71 @@
+"""The video's thumbnail: the strongest of the scenes' frames (sharp, contrasted, saturated), at
+1280x720 with the title drawn large over a darkened lower band, a JPEG under YouTube's 2 MB."""
+
+from __future__ import annotations
+
+import io
+import math
+import textwrap
+
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageStat
+
+from scripts._lib import captions
+
+SIZE = (1280, 720)
+MAX_BYTES = 2 * 1024 * 1024
+TITLE_FONT_FILE = "SourceSansPro-Black.ttf"
+
+
+def strength(image: Image.Image) -> float:
+    """How much a frame holds the eye: edge energy (sharpness), luma contrast and saturation."""
+    small = image.convert("RGB").resize((320, 180))
+    grey = small.convert("L")
+    edges = ImageStat.Stat(grey.filter(ImageFilter.FIND_EDGES)).mean[0]
+    contrast = ImageStat.Stat(grey).stddev[0]
+    saturation = ImageStat.Stat(small.convert("HSV").getchannel("S")).mean[0]
+    return float(2 * edges + contrast + 0.4 * saturation)
+
+
+def make(frame: Image.Image, title: str) -> bytes:
+    """The thumbnail's JPEG bytes: `frame` cover-fitted to 1280x720, the title over a gradient."""
+    picture = _cover(frame.convert("RGB"), SIZE)
+    if title.strip():
+        picture = _with_title(picture, title.strip())
+    for quality in (90, 80, 70, 60):
+        out = io.BytesIO()
+        picture.save(out, "JPEG", quality=quality, optimize=True, progressive=True)
+        if out.tell() <= MAX_BYTES:
+            return out.getvalue()
+    raise ValueError("the thumbnail does not fit in 2 MB even at JPEG quality 60")
+
+
+def _cover(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    scale = max(size[0] / image.width, size[1] / image.height)
+    resized = image.resize(
+        (math.ceil(image.width * scale), math.ceil(image.height * scale)), Image.Resampling.LANCZOS
+    )
+    left, top = (resized.width - size[0]) // 2, (resized.height - size[1]) // 2
+    return resized.crop((left, top, left + size[0], top + size[1]))
+
+
+def _with_title(picture: Image.Image, title: str) -> Image.Image:
+    """The title in at most two lines of about 20 characters, white with a dark outline, over a
+    band that darkens towards the bottom (readable on any frame, and at a phone's size)."""
+    lines = textwrap.wrap(title, width=22)[:2] or [title]
+    if len(textwrap.wrap(title, width=22)) > 2:
+        lines[-1] = lines[-1].rstrip(".,;: ") + "…"
+    size = 96 if len(lines) == 1 else 84
+    font = ImageFont.truetype(str(captions.font_file().with_name(TITLE_FONT_FILE)), size)
+    shade = Image.new("L", SIZE, 0)
+    draw_shade = ImageDraw.Draw(shade)
+    band_top = SIZE[1] - (len(lines) * size + 140)
+    for y in range(band_top, SIZE[1]):
+        draw_shade.line([(0, y), (SIZE[0], y)], fill=round(190 * (y - band_top) / (SIZE[1] - band_top)))
+    dark = Image.new("RGB", SIZE, (0, 0, 0))
+    picture = Image.composite(dark, picture, shade)
+    draw = ImageDraw.Draw(picture)
+    y = SIZE[1] - 60 - len(lines) * size
+    for line in lines:
+        draw.text((64, y), line, font=font, fill=(255, 255, 255), stroke_width=5, stroke_fill=(0, 0, 0))
+        y += size
+    return picture
