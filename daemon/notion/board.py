@@ -3,8 +3,9 @@
 - "Assets": each generated image, its key as caption, as soon as it exists;
 - "Scenes": per scene a heading, the narration, the frame and, once made, the clip;
 - "Video": the final cut, playable (a smaller preview, and a line saying so, when the file is over
-  the workspace's upload cap); the first scene's frame is the page's cover, the final cut is in
-  the Video files property (when the data source has one).
+  the workspace's upload cap), and its thumbnail; the thumbnail (until it exists, the first
+  scene's frame) is the page's cover, the final cut is in the Video files property (when the data
+  source has one).
 
 A section is its heading_2 and the blocks after it up to the next heading_1 or heading_2: those
 blocks are the daemon's, and nothing else in the page is touched. Each write reads the sections
@@ -20,6 +21,7 @@ import contextlib
 import difflib
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -41,6 +43,7 @@ from services.storyboard import parse_storyboard
 JSON = dict[str, Any]
 SECTIONS = ("Assets", "Scenes", "Video")
 VIDEO_PROPERTY = "Video"
+THUMBNAIL_SUFFIX = ".thumbnail.jpg"  # beside the final cut (scripts/assemble_video.py)
 SHOWN_KINDS = ("asset", "composite", "clip", "assembly")
 LOG = get_logger(job="board")
 
@@ -57,7 +60,7 @@ def board_files(value: JSON) -> list[str]:
     """Every file the board shows, by workspace path."""
     files = [a["file"] for a in value["assets"]]
     files += [f for s in value["scenes"] for f in (s["frame"], s["clip"])]
-    files.append(value["video"])
+    files += [value["video"], value.get("thumbnail")]
     return [str(f["path"]) for f in files if f is not None]
 
 
@@ -72,9 +75,10 @@ async def send_files(uploads: Uploads, value: JSON, now: datetime) -> None:
 
 
 # What the board should show, from the database ----------------------------------------------------
-async def board_value(conn: AsyncConnection, task: Any) -> JSON | None:
+async def board_value(conn: AsyncConnection, task: Any, workspace: Path | None = None) -> JSON | None:
     """The board of a task whose storyboard exists: files by workspace path, with a revision that
-    changes when an item is made again (so the board is written again)."""
+    changes when an item is made again (so the board is written again). The final cut's thumbnail
+    (a sidecar the assembly writes) is on it when it exists in `workspace`."""
     if task.storyboard is None:
         return None
     storyboard = parse_storyboard(task.storyboard)
@@ -99,7 +103,15 @@ async def board_value(conn: AsyncConnection, task: Any) -> JSON | None:
             for s in storyboard.scenes
         ],
         "video": made.get("assembly"),
+        "thumbnail": _thumbnail(made.get("assembly"), workspace),
     }
+
+
+def _thumbnail(video: JSON | None, workspace: Path | None) -> JSON | None:
+    if video is None or workspace is None:
+        return None
+    path = f"{video['path']}{THUMBNAIL_SUFFIX}"
+    return {"path": path, "rev": video["rev"]} if (workspace / path).is_file() else None
 
 
 # Writing it -----------------------------------------------------------------------------------------
@@ -164,6 +176,7 @@ async def _sections(value: JSON, files: _Files) -> dict[str, list[JSON]]:
         scenes += await files.blocks("image", scene["frame"], f"Scene {number} frame")
         scenes += await files.blocks("video", scene["clip"], f"Scene {number} clip")
     video = await files.blocks("video", value["video"], "Final cut")
+    video += await files.blocks("image", value.get("thumbnail"), "Thumbnail")
     return {"Assets": assets, "Scenes": scenes, "Video": video}
 
 
@@ -264,11 +277,14 @@ async def _reconcile(
 async def _page_media(
     notion: NotionGateway, page_id: str, value: JSON, previous: JSON | None, files: _Files
 ) -> None:
-    """The cover (the first scene's frame) and the Video files property (the final cut), written
+    """The cover (the video's thumbnail, until there is one the first scene's frame) and the Video
+    files property (the final cut), written
     when they changed since the board's last write."""
     update: JSON = {}
     frame = (value["scenes"][0]["frame"] if value["scenes"] else None) or None
     old_frame = ((previous or {}).get("scenes") or [{}])[0].get("frame")
+    if value.get("thumbnail") is not None:  # the video's own thumbnail, once there is one
+        frame, old_frame = value["thumbnail"], (previous or {}).get("thumbnail")
     if frame is not None and frame != old_frame and frame["path"] in files.ids:
         update["cover"] = {"type": "file_upload", "file_upload": {"id": files.ids[frame["path"]]}}
     video = value["video"]

@@ -99,7 +99,7 @@ async def _sync_one(
     if changed:
         await set_property(conn, page, "Updated", {"date": {"start": now.isoformat()}}, now)
     await _storyboard_body(conn, task, page, now)
-    board = await board_value(conn, task)
+    board = await board_value(conn, task, workspace)
     if board is not None:
         await set_property(conn, page, BOARD_BODY, board, now)
     await _comments(conn, task, page, status, workspace, video, now)

@@ -109,7 +109,11 @@ async def test_each_gate_shows_what_it_asks_about_before_it_asks(
     await kit.flush()
     assert (await kit.page(page))["Status"] == "Final Review"
     blocks = await kit.blocks(page)
-    assert [t for t, _ in _shown(_section(blocks, "Video"))] == ["video"]
+    assert _shown(_section(blocks, "Video")) == [("video", "Final cut"), ("image", "Thumbnail")]
+    # The video's thumbnail is the page's cover now (the first scene's frame was until then).
+    assert kit.operator
+    cover = (await kit.operator.call("GET", f"pages/{page}"))["cover"]
+    assert re.search(r"\.thumbnail-[0-9a-f]{12}\.jpg$", str(cover["file"]["url"]).split("?")[0]), cover
     scene = _shown(_section(blocks, "Scenes"))
     assert ("image", "Scene 1 frame") in scene and ("video", "Scene 1 clip") in scene
     page_now = await kit.page(page)

@@ -113,6 +113,9 @@ if Path(__file__).name == "generate_storyboard.py":
     tmp.write_text(json.dumps(board))
 else:
     tmp.write_bytes(f"{item} output {n}".encode())
+if Path(__file__).name == "assemble_video.py":  # its thumbnail, beside the cut and before it
+    from PIL import Image
+    Image.new("RGB", (128, 72), (200, 120, 40)).save(out.with_name(out.name + ".thumbnail.jpg"), "JPEG")
 os.replace(tmp, out)
 meta = {"n": n}
 if Path(__file__).name == "assemble_video.py":  # what the real one measures on its file
