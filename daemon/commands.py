@@ -104,6 +104,10 @@ def _composite_args(c: Claimed, workspace: Path) -> list[str]:
     ]
     if c.input.get("character"):
         args += ["--character", _dep(c, f"asset_{c.input['character']}", workspace)]
+    if "placement" in c.input:
+        args += ["--character-position", c.input["placement"]]
+    if "scale" in c.input:
+        args += ["--character-scale", str(c.input["scale"])]
     return args
 
 

@@ -1,4 +1,5 @@
-"""Makes one 1920x1080 frame: the environment cover-fitted, the character keyed on at lower centre.
+"""Makes one 1920x1080 frame: the environment cover-fitted, the character keyed on at the bottom,
+left, centre or right, at the asked height.
 Local only: no network, no cost."""
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--character-scale", default=0.55, type=bounded_float(0.05, 1.0), help="height share of the frame"
     )
+    p.add_argument(
+        "--character-position", choices=keying.POSITIONS, default="centre", help="where the subject stands"
+    )
     p.add_argument("--output", required=True, type=Path, help="PNG file to write")
     return p
 
@@ -55,7 +59,9 @@ def body(args: argparse.Namespace) -> Result:
     environment = _open(args.environment, "environment image")
     character = _open(args.character, "character image") if args.character else None
     try:
-        frame, placement = keying.composite(environment, character, args.key_color, args.character_scale)
+        frame, placement = keying.composite(
+            environment, character, args.key_color, args.character_scale, args.character_position
+        )
     except keying.KeyingError as exc:
         raise permanent(
             f"The character image {args.character} cannot be keyed: {exc}. Regenerate it on a flat "

@@ -177,6 +177,21 @@ def build_plan(
     return list(builder.items.values())
 
 
+# The subject's height in the frame per framing (medium is create_composite.py's default).
+FRAMING_SCALE = {"wide": 0.4, "medium": 0.55, "close": 0.8}
+
+
+def _composition(frame: Any) -> dict[str, Any]:
+    """The composite's placement and scale, only where the storyboard asks for other than the
+    defaults: a plan made before composition existed keeps its inputs, so nothing is made again."""
+    out: dict[str, Any] = {}
+    if frame.character and frame.placement != "centre":
+        out["placement"] = frame.placement
+    if frame.character and frame.framing != "medium":
+        out["scale"] = FRAMING_SCALE[frame.framing]
+    return out
+
+
 def _scene_items(builder: _Builder, scene: Any, atmosphere: str, options: PlanOptions) -> list[str]:
     s = scene.key
     character = scene.frame.character
@@ -188,6 +203,7 @@ def _scene_items(builder: _Builder, scene: Any, atmosphere: str, options: PlanOp
             "environment": scene.frame.environment,
             "character": character,
             "key_color": options.key_color,
+            **_composition(scene.frame),
         },
         [*composite_deps, "storyboard_gate"],
     )

@@ -7,7 +7,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
@@ -115,6 +115,9 @@ class Frame(BaseModel):
     model_config = _MODEL
     environment: _AssetKeyField
     character: _AssetKeyField | None = None
+    # Where the subject stands and how close the shot is (varied per scene, as a film would).
+    placement: Literal["left", "centre", "right"] = "centre"
+    framing: Literal["wide", "medium", "close"] = "medium"
 
 
 class Scene(BaseModel):
@@ -179,6 +182,8 @@ _HINTS = {
     "frame": "add frame: {environment: <an environment asset key>}",
     "environment": "name an environment asset's key",
     "character": "name a character or prop asset's key, or leave character out",
+    "placement": "use placement: left, centre or right",
+    "framing": "use framing: wide, medium or close",
     "motion": "describe how the camera and the subject move in the clip",
     "narration": "write the words spoken over this scene",
     "sfx": "describe the scene's sound effects",
@@ -432,6 +437,10 @@ def _scene_entry(scene: Scene) -> dict[str, object]:
     frame = _OneLine(environment=scene.frame.environment)
     if scene.frame.character is not None:
         frame["character"] = scene.frame.character
+    if scene.frame.placement != "centre":
+        frame["placement"] = scene.frame.placement
+    if scene.frame.framing != "medium":
+        frame["framing"] = scene.frame.framing
     return {
         "key": scene.key,
         "frame": frame,

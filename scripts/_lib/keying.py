@@ -97,10 +97,18 @@ def despill(image: Image.Image, key: KeyColor) -> Image.Image:
     return Image.merge("RGB", bands)
 
 
+POSITIONS = ("left", "centre", "right")
+
+
 def composite(
-    environment: Image.Image, character: Image.Image | None, key: KeyColor, scale: float
+    environment: Image.Image,
+    character: Image.Image | None,
+    key: KeyColor,
+    scale: float,
+    position: str = "centre",
 ) -> tuple[Image.Image, Placement | None]:
-    """The 16:9 frame: the environment cover-fitted, the keyed subject at lower centre."""
+    """The 16:9 frame: the environment cover-fitted, the keyed subject at the bottom, centred on
+    the frame's left third, centre or right third (kept inside the frame)."""
     frame = cover(environment).convert("RGBA")
     if character is None:
         return frame.convert("RGB"), None
@@ -112,7 +120,10 @@ def composite(
         raise KeyingError("nothing is left of the character once its key colour is removed")
     subject = subject.crop(bbox)
     subject = _scaled(subject, scale)
-    x = (FRAME_SIZE[0] - subject.width) // 2
+    centre = {"left": FRAME_SIZE[0] / 3, "centre": FRAME_SIZE[0] / 2, "right": FRAME_SIZE[0] * 2 / 3}[
+        position
+    ]
+    x = min(max(0, round(centre - subject.width / 2)), FRAME_SIZE[0] - subject.width)
     y = FRAME_SIZE[1] - subject.height - round(BOTTOM_MARGIN * FRAME_SIZE[1])
     frame.alpha_composite(subject, (x, max(0, y)))
     keyed = alpha.point(lambda v: 255 if v < 128 else 0).histogram()[255]

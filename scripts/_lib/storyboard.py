@@ -20,6 +20,8 @@ from provider_facts import (
 
 KEY_PATTERN = re.compile(r"^[a-z0-9_]+$")
 SCENE_FIELDS = ("environment", "character", "motion", "narration", "sfx")
+# How the subject sits in a scene's frame (the storyboard's frame.placement and frame.framing).
+COMPOSITION = {"placement": ("left", "centre", "right"), "framing": ("wide", "medium", "close")}
 # Text limits of the providers the fields go to.
 LIMITS = {
     "motion": KLING_PROMPT_LIMIT,
@@ -58,17 +60,21 @@ def instructions(brief: Brief) -> str:
         "- motion: what moves in the clip and the camera move, one or two sentences.\n"
         "- narration: what the narrator says, 12 to 25 words, spoken in about 5 to 9 seconds.\n"
         "- sfx: a short description of the ambient sound bed (no music, no speech).\n"
+        "- placement: where the subject stands in the frame: left, centre or right (vary it from scene "
+        "to scene, as a film would).\n"
+        "- framing: how close the shot is on the subject: wide, medium or close.\n"
     )
 
 
 def response_schema(scenes: int) -> dict[str, Any]:
     """Gemini's OpenAPI-subset schema for the answer; min/max items pin the scene count."""
     text = {"type": "STRING"}
+    composition = {name: {"type": "STRING", "enum": list(values)} for name, values in COMPOSITION.items()}
     scene = {
         "type": "OBJECT",
-        "properties": {name: text for name in SCENE_FIELDS},
-        "required": list(SCENE_FIELDS),
-        "propertyOrdering": list(SCENE_FIELDS),
+        "properties": {**{name: text for name in SCENE_FIELDS}, **composition},
+        "required": [*SCENE_FIELDS, *COMPOSITION],
+        "propertyOrdering": [*SCENE_FIELDS, *COMPOSITION],
     }
     return {
         "type": "OBJECT",
@@ -153,12 +159,17 @@ def _scene(index: int, raw: Any, assets: _Assets) -> dict[str, Any]:
         if len(fields[name]) > limit:
             raise InvalidAnswer(f"scene {index}: {name} is {len(fields[name])} characters, over {limit}")
     character = fields["character"]
+    frame: dict[str, Any] = {
+        "environment": assets.key_for("environment", fields["environment"], key),
+        "character": assets.key_for("character", character, key) if character else None,
+    }
+    if character:  # a choice outside the lists is left to the defaults (centre, medium)
+        for name, values in COMPOSITION.items():
+            if _text(raw.get(name)).lower() in values:
+                frame[name] = _text(raw.get(name)).lower()
     return {
         "key": key,
-        "frame": {
-            "environment": assets.key_for("environment", fields["environment"], key),
-            "character": assets.key_for("character", character, key) if character else None,
-        },
+        "frame": frame,
         "motion": fields["motion"],
         "narration": fields["narration"],
         "sfx": fields["sfx"],

@@ -153,6 +153,11 @@ def test_storyboard_in_the_design_format(sandbox: SandboxProcess, fast: None, tm
         assert scene["frame"]["environment"] in keys
         assert scene["frame"]["character"] is None or scene["frame"]["character"] in keys
     assert {a["kind"] for a in board["assets"]} <= {"environment", "character"}
+    # The sandbox answers the schema's composition choices too: every subject is placed and framed.
+    for scene in board["scenes"]:
+        if scene["frame"]["character"]:
+            assert scene["frame"]["placement"] in ("left", "centre", "right")
+            assert scene["frame"]["framing"] in ("wide", "medium", "close")
 
 
 def test_blocked_storyboard_prompt_is_permanent(sandbox: SandboxProcess, fast: None, tmp_path: Path) -> None:

@@ -130,3 +130,27 @@ def test_a_channels_caption_style_and_transitions_reach_the_assembly() -> None:
     parsed = assemble_video.parser().parse_args(build_command(old, Path("/s"), Path("/w"))[2:])
     assert (parsed.burn_captions, parsed.caption_position) == (True, "bottom")
     assert (parsed.crossfade, parsed.fade) == (0.0, 1.0)  # the transitions stay: only captions went
+
+
+def test_a_scenes_placement_and_framing_reach_its_composite() -> None:
+    from scripts import create_composite
+
+    frame = {"environment": "field", "character": "heron", "placement": "right", "framing": "close"}
+    storyboard = parse_storyboard(
+        {
+            "title": "Frost",
+            "atmosphere": "",
+            "assets": [
+                {"key": "field", "kind": "environment", "prompt": "a field"},
+                {"key": "heron", "kind": "character", "prompt": "a heron"},
+            ],
+            "scenes": [{"key": "s01", "frame": frame, "motion": "m", "narration": "n", "sfx": "s"}],
+        }
+    )
+    item = {p.key: p for p in build_plan({"title": "Frost", "scenes": 1}, storyboard, PlanOptions())}[
+        "composite_s01"
+    ]
+    c = _claimed("composite", "composite_s01", item.input)
+    c = Claimed(**{**c.__dict__, "deps": {"asset_field": "f.png", "asset_heron": "h.png"}})
+    parsed = create_composite.parser().parse_args(build_command(c, Path("/s"), Path("/w"))[2:])
+    assert (parsed.character_position, parsed.character_scale) == ("right", 0.8)

@@ -1,7 +1,9 @@
-"""Compositing: the key colour disappears, the subject lands lower-centre at the asked scale."""
+"""Compositing: the key colour disappears, the subject lands at the bottom, where the storyboard
+places it (left, centre or right), at the asked scale."""
 
 from __future__ import annotations
 
+import pytest
 from PIL import Image, ImageDraw
 
 from scripts._lib import keying
@@ -66,3 +68,14 @@ def _rgb(image: Image.Image, x: int, y: int) -> tuple[int, int, int]:
     pixel = image.getpixel((x, y))
     assert isinstance(pixel, tuple)
     return (int(pixel[0]), int(pixel[1]), int(pixel[2]))
+
+
+@pytest.mark.parametrize(("position", "third"), [("left", 1 / 3), ("right", 2 / 3)])
+def test_the_subject_stands_where_the_storyboard_places_it(position: str, third: float) -> None:
+    environment = Image.new("RGB", (1000, 1000), (40, 40, 120))
+    _, placement = keying.composite(environment, _character(), GREEN, 0.8, position)
+    assert placement is not None
+    x0, y0, x1, y1 = placement.box
+    assert abs((y1 - y0) - 864) <= 2  # a close shot: 80 % of the frame's height
+    assert abs((x0 + x1) / 2 - 1920 * third) <= 2
+    assert x0 >= 0 and x1 <= 1920

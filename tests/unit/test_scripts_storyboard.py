@@ -81,10 +81,32 @@ def test_parses_json_even_in_a_markdown_fence() -> None:
 def test_schema_pins_the_scene_count() -> None:
     scenes = sb.response_schema(4)["properties"]["scenes"]
     assert (scenes["minItems"], scenes["maxItems"]) == (4, 4)
-    assert scenes["items"]["required"] == ["environment", "character", "motion", "narration", "sfx"]
+    assert scenes["items"]["required"] == [
+        "environment", "character", "motion", "narration", "sfx", "placement", "framing"
+    ]  # fmt: skip
 
 
 def test_instructions_carry_the_brief() -> None:
     text = sb.instructions(BRIEF)
     assert "The Heron's Patience" in text
     assert "exactly 3 scenes" in text
+
+
+def test_the_model_chooses_each_subjects_placement_and_framing() -> None:
+    first = {**_scene(), "placement": "Left", "framing": "close"}
+    second = {**_scene(char=""), "placement": "right", "framing": "wide"}  # no subject: nothing to place
+    third = {**_scene(), "placement": "upside down", "framing": "medium"}  # not one of the choices
+    board = sb.build(_answer(first, second, third), BRIEF)
+    frames = [s["frame"] for s in board["scenes"]]
+    assert frames[0] == {
+        "environment": "env_s01",
+        "character": "char_s01",
+        "placement": "left",
+        "framing": "close",
+    }
+    assert frames[1] == {"environment": "env_s01", "character": None}
+    assert frames[2] == {"environment": "env_s01", "character": "char_s01", "framing": "medium"}
+    schema = sb.response_schema(3)["properties"]["scenes"]["items"]
+    assert schema["properties"]["placement"]["enum"] == ["left", "centre", "right"]
+    assert schema["properties"]["framing"]["enum"] == ["wide", "medium", "close"]
+    assert {"placement", "framing"} <= set(schema["required"])

@@ -507,3 +507,33 @@ def test_a_field_name_yaml_reads_as_null_or_a_number_is_named_with_the_fix() -> 
         "scenes[0]: a field has no name (null); name each field with a word "
         "(known here: key, frame, motion, narration, sfx)"
     ]
+
+
+def test_a_frame_places_and_frames_its_subject_and_the_plan_follows_it() -> None:
+    from services.plan import PlanOptions, build_plan
+
+    data = board(scenes=3)
+    data["scenes"][0]["frame"] |= {"placement": "left", "framing": "close"}
+    data["scenes"][1]["frame"] |= {"placement": "right"}
+    sb = parse_storyboard(data)
+    assert (sb.scenes[0].frame.placement, sb.scenes[0].frame.framing) == ("left", "close")
+    assert (sb.scenes[2].frame.placement, sb.scenes[2].frame.framing) == ("centre", "medium")
+    # Written back to YAML only where it is not the default, and read back the same.
+    text = storyboard_to_yaml(sb)
+    assert text.count("placement:") == 2 and text.count("framing:") == 1
+    assert parse_storyboard_yaml(text) == sb
+    plan = {p.key: p.input for p in build_plan({"title": "t", "scenes": 3}, sb, PlanOptions())}
+    assert (plan["composite_s01"]["placement"], plan["composite_s01"]["scale"]) == ("left", 0.8)
+    assert plan["composite_s02"]["placement"] == "right" and "scale" not in plan["composite_s02"]
+    # A scene with the defaults (as every storyboard had before) keeps its composite's input as it
+    # was: nothing already made is made, or paid for, again.
+    assert "placement" not in plan["composite_s03"] and "scale" not in plan["composite_s03"]
+
+
+def test_a_placement_outside_the_choices_is_refused_with_them() -> None:
+    data = board()
+    data["scenes"][0]["frame"]["placement"] = "upstage"
+    with pytest.raises(
+        StoryboardError, match="placement: 'upstage' is not allowed; use 'left', 'centre' or 'right'"
+    ):
+        parse_storyboard(data)
