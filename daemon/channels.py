@@ -81,6 +81,8 @@ class Channel(_Strict):
     sfx_level_db: float = Field(default=-18.0, le=0)
     captions: Captions = Field(default_factory=Captions)
     transitions: Transitions = Field(default_factory=Transitions)
+    # A clip shorter than its narration plays up to this much slower before its last frame holds.
+    max_clip_slowdown: float = Field(default=1.5, ge=1, le=3)
 
 
 class ProviderLimits(_Strict):

@@ -170,6 +170,8 @@ def _assembly_args(c: Claimed, workspace: Path) -> list[str]:
         args += ["--crossfade", str(edges["crossfade_s"])]
     if "fade_s" in edges:
         args += ["--fade", str(edges["fade_s"])]
+    if "max_slowdown" in c.input:
+        args += ["--max-slowdown", str(c.input["max_slowdown"])]
     return args
 
 

@@ -39,6 +39,7 @@ def plan_options(channel: Channel) -> PlanOptions:
         scenes=channel.scenes,
         captions=channel.captions.model_dump(),
         transitions=channel.transitions.model_dump(),
+        max_clip_slowdown=channel.max_clip_slowdown,
     )
 
 

@@ -83,6 +83,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--caption-position", choices=("bottom", "middle", "top"), default=style.position)
     p.add_argument("--caption-language", default="eng", help="ISO 639-2 code of the subtitle track")
     p.add_argument("--title", default="", help="drawn on the thumbnail (<output>.thumbnail.jpg)")
+    p.add_argument(
+        "--max-slowdown",
+        type=bounded_float(1.0, 3.0),
+        default=1.5,
+        help="how much slower a clip shorter than its scene may play (1: never); then its last frame holds",
+    )
     return p
 
 
@@ -111,6 +117,18 @@ def scenes_of(args: argparse.Namespace) -> list[assembly.SceneFiles]:
             )
         )
     return scenes
+
+
+def clip_lengths(scenes: list[assembly.SceneFiles]) -> list[float]:
+    lengths = []
+    for number, scene in enumerate(scenes, start=1):
+        try:
+            lengths.append(ffmpeg.probe_video(scene.clip).duration_s)
+        except ffmpeg.DecodeError as exc:
+            raise permanent(
+                f"Scene {number}: the clip {scene.clip} does not decode ({exc}); regenerate it, then requeue."
+            ) from exc
+    return lengths
 
 
 def narration_lengths(scenes: list[assembly.SceneFiles]) -> list[float]:
@@ -207,23 +225,35 @@ def burn_filter(srt: Path, folder: Path, style: captions.Style) -> str:
 
 
 def best_frame(
-    scenes: list[assembly.SceneFiles], timings: list[assembly.SceneTiming], folder: Path
-) -> tuple[int, Image.Image]:
-    """The strongest of the clips' frames, one from each clip's middle (no captions on them)."""
+    scenes: list[assembly.SceneFiles], clip_s: list[float], folder: Path
+) -> tuple[int, Image.Image] | None:
+    """The strongest of the clips' frames, one from the middle of each clip (no captions on them);
+    None when no clip gives one."""
     best: tuple[float, int, Image.Image] | None = None
-    for number, (scene, timing) in enumerate(zip(scenes, timings, strict=True), start=1):
+    for number, (scene, length) in enumerate(zip(scenes, clip_s, strict=True), start=1):
         still = folder / f"frame{number}.png"
-        at = max(0.0, timing.lead_s + timing.narration_s / 2)
         ffmpeg.run(
-            ["-v", "error", "-ss", f"{at:.3f}", "-i", str(scene.clip), "-frames:v", "1", "-y", str(still)]
+            [
+                "-v",
+                "error",
+                "-ss",
+                f"{length / 2:.3f}",
+                "-i",
+                str(scene.clip),
+                "-frames:v",
+                "1",
+                "-y",
+                str(still),
+            ]
         )
+        if not still.is_file():
+            continue
         with Image.open(still) as image:
             image.load()
             score = thumbnail.strength(image)
             if best is None or score > best[0]:
                 best = (score, number, image.copy())
-    assert best is not None
-    return best[1], best[2]
+    return None if best is None else (best[1], best[2])
 
 
 def render(
@@ -291,6 +321,10 @@ def body(args: argparse.Namespace) -> Result:
     scenes = scenes_of(args)
     timings = assembly.timeline(narration_lengths(scenes), args.tail, fmt.fps, args.crossfade, args.fade)
     cues, missing = caption_cues(scenes, timings)
+    clips = clip_lengths(scenes)
+    slow = assembly.slowdowns(timings, clips, args.max_slowdown)
+    # What is left after slowing, held on the last frame (seconds per scene, 0 for most).
+    held = [max(0.0, t.length_s - c * f) for t, c, f in zip(timings, clips, slow, strict=True)]
     style = captions.Style(
         size=args.caption_size,
         colour=args.caption_colour,
@@ -311,11 +345,12 @@ def body(args: argparse.Namespace) -> Result:
             burn = burn_filter(srt, folder, style) if args.burn_captions else None
             # Before the video: a final cut in place always has its captions beside it.
             atomic_write_bytes(srt_beside, srt.read_bytes())
-        chosen, still = best_frame(scenes, timings, folder)
-        atomic_write_bytes(thumb_beside, thumbnail.make(still, args.title))
+        best = best_frame(scenes, clips, folder)
+        if best is not None:
+            atomic_write_bytes(thumb_beside, thumbnail.make(best[1], args.title))
         try:
             gain = mastering_gain(scenes, timings, args)
-            graph = assembly.final_graph(timings, args.sfx_level_db, fmt, gain, burn, edges_of(args))
+            graph = assembly.final_graph(timings, args.sfx_level_db, fmt, gain, burn, edges_of(args), slow)
             render(scenes, graph, fmt.fps, args.preset, args.output, subtitles)
             final = measure_file(args.output)
         except ffmpeg.DecodeError as exc:
@@ -340,8 +375,10 @@ def body(args: argparse.Namespace) -> Result:
         "captions_burned": bool(cues) and args.burn_captions,
         "captions_file": str(srt_beside) if cues else None,
         "scenes_without_words": missing,
-        "thumbnail": str(thumb_beside),
-        "thumbnail_scene": chosen,
+        "slowed": {str(n): round(f, 3) for n, f in enumerate(slow, start=1) if f > 1.0},
+        "held_s": {str(n): round(h, 2) for n, h in enumerate(held, start=1) if h > 0.05},
+        "thumbnail": str(thumb_beside) if best is not None else None,
+        "thumbnail_scene": best[0] if best is not None else None,
         "render_s": round(time.monotonic() - started, 2),
     }
     return Result(str(args.output), 0.0, "local", meta)

@@ -53,6 +53,7 @@ class PlanOptions:
     scenes: int = 4
     captions: Mapping[str, Any] = field(default_factory=dict)  # the channel's caption style
     transitions: Mapping[str, float] = field(default_factory=dict)  # crossfade_s, fade_s
+    max_clip_slowdown: float | None = None  # the assembly's default when not given
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ def build_plan(
             "sfx_level_db": options.sfx_level_db,
             "captions": dict(options.captions),
             "transitions": dict(options.transitions),
+            **({"max_slowdown": options.max_clip_slowdown} if options.max_clip_slowdown else {}),
         },
         [*media_keys, "storyboard_gate", "assets_gate"],
     )

@@ -154,14 +154,28 @@ def _fades(kind: str, total_s: float, fade_s: float) -> str:
     return f"{name}=t=in:st=0:d={fade_s:.3f},{name}=t=out:st={max(0.0, total_s - fade_s):.6f}:d={fade_s:.3f},"
 
 
-def video_chains(timings: list[SceneTiming], clip_input: list[int], fmt: Format) -> list[str]:
-    """Per scene: the clip at the output size (letterboxed if its aspect differs), its last frame
-    held when the narration runs longer, trimmed to the scene's length."""
+def slowdowns(timings: list[SceneTiming], clip_s: list[float], most: float) -> list[float]:
+    """Per scene, how much its clip is slowed to last the scene (1.0: not at all), at most `most`:
+    a clip shorter than its narration plays slower rather than stopping on a frozen frame."""
+    return [
+        1.0 if have <= 0 or have >= timing.length_s else min(timing.length_s / have, most)
+        for timing, have in zip(timings, clip_s, strict=True)
+    ]
+
+
+def video_chains(
+    timings: list[SceneTiming], clip_input: list[int], fmt: Format, slow: list[float] | None = None
+) -> list[str]:
+    """Per scene: the clip at the output size (letterboxed if its aspect differs), slowed by its
+    factor where it is shorter than the scene, its last frame held only for what is left beyond
+    that, trimmed to the scene's length."""
     chains = []
     for i, timing in enumerate(timings):
         length = f"{timing.length_s:.6f}"
+        factor = slow[i] if slow else 1.0
+        pts = "PTS-STARTPTS" if factor == 1.0 else f"{factor:.6f}*(PTS-STARTPTS)"
         chains.append(
-            f"[{clip_input[i]}:v:0]setpts=PTS-STARTPTS,fps={fmt.fps},"
+            f"[{clip_input[i]}:v:0]setpts={pts},fps={fmt.fps},"
             f"scale={fmt.width}:{fmt.height}:force_original_aspect_ratio=decrease"
             ":out_color_matrix=bt709:out_range=tv,"
             f"pad={fmt.width}:{fmt.height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p,"
@@ -207,13 +221,14 @@ def final_graph(
     gain_db: float | None,
     burn: str | None = None,
     edges: Edges = Edges(0, 0),
+    slow: list[float] | None = None,
 ) -> str:
     """Everything (inputs: clip, narration, sfx per scene) to [vout] and [aout]; `gain_db` the
     mastering gain (None: silence, left as it is); `burn`, a video filter drawing the captions;
     `edges`, the fades (the crossfades are in the timeline)."""
     n = len(timings)
     total = timings[-1].end_s
-    chains = video_chains(timings, [3 * i for i in range(n)], fmt)
+    chains = video_chains(timings, [3 * i for i in range(n)], fmt, slow)
     chains += audio_chains(timings, [3 * i + 1 for i in range(n)], [3 * i + 2 for i in range(n)], sfx_db)
     chains += joined(timings, "v", "cut")
     chains += joined(timings, "a", "mix")

@@ -17,6 +17,7 @@ from tests.support.media import (
     decode_audio,
     frame_at,
     frame_types,
+    frozen_runs,
     keyframe_times,
     loudness,
     moov_before_mdat,
@@ -101,6 +102,11 @@ def test_final_cut(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None
             rms_dbfs(samples, t / 100, t / 100 + 0.02) for t in range(int(start * 100), int(end * 100) - 1)
         ]
         assert len(levels) >= 10 and min(levels) > sorted(levels)[len(levels) // 2] - 6, (after, levels)
+    # A clip shorter than its scene (scene 2: 5 s for 6.5 s of words) plays slower, never stops on a
+    # frozen frame: no run of 4 identical frames anywhere (the fades change every frame).
+    assert set(meta["slowed"]) == {"2"} and 1.0 < meta["slowed"]["2"] <= 1.5
+    assert meta["held_s"] == {}
+    assert frozen_runs(output) == []
     # From black and silence at the start, to them at the end.
     assert rms_dbfs(samples, 0.0, 0.05) < rms_dbfs(samples, 0.6, 0.9) - 15
     assert rms_dbfs(samples, info.duration - 0.05, info.duration) < tail - 15
@@ -263,3 +269,25 @@ def test_captions_are_burned_in_muxed_and_written_beside_the_video(
     before = _caption_rows(frame_at(output, 0.1, tmp_path / "before.png"))
     assert during[0] > before[0] + 0.003, (during, before)
     assert during[1] == pytest.approx(before[1], abs=0.003)
+
+
+def test_a_clip_much_shorter_than_its_narration_is_slowed_then_held_and_still_has_a_thumbnail(
+    tmp_path: Path,
+) -> None:
+    """Regression: the thumbnail's frame was taken at the narration's middle, past the end of a
+    short clip, and the assembly crashed."""
+    clip, narration, sfx = tmp_path / "c.mp4", tmp_path / "n.mp3", tmp_path / "s.mp3"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=24", "-t", "3", "-c:v", "libx264",
+            "-pix_fmt", "yuv420p", str(clip))  # fmt: skip
+    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=200:duration=5", "-c:a", "libmp3lame", str(narration))
+    _ffmpeg("-f", "lavfi", "-i", "anoisesrc=d=2:c=pink:a=0.3:seed=3", "-c:a", "libmp3lame", str(sfx))
+    output = tmp_path / "out" / "v.mp4"
+    args = ["--scene", clip, narration, sfx, "--output", output, "--width", "320", "--height", "180"]
+    meta = run_script("assemble_video", *args, "--max-slowdown", "1.2", env=local_env()).result["meta"]
+    assert meta["slowed"] == {"1": 1.2}
+    held = meta["held_s"]["1"]
+    assert held == pytest.approx(meta["timeline"][0]["end_s"] - 3.0 * 1.2, abs=0.05)
+    # The only frozen run is the part the result tells of, until the fade to black (0.5 s) moves it.
+    ((_, seconds),) = frozen_runs(output)
+    assert seconds == pytest.approx(held - 0.5, abs=0.1)
+    assert meta["thumbnail_scene"] == 1 and output.with_name("v.mp4.thumbnail.jpg").is_file()

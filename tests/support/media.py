@@ -190,3 +190,17 @@ def frame_types(path: Path) -> str:
         check=True,
     ).stderr
     return "".join(re.findall(r"\btype:([IPB])\b", err))
+
+
+def frozen_runs(path: Path, min_frames: int = 4, fps: float = 24.0) -> list[tuple[float, float]]:
+    """Runs of at least `min_frames` identical frames, as (start s, seconds), by FFmpeg's freezedetect."""
+    err = subprocess.run(
+        [FFMPEG, "-hide_banner", "-i", str(path), "-map", "0:v:0", "-vf",
+         f"freezedetect=n=0.0005:d={(min_frames - 0.5) / fps:.4f}", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr  # fmt: skip
+    starts = [float(t) for t in re.findall(r"freeze_start: ([\d.]+)", err)]
+    lengths = [float(t) for t in re.findall(r"freeze_duration: ([\d.]+)", err)]
+    return list(zip(starts, [*lengths, *([math.inf] * (len(starts) - len(lengths)))], strict=True))

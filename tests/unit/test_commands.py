@@ -101,7 +101,9 @@ def test_a_channels_caption_style_and_transitions_reach_the_assembly() -> None:
 
     style = Captions(burn_in=False, size=0.07, colour="#FFCC00", position="top", language="fra")
     edges = Transitions(crossfade_s=0.0, fade_s=1.0)
-    options = plan_options(channel().model_copy(update={"captions": style, "transitions": edges}))
+    options = plan_options(
+        channel().model_copy(update={"captions": style, "transitions": edges, "max_clip_slowdown": 1.25})
+    )
     storyboard = parse_storyboard(
         {
             "title": "Frost",
@@ -124,6 +126,7 @@ def test_a_channels_caption_style_and_transitions_reach_the_assembly() -> None:
     assert (parsed.caption_outline_colour, parsed.caption_language) == ("#000000", "fra")
     assert (parsed.crossfade, parsed.fade) == (0.0, 1.0)
     assert parsed.title == "Frost"  # the storyboard's, for the thumbnail
+    assert parsed.max_slowdown == 1.25
     # A plan made before captions carries no style: the script's own defaults apply.
     old = _claimed("assembly", "assembly", {k: v for k, v in item.input.items() if k != "captions"})
     old = Claimed(**{**old.__dict__, "deps": c.deps})

@@ -77,3 +77,13 @@ def test_crossfades_overlap_the_scenes_and_the_narration_waits_them_out() -> Non
     assert f"xfade=transition=fade:duration={10 / 24:.6f}:offset={second.start_s:.6f}" in graph
     assert "acrossfade" in graph and "c1=qsin:c2=qsin" in graph  # equal power: the beds never dip
     assert "fade=t=in:st=0:d=0.500" in graph and "afade=t=out" in graph
+
+
+def test_a_clip_shorter_than_its_scene_is_slowed_up_to_the_limit_never_frozen_within_it() -> None:
+    timings = assembly.timeline([3.0, 6.5, 9.0], 0.4, 24, crossfade_s=0.4)
+    slow = assembly.slowdowns(timings, [5.0, 5.0, 5.0], 1.5)
+    assert slow[0] == 1.0  # long enough
+    assert slow[1] == pytest.approx(timings[1].length_s / 5.0) and slow[1] < 1.5
+    assert slow[2] == 1.5  # the limit: what is left beyond it holds the last frame
+    graph = assembly.final_graph(timings, -18, assembly.Format(), None, slow=slow)
+    assert f"setpts={slow[1]:.6f}*(PTS-STARTPTS)" in graph and "setpts=1.500000*(PTS-STARTPTS)" in graph
