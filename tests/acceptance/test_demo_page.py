@@ -1,7 +1,7 @@
 """The demo's page, as the operator sees it: read through notion-client, an image per asset, a frame
-and a clip per scene, the final cut and a cover, each file sent to Notion once; and opened in a real
-browser (Debian's Chromium, headless) at the sandbox's page view: the images load and the video
-plays."""
+and a clip per scene, the final cut, and its thumbnail, also the cover, each file sent to Notion
+once; and opened in a real browser (Debian's Chromium, headless) at the sandbox's page view: the
+images load and the video plays."""
 
 from __future__ import annotations
 
@@ -63,16 +63,21 @@ def test_the_demo_page_holds_every_image_frame_clip_and_the_final_cut(
     clips = [b for b in scenes if b["type"] == "video"]
     assert len(frames) == len(clips) == len(storyboard["scenes"]) == 4
     [final] = [b for b in find_section(blocks, "Video")[1] if b["type"] == "video"]
+    [thumb] = [b for b in find_section(blocks, "Video")[1] if b["type"] == "image"]
+    assert _caption(thumb) == "Thumbnail"
     shown = httpx.get(final["video"]["file"]["url"], timeout=60).content
     made = Path(demo.first.stdout.strip().splitlines()[-1]).read_bytes()
     assert shown == made  # the final cut itself (under the sandbox's default cap)
     read = notion.pages.retrieve(page)
     assert read["cover"]["type"] == "file"
-    assert httpx.get(read["cover"]["file"]["url"], timeout=60).content[:8] == b"\x89PNG\r\n\x1a\n"
+    # The cover is the video's thumbnail (a JPEG the assembly wrote beside the final cut).
+    cover = httpx.get(read["cover"]["file"]["url"], timeout=60).content
+    assert cover[:3] == b"\xff\xd8\xff"
+    assert cover == Path(f"{demo.first.stdout.strip().splitlines()[-1]}.thumbnail.jpg").read_bytes()
     assert read["properties"]["Video"]["files"][0]["file"]["url"].endswith(".mp4")
     # Each file went to Notion once.
     sends = proc.file_sends()
-    assert len(sends) == len(assets) + len(frames) + len(clips) + 1
+    assert len(sends) == len(assets) + len(frames) + len(clips) + 2  # the final cut and its thumbnail
     assert set(sends.values()) == {1}
 
 
@@ -111,7 +116,7 @@ def test_a_browser_sees_the_demo_page_with_its_images_and_a_playable_video(
                 break
             assert time.monotonic() < deadline, f"images did not load: {images}"
             time.sleep(0.2)
-        assert len(images) == 8 + 4 + 1  # the assets, the frames, the cover
+        assert len(images) == 8 + 4 + 1 + 1  # the assets, the frames, the thumbnail, the cover
         videos = driver.find_elements("css selector", "video")
         assert len(videos) == 4 + 1  # the clips and the final cut
         final = videos[-1]

@@ -70,7 +70,11 @@ async def test_a_storyboard_becomes_a_video_with_every_call_made_once(
     narrations = [
         audio_duration(settings.workspace_dir / items[f"narration_s0{i}"].output_path) for i in SCENES
     ]
-    assert abs(info.duration - sum(narrations)) <= 0.5 * len(SCENES)
+    # The narrations, each after its scene's crossfade (0.4 s; the first after the 0.5 s fade from
+    # black) and before a 0.4 s tail (the last then fades out over 0.5 s), the scenes overlapping by
+    # the crossfade; each scene a whole number of frames.
+    edges = (0.5 + 0.4) + (len(SCENES) - 1) * (0.4 + 0.4) + 0.5 - (len(SCENES) - 1) * 0.4
+    assert abs(info.duration - (sum(narrations) + edges)) <= len(SCENES) / 24 + 0.05
 
     calls = [c for c in sandbox.calls() if c["item"] and f":{slug}:" in c["item"]]
     by_item: dict[str, int] = {}
