@@ -371,6 +371,9 @@ def body(args: argparse.Namespace) -> Result:
         # Measured on the encoded file.
         "loudness_lufs": None if final is None else round(final.integrated, 1),
         "true_peak_dbtp": None if final is None else round(final.true_peak, 1),
+        "loudness_in_spec": final is not None
+        and abs(final.integrated - float(args.loudness)) <= assembly.LOUDNESS_TOLERANCE
+        and final.true_peak <= assembly.TRUE_PEAK_MAX_DB,
         "captions": len(cues),
         "captions_burned": bool(cues) and args.burn_captions,
         "captions_file": str(srt_beside) if cues else None,

@@ -190,4 +190,11 @@ async def _final_cut_facts(conn: AsyncConnection, task_id: int) -> str:
         parts.append(
             f"{usage['captions']} captions (burned in, a subtitle track, and an .srt beside the file)"
         )
-    return " Measured on the file: " + ", ".join(parts) + "."
+    facts = " Measured on the file: " + ", ".join(parts) + "."
+    if usage.get("loudness_in_spec") is False:
+        facts += (
+            " The loudness is outside YouTube's advice (the target +-0.5 LU, a true peak at most -1 dBTP):"
+            " listen to it before approving; a narration much quieter or louder than the others is the"
+            " usual cause (regenerate it, then queue the page again)."
+        )
+    return facts

@@ -125,6 +125,7 @@ def test_final_cut(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None
     integrated, peak = loudness(output)
     assert integrated == pytest.approx(-14.0, abs=0.5)
     assert peak <= -1.0
+    assert meta["loudness_in_spec"] is True
     assert (meta["loudness_lufs"], meta["true_peak_dbtp"]) == (
         pytest.approx(integrated, abs=0.11),
         pytest.approx(peak, abs=0.11),
