@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from benchmarks import (
+    assembly_render,
     claim_throughput,
     fairness,
     idle,
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         makespan,
         claim_throughput,
         script_overhead,
+        assembly_render,
         notion_efficiency,
         operator_latency,
         fairness,

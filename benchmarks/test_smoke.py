@@ -21,6 +21,7 @@ KEYS = {
     "makespan": {"makespan_ratio", "makespan_ratio_single", "portfolio", "single"},
     "claim_throughput": {"sqlite", "claim_ratio_vs_pgqueuer"},
     "script_overhead": {"scripts", "worst_median_overhead_s", "target_s"},
+    "assembly_render": {"render_s_per_video_s", "video_s", "captions"},
     "notion_efficiency": {"requests_per_idle_poll_per_source", "requests_per_project", "startup_requests"},
     "fairness": {"jain_index", "small_first_start", "max_turnovers_before_small_start"},
     "idle": {"rss_mb", "cpu_percent", "db_queries_per_s", "process", "in_process"},
