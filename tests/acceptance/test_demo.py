@@ -16,6 +16,7 @@ from daemon.db.models import Attempt, Item
 from tests.support.demo_run import SHARED_DEMO, DemoRun
 from tests.support.media import (
     decode_audio,
+    frozen_runs,
     keyframe_times,
     loudness,
     rms_dbfs,
@@ -58,6 +59,11 @@ def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(demo: Dem
         assert inside, (scene, cues)
         assert all(c[1] <= scene["end_s"] + 0.01 for c in inside), (scene, inside)
         assert inside[0][0] <= scene["start_s"] + 1.0  # the first words come with the narration
+
+    # No frozen picture: no run of 4 identical frames anywhere. (The beds across each cut are
+    # measured in test_scripts_assemble on steady noise: the sandbox's sparse ambience varies too
+    # much in 20 ms windows to tell a dip from its own quiet moments.)
+    assert frozen_runs(video) == []
 
     # Loudness exact after encoding, and a keyframe at least every half second.
     integrated, peak = loudness(video)
