@@ -93,7 +93,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _colour(text: str) -> str:
-    if not re.fullmatch(r"#[0-9A-Fa-f]{6}", text):
+    if not captions.HEX_COLOUR.fullmatch(text):
         raise argparse.ArgumentTypeError(f"must be a #RRGGBB colour, got {text}")
     return text
 

@@ -278,8 +278,7 @@ async def _page_media(
     notion: NotionGateway, page_id: str, value: JSON, previous: JSON | None, files: _Files
 ) -> None:
     """The cover (the video's thumbnail, until there is one the first scene's frame) and the Video
-    files property (the final cut), written
-    when they changed since the board's last write."""
+    files property (the final cut), written when they changed since the board's last write."""
     update: JSON = {}
     frame = (value["scenes"][0]["frame"] if value["scenes"] else None) or None
     old_frame = ((previous or {}).get("scenes") or [{}])[0].get("frame")

@@ -147,6 +147,11 @@ async def acknowledge_status(conn: AsyncConnection, page_id: str, status: str, n
         )
 
 
+async def comment_queued(conn: AsyncConnection, key: str) -> bool:
+    """A comment with this key was queued before (its body need not be made again)."""
+    return await conn.scalar(select(Comment.id).where(Comment.key == key).limit(1)) is not None
+
+
 async def add_comment(conn: AsyncConnection, page_id: str, key: str, body: str, now: datetime) -> bool:
     """Queues a comment once per key; returns False when that key was queued before."""
     try:
@@ -308,9 +313,9 @@ class OutboxWriter:
         sent: list[Any] = []
         # The body first (the Storyboard block, then the board: several calls each); the page's
         # Status is read last.
+        review = any(r.property == STATUS and r.value.get("status") in REVIEW_STATUSES for r in rows)
         for row in sorted(rows, key=lambda r: BODY_ROWS.index(r.property) if r.property in BODY_ROWS else 9):
             if row.property in BODY_ROWS:
-                review = any(r.property == STATUS and r.value.get("status") in REVIEW_STATUSES for r in rows)
                 writes += await self._write_body(page_id, row, now, review)
             elif row.property != STATUS:
                 sent.append(row)

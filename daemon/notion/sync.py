@@ -16,7 +16,14 @@ from daemon.budget import Spend, dollars, task_spend, usd
 from daemon.commands import final_path
 from daemon.db.models import Attempt, Item, Task
 from daemon.notion.board import board_value
-from daemon.notion.outbox import BOARD_BODY, STATUS, STORYBOARD_BODY, add_comment, set_property
+from daemon.notion.outbox import (
+    BOARD_BODY,
+    STATUS,
+    STORYBOARD_BODY,
+    add_comment,
+    comment_queued,
+    set_property,
+)
 from services.states import AttemptOutcome, TaskState
 from services.status import ItemView, Status, progress_line, shown_status
 from services.storyboard import parse_storyboard, storyboard_to_yaml
@@ -151,18 +158,21 @@ async def _comments(
     key = f"{page}:p{task.pass_no}"
     template = _REVIEW_COMMENTS.get(status)
     if template is not None:
+        review_key = f"{key}:{status.name.lower()}"
+        if status is Status.FINAL_REVIEW and await comment_queued(conn, review_key):
+            return  # posted already: the file's figures are not read again at every sync
         facts = await _final_cut_facts(conn, task.id) if status is Status.FINAL_REVIEW else ""
         body = template.format(
             video=workspace / final_path("assembly", "assembly", task.channel_id, task.project_slug),
             facts=facts,
         )
-        await add_comment(conn, page, f"{key}:{status.name.lower()}", body, now)
+        await add_comment(conn, page, review_key, body, now)
     elif status is Status.ERROR:
         await add_comment(conn, page, f"{key}:error", f"This video stopped. {_error_log(task)}", now)
     elif task.state == TaskState.BUDGET and task.error:
         digest = hashlib.sha256(str(task.error).encode()).hexdigest()[:10]
         await add_comment(conn, page, f"{key}:budget:{digest}", f"This video is waiting. {task.error}", now)
-    elif status is Status.READY and video:
+    elif status is Status.READY and video and not await comment_queued(conn, f"{key}:ready"):
         facts = await _final_cut_facts(conn, task.id)
         body = f"The video is ready: watch it in the Video section of this page (the file: {video}).{facts}"
         await add_comment(conn, page, f"{key}:ready", body, now)

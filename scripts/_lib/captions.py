@@ -207,10 +207,12 @@ class Style:
         )
 
 
+HEX_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
+
+
 def _ass_colour(hex_colour: str) -> str:
     """#RRGGBB as ASS' &HAABBGGRR (alpha 00: opaque)."""
-    value = hex_colour.lstrip("#")
-    if not re.fullmatch(r"[0-9A-Fa-f]{6}", value):
+    if not HEX_COLOUR.fullmatch(hex_colour):
         raise ValueError(f"{hex_colour!r} is not a #RRGGBB colour")
-    red, green, blue = value[0:2], value[2:4], value[4:6]
+    red, green, blue = hex_colour[1:3], hex_colour[3:5], hex_colour[5:7]
     return f"&H00{blue}{green}{red}".upper()

@@ -27,11 +27,17 @@ def client_from_env(timeout: float = 180.0, transport: httpx.BaseTransport | Non
     return make_client(base, {"xi-api-key": key}, timeout=timeout, transport=transport)
 
 
-def post_audio(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
-    """POSTs a generation request; returns the audio response or raises a classified error."""
+def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
+    """POSTs a generation request for MP3 audio; returns a 200 answer or raises a classified error."""
     response = send(client, "ElevenLabs", "POST", path, params={"output_format": OUTPUT_FORMAT}, json=body)
     if response.status_code != 200:
         raise classify_error(response.status_code, json_body(response))
+    return response
+
+
+def post_audio(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
+    """POSTs a generation request; returns the audio response or raises a classified error."""
+    response = _post(client, path, body)
     if not response.content:
         raise transient("ElevenLabs answered with no audio; retry later.", "empty_audio")
     return response
@@ -41,11 +47,8 @@ def post_speech_with_timestamps(
     client: httpx.Client, voice_id: str, body: dict[str, Any]
 ) -> tuple[bytes, httpx.Response, dict[str, Any]]:
     """Text-to-speech with its character alignment: (audio bytes, the response, the alignment)."""
-    path = f"/v1/text-to-speech/{voice_id}/with-timestamps"
-    response = send(client, "ElevenLabs", "POST", path, params={"output_format": OUTPUT_FORMAT}, json=body)
+    response = _post(client, f"/v1/text-to-speech/{voice_id}/with-timestamps", body)
     answer = json_body(response)
-    if response.status_code != 200:
-        raise classify_error(response.status_code, answer)
     try:
         audio = base64.b64decode(str(answer["audio_base64"]), validate=True)
         alignment = answer.get("alignment") or answer["normalized_alignment"]

@@ -51,8 +51,9 @@ def _cover(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 def _with_title(picture: Image.Image, title: str) -> Image.Image:
     """The title in at most two lines of about 20 characters, white with a dark outline, over a
     band that darkens towards the bottom (readable on any frame, and at a phone's size)."""
-    lines = textwrap.wrap(title, width=22)[:2] or [title]
-    if len(textwrap.wrap(title, width=22)) > 2:
+    wrapped = textwrap.wrap(title, width=22) or [title]
+    lines = wrapped[:2]
+    if len(wrapped) > 2:
         lines[-1] = lines[-1].rstrip(".,;: ") + "…"
     size = 96 if len(lines) == 1 else 84
     font = ImageFont.truetype(str(captions.font_file().with_name(TITLE_FONT_FILE)), size)
