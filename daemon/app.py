@@ -52,6 +52,15 @@ class App:
         prepare_workspace(settings.workspace_dir)
         channel_files = files_signature(settings.channels_dir)
         channels = load_channels(settings.channels_dir)
+        for channel in channels.values():
+            if channel.sfx_level_db is not None:
+                get_logger(daemon=settings.daemon_id).warning(
+                    "channel_setting_unused",
+                    channel=channel.id,
+                    setting="sfx_level_db",
+                    fix="beds are measured and normalised now: set levels.ambience_lu (LU under the voice, "
+                    "default -13) and remove sfx_level_db",
+                )
         limits = load_provider_limits(settings.providers_file).as_dict()
         pricing = load_pricing_file(settings.pricing_file)
         costs = PricedCosts(pricing)

@@ -9,6 +9,7 @@ from typing import Any
 from daemon.claim import Claimed
 from daemon.errors import PlanError
 from services.paths import item_output
+from services.plan import MUSIC_ITEM
 
 EXTENSIONS = {
     "storyboard": ".json",
@@ -17,6 +18,7 @@ EXTENSIONS = {
     "clip": ".mp4",
     "narration": ".mp3",
     "sfx": ".mp3",
+    "music": ".mp3",
     "assembly": ".mp4",
 }
 SCRIPTS = {
@@ -26,6 +28,7 @@ SCRIPTS = {
     "clip": "generate_video.py",
     "narration": "generate_audio.py",
     "sfx": "generate_sound_effects.py",
+    "music": "generate_music.py",
     "assembly": "assemble_video.py",
 }
 
@@ -69,6 +72,15 @@ def build_command(c: Claimed, scripts_dir: Path, workspace: Path, *, kling_poll_
     if kind == "narration":
         return head + _narration_args(c) + ["--output", out]
     if kind == "sfx":
+        return [
+            *head,
+            _text("--prompt", c.input["prompt"]),
+            "--duration",
+            str(c.input["duration"]),
+            "--output",
+            out,
+        ]
+    if kind == "music":
         return [
             *head,
             _text("--prompt", c.input["prompt"]),
@@ -162,7 +174,8 @@ def _assembly_args(c: Claimed, workspace: Path) -> list[str]:
             _dep(c, f"narration_{scene}", workspace),
             _dep(c, f"sfx_{scene}", workspace),
         ]
-    args += ["--sfx-level-db", str(c.input["sfx_level_db"]), *_caption_args(c.input.get("captions", {}))]
+    args += _caption_args(c.input.get("captions", {}))
+    args += _level_args(c, workspace)
     if c.input.get("title"):
         args.append(_text("--title", c.input["title"]))
     edges = c.input.get("transitions", {})
@@ -172,6 +185,28 @@ def _assembly_args(c: Claimed, workspace: Path) -> list[str]:
         args += ["--fade", str(edges["fade_s"])]
     if "max_slowdown" in c.input:
         args += ["--max-slowdown", str(c.input["max_slowdown"])]
+    return args
+
+
+def _level_args(c: Claimed, workspace: Path) -> list[str]:
+    """The mix's levels and its music: the music item's output, or the channel folder's track the
+    plan picked (a plan made before music has neither, and its beds keep the script's levels)."""
+    args: list[str] = []
+    flags = {
+        "voice_lufs": "--loudness",
+        "ambience_lu": "--ambience-lu",
+        "music_lu": "--music-lu",
+        "duck_db": "--duck-db",
+    }
+    levels = c.input.get("levels", {})
+    for name, flag in flags.items():
+        if name in levels:
+            args += [flag, str(levels[name])]
+    music = c.input.get("music")
+    if music == MUSIC_ITEM:
+        args += ["--music", _dep(c, MUSIC_ITEM, workspace)]
+    elif isinstance(music, dict):
+        args += ["--music", str(music["track"])]
     return args
 
 

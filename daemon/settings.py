@@ -22,6 +22,7 @@ DEFAULT_TIMEOUTS = {
     "clip": 3600.0,
     "narration": 180.0,
     "sfx": 180.0,
+    "music": 300.0,
     "assembly": 1800.0,
 }
 

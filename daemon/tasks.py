@@ -22,7 +22,7 @@ from daemon.plan_store import apply_plan
 from daemon.workspace import write_atomic
 from services import paths
 from services.errors import ServiceError
-from services.plan import PlannedItem, PlanOptions, build_plan
+from services.plan import MUSIC_EXTENSIONS, MusicOptions, PlannedItem, PlanOptions, build_plan
 from services.pricing import Pricing, to_micros
 from services.states import ItemState, TaskState
 from services.storyboard import Storyboard, parse_storyboard
@@ -35,12 +35,30 @@ def plan_options(channel: Channel) -> PlanOptions:
         voice_model=channel.voice.model_id,
         voice_settings=channel.voice.settings.model_dump(),
         gates=channel.gates.model_dump(),
-        sfx_level_db=channel.sfx_level_db,
         scenes=channel.scenes,
         captions=channel.captions.model_dump(),
         transitions=channel.transitions.model_dump(),
         max_clip_slowdown=channel.max_clip_slowdown,
+        music=MusicOptions(
+            channel.music.source,
+            channel.music.style,
+            music_tracks(channel.music.folder) if channel.music.source == "folder" else (),
+        ),
+        levels=channel.levels.model_dump(),
     )
+
+
+def music_tracks(folder: Path | None) -> tuple[tuple[str, str], ...]:
+    """The folder's audio files (sub-folders too), each with a version (size and modification
+    time: a replaced file makes a new cut)."""
+    if folder is None or not folder.is_dir():
+        return ()
+    tracks = []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() in MUSIC_EXTENSIONS and path.is_file():
+            stat = path.stat()
+            tracks.append((str(path), f"{stat.st_size}-{stat.st_mtime_ns}"))
+    return tuple(tracks)
 
 
 def estimator(pricing: Pricing | None) -> Callable[[PlannedItem], int]:
@@ -55,6 +73,7 @@ def estimator(pricing: Pricing | None) -> Callable[[PlannedItem], int]:
             "clip": {"duration": str(data.get("duration", 5)), "mode": data.get("mode", "std")},
             "narration": {"characters": len(str(data.get("text", "")))},
             "sfx": {"seconds": data.get("duration", 5)},
+            "music": {"seconds": data.get("duration", 60)},
         }.get(item.kind, {})
         if item.kind == "storyboard" and data.get("given"):
             return 0

@@ -15,3 +15,6 @@ KLING_PROMPT_LIMIT = 2_500  # image2video `prompt`, documented maximum
 ELEVENLABS_TTS_LIMIT = 10_000  # eleven_multilingual_v2 per request
 ELEVENLABS_TTS_FAST_LIMIT = 40_000  # flash and turbo models per request
 ELEVENLABS_SFX_LIMIT = 450  # sound-generation `text`
+# /v1/music `music_length_ms` bounds, in seconds.
+ELEVENLABS_MUSIC_MIN_S = 3
+ELEVENLABS_MUSIC_MAX_S = 300

@@ -18,6 +18,7 @@ class SandboxConfig:
     gemini_text_seconds: float = 20.0
     tts_seconds: float = 10.0
     sfx_seconds: float = 10.0
+    music_seconds: float = 30.0
     # Tiny frames and short audio, for benchmarks that measure scheduling rather than FFmpeg.
     cheap_media: bool = False
     # Notion's average rate per integration and the burst a client may use up front.

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.app import USAGE_HEADER, Provider
 from sandbox.http import Request, Response, json_response
-from sandbox.media import ambience, ffmpeg, speech
+from sandbox.media import ambience, ffmpeg, music, speech
 
 if TYPE_CHECKING:
     from sandbox.app import Sandbox
@@ -39,6 +39,10 @@ _STATUS_FOR_HTTP = {
 }
 _LEAD_SILENCE, _TAIL_SILENCE = 0.05, 0.3
 _SFX_CREDITS_PER_SECOND = 40
+_MUSIC_MS = (3_000, 300_000)
+_MUSIC_PROMPT_LIMIT = 2_000
+# Named artists and songs are refused by the real API (it suggests a prompt without them).
+_REFUSED_IN_PROMPTS = re.compile(r"\bin the style of\b[^,.;]*", re.IGNORECASE)
 
 
 class ElevenLabsError(Exception):
@@ -135,6 +139,13 @@ def register(app: Sandbox) -> None:
             200, audio, {**_audio_headers(fmt), "character-cost": str(credits), USAGE_HEADER: usage}
         )
 
+    def compose(request: Request) -> Response:
+        prompt, seconds, fmt = _music_request(request)
+        time.sleep(app.config.scaled(app.config.music_seconds))
+        audio = music.render(prompt, min(seconds, 3.0) if app.config.cheap_media else seconds, fmt)
+        usage = json.dumps({"seconds": seconds, "model": "music_v1"})
+        return Response(200, audio, {**_audio_headers(fmt), USAGE_HEADER: usage})
+
     app.add_provider(Provider("elevenlabs", "/elevenlabs", error=error_response, gate=gate))
     base = "/elevenlabs/v1"
     app.route("POST", base + "/text-to-speech/{voice_id}", answer(tts), provider="elevenlabs", billable=True)
@@ -148,6 +159,7 @@ def register(app: Sandbox) -> None:
     app.route(
         "POST", base + "/sound-generation", answer(sound_generation), provider="elevenlabs", billable=True
     )
+    app.route("POST", base + "/music", answer(compose), provider="elevenlabs", billable=True)
 
 
 def _tts_cost(text: str, model: str) -> dict[str, str]:
@@ -218,3 +230,33 @@ def _sfx_request(request: Request) -> tuple[str, float | None, float, bool, str]
         raise ElevenLabsError(422, "validation_error", "prompt_influence must be within 0..1")
     loop = bool(body.get("loop", False))
     return text, None if seconds is None else float(seconds), float(influence), loop, _output_format(request)
+
+
+def _music_request(request: Request) -> tuple[str, float, str]:
+    """(prompt, seconds, output format) of a /v1/music request; a composition plan is not spoken."""
+    body = _body(request)
+    if body.get("composition_plan") is not None:
+        raise ElevenLabsError(422, "validation_error", "this sandbox composes from a prompt only")
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ElevenLabsError(422, "validation_error", "prompt is required and must be a non-empty string")
+    if len(prompt) > _MUSIC_PROMPT_LIMIT:
+        raise ElevenLabsError(422, "validation_error", f"prompt is over {_MUSIC_PROMPT_LIMIT} characters")
+    if _REFUSED_IN_PROMPTS.search(prompt):
+        suggestion = _REFUSED_IN_PROMPTS.sub("", prompt).strip(" ,.")
+        raise ElevenLabsError(
+            400,
+            "bad_prompt",
+            "The prompt names an artist or a work; describe the music instead. "
+            f"prompt_suggestion: {suggestion}",
+        )
+    length = body.get("music_length_ms")
+    low, high = _MUSIC_MS
+    if length is not None and (
+        isinstance(length, bool) or not isinstance(length, int) or not low <= length <= high
+    ):
+        raise ElevenLabsError(
+            422, "validation_error", f"music_length_ms must be an integer within {low}..{high}"
+        )
+    seconds = (length or 30_000) / 1000
+    return prompt, seconds, _output_format(request)

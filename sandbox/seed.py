@@ -409,6 +409,8 @@ def write_channel(state: Path, channel: str, name: str, data_source_id: str, sce
         "gates": {"storyboard": True, "assets": False, "final": True},
         "weight": 1,
         "budgets": {"per_video_usd": 12.0, "per_day_usd": 60.0},
+        # Music composed for each video (a paid ElevenLabs step), ducked under the narration.
+        "music": {"source": "generated", "style": "warm low strings and a soft piano"},
     }
     folder = state / "channels"
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,8 @@
-"""Assembles the final MP4 from per-scene clip, narration and SFX bed (FFmpeg, local: no network).
+"""Assembles the final MP4 from per-scene clip, narration and SFX bed, and an optional music bed
+(FFmpeg, local: no network).
+
+Each narration, bed and the music is measured first and brought to its level (the voice at the
+target, the beds and the music so many LU under it); the music is ducked under the voice.
 
 Audio-only passes measure the mix's loudness (as it is, then through the limiter) for one linear
 mastering gain; one render makes everything in one filtergraph (crossfades, fades, captions burned
@@ -16,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
@@ -40,10 +45,32 @@ def parser() -> argparse.ArgumentParser:
         help="one scene's files, repeated in order",
     )
     p.add_argument("--output", required=True, type=Path, help="MP4 file to write")
+    p.add_argument("--music", type=Path, help="a music bed, looped or trimmed to the cut (none: no music)")
+    levels = assembly.Levels()
     p.add_argument(
-        "--sfx-level-db", type=bounded_float(-60.0, 0.0), default=-18.0, help="gain of the SFX bed"
+        "--loudness",
+        type=bounded_float(-40.0, -5.0),
+        default=levels.voice_lufs,
+        help="target LUFS of the cut, and of each narration",
     )
-    p.add_argument("--loudness", type=bounded_float(-40.0, -5.0), default=-14.0, help="target LUFS")
+    p.add_argument(
+        "--ambience-lu",
+        type=bounded_float(-40.0, 0.0),
+        default=levels.ambience_lu,
+        help="each SFX bed's loudness, LU relative to the voice",
+    )
+    p.add_argument(
+        "--music-lu",
+        type=bounded_float(-40.0, 0.0),
+        default=levels.music_lu,
+        help="the music's loudness while the voice speaks, LU relative to the voice",
+    )
+    p.add_argument(
+        "--duck-db",
+        type=bounded_float(0.0, 24.0),
+        default=levels.duck_db,
+        help="how much louder the music is between the words than under them",
+    )
     p.add_argument("--tail", type=bounded_float(0.0, 5.0), default=0.4, help="seconds after each narration")
     edges = assembly.Edges()
     p.add_argument(
@@ -131,6 +158,40 @@ def clip_lengths(scenes: list[assembly.SceneFiles]) -> list[float]:
     return lengths
 
 
+def music_of(args: argparse.Namespace) -> Path | None:
+    if args.music is None:
+        return None
+    music = require_file(args.music, "music bed")
+    try:
+        ffmpeg.audio_duration(music)
+    except ffmpeg.DecodeError as exc:
+        raise permanent(f"The music bed {music} does not decode ({exc}); replace it, then requeue.") from exc
+    return music
+
+
+def levels_of(args: argparse.Namespace) -> assembly.Levels:
+    return assembly.Levels(args.loudness, args.ambience_lu, args.music_lu, args.duck_db)
+
+
+def bed_gains(
+    scenes: list[assembly.SceneFiles], music: Path | None, levels: assembly.Levels
+) -> assembly.Gains:
+    """Each narration, bed and the music measured on its own (one FFmpeg run), and the gain that
+    brings it to its level."""
+    files = [s.narration for s in scenes] + [s.sfx for s in scenes] + ([music] if music else [])
+    inputs: list[str] = []
+    for path in files:
+        inputs += ["-i", str(path)]
+    graph = assembly.measure_files_graph(len(files))
+    proc = ffmpeg.run(["-v", "info", *inputs, "-filter_complex", graph, "-map", "[out]", "-f", "null", "-"])
+    measured = assembly.parse_file_loudness(proc.stderr, len(files))
+    n = len(scenes)
+    voice = tuple(assembly.normalising_gain(m, levels.voice_lufs) for m in measured[:n])
+    beds = tuple(assembly.normalising_gain(m, levels.ambience_lufs()) for m in measured[n : 2 * n])
+    music_db = assembly.normalising_gain(measured[2 * n], levels.music_lufs()) if music else None
+    return assembly.Gains(voice, beds, music_db)
+
+
 def narration_lengths(scenes: list[assembly.SceneFiles]) -> list[float]:
     lengths = []
     for number, scene in enumerate(scenes, start=1):
@@ -144,19 +205,28 @@ def narration_lengths(scenes: list[assembly.SceneFiles]) -> list[float]:
     return lengths
 
 
-def measure(
-    scenes: list[assembly.SceneFiles],
-    timings: list[assembly.SceneTiming],
-    args: argparse.Namespace,
-    gain_db: float | None,
-) -> assembly.Loudness | None:
+def measure(mix: Mix, gain_db: float | None) -> assembly.Loudness | None:
     """The mix's loudness and true peak, as it is (`gain_db` None) or mastered with that gain."""
     inputs: list[str] = []
-    for scene in scenes:
+    for scene in mix.scenes:
         inputs += ["-i", str(scene.narration), "-stream_loop", "-1", "-i", str(scene.sfx)]
-    graph = assembly.measure_graph(timings, args.sfx_level_db, gain_db, edges_of(args))
+    if mix.music is not None:
+        inputs += ["-stream_loop", "-1", "-i", str(mix.music)]
+    graph = assembly.measure_graph(mix.timings, mix.gains, gain_db, mix.edges, mix.levels)
     proc = ffmpeg.run(["-v", "info", *inputs, "-filter_complex", graph, "-map", "[out]", "-f", "null", "-"])
     return assembly.parse_ebur128(proc.stderr)
+
+
+@dataclass(frozen=True)
+class Mix:
+    """Everything the sound of the cut depends on."""
+
+    scenes: list[assembly.SceneFiles]
+    timings: list[assembly.SceneTiming]
+    gains: assembly.Gains
+    levels: assembly.Levels
+    edges: assembly.Edges
+    music: Path | None
 
 
 def edges_of(args: argparse.Namespace) -> assembly.Edges:
@@ -171,19 +241,17 @@ def measure_file(path: Path) -> assembly.Loudness | None:
     return assembly.parse_ebur128(proc.stderr)
 
 
-def mastering_gain(
-    scenes: list[assembly.SceneFiles], timings: list[assembly.SceneTiming], args: argparse.Namespace
-) -> float | None:
+def mastering_gain(mix: Mix) -> float | None:
     """The linear gain that brings the mix to the target: measured as it is, then through the
     limiter, whose trimmed peaks cost a little loudness that the gain makes up (each pass pushes a
     little more into it, so up to MASTERING_PASSES, until within 0.1 LU). None: silence."""
-    raw = measure(scenes, timings, args, None)
+    raw = measure(mix, None)
     if raw is None:
         return None
-    target = float(args.loudness)
+    target = mix.levels.voice_lufs
     gain = target - raw.integrated
     for _ in range(MASTERING_PASSES):
-        limited = measure(scenes, timings, args, gain)
+        limited = measure(mix, gain)
         if limited is None or abs(target - limited.integrated) < 0.1:
             break
         gain += target - limited.integrated
@@ -257,7 +325,7 @@ def best_frame(
 
 
 def render(
-    scenes: list[assembly.SceneFiles],
+    mix: Mix,
     graph: str,
     fps: int,
     preset: str,
@@ -266,7 +334,7 @@ def render(
 ) -> None:
     """`subtitles`: an SRT file and its language, muxed as the MP4's soft subtitle track."""
     inputs: list[str] = []
-    for scene in scenes:
+    for scene in mix.scenes:
         inputs += [
             "-i",
             str(scene.clip),
@@ -277,10 +345,13 @@ def render(
             "-i",
             str(scene.sfx),
         ]
+    if mix.music is not None:
+        inputs += ["-stream_loop", "-1", "-i", str(mix.music)]
     maps = ["-map", "[vout]", "-map", "[aout]"]
     if subtitles is not None:
         srt, language = subtitles
-        maps += ["-map", f"{3 * len(scenes)}:s"]  # the input after the scenes' three files each
+        # The input after the scenes' three files each (and the music).
+        maps += ["-map", f"{3 * len(mix.scenes) + (mix.music is not None)}:s"]
         inputs += ["-i", str(srt)]
     # YouTube's upload advice: H.264 High, 2 consecutive B-frames, a closed GOP of half the frame
     # rate, BT.709; AAC-LC 48 kHz stereo at 384 kb/s; the index first (faststart).
@@ -319,6 +390,7 @@ def body(args: argparse.Namespace) -> Result:
     started = time.monotonic()
     fmt = assembly.Format(args.width, args.height, args.fps)
     scenes = scenes_of(args)
+    music = music_of(args)
     timings = assembly.timeline(narration_lengths(scenes), args.tail, fmt.fps, args.crossfade, args.fade)
     cues, missing = caption_cues(scenes, timings)
     clips = clip_lengths(scenes)
@@ -349,9 +421,11 @@ def body(args: argparse.Namespace) -> Result:
         if best is not None:
             atomic_write_bytes(thumb_beside, thumbnail.make(best[1], args.title))
         try:
-            gain = mastering_gain(scenes, timings, args)
-            graph = assembly.final_graph(timings, args.sfx_level_db, fmt, gain, burn, edges_of(args), slow)
-            render(scenes, graph, fmt.fps, args.preset, args.output, subtitles)
+            levels = levels_of(args)
+            mix = Mix(scenes, timings, bed_gains(scenes, music, levels), levels, edges_of(args), music)
+            gain = mastering_gain(mix)
+            graph = assembly.final_graph(timings, mix.gains, fmt, gain, burn, mix.edges, slow, levels)
+            render(mix, graph, fmt.fps, args.preset, args.output, subtitles)
             final = measure_file(args.output)
         except ffmpeg.DecodeError as exc:
             raise permanent(
@@ -368,6 +442,15 @@ def body(args: argparse.Namespace) -> Result:
         "fade_s": args.fade,
         "loudness_target_lufs": args.loudness,
         "gain_db": None if gain is None else round(gain, 2),
+        "music": str(music) if music else None,
+        "music_gain_db": None if mix.gains.music_db is None else round(mix.gains.music_db, 2),
+        "levels": {
+            "voice_lufs": levels.voice_lufs,
+            "ambience_lu": levels.ambience_lu,
+            "music_lu": levels.music_lu if music else None,
+            "duck_db": levels.duck_db if music else None,
+        },
+        "bed_gains_db": [round(g, 1) for g in mix.gains.sfx_db],
         # Measured on the encoded file.
         "loudness_lufs": None if final is None else round(final.integrated, 1),
         "true_peak_dbtp": None if final is None else round(final.true_peak, 1),

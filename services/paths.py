@@ -39,6 +39,7 @@ FOLDERS = {
     "clip": "clips",
     "narration": "narration",
     "sfx": "sfx",
+    "music": "music",
 }
 ATTEMPTS_GLOB = "channels/*/projects/*/attempts/*"
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from services.prompts import DEFAULT_KEY_COLOR, clip_prompt, image_prompt
@@ -29,12 +32,26 @@ PROVIDER_OF = {
     "clip": "kling",
     "narration": "elevenlabs",
     "sfx": "elevenlabs",
+    "music": "elevenlabs",
     "assembly": "local",
     "storyboard_gate": OPERATOR,
     "assets_gate": OPERATOR,
     "final_gate": OPERATOR,
 }
 SFX_TAIL_S = 0.6  # a little ambience after the last word of a scene
+MUSIC_ITEM = "music_bed"  # the generated music's item key (music/bed.mp3)
+MUSIC_EXTENSIONS = (".mp3", ".wav", ".m4a", ".ogg", ".flac")
+
+
+@dataclass(frozen=True)
+class MusicOptions:
+    """Where a channel's music comes from: nowhere ("none"), ElevenLabs ("generated", in the
+    channel's `style`) or its folder ("folder": `tracks`, (absolute path, version) pairs, a track in
+    a sub-folder or with a file name naming a mood is picked for a storyboard of that mood)."""
+
+    source: str = "none"
+    style: str = ""
+    tracks: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,11 +66,12 @@ class PlanOptions:
     key_color: str = DEFAULT_KEY_COLOR
     clip_model: str = "kling-v2-1"
     clip_mode: str = "std"
-    sfx_level_db: float = -18.0
     scenes: int = 4
     captions: Mapping[str, Any] = field(default_factory=dict)  # the channel's caption style
     transitions: Mapping[str, float] = field(default_factory=dict)  # crossfade_s, fade_s
     max_clip_slowdown: float | None = None  # the assembly's default when not given
+    music: MusicOptions = MusicOptions()
+    levels: Mapping[str, float] = field(default_factory=dict)  # voice_lufs, ambience_lu, music_lu, duck_db
 
 
 @dataclass(frozen=True)
@@ -162,21 +180,77 @@ def build_plan(
     media_keys: list[str] = []
     for scene in storyboard.scenes:
         media_keys += _scene_items(builder, scene, atmosphere, options)
+    music = _music(builder, storyboard, options)
     builder.add(
         "assembly",
         "assembly",
         {
             "scenes": [s.key for s in storyboard.scenes],
             "title": storyboard.title,
-            "sfx_level_db": options.sfx_level_db,
             "captions": dict(options.captions),
             "transitions": dict(options.transitions),
+            "levels": dict(options.levels),
+            **({"music": music} if music is not None else {}),
             **({"max_slowdown": options.max_clip_slowdown} if options.max_clip_slowdown else {}),
         },
-        [*media_keys, "storyboard_gate", "assets_gate"],
+        [*media_keys, *([MUSIC_ITEM] if music == MUSIC_ITEM else []), "storyboard_gate", "assets_gate"],
     )
     builder.add("final_gate", "final_gate", {"on": bool(options.gates.get("final", True))}, ["assembly"])
     return list(builder.items.values())
+
+
+def music_prompt(mood: str, style: str) -> str:
+    """What ElevenLabs is asked to compose: the storyboard's mood in the channel's style, made to sit
+    under a voice."""
+    parts = [f"{mood.capitalize()} instrumental background music for a narrated documentary"]
+    if style:
+        parts.append(style)
+    parts.append("steady and unobtrusive, no vocals, no sudden hits")
+    return ", ".join(parts)
+
+
+def music_seconds(storyboard: Storyboard) -> int:
+    """How long the generated music is asked to be: the narration's estimated length with room for
+    the scenes' lead-ins and tails (the assembly loops or trims it to the cut), within the API's
+    bounds."""
+    spoken = sum(estimate_narration_seconds(s.narration) + 1.5 for s in storyboard.scenes)
+    return max(15, min(300, math.ceil(spoken * 1.2 + 5)))
+
+
+def pick_track(tracks: tuple[tuple[str, str], ...], mood: str, title: str) -> tuple[str, str] | None:
+    """The folder's track for a storyboard: among those whose folder or file name names the mood
+    (else among all), one chosen by the title, so a video keeps its track from pass to pass."""
+    if not tracks:
+        return None
+
+    def names_mood(path: str) -> bool:
+        where = PurePosixPath(path.lower())
+        return mood in re.split(r"[^a-z]+", f"{where.parent.name} {where.stem}")
+
+    fitting = sorted(t for t in tracks if names_mood(t[0])) or sorted(tracks)
+    index = int(hashlib.sha256(title.encode()).hexdigest(), 16) % len(fitting)
+    return fitting[index]
+
+
+def _music(builder: _Builder, storyboard: Storyboard, options: PlanOptions) -> str | dict[str, str] | None:
+    """The assembly's music: the generated music item's key (the item added here), a folder's
+    track (its path and version, so replacing the file makes a new cut), or None."""
+    source = options.music.source
+    if source == "generated":
+        builder.add(
+            MUSIC_ITEM,
+            "music",
+            {
+                "prompt": music_prompt(storyboard.mood, options.music.style),
+                "duration": music_seconds(storyboard),
+            },
+            ["storyboard_gate"],
+        )
+        return MUSIC_ITEM
+    if source == "folder":
+        track = pick_track(options.music.tracks, storyboard.mood, storyboard.title)
+        return None if track is None else {"track": track[0], "version": track[1]}
+    return None
 
 
 # The subject's height in the frame per framing (medium is create_composite.py's default).

@@ -36,6 +36,7 @@ class CostKind(StrEnum):
     CLIP = "clip"
     NARRATION = "narration"
     SFX = "sfx"
+    MUSIC = "music"
     ASSEMBLY = "assembly"
     UPLOAD = "upload"
     STORYBOARD_GATE = "storyboard_gate"
@@ -86,6 +87,9 @@ class ElevenLabsPrices(_Section):
     credit_price: Price
     tts_credits_per_character: Price
     sfx_credits_per_second: Price
+    # Music is priced per minute of music asked for; optional, so a table written before music
+    # still loads (the default is about the list price in 2026: set your plan's figure).
+    music_per_minute: Price = Decimal("0.80")
 
 
 class Pricing(_Section):
@@ -99,7 +103,7 @@ class Pricing(_Section):
         """What an item will cost, rounded up to the cent, for budget reservations before it runs.
 
         params: storyboard [prompt_tokens, output_tokens]; asset [images]; clip duration (5|10)
-        [mode std|pro]; narration characters; sfx seconds; the rest none.
+        [mode std|pro]; narration characters; sfx seconds; music seconds; the rest none.
         """
         cost_kind = _kind(kind)
         given = _Usage(cost_kind, "params", params)
@@ -110,7 +114,8 @@ class Pricing(_Section):
 
         usage: storyboard prompt_tokens, output_tokens; asset output_tokens [prompt_tokens] or
         [images]; clip units (Kling's final_unit_deduction) or duration [mode]; narration credits
-        (ElevenLabs' character-cost) or characters; sfx credits or seconds; the rest none.
+        (ElevenLabs' character-cost) or characters; sfx credits or seconds; music seconds; the rest
+        none.
         """
         cost_kind = _kind(kind)
         given = _Usage(cost_kind, "usage", usage)
@@ -145,6 +150,8 @@ class Pricing(_Section):
                     return given.number("credits") * self.elevenlabs.credit_price
                 credits = given.number("seconds") * self.elevenlabs.sfx_credits_per_second
                 return credits * self.elevenlabs.credit_price
+            case CostKind.MUSIC:
+                return given.number("seconds") * self.elevenlabs.music_per_minute / 60
             case (
                 CostKind.COMPOSITE
                 | CostKind.ASSEMBLY
@@ -237,6 +244,7 @@ _HINTS = {
     "credit_price": "write the USD price of one ElevenLabs credit on your plan, e.g. 0.00018",
     "tts_credits_per_character": "write the credits a spoken character costs, e.g. 1",
     "sfx_credits_per_second": "write the credits a second of sound effects costs, e.g. 40",
+    "music_per_minute": "write the USD price of a minute of generated music, e.g. 0.80",
     **{
         name: f"write the units Kling deducts for a {name.replace('_', ' ')} clip, e.g. 1"
         for name in ("std_5s", "std_10s", "pro_5s", "pro_10s")

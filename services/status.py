@@ -72,6 +72,7 @@ STAGE_OF_KIND = {
     "clip": Status.GENERATING_VIDEO,
     "narration": Status.GENERATING_VIDEO,
     "sfx": Status.GENERATING_VIDEO,
+    "music": Status.GENERATING_VIDEO,
     "assembly": Status.ASSEMBLING,
     "upload": Status.UPLOADING,
 }
@@ -230,6 +231,7 @@ def progress_line(counts: Mapping[str, tuple[int, int]], cost_usd: float) -> str
         ("clip", "video clips"),
         ("narration", "narration"),
         ("sfx", "sound"),
+        ("music", "music"),
         ("assembly", "final cut"),
     ]
     parts = [

@@ -33,6 +33,9 @@ DEFAULT_MAX_SCENES = 60
 YOUTUBE_TITLE_LIMIT = 100
 
 CLIP_SECONDS = (5, 10)  # the only durations Kling makes
+# The music's character; the generated music's prompt and a music folder's track follow it.
+Mood = Literal["calm", "hopeful", "playful", "mysterious", "tense", "epic", "melancholic"]
+DEFAULT_MOOD: Mood = "calm"
 CLIP_TAIL_SECONDS = 0.5  # breathing room after the last word before the cut
 
 
@@ -143,6 +146,7 @@ class Storyboard(BaseModel):
     model_config = _MODEL
     title: Annotated[str, _text_rule("give the video's title", YOUTUBE_TITLE_LIMIT, "YouTube's title")]
     atmosphere: Annotated[str, _text_rule(None)]
+    mood: Mood = DEFAULT_MOOD
     assets: tuple[Asset, ...]
     scenes: tuple[Scene, ...]
 
@@ -174,6 +178,7 @@ _HINTS = {
     "storyboard": "write a mapping with title, atmosphere, assets and scenes",
     "title": "give the video's title",
     "atmosphere": "add the look shared by every image and clip (atmosphere: '' if there is none)",
+    "mood": "use mood: calm, hopeful, playful, mysterious, tense, epic or melancholic",
     "assets": "list the images to generate, each with key, kind and prompt",
     "scenes": "list the scenes, each with key, frame, motion, narration and sfx",
     "key": "give a unique key such as s01 or delta_shallows",
@@ -212,7 +217,7 @@ def parse_storyboard(data: object, *, max_scenes: int = DEFAULT_MAX_SCENES) -> S
 
 
 _LOCATION = re.compile(r"(\w+)(?:\[(\d+)\])?")
-_SECTIONS = ("storyboard", "title", "atmosphere", "assets", "scenes")
+_SECTIONS = ("storyboard", "title", "atmosphere", "mood", "assets", "scenes")
 
 
 def _document_order(problem: str) -> tuple[int, int]:
@@ -452,10 +457,12 @@ def _scene_entry(scene: Scene) -> dict[str, object]:
 
 def storyboard_to_yaml(storyboard: Storyboard) -> str:
     """Stable, hand-editable YAML that `parse_storyboard_yaml` reads back to an equal storyboard."""
+    head: dict[str, object] = {"title": storyboard.title, "atmosphere": storyboard.atmosphere}
+    if storyboard.mood != DEFAULT_MOOD:
+        head["mood"] = storyboard.mood
     return _dump(
         {
-            "title": storyboard.title,
-            "atmosphere": storyboard.atmosphere,
+            **head,
             "assets": [_asset_entry(asset) for asset in storyboard.assets],
             "scenes": [_scene_entry(scene) for scene in storyboard.scenes],
         }

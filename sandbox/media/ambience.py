@@ -66,10 +66,12 @@ def _noise(rng: random.Random, rate: int, colour: str, amplitude: float) -> str:
 
 
 def _bed(rng: random.Random, rate: int) -> str:
-    """Low brown noise that breathes slowly: the room tone of the outdoors."""
+    """Low brown noise that breathes slowly: the room tone of the outdoors, with the rumble below
+    90 Hz cut as a field recordist's low-cut filter would (which leaves the lowest octave to music)."""
     cutoff = rng.randint(250, 600)
     return (
-        f"{_noise(rng, rate, 'brown', 0.35)},lowpass=f={cutoff},tremolo=f={rng.uniform(0.1, 0.25):.2f}:d=0.35"
+        f"{_noise(rng, rate, 'brown', 0.35)},highpass=f=90,highpass=f=90,lowpass=f={cutoff},"
+        f"tremolo=f={rng.uniform(0.1, 0.25):.2f}:d=0.35"
     )
 
 

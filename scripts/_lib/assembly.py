@@ -1,6 +1,6 @@
 """The final cut as one FFmpeg filtergraph: per scene a clip fitted to its narration plus a tail,
-the SFX bed looped under the narration, scenes concatenated, mastered to its loudness by a linear
-gain and a true-peak limiter."""
+the SFX bed looped under the narration, scenes crossfaded, the music ducked under the voice, mastered
+to its loudness by a linear gain and a true-peak limiter."""
 
 from __future__ import annotations
 
@@ -105,34 +105,136 @@ def overlap_of(timings: list[SceneTiming]) -> float:
     return 0.0 if len(timings) < 2 else round(timings[0].end_s - timings[1].start_s, 6)
 
 
+@dataclass(frozen=True)
+class Levels:
+    """The mix's levels: each narration brought to `voice_lufs` (the final cut's target too), each
+    ambience bed to `ambience_lu` under it, and the music to `music_lu` under it while the voice
+    speaks: it plays `duck_db` louder between the words and a sidechain compressor keyed by the
+    voice pulls it down under them."""
+
+    voice_lufs: float = -14.0
+    ambience_lu: float = -13.0
+    music_lu: float = -18.0
+    duck_db: float = 6.0
+
+    def ambience_lufs(self) -> float:
+        return self.voice_lufs + self.ambience_lu
+
+    def music_lufs(self) -> float:
+        """The music's own level, before the voice ducks it."""
+        return self.voice_lufs + self.music_lu + self.duck_db
+
+
+@dataclass(frozen=True)
+class Gains:
+    """Per scene the gains (dB) that bring its narration and its bed to their levels, and the
+    music's; each measured on its own file first (`normalising_gain`)."""
+
+    narration_db: tuple[float, ...]
+    sfx_db: tuple[float, ...]
+    music_db: float | None = None  # None: no music
+
+
+@dataclass(frozen=True)
+class AudioInputs:
+    """The FFmpeg input index of each scene's narration and bed, and of the music (or None)."""
+
+    narration: tuple[int, ...]
+    sfx: tuple[int, ...]
+    music: int | None = None
+
+
+MAX_BED_GAIN_DB = 30.0  # a near-silent file is not brought up further than this
+
+
+def normalising_gain(measured_lufs: float | None, target_lufs: float) -> float:
+    """The gain that brings a file measured at `measured_lufs` to `target_lufs`, within
+    +-MAX_BED_GAIN_DB; a silent file (None) is left as it is."""
+    if measured_lufs is None:
+        return 0.0
+    return max(-MAX_BED_GAIN_DB, min(MAX_BED_GAIN_DB, target_lufs - measured_lufs))
+
+
+def measure_files_graph(count: int) -> str:
+    """Each of `count` audio inputs through its own ebur128 meter (named m<i>), for
+    `parse_file_loudness`."""
+    chains = [f"[{i}:a:0]{AUDIO_FORMAT},ebur128@m{i}=peak=true[l{i}]" for i in range(count)]
+    labels = "".join(f"[l{i}]" for i in range(count))
+    chains.append(f"{labels}amix=inputs={count}:duration=longest:normalize=0[out]")
+    return ";".join(chains)
+
+
+def parse_file_loudness(log: str, count: int) -> list[float | None]:
+    """The integrated loudness of each input metered by `measure_files_graph` (None: silent)."""
+    out: list[float | None] = []
+    for i in range(count):
+        part = log.split(f"[ebur128@m{i} @")
+        if len(part) < 2 or "Summary:" not in part[-1]:
+            raise ValueError(f"ebur128 printed no summary for input {i}")
+        found = parse_ebur128(part[-1].split("[ebur128@m")[0])
+        out.append(None if found is None else found.integrated)
+    return out
+
+
+# How the voice ducks the music: a compressor keyed by the voice, near-limiting (so the dip is about
+# the voice's level over the threshold), quick to duck and slow to come back (no pumping).
+_DUCK = "sidechaincompress=ratio=20:attack=15:release=350:knee=4:detection=rms:makeup=1"
+MUSIC_FADE_IN_S, MUSIC_FADE_OUT_S = 1.0, 2.0
+
+
+def _duck_threshold(levels: Levels) -> float:
+    """The compressor's threshold (linear): `duck_db` under the voice's typical short-term level
+    (about 3 dB under its integrated loudness), so speech pulls the music down by about `duck_db`."""
+    return float(10 ** ((levels.voice_lufs - 3.0 - levels.duck_db) / 20))
+
+
 def audio_chains(
-    timings: list[SceneTiming], narration_input: list[int], sfx_input: list[int], sfx_db: float
+    timings: list[SceneTiming], inputs: AudioInputs, gains: Gains, levels: Levels = Levels()
 ) -> list[str]:
-    """Per scene [a<i>]: the narration after the scene's lead, padded with silence to the scene's
-    length, the (looped) bed at `sfx_db` under all of it, mixed without amix's halving."""
+    """Per scene the narration after the scene's lead and the (looped) bed, each at its gain and
+    the scene's length; the narrations joined into [voice], the beds into [beds] (crossfaded, so
+    the ambience carries across each cut), and the music (looped or trimmed to the cut, faded,
+    ducked by the voice), all mixed into [mix] without amix's halving."""
     chains = []
     for i, timing in enumerate(timings):
         length = f"{timing.length_s:.6f}"
         lead_ms = round(timing.lead_s * 1000)
         delay = f"adelay={lead_ms}:all=1," if lead_ms else ""
         chains.append(
-            f"[{narration_input[i]}:a:0]{AUDIO_FORMAT},{delay}apad,atrim=duration={length},asetpts=PTS-STARTPTS[n{i}]"
+            f"[{inputs.narration[i]}:a:0]{AUDIO_FORMAT},volume={gains.narration_db[i]:.2f}dB,{delay}"
+            f"apad,atrim=duration={length},asetpts=PTS-STARTPTS[n{i}]"
         )
         chains.append(
-            f"[{sfx_input[i]}:a:0]{AUDIO_FORMAT},volume={sfx_db}dB,apad,atrim=duration={length},asetpts=PTS-STARTPTS[s{i}]"
+            f"[{inputs.sfx[i]}:a:0]{AUDIO_FORMAT},volume={gains.sfx_db[i]:.2f}dB,"
+            f"apad,atrim=duration={length},asetpts=PTS-STARTPTS[s{i}]"
         )
-        chains.append(f"[n{i}][s{i}]amix=inputs=2:duration=first:normalize=0[a{i}]")
+    chains += joined(timings, "n", "voice")
+    chains += joined(timings, "s", "beds")
+    if inputs.music is None or gains.music_db is None:
+        chains.append("[voice][beds]amix=inputs=2:duration=first:normalize=0[mix]")
+        return chains
+    total = timings[-1].end_s
+    fade_out = max(0.0, total - MUSIC_FADE_OUT_S)
+    chains.append(
+        f"[{inputs.music}:a:0]{AUDIO_FORMAT},volume={gains.music_db:.2f}dB,apad,"
+        f"atrim=duration={total:.6f},asetpts=PTS-STARTPTS,afade=t=in:d={MUSIC_FADE_IN_S},"
+        f"afade=t=out:st={fade_out:.6f}:d={MUSIC_FADE_OUT_S}[music]"
+    )
+    chains.append("[voice]asplit=2[speech][key]")
+    chains.append(f"[music][key]{_DUCK}:threshold={_duck_threshold(levels):.6f}[ducked]")
+    chains.append("[speech][beds][ducked]amix=inputs=3:duration=first:normalize=0[mix]")
     return chains
 
 
 def joined(timings: list[SceneTiming], kind: str, out: str) -> list[str]:
-    """The scenes' [v<i>] (kind 'v') or [a<i>] ('a') one after the other into [out]: crossfaded
-    where the timeline overlaps them (equal-power for sound: the beds never dip), else concatenated."""
+    """The scenes' [<kind><i>] one after the other into [out], pictures (kind 'v') or sound (any
+    other): crossfaded where the timeline overlaps them (equal-power for sound: the beds never dip),
+    else concatenated."""
     n = len(timings)
     overlap = overlap_of(timings)
     if overlap <= 0:
         inputs = "".join(f"[{kind}{i}]" for i in range(n))
-        return [f"{inputs}concat=n={n}:v={int(kind == 'v')}:a={int(kind == 'a')}[{out}]"]
+        return [f"{inputs}concat=n={n}:v={int(kind == 'v')}:a={int(kind != 'v')}[{out}]"]
     chains = []
     previous = f"{kind}0"
     for i in range(1, n):
@@ -195,13 +297,21 @@ def master(gain_db: float) -> str:
 
 
 def measure_graph(
-    timings: list[SceneTiming], sfx_db: float, gain_db: float | None, edges: Edges = Edges(0, 0)
+    timings: list[SceneTiming],
+    gains: Gains,
+    gain_db: float | None,
+    edges: Edges = Edges(0, 0),
+    levels: Levels = Levels(),
 ) -> str:
-    """Audio only (inputs: narration, sfx per scene): the mix as it will be (mastered with
-    `gain_db`, or as it is), measured by ebur128."""
+    """Audio only (inputs: narration, sfx per scene, then the music if any): the mix as it will be
+    (mastered with `gain_db`, or as it is), measured by ebur128."""
     n = len(timings)
-    chains = audio_chains(timings, [2 * i for i in range(n)], [2 * i + 1 for i in range(n)], sfx_db)
-    chains += joined(timings, "a", "mix")
+    inputs = AudioInputs(
+        tuple(2 * i for i in range(n)),
+        tuple(2 * i + 1 for i in range(n)),
+        2 * n if gains.music_db is not None else None,
+    )
+    chains = audio_chains(timings, inputs, gains, levels)
     mastered = AUDIO_FORMAT if gain_db is None else master(gain_db)
     fades = _fades("a", timings[-1].end_s, edges.fade_s)
     chains.append(f"[mix]{fades}{mastered},{METER}[out]")
@@ -216,22 +326,27 @@ BT709 = "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=
 
 def final_graph(
     timings: list[SceneTiming],
-    sfx_db: float,
+    gains: Gains,
     fmt: Format,
     gain_db: float | None,
     burn: str | None = None,
     edges: Edges = Edges(0, 0),
     slow: list[float] | None = None,
+    levels: Levels = Levels(),
 ) -> str:
-    """Everything (inputs: clip, narration, sfx per scene) to [vout] and [aout]; `gain_db` the
-    mastering gain (None: silence, left as it is); `burn`, a video filter drawing the captions;
-    `edges`, the fades (the crossfades are in the timeline)."""
+    """Everything (inputs: clip, narration, sfx per scene, then the music if any) to [vout] and
+    [aout]; `gain_db` the mastering gain (None: silence, left as it is); `burn`, a video filter
+    drawing the captions; `edges`, the fades (the crossfades are in the timeline)."""
     n = len(timings)
     total = timings[-1].end_s
     chains = video_chains(timings, [3 * i for i in range(n)], fmt, slow)
-    chains += audio_chains(timings, [3 * i + 1 for i in range(n)], [3 * i + 2 for i in range(n)], sfx_db)
+    inputs = AudioInputs(
+        tuple(3 * i + 1 for i in range(n)),
+        tuple(3 * i + 2 for i in range(n)),
+        3 * n if gains.music_db is not None else None,
+    )
+    chains += audio_chains(timings, inputs, gains, levels)
     chains += joined(timings, "v", "cut")
-    chains += joined(timings, "a", "mix")
     picture = [_fades("v", total, edges.fade_s).rstrip(","), burn or "", BT709]
     chains.append(f"[cut]{','.join(p for p in picture if p)}[vout]")
     mastered = AUDIO_FORMAT if gain_db is None else master(gain_db)

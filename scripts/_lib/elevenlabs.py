@@ -1,4 +1,4 @@
-"""ElevenLabs text-to-speech and sound generation: requests and error classification."""
+"""ElevenLabs text-to-speech, sound generation and music: requests and error classification."""
 
 from __future__ import annotations
 
@@ -83,6 +83,12 @@ def classify_error(status: int, body: dict[str, Any]) -> ScriptError:
     if code == "voice_not_found":
         return permanent(
             f"ElevenLabs does not know this voice ({code}): fix voice.voice_id in the channel config.{said}",
+            code,
+        )
+    if code == "bad_prompt":
+        return permanent(
+            f"ElevenLabs refused the music prompt ({code}): describe the music without naming artists or "
+            f"works (music.style in the channel config), then requeue.{said}",
             code,
         )
     if code == "max_character_limit_exceeded":

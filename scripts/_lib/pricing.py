@@ -18,6 +18,7 @@ from scripts._lib.errors import usage
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "config" / "pricing.yaml"
 # ElevenLabs' flash and turbo speech models take half a credit per character.
 ELEVENLABS_HALF_PRICE_MODELS = ("flash", "turbo")
+MUSIC_PER_MINUTE = 0.80  # USD, when the table names none (services/pricing.py's default)
 
 
 @cache
@@ -39,6 +40,7 @@ def table() -> dict[str, dict[str, float]]:
                                     "pro_10s"),
             "elevenlabs": _numbers(data["elevenlabs"], "credit_price", "tts_credits_per_character",
                                    "sfx_credits_per_second"),
+            "music": {"per_minute": float(data["elevenlabs"].get("music_per_minute", MUSIC_PER_MINUTE))},
         }  # fmt: skip
     except OSError as exc:
         raise usage(f"cannot read the price table {path} ({exc.strerror}); set PRICING_FILE") from exc
@@ -93,3 +95,7 @@ def elevenlabs_cost(credits: float) -> float:
 
 def sfx_credits(duration_s: float) -> float:
     return duration_s * table()["elevenlabs"]["sfx_credits_per_second"]
+
+
+def music_cost(seconds: float) -> float:
+    return seconds * table()["music"]["per_minute"] / 60

@@ -22,6 +22,8 @@ KEY_PATTERN = re.compile(r"^[a-z0-9_]+$")
 SCENE_FIELDS = ("environment", "character", "motion", "narration", "sfx")
 # How the subject sits in a scene's frame (the storyboard's frame.placement and frame.framing).
 COMPOSITION = {"placement": ("left", "centre", "right"), "framing": ("wide", "medium", "close")}
+# The music's character (the storyboard's mood; services/storyboard.py's Mood).
+MOODS = ("calm", "hopeful", "playful", "mysterious", "tense", "epic", "melancholic")
 # Text limits of the providers the fields go to.
 LIMITS = {
     "motion": KLING_PROMPT_LIMIT,
@@ -54,6 +56,7 @@ def instructions(brief: Brief) -> str:
         f"Write exactly {brief.scenes} scenes. Fields:\n"
         "- title: the video's title (keep the given one unless it is empty).\n"
         "- atmosphere: one sentence of visual style shared by every image and clip (light, palette, lens).\n"
+        f"- mood: the background music's mood, one of: {', '.join(MOODS)}.\n"
         "- environment: an image prompt for the place only, no animals or people.\n"
         "- character: an image prompt for the main subject alone (no background), or an empty string when "
         "the scene has none. Reuse the exact same words when the same subject appears again.\n"
@@ -81,10 +84,11 @@ def response_schema(scenes: int) -> dict[str, Any]:
         "properties": {
             "title": text,
             "atmosphere": text,
+            "mood": {"type": "STRING", "enum": list(MOODS)},
             "scenes": {"type": "ARRAY", "items": scene, "minItems": scenes, "maxItems": scenes},
         },
-        "required": ["title", "atmosphere", "scenes"],
-        "propertyOrdering": ["title", "atmosphere", "scenes"],
+        "required": ["title", "atmosphere", "mood", "scenes"],
+        "propertyOrdering": ["title", "atmosphere", "mood", "scenes"],
     }
 
 
@@ -109,6 +113,7 @@ def build(answer: dict[str, Any], brief: Brief) -> dict[str, Any]:
     storyboard = {
         "title": _text(answer.get("title")) or brief.title,
         "atmosphere": _text(answer.get("atmosphere")),
+        **({"mood": mood} if (mood := _text(answer.get("mood")).lower()) in MOODS else {}),
         "assets": assets.items,
         "scenes": scenes,
     }

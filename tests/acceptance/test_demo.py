@@ -1,12 +1,13 @@
 """`python -m daemon demo` as a newcomer runs it: a finished MP4, a Ready page, audible speech in
-every scene's narration window with the sound bed between words, captions for every scene, and a
-resumed second run."""
+every scene's narration window with the sound bed between words, music ducked under the voice,
+captions for every scene, and a resumed second run."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -40,15 +41,33 @@ def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(demo: Dem
 
     info = video_info(video)
     assert (info.width, info.height, info.video_codec, info.audio_codec) == (1920, 1080, "h264", "aac")
-    timeline = asyncio.run(_timeline(demo.database))
+    meta = asyncio.run(_assembly_result(demo.database))
+    timeline = meta["timeline"]
     assert len(timeline) == 4
-    audio = decode_audio(video)
+    # Heard roughly as a listener does (the lows count for less: K-weighting's shape).
+    audio = decode_audio(video, band=K_WEIGHTED)
     silence = -60.0
     for scene in timeline:
         speech = rms_dbfs(audio, scene["narration_start_s"] + 0.2, scene["narration_end_s"] - 0.1)
         assert speech > -30, scene
+        # After the words: the ambience bed and the music coming back up, under the voice.
         bed = rms_dbfs(audio, scene["narration_end_s"] + 0.05, scene["end_s"] - 0.02)
-        assert silence < bed < speech - 6, (scene, bed, speech)  # the SFX bed, under the voice
+        assert silence < bed < speech - 4, (scene, bed, speech)
+
+    # Music under every scene, ducked while the voice speaks. The sandbox's music carries its bass
+    # below 70 Hz, where neither the voice nor the (low-cut) ambience reaches: there the final cut
+    # is the music alone, so against the music file it shows the gain the music was given and, under
+    # the words, the ducking on top.
+    music = Path(meta["music"])
+    assert music.is_file() and music.parent.name == "music"
+    bass, source = decode_audio(video, band=BASS), decode_audio(music, band=BASS)
+    undocked = meta["music_gain_db"] + meta["gain_db"]
+    for scene in timeline:
+        words = (scene["narration_start_s"] + 0.2, scene["narration_end_s"] - 0.1)
+        heard = rms_dbfs(bass, *words)
+        assert heard > -50, scene  # present
+        ducked = undocked - (heard - rms_dbfs(source, *words))
+        assert ducked >= meta["levels"]["duck_db"] - 3, (scene, ducked)  # lower while the voice speaks
 
     # Captions from the voice's own timing: a subtitle track, and the .srt beside the video with
     # every scene's words inside that scene, from its narration's start to its end.
@@ -77,7 +96,11 @@ def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(demo: Dem
     assert again.stdout.strip().splitlines()[-1] == str(video)  # the same project, not a new one
 
 
-async def _timeline(db: Path) -> list[dict[str, float]]:
+K_WEIGHTED = "highpass=f=60,highshelf=f=1500:g=4"
+BASS = "lowpass=f=70,lowpass=f=70"
+
+
+async def _assembly_result(db: Path) -> dict[str, Any]:
     engine = make_engine(f"sqlite+aiosqlite:///{db}")
     try:
         async with engine.connect() as conn:
@@ -89,4 +112,4 @@ async def _timeline(db: Path) -> list[dict[str, float]]:
     finally:
         await engine.dispose()
     assert usage is not None
-    return list(usage["timeline"])
+    return dict(usage)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.media import RATE, audio_duration, decode_audio, rms_dbfs
+from tests.support.media import RATE, audio_duration, decode_audio, rms_dbfs, stream_lines
 from tests.support.sandbox_proc import SandboxProcess
 
 VOICE = "JBFqnCBsd6RMkjVDRZzb"
@@ -232,3 +232,39 @@ def test_calls_are_logged_with_the_trace(sandbox: SandboxProcess) -> None:
     assert all(c["identity"] for c in calls)
     assert calls[0]["usage"]["credits"] == 40
     assert calls[1]["usage"] == {**calls[1]["usage"], "characters": len(SHORT), "credits": len(SHORT)}
+
+
+# Music ----------------------------------------------------------------------------------------------
+def test_music_lasts_the_asked_length_in_stereo_with_a_bass_under_the_voices_range(
+    sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    body = {
+        "prompt": "Tense instrumental background music",
+        "music_length_ms": 8_000,
+        "force_instrumental": True,
+    }
+    r = _post(sandbox, "/music", body, output_format="mp3_44100_128")
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/mpeg"
+    path = _save(tmp_path, "music.mp3", r.content)
+    assert audio_duration(path) == pytest.approx(8.0, abs=0.15)
+    assert "stereo" in " ".join(stream_lines(path))
+    # The bass (below 70 Hz, under any voice) carries the tune; the piece is not silence.
+    assert rms_dbfs(decode_audio(path, band="lowpass=f=70,lowpass=f=70"), 2, 6) > -30
+    other = _post(sandbox, "/music", {**body, "prompt": "Playful instrumental music"})
+    assert other.content != r.content  # the prompt makes the piece
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"prompt": "calm", "music_length_ms": 2_000}, 422, "validation_error"),
+        ({"prompt": "calm", "music_length_ms": 300_001}, 422, "validation_error"),
+        ({"music_length_ms": 5_000}, 422, "validation_error"),
+        ({"prompt": "piano in the style of someone famous", "music_length_ms": 5_000}, 400, "bad_prompt"),
+    ],
+)
+def test_bad_music_requests_answer_in_the_detail_envelope(
+    sandbox: SandboxProcess, body: dict[str, object], status: int, code: str
+) -> None:
+    r = _post(sandbox, "/music", body)
+    assert r.status_code == status and r.json()["detail"]["status"] == code

@@ -144,31 +144,6 @@ def test_final_cut(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None
     assert max(b - a for a, b in itertools.pairwise([*keys, info.duration])) <= 0.5 + 1 / 24 + 1e-3
 
 
-def test_a_quieter_bed_when_asked(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None:
-    levels = {}
-    for db in ("-10", "-30"):
-        output = tmp_path / f"v{db}.mp4"
-        # A small picture: this is about the sound, and it keeps the test quick.
-        args = [
-            "--scene",
-            *media[0],
-            "--output",
-            output,
-            "--sfx-level-db",
-            db,
-            "--width",
-            "320",
-            "--height",
-            "180",
-        ]
-        meta = run_script("assemble_video", *args, env=local_env()).result["meta"]
-        scene = meta["timeline"][0]
-        samples = decode_audio(output)
-        speech = rms_dbfs(samples, 0.1, scene["narration_end_s"] - 0.1)
-        levels[db] = speech - rms_dbfs(samples, scene["narration_end_s"] + 0.08, scene["end_s"] - 0.02)
-    assert levels["-30"] > levels["-10"] + 10
-
-
 def test_missing_clip_is_permanent(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None:
     _, narration, sfx = media[0]
     args = ["--scene", tmp_path / "gone.mp4", narration, sfx, "--output", tmp_path / "v.mp4"]
@@ -292,3 +267,63 @@ def test_a_clip_much_shorter_than_its_narration_is_slowed_then_held_and_still_ha
     ((_, seconds),) = frozen_runs(output)
     assert seconds == pytest.approx(held - 0.5, abs=0.1)
     assert meta["thumbnail_scene"] == 1 and output.with_name("v.mp4.thumbnail.jpg").is_file()
+
+
+def test_each_bed_is_brought_to_its_level_under_the_voice(
+    media: list[tuple[Path, Path, Path]], tmp_path: Path
+) -> None:
+    """A bed 26 dB quieter than another comes out as loud: each is measured and normalised first,
+    to the channel's level under the voice (ambience_lu)."""
+    clip, narration, loud_bed = media[0]
+    quiet_bed = tmp_path / "quiet.mp3"
+    _ffmpeg("-f", "lavfi", "-i", "anoisesrc=d=2:c=pink:a=0.025:seed=7", "-c:a", "libmp3lame", str(quiet_bed))
+    under: dict[tuple[str, str], float] = {}
+    for level, bed in itertools.product(("-12", "-24"), (loud_bed, quiet_bed)):
+        output = tmp_path / f"v{level}{bed.stem}.mp4"
+        # A small picture: this is about the sound, and it keeps the test quick.
+        args = ["--scene", clip, narration, bed, "--output", output, "--ambience-lu", level]
+        meta = run_script(
+            "assemble_video", *args, "--width", "320", "--height", "180", env=local_env()
+        ).result["meta"]
+        scene = meta["timeline"][0]
+        samples = decode_audio(output)
+        speech = rms_dbfs(samples, scene["narration_start_s"] + 0.1, scene["narration_end_s"] - 0.1)
+        bed_alone = rms_dbfs(samples, scene["narration_end_s"] + 0.08, scene["end_s"] - 0.55)
+        under[level, bed.stem] = speech - bed_alone
+    for level in ("-12", "-24"):
+        assert under[level, loud_bed.stem] == pytest.approx(under[level, quiet_bed.stem], abs=2.5), under
+    assert under["-24", quiet_bed.stem] - under["-12", quiet_bed.stem] == pytest.approx(12, abs=3), under
+
+
+def test_music_is_looped_under_the_cut_and_ducked_while_the_voice_speaks(
+    media: list[tuple[Path, Path, Path]], tmp_path: Path
+) -> None:
+    """The music (a 55 Hz tone here, below the voice and the bed, so a low-pass hears it alone)
+    dips by about duck_db under the words and comes back between them; a 2 s track is looped to
+    the cut's length; the cut still meets its loudness."""
+    clip = media[0][0]
+    narration, bed, music = tmp_path / "words.mp3", tmp_path / "bed.mp3", tmp_path / "music.mp3"
+    # Words for 1.5 s, a 2 s pause, words for 1.5 s.
+    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=600:duration=1.5", "-f", "lavfi", "-i",
+            "anullsrc=r=44100:cl=mono:d=2", "-f", "lavfi", "-i", "sine=frequency=700:duration=1.5",
+            "-filter_complex", "[0:a][1:a][2:a]concat=n=3:v=0:a=1,volume=0.6", "-c:a", "libmp3lame",
+            str(narration))  # fmt: skip
+    _ffmpeg("-f", "lavfi", "-i", "anoisesrc=d=2:c=white:a=0.3:seed=3,highpass=f=2000",
+            "-c:a", "libmp3lame", str(bed))  # fmt: skip
+    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=55:duration=2", "-c:a", "libmp3lame", str(music))
+    output = tmp_path / "music.mp4"
+    args = ["--scene", clip, narration, bed, "--music", music, "--output", output]
+    meta = run_script("assemble_video", *args, "--width", "320", "--height", "180", env=local_env()).result[
+        "meta"
+    ]
+    assert meta["music"] == str(music) and meta["levels"]["duck_db"] == 6.0
+    start = meta["timeline"][0]["narration_start_s"]
+    bass = decode_audio(output, band="lowpass=f=120,lowpass=f=120")
+    speaking = rms_dbfs(bass, start + 0.4, start + 1.4)
+    pause = rms_dbfs(bass, start + 2.1, start + 3.4)  # the track's second time round
+    assert pause > -45, (speaking, pause)  # the music is there
+    # Ducked under the words: by about duck_db (a steady tone keys the compressor a little harder
+    # than speech, whose level it is set for).
+    assert 6 - 3 <= pause - speaking <= 6 + 5, (speaking, pause)
+    integrated, peak = loudness(output)
+    assert integrated == pytest.approx(-14.0, abs=0.5) and peak <= -1.0

@@ -1,4 +1,4 @@
-"""generate_audio.py and generate_sound_effects.py against the sandbox's ElevenLabs."""
+"""generate_audio.py, generate_sound_effects.py and generate_music.py against the sandbox's ElevenLabs."""
 
 from __future__ import annotations
 
@@ -20,9 +20,13 @@ TEXT = "At first light the delta belongs to the patient."
 def fast(sandbox: SandboxProcess) -> Iterator[None]:
     """Answers at once; the shared sandbox's settings are restored."""
     before = sandbox.get("/_sandbox/config")
-    sandbox.configure(tts_seconds=0.0, sfx_seconds=0.0)
+    sandbox.configure(tts_seconds=0.0, sfx_seconds=0.0, music_seconds=0.0)
     yield
-    sandbox.configure(tts_seconds=before["tts_seconds"], sfx_seconds=before["sfx_seconds"])
+    sandbox.configure(
+        tts_seconds=before["tts_seconds"],
+        sfx_seconds=before["sfx_seconds"],
+        music_seconds=before["music_seconds"],
+    )
 
 
 def test_narration_is_speech_of_the_measured_length(
@@ -155,3 +159,39 @@ def test_sound_bed_busy_is_transient(sandbox: SandboxProcess, tmp_path: Path) ->
     sandbox.fault(provider="elevenlabs", status=429, code="too_many_concurrent_requests", count=1)
     args = ["--prompt", "wind", "--duration", "2", "--output", tmp_path / "x.mp3"]
     run_script("generate_sound_effects", *args, env=script_env(sandbox)).failed(75, "transient")
+
+
+def test_music_has_the_asked_length_and_price_and_is_music(
+    sandbox: SandboxProcess, fast: None, tmp_path: Path
+) -> None:
+    output = tmp_path / "music" / "bed.mp3"
+    args = ["--prompt", "Calm instrumental background music, soft strings", "--duration", "12"]
+    result = run_script("generate_music", *args, "--output", output, env=script_env(sandbox)).result
+    assert audio_duration(output) == pytest.approx(12.0, abs=0.15)
+    assert result["provider"] == "elevenlabs"
+    assert result["meta"]["seconds"] == 12
+    assert result["cost_usd"] == pytest.approx(12 * 0.80 / 60)  # config/pricing.yaml's price a minute
+    samples = decode_audio(output)
+    assert rms_dbfs(samples, 2, 10) > -35  # not silence
+    calls = [c for c in sandbox.calls("elevenlabs") if str(c["endpoint"]).endswith("/v1/music")]
+    assert calls[-1]["status"] == 200 and calls[-1]["usage"]["seconds"] == 12
+
+
+def test_a_refused_music_prompt_is_permanent_and_says_what_to_change(
+    sandbox: SandboxProcess, fast: None, tmp_path: Path
+) -> None:
+    args = ["--prompt", "calm piano in the style of a famous composer", "--duration", "5"]
+    failed = run_script(
+        "generate_music", *args, "--output", tmp_path / "m.mp3", env=script_env(sandbox)
+    ).failed(1, "permanent")
+    assert "bad_prompt" in failed["message"] and "music.style" in failed["message"]
+    assert not (tmp_path / "m.mp3").exists()
+
+
+@pytest.mark.parametrize("duration", ["2", "301"])
+def test_music_length_out_of_the_apis_range_is_a_usage_error(
+    sandbox: SandboxProcess, tmp_path: Path, duration: str
+) -> None:
+    args = ["--prompt", "calm", "--duration", duration, "--output", tmp_path / "m.mp3"]
+    failed = run_script("generate_music", *args, env=script_env(sandbox)).failed(2, "usage")
+    assert "--duration" in failed["message"]

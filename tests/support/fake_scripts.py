@@ -21,6 +21,7 @@ SCRIPT_NAMES = (
     "generate_video.py",
     "generate_audio.py",
     "generate_sound_effects.py",
+    "generate_music.py",
     "assemble_video.py",
 )
 

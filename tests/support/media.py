@@ -26,8 +26,9 @@ class VideoInfo:
     audio_codec: str | None
 
 
-def decode_audio(path: Path, stream: str = "a:0") -> array.array[int]:
-    """Mono 16 kHz signed 16-bit samples of the file's audio; raises if it does not decode."""
+def decode_audio(path: Path, stream: str = "a:0", band: str | None = None) -> array.array[int]:
+    """Mono 16 kHz signed 16-bit samples of the file's audio (through the FFmpeg audio filter
+    `band`, e.g. a low-pass to hear only the bass); raises if it does not decode."""
     out = subprocess.run(
         [
             FFMPEG,
@@ -37,6 +38,7 @@ def decode_audio(path: Path, stream: str = "a:0") -> array.array[int]:
             str(path),
             "-map",
             f"0:{stream}",
+            *(["-af", band] if band else []),
             "-ac",
             "1",
             "-ar",

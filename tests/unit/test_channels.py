@@ -95,3 +95,30 @@ def test_budgets_become_exact_micro_dollars(tmp_path: Path) -> None:
     _write(tmp_path, "nature.yaml", GOOD.replace("per_video_usd: 12", "per_video_usd: 2.01"))
     budget = budget_of(load_channels(tmp_path)["nature"])
     assert (budget.per_video_micros, budget.per_day_micros) == (2_010_000, 60_000_000)
+
+
+def test_music_defaults_to_none_and_a_folder_is_found_beside_the_channel_file(tmp_path: Path) -> None:
+    _write(tmp_path, "nature.yaml", GOOD)
+    channel = load_channels(tmp_path)["nature"]
+    assert channel.music.source == "none"
+    assert (channel.levels.voice_lufs, channel.levels.ambience_lu, channel.levels.music_lu) == (-14, -13, -18)
+    (tmp_path / "tracks").mkdir()
+    _write(tmp_path, "nature.yaml", GOOD + "music: {source: folder, folder: tracks}\nsfx_level_db: -18\n")
+    channel = load_channels(tmp_path)["nature"]
+    assert channel.music.folder == (tmp_path / "tracks").resolve()
+    assert channel.sfx_level_db == -18  # an older file still loads (the daemon logs it as unused)
+
+
+@pytest.mark.parametrize(
+    ("music", "expected"),
+    [
+        ("{source: folder}", "music: Value error, music.source is folder: give music.folder"),
+        ("{source: folder, folder: nowhere}", "music.folder"),
+        ("{source: radio}", "music.source: Input should be 'none', 'generated' or 'folder'"),
+    ],
+)
+def test_a_bad_music_setting_names_the_field_and_the_fix(tmp_path: Path, music: str, expected: str) -> None:
+    _write(tmp_path, "nature.yaml", GOOD + f"music: {music}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_channels(tmp_path)
+    assert expected in str(raised.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from scripts import (
     generate_video,
 )
 from services.plan import PlanOptions, build_plan
-from services.storyboard import parse_storyboard
+from services.storyboard import Storyboard, parse_storyboard
 
 PARSERS = {
     "storyboard": generate_storyboard.parser,
@@ -157,3 +158,100 @@ def test_a_scenes_placement_and_framing_reach_its_composite() -> None:
     c = Claimed(**{**c.__dict__, "deps": {"asset_field": "f.png", "asset_heron": "h.png"}})
     parsed = create_composite.parser().parse_args(build_command(c, Path("/s"), Path("/w"))[2:])
     assert (parsed.character_position, parsed.character_scale) == ("right", 0.8)
+
+
+def _one_scene(mood: str = "tense") -> Storyboard:
+    return parse_storyboard(
+        {
+            "title": "Frost",
+            "atmosphere": "",
+            "mood": mood,
+            "assets": [{"key": "field", "kind": "environment", "prompt": "a field"}],
+            "scenes": [
+                {
+                    "key": "s01",
+                    "frame": {"environment": "field"},
+                    "motion": "m",
+                    "narration": "Frost creeps over the field before dawn, and nothing moves at all.",
+                    "sfx": "s",
+                }
+            ],
+        }
+    )
+
+
+def test_generated_music_is_one_paid_item_in_the_storyboards_mood_and_the_assembly_ducks_it() -> None:
+    from daemon.channels import Levels, Music
+    from daemon.tasks import estimator, plan_options
+    from scripts import assemble_video, generate_music
+    from services.plan import MUSIC_ITEM
+    from tests.support.engine_kit import channel
+
+    music = Music(source="generated", style="low strings and a soft piano")
+    options = plan_options(channel().model_copy(update={"music": music, "levels": Levels(music_lu=-20)}))
+    planned = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene(), options)}
+    item = planned[MUSIC_ITEM]
+    assert (item.kind, item.provider, item.deps) == ("music", "elevenlabs", ("storyboard_gate",))
+    assert item.input["prompt"].startswith("Tense instrumental background music")
+    assert "low strings and a soft piano" in item.input["prompt"]
+    assert 15 <= item.input["duration"] <= 300
+    assert MUSIC_ITEM in planned["assembly"].deps
+    # Its command is read back by the script's own parser.
+    argv = build_command(_claimed("music", MUSIC_ITEM, item.input), Path("/s"), Path("/w"))
+    parsed = generate_music.parser().parse_args(argv[2:])
+    assert (parsed.prompt, parsed.duration) == (item.input["prompt"], item.input["duration"])
+    assert str(parsed.output) == f"/w/attempts/{MUSIC_ITEM}-a1"
+    # The assembly gets the music item's output and the channel's levels.
+    assembly = planned["assembly"]
+    c = _claimed("assembly", "assembly", assembly.input)
+    deps = {"clip_s01": "c.mp4", "narration_s01": "n.mp3", "sfx_s01": "s.mp3", MUSIC_ITEM: "music/bed.mp3"}
+    c = Claimed(**{**c.__dict__, "deps": deps})
+    parsed = assemble_video.parser().parse_args(build_command(c, Path("/s"), Path("/w"))[2:])
+    assert parsed.music == Path("/w/music/bed.mp3")
+    assert (parsed.loudness, parsed.ambience_lu, parsed.music_lu, parsed.duck_db) == (-14, -13, -20, 6)
+    # Its reservation is priced by its length.
+    import yaml
+
+    from services.pricing import load_pricing
+
+    pricing = load_pricing(yaml.safe_load(Path("config/pricing.yaml").read_text()))
+    assert estimator(pricing)(item) == math.ceil(item.input["duration"] * 0.80 / 60 * 100) * 10_000
+
+
+def test_a_music_folder_gives_the_track_of_the_storyboards_mood_and_no_paid_item(tmp_path: Path) -> None:
+    from daemon.channels import Music
+    from daemon.tasks import plan_options
+    from services.plan import MUSIC_ITEM
+    from tests.support.engine_kit import channel
+
+    for name in ("calm/river.mp3", "tense/drums.mp3", "tense-strings.wav", "notes.txt", "epic.ogg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    options = plan_options(channel().model_copy(update={"music": Music(source="folder", folder=tmp_path)}))
+    assert len(options.music.tracks) == 4  # audio files only, sub-folders too
+    planned = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene("tense"), options)}
+    assert MUSIC_ITEM not in planned
+    track = planned["assembly"].input["music"]["track"]
+    assert track in (str(tmp_path / "tense/drums.mp3"), str(tmp_path / "tense-strings.wav"))
+    # The same video keeps its track; a mood no file names takes any of them.
+    again = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene("tense"), options)}
+    assert again["assembly"].input == planned["assembly"].input
+    other = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene("hopeful"), options)}
+    assert other["assembly"].input["music"]["track"] in {t for t, _ in options.music.tracks}
+    # Replacing the track's file makes a new cut (its version is in the assembly's input).
+    Path(track).write_bytes(b"a longer file")
+    replanned = build_plan(
+        {"title": "Frost"},
+        _one_scene("tense"),
+        plan_options(channel().model_copy(update={"music": Music(source="folder", folder=tmp_path)})),
+    )
+    assert next(p for p in replanned if p.key == "assembly").input_hash != planned["assembly"].input_hash
+
+
+def test_without_music_the_plan_has_no_music_item_and_the_assembly_none() -> None:
+    from daemon.tasks import plan_options
+    from tests.support.engine_kit import channel
+
+    planned = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene(), plan_options(channel()))}
+    assert all(p.kind != "music" for p in planned.values())
+    assert "music" not in planned["assembly"].input

@@ -146,9 +146,24 @@ def test_bad_requests_say_which_key_and_what_to_pass(
 
 
 def test_every_kind_has_a_price(pricing: Pricing) -> None:
-    needs = {"clip": {"duration": 5}, "narration": {"characters": 1}, "sfx": {"seconds": 1}}
+    needs = {
+        "clip": {"duration": 5},
+        "narration": {"characters": 1},
+        "sfx": {"seconds": 1},
+        "music": {"seconds": 1},
+    }
     for kind in CostKind:
         assert pricing.estimate_item_cost(kind, needs.get(kind, {})) >= 0
+
+
+def test_music_is_priced_per_minute_asked_for_and_a_table_without_it_still_loads(
+    pricing: Pricing, table: dict[str, Any]
+) -> None:
+    # 45 s at the table's $0.80 a minute: $0.60.
+    assert pricing.actual_cost("music", {"seconds": 45}) == Decimal("0.600000")
+    older = copy.deepcopy(table)
+    del older["elevenlabs"]["music_per_minute"]
+    assert load_pricing(older).estimate_item_cost("music", {"seconds": 61}) == Decimal("0.82")
 
 
 def test_table_problems_name_the_yaml_field_and_the_fix(table: dict[str, Any]) -> None:
