@@ -109,6 +109,9 @@ class Channel(_Strict):
     music: Music = Field(default_factory=Music)
     captions: Captions = Field(default_factory=Captions)
     transitions: Transitions = Field(default_factory=Transitions)
+    # landscape: 1920x1080 videos; shorts: 1080x1920 (9:16 images, frames and clips), captions centred,
+    # the storyboard kept under three minutes.
+    format: Literal["landscape", "shorts"] = "landscape"
     # A clip shorter than its narration plays up to this much slower before its last frame holds.
     max_clip_slowdown: float = Field(default=1.5, ge=1, le=3)
 

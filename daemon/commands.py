@@ -120,6 +120,8 @@ def _composite_args(c: Claimed, workspace: Path) -> list[str]:
         args += ["--character-position", c.input["placement"]]
     if "scale" in c.input:
         args += ["--character-scale", str(c.input["scale"])]
+    if "size" in c.input:
+        args += ["--size", c.input["size"]]
     return args
 
 
@@ -185,6 +187,8 @@ def _assembly_args(c: Claimed, workspace: Path) -> list[str]:
         args += ["--fade", str(edges["fade_s"])]
     if "max_slowdown" in c.input:
         args += ["--max-slowdown", str(c.input["max_slowdown"])]
+    if "format" in c.input:
+        args += ["--width", str(c.input["format"]["width"]), "--height", str(c.input["format"]["height"])]
     return args
 
 

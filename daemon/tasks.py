@@ -36,7 +36,7 @@ def plan_options(channel: Channel) -> PlanOptions:
         voice_settings=channel.voice.settings.model_dump(),
         gates=channel.gates.model_dump(),
         scenes=channel.scenes,
-        captions=channel.captions.model_dump(),
+        captions=caption_style(channel),
         transitions=channel.transitions.model_dump(),
         max_clip_slowdown=channel.max_clip_slowdown,
         music=MusicOptions(
@@ -45,7 +45,20 @@ def plan_options(channel: Channel) -> PlanOptions:
             music_tracks(channel.music.folder) if channel.music.source == "folder" else (),
         ),
         levels=channel.levels.model_dump(),
+        format=channel.format,
     )
+
+
+# A Short's captions, where the channel's file does not say otherwise: centred in the tall frame, and
+# smaller (a share of the frame's height, which is 1.8 times a landscape frame's).
+SHORTS_CAPTIONS = {"position": "middle", "size": 0.035}
+
+
+def caption_style(channel: Channel) -> dict[str, Any]:
+    style = channel.captions.model_dump()
+    if channel.format == "shorts":
+        style |= {k: v for k, v in SHORTS_CAPTIONS.items() if k not in channel.captions.model_fields_set}
+    return style
 
 
 def music_tracks(folder: Path | None) -> tuple[tuple[str, str], ...]:
@@ -228,8 +241,10 @@ class Pipeline:
             select(Item.updated_at).where(Item.task_id == task_id, Item.key == "storyboard")
         )
         assert now_row is not None
+        options = plan_options(self.channel(task.channel_id))
         try:
             storyboard = parse_storyboard(json.loads(path.read_text(encoding="utf-8")))
+            planned = build_plan(task.request or {}, storyboard, options)
         except (ServiceError, ValueError) as exc:
             await conn.execute(
                 update(Task)
@@ -240,8 +255,6 @@ class Pipeline:
         await conn.execute(
             update(Task).where(Task.id == task_id).values(storyboard=storyboard.model_dump(mode="json"))
         )
-        options = plan_options(self.channel(task.channel_id))
-        planned = build_plan(task.request or {}, storyboard, options)
         await apply_plan(conn, task_id, planned, now_row, self.workspace, self.estimate)
 
 

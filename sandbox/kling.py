@@ -197,6 +197,8 @@ class Tasks:
     def _render(self, task: dict[str, Any]) -> None:
         output = self._video_path(task)
         width, height, fps = _frame_format(task["mode"], task["cheap"])
+        if _portrait(self.inputs / task["input"]):
+            width, height = height, width
 
         def job(children: ffmpeg.Children) -> None:
             clip.render(
@@ -397,6 +399,13 @@ def _load_image(value: str, cheap: bool) -> tuple[bytes, str]:
     if not 1 / 2.5 <= width / height <= 2.5:
         raise KlingError(1201, "image aspect ratio must be within 1:2.5 and 2.5:1")
     return data, ".png" if kind == "PNG" else ".jpg"
+
+
+def _portrait(path: Path) -> bool:
+    """Kling's image-to-video keeps the image's orientation: a taller than wide image makes a 9:16
+    clip."""
+    with Image.open(path) as picture:
+        return picture.height > picture.width
 
 
 def _frame_format(mode: str, cheap: bool) -> tuple[int, int, int]:

@@ -259,7 +259,7 @@ def mastering_gain(mix: Mix) -> float | None:
 
 
 def caption_cues(
-    scenes: list[assembly.SceneFiles], timings: list[assembly.SceneTiming]
+    scenes: list[assembly.SceneFiles], timings: list[assembly.SceneTiming], width: int = captions.LINE_CHARS
 ) -> tuple[list[captions.Cue], list[int]]:
     """Every scene's cues on the cut's timeline, and the scenes whose narration has no words file."""
     cues: list[captions.Cue] = []
@@ -275,7 +275,7 @@ def caption_cues(
         if words is None:
             missing.append(number)
             continue
-        cues += captions.cues(words, offset=timing.narration_start_s, until=timing.end_s)
+        cues += captions.cues(words, offset=timing.narration_start_s, until=timing.end_s, width=width)
     return cues, missing
 
 
@@ -392,7 +392,10 @@ def body(args: argparse.Namespace) -> Result:
     scenes = scenes_of(args)
     music = music_of(args)
     timings = assembly.timeline(narration_lengths(scenes), args.tail, fmt.fps, args.crossfade, args.fade)
-    cues, missing = caption_cues(scenes, timings)
+    portrait = fmt.height > fmt.width
+    cues, missing = caption_cues(
+        scenes, timings, captions.PORTRAIT_LINE_CHARS if portrait else captions.LINE_CHARS
+    )
     clips = clip_lengths(scenes)
     slow = assembly.slowdowns(timings, clips, args.max_slowdown)
     # What is left after slowing, held on the last frame (seconds per scene, 0 for most).
@@ -419,7 +422,8 @@ def body(args: argparse.Namespace) -> Result:
             atomic_write_bytes(srt_beside, srt.read_bytes())
         best = best_frame(scenes, clips, folder)
         if best is not None:
-            atomic_write_bytes(thumb_beside, thumbnail.make(best[1], args.title))
+            shape = thumbnail.PORTRAIT_SIZE if portrait else thumbnail.SIZE
+            atomic_write_bytes(thumb_beside, thumbnail.make(best[1], args.title, shape))
         try:
             levels = levels_of(args)
             mix = Mix(scenes, timings, bed_gains(scenes, music, levels), levels, edges_of(args), music)

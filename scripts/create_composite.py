@@ -1,11 +1,12 @@
-"""Makes one 1920x1080 frame: the environment cover-fitted, the character keyed on at the bottom,
-left, centre or right, at the asked height.
+"""Makes one 1920x1080 frame (1080x1920 for Shorts): the environment cover-fitted, the character
+keyed on at the bottom, left, centre or right, at the asked height.
 Local only: no network, no cost."""
 
 from __future__ import annotations
 
 import argparse
 import io
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,8 +40,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--character-position", choices=keying.POSITIONS, default="centre", help="where the subject stands"
     )
+    p.add_argument(
+        "--size",
+        type=frame_size,
+        default=keying.FRAME_SIZE,
+        help="WIDTHxHEIGHT of the frame: 1920x1080, or 1080x1920 for Shorts",
+    )
     p.add_argument("--output", required=True, type=Path, help="PNG file to write")
     return p
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d{2,4})x(\d{2,4})", text)
+    if match is None or int(match[1]) % 2 or int(match[2]) % 2:
+        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT in even pixels, e.g. 1080x1920, got {text}")
+    return int(match[1]), int(match[2])
 
 
 def _open(path: Path, what: str) -> Image.Image:
@@ -60,7 +74,7 @@ def body(args: argparse.Namespace) -> Result:
     character = _open(args.character, "character image") if args.character else None
     try:
         frame, placement = keying.composite(
-            environment, character, args.key_color, args.character_scale, args.character_position
+            environment, character, args.key_color, args.character_scale, args.character_position, args.size
         )
     except keying.KeyingError as exc:
         raise permanent(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from services.errors import StoryboardError
 from services.prompts import DEFAULT_KEY_COLOR, clip_prompt, image_prompt
 from services.states import OPERATOR
 from services.storyboard import Storyboard, clip_duration_for, estimate_narration_seconds
@@ -39,6 +40,11 @@ PROVIDER_OF = {
     "final_gate": OPERATOR,
 }
 SFX_TAIL_S = 0.6  # a little ambience after the last word of a scene
+# A Short: its size, and its length limit (YouTube counts a vertical video under 3 minutes as a
+# Short); the storyboard's estimate keeps this margin for the scenes' lead-ins and tails.
+SHORTS_SIZE = (1080, 1920)
+SHORTS_MAX_S = 180
+SCENE_EDGES_S = 1.3
 MUSIC_ITEM = "music_bed"  # the generated music's item key (music/bed.mp3)
 MUSIC_EXTENSIONS = (".mp3", ".wav", ".m4a", ".ogg", ".flac")
 
@@ -72,6 +78,11 @@ class PlanOptions:
     max_clip_slowdown: float | None = None  # the assembly's default when not given
     music: MusicOptions = MusicOptions()
     levels: Mapping[str, float] = field(default_factory=dict)  # voice_lufs, ambience_lu, music_lu, duck_db
+    format: str = "landscape"  # or "shorts": 9:16 throughout
+
+    @property
+    def shorts(self) -> bool:
+        return self.format == "shorts"
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,8 @@ def build_plan(
     if storyboard is None:
         return list(builder.items.values())
     atmosphere = storyboard.atmosphere or options.atmosphere_default
+    if options.shorts:
+        _check_short(storyboard)
     for asset in storyboard.assets:
         isolated = asset.kind != "environment"
         builder.add(
@@ -167,7 +180,7 @@ def build_plan(
                 "prompt": image_prompt(
                     atmosphere, asset.prompt, isolated=isolated, key_color=options.key_color
                 ),
-                "aspect_ratio": "16:9" if not isolated else "1:1",
+                "aspect_ratio": "1:1" if isolated else ("9:16" if options.shorts else "16:9"),
             },
             ["storyboard_gate"],
         )
@@ -190,6 +203,7 @@ def build_plan(
             "captions": dict(options.captions),
             "transitions": dict(options.transitions),
             "levels": dict(options.levels),
+            **({"format": {"width": SHORTS_SIZE[0], "height": SHORTS_SIZE[1]}} if options.shorts else {}),
             **({"music": music} if music is not None else {}),
             **({"max_slowdown": options.max_clip_slowdown} if options.max_clip_slowdown else {}),
         },
@@ -197,6 +211,18 @@ def build_plan(
     )
     builder.add("final_gate", "final_gate", {"on": bool(options.gates.get("final", True))}, ["assembly"])
     return list(builder.items.values())
+
+
+def _check_short(storyboard: Storyboard) -> None:
+    """A Short must stay under SHORTS_MAX_S: refused before anything is paid for."""
+    seconds = sum(estimate_narration_seconds(s.narration) + SCENE_EDGES_S for s in storyboard.scenes)
+    if seconds > SHORTS_MAX_S:
+        raise StoryboardError(
+            [
+                f"scenes: the narration runs about {seconds:.0f} s, over the {SHORTS_MAX_S} s a Short may "
+                "last; remove scenes or shorten their narration (or make the channel's format landscape)"
+            ]
+        )
 
 
 def music_prompt(mood: str, style: str) -> str:
@@ -280,6 +306,7 @@ def _scene_items(builder: _Builder, scene: Any, atmosphere: str, options: PlanOp
             "character": character,
             "key_color": options.key_color,
             **_composition(scene.frame),
+            **({"size": f"{SHORTS_SIZE[0]}x{SHORTS_SIZE[1]}"} if options.shorts else {}),
         },
         [*composite_deps, "storyboard_gate"],
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 LINE_CHARS = 42
+PORTRAIT_LINE_CHARS = 24  # a Short's narrower frame
 MAX_LINES = 2
 MIN_CUE_S = 1.0
 MAX_CUE_S = 7.0
@@ -87,21 +88,23 @@ def wrap(text: str, width: int = LINE_CHARS) -> list[str]:
     return lines
 
 
-def cues(words: Sequence[Word], offset: float = 0.0, until: float | None = None) -> list[Cue]:
+def cues(
+    words: Sequence[Word], offset: float = 0.0, until: float | None = None, width: int = LINE_CHARS
+) -> list[Cue]:
     """Words grouped into cues, shifted by `offset` (where the audio starts in the video). A cue
-    ends at a sentence's end, or before a word that would not fit in two lines or would keep it on
-    screen past MAX_CUE_S; a short cue stays at least MIN_CUE_S where the next one (or `until`,
-    the end of the audio's scene) leaves room."""
+    ends at a sentence's end, or before a word that would not fit in two lines of `width`
+    characters or would keep it on screen past MAX_CUE_S; a short cue stays at least MIN_CUE_S
+    where the next one (or `until`, the end of the audio's scene) leaves room."""
     groups: list[list[Word]] = []
     for word in words:
         group = groups[-1] if groups else None
         if group is not None and not SENTENCE_END.search(group[-1].text):
             text = " ".join(w.text for w in [*group, word])
-            if len(wrap(text)) <= MAX_LINES and word.end - group[0].start <= MAX_CUE_S:
+            if len(wrap(text, width)) <= MAX_LINES and word.end - group[0].start <= MAX_CUE_S:
                 group.append(word)
                 continue
         groups.append([word])
-    _rebalance(groups)
+    _rebalance(groups, width)
     out: list[Cue] = []
     for n, group in enumerate(groups):
         start = offset + group[0].start
@@ -109,16 +112,16 @@ def cues(words: Sequence[Word], offset: float = 0.0, until: float | None = None)
         limit = offset + groups[n + 1][0].start - GAP_S if n + 1 < len(groups) else until
         want = max(end, start + MIN_CUE_S)
         end = want if limit is None else max(end, min(want, limit))
-        out.append(Cue(round(start, 3), round(end, 3), tuple(wrap(" ".join(w.text for w in group)))))
+        out.append(Cue(round(start, 3), round(end, 3), tuple(wrap(" ".join(w.text for w in group), width))))
     return out
 
 
-def _fits(group: Sequence[Word]) -> bool:
+def _fits(group: Sequence[Word], width: int) -> bool:
     text = " ".join(w.text for w in group)
-    return len(wrap(text)) <= MAX_LINES and group[-1].end - group[0].start <= MAX_CUE_S
+    return len(wrap(text, width)) <= MAX_LINES and group[-1].end - group[0].start <= MAX_CUE_S
 
 
-def _rebalance(groups: list[list[Word]]) -> None:
+def _rebalance(groups: list[list[Word]], width: int) -> None:
     """A sentence that overflows one cue is shared between its cues more evenly: words move from
     the end of a cue to the start of the next (same sentence) while that narrows the difference,
     so that no cue is left with a lone word."""
@@ -128,7 +131,7 @@ def _rebalance(groups: list[list[Word]]) -> None:
             continue
         while len(before) > 1:
             moved_before, moved_after = before[:-1], [before[-1], *after]
-            if _length(moved_after) >= _length(before) or not _fits(moved_after):
+            if _length(moved_after) >= _length(before) or not _fits(moved_after, width):
                 break
             before[:], after[:] = moved_before, moved_after
 
@@ -190,7 +193,9 @@ class Style:
 
     def force_style(self, font: str) -> str:
         """libass' override for an SRT input, whose script height (PlayResY) is 288."""
-        alignment = {"bottom": 2, "middle": 5, "top": 8}[self.position]
+        # FFmpeg hands libass the SRT as an SSA-style script, whose alignment numbers are the legacy
+        # ones (2 bottom, 6 top, 10 middle, each centred), not ASS' numpad (5 is then top left).
+        alignment = {"bottom": 2, "middle": 10, "top": 6}[self.position]
         return ",".join(
             [
                 f"FontName={font}",

@@ -106,10 +106,11 @@ def composite(
     key: KeyColor,
     scale: float,
     position: str = "centre",
+    size: tuple[int, int] = FRAME_SIZE,
 ) -> tuple[Image.Image, Placement | None]:
-    """The 16:9 frame: the environment cover-fitted, the keyed subject at the bottom, centred on
-    the frame's left third, centre or right third (kept inside the frame)."""
-    frame = cover(environment).convert("RGBA")
+    """The frame (16:9, or 9:16 for Shorts: `size`): the environment cover-fitted, the keyed subject
+    at the bottom, centred on the frame's left third, centre or right third (kept inside the frame)."""
+    frame = cover(environment, size).convert("RGBA")
     if character is None:
         return frame.convert("RGB"), None
     alpha = matte(character, key)
@@ -119,12 +120,11 @@ def composite(
     if bbox is None:
         raise KeyingError("nothing is left of the character once its key colour is removed")
     subject = subject.crop(bbox)
-    subject = _scaled(subject, scale)
-    centre = {"left": FRAME_SIZE[0] / 3, "centre": FRAME_SIZE[0] / 2, "right": FRAME_SIZE[0] * 2 / 3}[
-        position
-    ]
-    x = min(max(0, round(centre - subject.width / 2)), FRAME_SIZE[0] - subject.width)
-    y = FRAME_SIZE[1] - subject.height - round(BOTTOM_MARGIN * FRAME_SIZE[1])
+    subject = _scaled(subject, scale, size)
+    width, height = size
+    centre = {"left": width / 3, "centre": width / 2, "right": width * 2 / 3}[position]
+    x = min(max(0, round(centre - subject.width / 2)), width - subject.width)
+    y = height - subject.height - round(BOTTOM_MARGIN * height)
     frame.alpha_composite(subject, (x, max(0, y)))
     keyed = alpha.point(lambda v: 255 if v < 128 else 0).histogram()[255]
     placement = Placement(
@@ -134,10 +134,10 @@ def composite(
     return frame.convert("RGB"), placement
 
 
-def _scaled(subject: Image.Image, scale: float) -> Image.Image:
+def _scaled(subject: Image.Image, scale: float, size: tuple[int, int]) -> Image.Image:
     """The subject's height becomes `scale` of the frame's, its width never beyond MAX_WIDTH."""
-    factor = scale * FRAME_SIZE[1] / subject.height
-    factor = min(factor, MAX_WIDTH * FRAME_SIZE[0] / subject.width)
+    factor = scale * size[1] / subject.height
+    factor = min(factor, MAX_WIDTH * size[0] / subject.width)
     size = (max(1, round(subject.width * factor)), max(1, round(subject.height * factor)))
     # Pillow resizes RGBA with premultiplied alpha, so no key colour bleeds in from the edges.
     return subject.resize(size, Image.Resampling.LANCZOS)

@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageStat
 from scripts._lib import captions
 
 SIZE = (1280, 720)
+PORTRAIT_SIZE = (720, 1280)  # a Short's
 MAX_BYTES = 2 * 1024 * 1024
 TITLE_FONT_FILE = "SourceSansPro-Black.ttf"
 
@@ -26,9 +27,10 @@ def strength(image: Image.Image) -> float:
     return float(2 * edges + contrast + 0.4 * saturation)
 
 
-def make(frame: Image.Image, title: str) -> bytes:
-    """The thumbnail's JPEG bytes: `frame` cover-fitted to 1280x720, the title over a gradient."""
-    picture = _cover(frame.convert("RGB"), SIZE)
+def make(frame: Image.Image, title: str, size: tuple[int, int] = SIZE) -> bytes:
+    """The thumbnail's JPEG bytes: `frame` cover-fitted to `size` (1280x720, or 720x1280 for a
+    Short), the title over a gradient."""
+    picture = _cover(frame.convert("RGB"), size)
     if title.strip():
         picture = _with_title(picture, title.strip())
     for quality in (90, 80, 70, 60):
@@ -49,23 +51,27 @@ def _cover(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 def _with_title(picture: Image.Image, title: str) -> Image.Image:
-    """The title in at most two lines of about 20 characters, white with a dark outline, over a
-    band that darkens towards the bottom (readable on any frame, and at a phone's size)."""
-    wrapped = textwrap.wrap(title, width=22) or [title]
-    lines = wrapped[:2]
-    if len(wrapped) > 2:
+    """The title in at most two lines of about 20 characters (three of about 12 on a portrait
+    thumbnail), white with a dark outline, over a band that darkens towards the bottom (readable
+    on any frame, and at a phone's size)."""
+    width, height = picture.size
+    portrait = height > width
+    wrapped = textwrap.wrap(title, width=12 if portrait else 22) or [title]
+    most = 3 if portrait else 2
+    lines = wrapped[:most]
+    if len(wrapped) > most:
         lines[-1] = lines[-1].rstrip(".,;: ") + "…"
     size = 96 if len(lines) == 1 else 84
     font = ImageFont.truetype(str(captions.font_file().with_name(TITLE_FONT_FILE)), size)
-    shade = Image.new("L", SIZE, 0)
+    shade = Image.new("L", picture.size, 0)
     draw_shade = ImageDraw.Draw(shade)
-    band_top = SIZE[1] - (len(lines) * size + 140)
-    for y in range(band_top, SIZE[1]):
-        draw_shade.line([(0, y), (SIZE[0], y)], fill=round(190 * (y - band_top) / (SIZE[1] - band_top)))
-    dark = Image.new("RGB", SIZE, (0, 0, 0))
+    band_top = height - (len(lines) * size + 140)
+    for y in range(band_top, height):
+        draw_shade.line([(0, y), (width, y)], fill=round(190 * (y - band_top) / (height - band_top)))
+    dark = Image.new("RGB", picture.size, (0, 0, 0))
     picture = Image.composite(dark, picture, shade)
     draw = ImageDraw.Draw(picture)
-    y = SIZE[1] - 60 - len(lines) * size
+    y = height - 60 - len(lines) * size
     for line in lines:
         draw.text((64, y), line, font=font, fill=(255, 255, 255), stroke_width=5, stroke_fill=(0, 0, 0))
         y += size

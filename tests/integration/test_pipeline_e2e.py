@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image, ImageStat
 from sqlalchemy import select
 
 from daemon.app import App
@@ -19,7 +20,7 @@ from daemon.settings import PROJECT_ROOT
 from services.pricing import to_micros
 from services.storyboard import parse_storyboard
 from tests.support.engine_kit import run_workers
-from tests.support.media import audio_duration, video_info
+from tests.support.media import audio_duration, frame_at, srt_cues, video_info
 from tests.support.pg_watch import TransactionWatch
 from tests.support.sandbox_proc import SandboxProcess
 from tests.support.stack import STORYBOARD, settings_for, write_channel
@@ -103,3 +104,64 @@ def _kind_of(call: dict[str, Any]) -> str:
     if call["provider"] == "kling":
         return "clip"
     return "sfx" if "sound-generation" in call["endpoint"] else "narration"
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_a_shorts_channel_makes_a_vertical_video_with_centred_captions(
+    sandbox: SandboxProcess, database: str, tmp_path: Path
+) -> None:
+    """format: shorts: 9:16 environment images, 1080x1920 frames, portrait clips from Kling, a
+    1080x1920 final cut with its captions in the middle of the frame, a portrait thumbnail."""
+    slug = f"short-{uuid.uuid4().hex[:8]}"
+    channels = tmp_path / "channels"
+    write_channel(channels, format="shorts")
+    settings = settings_for(sandbox, tmp_path / "ws", channels, database, claim_poll_s=0.2, daemon_id="short")
+    app = await App.build(settings)
+    one = {**STORYBOARD, "scenes": STORYBOARD["scenes"][:1]}
+    try:
+        await ensure_slots(app.engine, app.limits)
+        task_id = await app.pipeline.submit(
+            "nature", slug, {"title": "Heron"}, SystemClock().now(), storyboard=parse_storyboard(one)
+        )
+
+        async def done() -> bool:
+            async with app.engine.connect() as conn:
+                states = {r[0] for r in await conn.execute(select(Item.state).where(Item.task_id == task_id))}
+            assert "failed" not in states
+            return states == {"succeeded"}
+
+        await run_workers([app.worker()], done, timeout=240)
+        async with app.engine.connect() as conn:
+            items = {r.key: r for r in await conn.execute(select(Item).where(Item.task_id == task_id))}
+    finally:
+        await app.close()
+
+    workspace = settings.workspace_dir
+    with Image.open(workspace / items["asset_shallows"].output_path) as environment:
+        assert environment.height > environment.width  # asked of Gemini as 9:16
+    with Image.open(workspace / items["composite_s01"].output_path) as frame:
+        assert frame.size == (1080, 1920)
+    clip = video_info(workspace / items["clip_s01"].output_path)
+    assert clip.height > clip.width  # Kling kept the frame's orientation
+    video = workspace / items["assembly"].output_path
+    info = video_info(video)
+    assert (info.width, info.height) == (1080, 1920)
+    with Image.open(video.with_name(video.name + ".thumbnail.jpg")) as thumbnail:
+        assert thumbnail.size == (720, 1280)
+    # The captions are drawn in the middle of the tall frame: during the words its middle band has
+    # far more white (the text) than the same band of the scene's frame, the bottom band does not.
+    srt = video.with_name(video.name + ".srt")
+    cues = srt_cues(srt)
+    lines = [line for block in srt.read_text().split("\n\n") for line in block.splitlines()[2:]]
+    assert cues and lines and all(len(line) <= 24 for line in lines)  # narrower lines for the tall frame
+    moment = (cues[0][0] + cues[0][1]) / 2
+    shown = Image.open(frame_at(video, moment, tmp_path / "short.png"))
+    made = Image.open(workspace / items["composite_s01"].output_path)
+    middle, bottom = (0, 810, 1080, 1110), (0, 1500, 1080, 1800)
+    assert _white(shown.crop(middle)) > _white(made.crop(middle)) + 0.02
+    assert _white(shown.crop(bottom)) < _white(made.crop(bottom)) + 0.01
+
+
+def _white(picture: Image.Image) -> float:
+    """The share of near-white pixels."""
+    return float(ImageStat.Stat(picture.convert("L").point(lambda v: 255 if v >= 235 else 0)).mean[0] / 255)

@@ -117,7 +117,11 @@ def test_the_style_is_libass_overrides_in_its_288_line_script() -> None:
     assert "FontSize=14.4" in forced
     assert "PrimaryColour=&H0000CCFF" in forced
     assert "OutlineColour=&H00101010" in forced
-    assert "Alignment=8" in forced
+    # SSA's legacy numbers, which libass reads in an SRT (ASS' numpad 8 put the text nowhere near
+    # the top centre): 6 is top centre; the Shorts test in test_pipeline_e2e sees 10 in the middle.
+    assert "Alignment=6" in forced
+    assert "Alignment=10" in Style(position="middle").force_style("x")
+    assert "Alignment=2" in Style().force_style("x")
     with pytest.raises(ValueError, match="#RRGGBB"):
         Style(colour="yellow").force_style("x")
 

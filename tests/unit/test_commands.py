@@ -255,3 +255,53 @@ def test_without_music_the_plan_has_no_music_item_and_the_assembly_none() -> Non
     planned = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene(), plan_options(channel()))}
     assert all(p.kind != "music" for p in planned.values())
     assert "music" not in planned["assembly"].input
+
+
+def test_a_shorts_channel_plans_tall_images_frames_and_cut_with_centred_captions() -> None:
+    from daemon.channels import Captions
+    from daemon.tasks import plan_options
+    from scripts import assemble_video, create_composite
+    from tests.support.engine_kit import channel
+
+    shorts = channel().model_copy(update={"format": "shorts"})
+    storyboard = _one_scene()
+    planned = {p.key: p for p in build_plan({"title": "Frost"}, storyboard, plan_options(shorts))}
+    assert planned["asset_field"].input["aspect_ratio"] == "9:16"
+    composite = _claimed("composite", "composite_s01", planned["composite_s01"].input)
+    composite = Claimed(**{**composite.__dict__, "deps": {"asset_field": "assets/field.png"}})
+    parsed = create_composite.parser().parse_args(build_command(composite, Path("/s"), Path("/w"))[2:])
+    assert parsed.size == (1080, 1920)
+    assembly = _claimed("assembly", "assembly", planned["assembly"].input)
+    deps = {"clip_s01": "c.mp4", "narration_s01": "n.mp3", "sfx_s01": "s.mp3"}
+    assembly = Claimed(**{**assembly.__dict__, "deps": deps})
+    parsed = assemble_video.parser().parse_args(build_command(assembly, Path("/s"), Path("/w"))[2:])
+    assert (parsed.width, parsed.height) == (1080, 1920)
+    assert (parsed.caption_position, parsed.caption_size) == ("middle", 0.035)
+    # What the channel's file sets is kept.
+    chosen = shorts.model_copy(update={"captions": Captions(position="bottom")})
+    planned = {p.key: p for p in build_plan({"title": "Frost"}, storyboard, plan_options(chosen))}
+    assert planned["assembly"].input["captions"]["position"] == "bottom"
+    # A landscape channel's plan carries none of it: plans made before Shorts keep their hashes.
+    landscape = {p.key: p for p in build_plan({"title": "Frost"}, storyboard, plan_options(channel()))}
+    assert "size" not in landscape["composite_s01"].input and "format" not in landscape["assembly"].input
+    assert landscape["asset_field"].input["aspect_ratio"] == "16:9"
+
+
+def test_a_short_longer_than_three_minutes_is_refused_before_anything_is_paid() -> None:
+    from daemon.tasks import plan_options
+    from services.errors import StoryboardError
+    from tests.support.engine_kit import channel
+
+    scene = {"frame": {"environment": "field"}, "motion": "m", "sfx": "s", "narration": "word " * 60}
+    long = parse_storyboard(
+        {
+            "title": "Frost",
+            "atmosphere": "",
+            "assets": [{"key": "field", "kind": "environment", "prompt": "a field"}],
+            "scenes": [{"key": f"s{i:02d}", **scene} for i in range(1, 9)],  # 8 x 24 s of words
+        }
+    )
+    shorts = plan_options(channel().model_copy(update={"format": "shorts"}))
+    with pytest.raises(StoryboardError, match="over the 180 s a Short may last; remove scenes"):
+        build_plan({"title": "Frost"}, long, shorts)
+    assert build_plan({"title": "Frost"}, long, plan_options(channel()))  # a landscape video may
