@@ -305,11 +305,17 @@ def _control_problem(field_name: str, text: str) -> str:
 
 
 @st.composite
-def pages(draw: st.DrawFn, channel: str) -> PageSpec:
+def pages(draw: st.DrawFn, channel: str, forced: str | None = None) -> PageSpec:
+    """A page with up to two flaws; `forced`, a flaw it has for sure (and at most one other)."""
     # At most one flaw per field ("title huge" and "title blank" cannot both hold).
     flaws = draw(st.lists(st.sampled_from(FLAWS), max_size=2, unique_by=lambda f: f.split()[0]))
+    if forced is not None:
+        flaws = [forced, *[f for f in flaws if f.split()[0] != forced.split()[0]][:1]]
     if "storyboard broken" in flaws and NEEDS_NO_STORYBOARD & set(flaws):
-        flaws.remove("storyboard broken")
+        if forced == "storyboard broken":
+            flaws = [forced]
+        else:
+            flaws.remove("storyboard broken")
     with_storyboard = "storyboard broken" in flaws or (
         not NEEDS_NO_STORYBOARD & set(flaws) and draw(st.booleans())
     )
@@ -325,6 +331,14 @@ def pages(draw: st.DrawFn, channel: str) -> PageSpec:
     for flaw in flaws:
         _apply(draw, spec, flaw, channel)
     return spec
+
+
+def batch_of(channel: str) -> st.SearchStrategy[list[PageSpec]]:
+    """PER_BATCH pages: one with each flaw for sure (every batch covers them all, whatever the
+    draws), the rest with any."""
+    every = st.tuples(*(pages(channel, forced=flaw) for flaw in FLAWS))
+    rest = st.lists(pages(channel), min_size=PER_BATCH - len(FLAWS), max_size=PER_BATCH - len(FLAWS))
+    return st.tuples(every, rest).map(lambda drawn: [*drawn[0], *drawn[1]])
 
 
 def _apply(draw: st.DrawFn, spec: PageSpec, flaw: str, channel: str) -> None:  # noqa: C901
@@ -535,7 +549,7 @@ def test_generated_pages_bad_ones_get_error_good_ones_produce(
                     HealthCheck.large_base_example,
                 ],
             )
-            @given(specs=st.lists(pages(option), min_size=PER_BATCH, max_size=PER_BATCH))
+            @given(specs=batch_of(option))
             def batch(specs: list[PageSpec]) -> None:
                 runner.run(_batch(kit, writer, specs, workspace, canary))
                 made.extend(specs)
