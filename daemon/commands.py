@@ -133,6 +133,7 @@ def _clip_args(c: Claimed, workspace: Path, poll_s: float) -> list[str]:
         _text("--prompt", c.input["prompt"]),
         "--duration",
         str(c.input["duration"]),
+        *(["--narration", _dep(c, f"narration_{scene}", workspace)] if c.input["duration"] == "auto" else []),
         "--model",
         c.input["model"],
         "--mode",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -22,7 +23,14 @@ from daemon.plan_store import apply_plan
 from daemon.workspace import write_atomic
 from services import paths
 from services.errors import ServiceError
-from services.plan import MUSIC_EXTENSIONS, MusicOptions, PlannedItem, PlanOptions, build_plan
+from services.plan import (
+    MUSIC_EXTENSIONS,
+    PLAN_VERSION,
+    MusicOptions,
+    PlannedItem,
+    PlanOptions,
+    build_plan,
+)
 from services.pricing import Pricing, to_micros
 from services.states import ItemState, TaskState
 from services.storyboard import Storyboard, parse_storyboard
@@ -83,7 +91,8 @@ def estimator(pricing: Pricing | None) -> Callable[[PlannedItem], int]:
         data = item.input
         params: dict[str, object] = {
             "asset": {"images": 1},
-            "clip": {"duration": str(data.get("duration", 5)), "mode": data.get("mode", "std")},
+            # A length taken from the narration (auto) reserves the longer clip's price.
+            "clip": {"duration": _clip_seconds(data.get("duration", 5)), "mode": data.get("mode", "std")},
             "narration": {"characters": len(str(data.get("text", "")))},
             "sfx": {"seconds": data.get("duration", 5)},
             "music": {"seconds": data.get("duration", 60)},
@@ -93,6 +102,10 @@ def estimator(pricing: Pricing | None) -> Callable[[PlannedItem], int]:
         return to_micros(pricing.estimate_item_cost(item.kind, params))
 
     return estimate
+
+
+def _clip_seconds(duration: object) -> str:
+    return "10" if duration == "auto" else str(duration)
 
 
 class Pipeline:
@@ -140,13 +153,14 @@ class Pipeline:
         A given storyboard is written to the workspace and its item is done at once. Without one,
         a storyboard generated in an earlier pass is kept while the request is unchanged.
         """
-        options = plan_options(self.channel(channel_id))
+        channel_options = plan_options(self.channel(channel_id))
         # The names become folders: checked once, here, where a task enters (PathRefused names the
         # field and the fix); every path built from them later is layout only (services/paths.py).
         channel_id, slug = paths.channel_id(channel_id), paths.project_slug_of(slug)
         given = storyboard is not None
         async with self.engine.begin() as conn:
             task_id = await self._upsert_task(conn, channel_id, slug, request, now, page_id, priority)
+            options = await _task_options(conn, task_id, channel_options)
             if storyboard is None:
                 storyboard = await self._generated_storyboard(conn, task_id, request, options)
             planned = build_plan(request, storyboard, options, given=given)
@@ -188,6 +202,7 @@ class Pipeline:
                         project_slug=slug,
                         notion_page_id=page_id,
                         pass_no=1,
+                        plan_version=PLAN_VERSION,
                         created_at=now,
                         **values,
                     )
@@ -241,7 +256,7 @@ class Pipeline:
             select(Item.updated_at).where(Item.task_id == task_id, Item.key == "storyboard")
         )
         assert now_row is not None
-        options = plan_options(self.channel(task.channel_id))
+        options = await _task_options(conn, task_id, plan_options(self.channel(task.channel_id)))
         try:
             storyboard = parse_storyboard(json.loads(path.read_text(encoding="utf-8")))
             planned = build_plan(task.request or {}, storyboard, options)
@@ -256,6 +271,12 @@ class Pipeline:
             update(Task).where(Task.id == task_id).values(storyboard=storyboard.model_dump(mode="json"))
         )
         await apply_plan(conn, task_id, planned, now_row, self.workspace, self.estimate)
+
+
+async def _task_options(conn: AsyncConnection, task_id: int, options: PlanOptions) -> PlanOptions:
+    """The channel's plan options at the task's own plan version."""
+    version = await conn.scalar(select(Task.plan_version).where(Task.id == task_id))
+    return dataclasses.replace(options, plan_version=int(version or 1))
 
 
 async def cancel_task(engine: AsyncEngine, task_id: int, now: datetime) -> int:

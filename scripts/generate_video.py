@@ -36,7 +36,12 @@ def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="generate_video.py", description=__doc__)
     p.add_argument("--image", type=Path, help="the frame (PNG or JPEG)")
     p.add_argument("--prompt", help=f"the final motion prompt (at most {KLING_PROMPT_LIMIT} characters)")
-    p.add_argument("--duration", type=int, choices=(5, 10), help="clip length in seconds")
+    p.add_argument(
+        "--duration",
+        choices=("5", "10", "auto"),
+        help="clip length in seconds; auto: the shortest that covers --narration's scene",
+    )
+    p.add_argument("--narration", type=Path, help="with --duration auto: the scene's narration (audio)")
     p.add_argument("--external-id", help="unique id of this attempt, sent as external_task_id")
     p.add_argument("--output", required=True, type=Path, help="MP4 file to write")
     p.add_argument("--resume-job", help="a task id or external id of an earlier submit to collect")
@@ -58,6 +63,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ScriptError(
             "usage", f"generate_video.py: {', '.join(missing)} required unless --resume-job is given"
         )
+    if args.duration == "auto" and args.narration is None:
+        raise ScriptError("usage", "generate_video.py: --duration auto needs --narration")
     if args.prompt is not None and len(args.prompt) > KLING_PROMPT_LIMIT:
         raise ScriptError(
             "usage",
@@ -85,13 +92,33 @@ def encode_image(path: Path) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+# A scene is its narration plus the assembly's lead-in and tail around it. A 5 s clip serves a scene
+# of up to STRETCH times its length (the assembly slows it that little, unseen); longer, 10 s.
+SCENE_EDGES_S = 0.9
+STRETCH = 1.15
+
+
+def clip_seconds(args: argparse.Namespace) -> int:
+    """The clip's length: as asked, or (auto) from the measured narration."""
+    if args.duration != "auto":
+        return int(args.duration)
+    narration = require_file(args.narration, "narration")
+    try:
+        spoken = ffmpeg.audio_duration(narration)
+    except ffmpeg.DecodeError as exc:
+        raise permanent(
+            f"The narration {narration} does not decode ({exc}); regenerate it, then requeue."
+        ) from exc
+    return 5 if spoken + SCENE_EDGES_S <= 5 * STRETCH else 10
+
+
 def create_body(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "model_name": args.model,
         "image": encode_image(args.image),
         "prompt": args.prompt,
         "mode": args.mode,
-        "duration": str(args.duration),
+        "duration": str(clip_seconds(args)),
         "external_task_id": args.external_id,
     }
 
@@ -238,7 +265,7 @@ def body(args: argparse.Namespace) -> Result:
             f"Kling task {task.task_id} succeeded without a video URL; run again with --resume-job."
         )
     probe = download(task.video_url, args.output)
-    duration = args.duration or (10 if probe.duration_s > 7.5 else 5)
+    duration = 10 if probe.duration_s > 7.5 else 5  # what Kling made (resumed: maybe another run's)
     units, reported = pricing.kling_units(task.final_unit_deduction, args.mode, duration)
     meta = {
         "job_id": task.task_id,

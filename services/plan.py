@@ -40,6 +40,7 @@ PROVIDER_OF = {
     "final_gate": OPERATOR,
 }
 SFX_TAIL_S = 0.6  # a little ambience after the last word of a scene
+PLAN_VERSION = 2  # a new task's (PlanOptions.plan_version)
 # A Short: its size, and its length limit (YouTube counts a vertical video under 3 minutes as a
 # Short); the storyboard's estimate keeps this margin for the scenes' lead-ins and tails.
 SHORTS_SIZE = (1080, 1920)
@@ -79,6 +80,10 @@ class PlanOptions:
     music: MusicOptions = MusicOptions()
     levels: Mapping[str, float] = field(default_factory=dict)  # voice_lufs, ambience_lu, music_lu, duck_db
     format: str = "landscape"  # or "shorts": 9:16 throughout
+    # The task's plan version (task.plan_version): what a task planned by an earlier release keeps,
+    # so an upgrade never changes the inputs of its paid items. 1: clip lengths estimated from the
+    # words; 2: each clip waits for its narration and takes its length from it.
+    plan_version: int = PLAN_VERSION
 
     @property
     def shorts(self) -> bool:
@@ -116,12 +121,22 @@ class _Builder:
     def __init__(self) -> None:
         self.items: dict[str, PlannedItem] = {}
 
-    def add(self, key: str, kind: str, data: dict[str, Any], deps: Iterable[str] = ()) -> PlannedItem:
-        deps = tuple(deps)
+    def add(
+        self,
+        key: str,
+        kind: str,
+        data: dict[str, Any],
+        deps: Iterable[str] = (),
+        *,
+        order_only: Iterable[str] = (),
+    ) -> PlannedItem:
+        """`order_only`: items this one waits for, and reads, without taking their hash (a change
+        to them does not make this item new)."""
+        deps, waits = tuple(deps), tuple(order_only)
         hashed = {
             d: self.items[d].input_hash for d in deps if kind in GATE_KINDS or not self.items[d].is_gate
         }
-        item = PlannedItem(key, kind, data, deps, _hash(kind, data, hashed))
+        item = PlannedItem(key, kind, data, deps + waits, _hash(kind, data, hashed))
         self.items[key] = item
         return item
 
@@ -311,18 +326,7 @@ def _scene_items(builder: _Builder, scene: Any, atmosphere: str, options: PlanOp
         [*composite_deps, "storyboard_gate"],
     )
     seconds = estimate_narration_seconds(scene.narration)
-    builder.add(
-        f"clip_{s}",
-        "clip",
-        {
-            "prompt": clip_prompt(atmosphere, scene.motion),
-            "duration": clip_duration_for(seconds),
-            "model": options.clip_model,
-            "mode": options.clip_mode,
-        },
-        [f"composite_{s}", "storyboard_gate", "assets_gate"],
-    )
-    builder.add(
+    narration = builder.add(
         f"narration_{s}",
         "narration",
         {
@@ -332,6 +336,22 @@ def _scene_items(builder: _Builder, scene: Any, atmosphere: str, options: PlanOp
             "settings": dict(options.voice_settings),
         },
         ["storyboard_gate"],
+    )
+    # Version 2: the clip waits for its narration and its script picks 5 or 10 s from the measured
+    # audio. The narration orders the clip without making it new: new words never pay for a clip
+    # again (a longer narration is met by the assembly's slowdown).
+    auto = options.plan_version >= 2
+    builder.add(
+        f"clip_{s}",
+        "clip",
+        {
+            "prompt": clip_prompt(atmosphere, scene.motion),
+            "duration": "auto" if auto else clip_duration_for(seconds),
+            "model": options.clip_model,
+            "mode": options.clip_mode,
+        },
+        [f"composite_{s}", "storyboard_gate", "assets_gate"],
+        order_only=[narration.key] if auto else (),
     )
     builder.add(
         f"sfx_{s}",

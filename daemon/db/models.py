@@ -55,6 +55,8 @@ class Task(Base):
     state: Mapped[str] = mapped_column(String(16), default=TaskState.ACTIVE.value)  # a TaskState
     priority: Mapped[int] = mapped_column(Integer, default=1)  # 0 high, 1 normal, 2 low
     pass_no: Mapped[int] = mapped_column(Integer, default=1)
+    # services/plan.py's PLAN_VERSION when the task was created: how its plan is built for good.
+    plan_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     storyboard: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     request: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # topic, direction, ... from intake
     error: Mapped[str | None] = mapped_column(Text)

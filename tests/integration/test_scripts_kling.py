@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.integration.test_scripts_support import SCRIPTS, parse_lines, run_script, script_env
-from tests.support.media import video_info
+from tests.support.media import FFMPEG, video_info
 from tests.support.sandbox_proc import SandboxProcess
 
 POLL = "0.25"
@@ -234,3 +234,29 @@ def test_every_stdout_line_is_json(sandbox: SandboxProcess, frame: Path, tmp_pat
     )
     assert parse_lines(run.stdout) == run.lines
     run.failed(2, "usage")
+
+
+@pytest.mark.parametrize(("spoken", "clip"), [(3.0, 5), (4.9, 10)])
+def test_auto_length_is_the_shortest_clip_that_covers_the_narrations_scene(
+    sandbox: SandboxProcess, quick: None, cheap: None, frame: Path, tmp_path: Path, spoken: float, clip: int
+) -> None:
+    """3 s of words make a 3.9 s scene: a 5 s clip. 4.9 s make 5.8 s, more than a 5 s clip slowed
+    unseen (x1.15) covers: a 10 s clip."""
+    narration = tmp_path / "narration.mp3"
+    subprocess.run(
+        [FFMPEG, "-v", "error", "-f", "lavfi", "-i", f"sine=frequency=300:duration={spoken}", str(narration)],
+        check=True,
+    )
+    ext = _ext()
+    args = [a if a != "5" else "auto" for a in _args(frame, tmp_path / "clip.mp4", ext)]
+    result = run_script("generate_video", *args, "--narration", narration, env=script_env(sandbox)).result
+    assert video_info(tmp_path / "clip.mp4").duration == pytest.approx(clip, abs=0.3)
+    assert result["meta"]["units"] == (1 if clip == 5 else 2)
+
+
+def test_auto_length_without_a_narration_is_a_usage_error(
+    sandbox: SandboxProcess, frame: Path, tmp_path: Path
+) -> None:
+    args = [a if a != "5" else "auto" for a in _args(frame, tmp_path / "clip.mp4", _ext())]
+    failed = run_script("generate_video", *args, env=script_env(sandbox)).failed(2, "usage")
+    assert "--narration" in failed["message"]

@@ -305,3 +305,37 @@ def test_a_short_longer_than_three_minutes_is_refused_before_anything_is_paid() 
     with pytest.raises(StoryboardError, match="over the 180 s a Short may last; remove scenes"):
         build_plan({"title": "Frost"}, long, shorts)
     assert build_plan({"title": "Frost"}, long, plan_options(channel()))  # a landscape video may
+
+
+def test_a_clip_takes_its_length_from_its_narration_and_reserves_the_longer_price() -> None:
+    import dataclasses
+
+    import yaml
+
+    from daemon.tasks import estimator, plan_options
+    from services.pricing import load_pricing
+    from tests.support.engine_kit import channel
+
+    planned = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene(), plan_options(channel()))}
+    clip = planned["clip_s01"]
+    assert clip.input["duration"] == "auto" and "narration_s01" in clip.deps
+    c = _claimed("clip", "clip_s01", clip.input)
+    c = Claimed(
+        **{
+            **c.__dict__,
+            "deps": {"composite_s01": "composites/s01.png", "narration_s01": "narration/s01.mp3"},
+        }
+    )
+    parsed = _parsed("clip", build_command(c, Path("/s"), Path("/w")))
+    assert (parsed.duration, parsed.narration) == ("auto", Path("/w/narration/s01.mp3"))
+    pricing = load_pricing(yaml.safe_load(Path("config/pricing.yaml").read_text()))
+    ten = dataclasses.replace(clip, input={**clip.input, "duration": 10})
+    assert estimator(pricing)(clip) == estimator(pricing)(ten) > 0
+    # A task planned by an earlier release (plan version 1) keeps the estimated length.
+    old = dataclasses.replace(plan_options(channel()), plan_version=1)
+    planned = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene(), old)}
+    assert planned["clip_s01"].input["duration"] == 5 and "narration_s01" not in planned["clip_s01"].deps
+    parsed = _parsed(
+        "clip", build_command(_claimed("clip", "clip_s01", planned["clip_s01"].input), Path("/s"), Path("/w"))
+    )
+    assert (parsed.duration, parsed.narration) == ("5", None)
