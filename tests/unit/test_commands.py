@@ -48,7 +48,7 @@ def _claimed(kind: str, key: str, data: dict[str, object]) -> Claimed:
         idempotency_key="k",
         attempt_output=f"attempts/{key}-a1",
         resume=None,
-        deps={"composite_s01": "composites/s01.png"},
+        deps={"composite_s01": "composites/s01.png", "narration_s01": "narration/s01.mp3"},
     )
 
 
@@ -334,8 +334,9 @@ def test_a_clip_takes_its_length_from_its_narration_and_reserves_the_longer_pric
     # A task planned by an earlier release (plan version 1) keeps the estimated length.
     old = dataclasses.replace(plan_options(channel()), plan_version=1)
     planned = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene(), old)}
-    assert planned["clip_s01"].input["duration"] == 5 and "narration_s01" not in planned["clip_s01"].deps
+    # 13 words at 150 a minute: 5.2 s, with the tail over 5 s, so 10 s.
+    assert planned["clip_s01"].input["duration"] == 10 and "narration_s01" not in planned["clip_s01"].deps
     parsed = _parsed(
         "clip", build_command(_claimed("clip", "clip_s01", planned["clip_s01"].input), Path("/s"), Path("/w"))
     )
-    assert (parsed.duration, parsed.narration) == ("5", None)
+    assert (parsed.duration, parsed.narration) == ("10", None)
