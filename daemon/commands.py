@@ -190,6 +190,17 @@ def _assembly_args(c: Claimed, workspace: Path) -> list[str]:
         args += ["--max-slowdown", str(c.input["max_slowdown"])]
     if "format" in c.input:
         args += ["--width", str(c.input["format"]["width"]), "--height", str(c.input["format"]["height"])]
+    return args + _bookend_args(c.input.get("bookends", {}))
+
+
+def _bookend_args(bookends: dict[str, Any]) -> list[str]:
+    args = ["--title-card"] if bookends.get("title_card") else []
+    if "outro_s" in bookends:
+        args += ["--outro", str(bookends["outro_s"])]
+    if bookends.get("outro_text"):
+        args.append(_text("--outro-text", bookends["outro_text"]))
+    if "min_length_s" in bookends:
+        args += ["--min-length", str(bookends["min_length_s"])]
     return args
 
 

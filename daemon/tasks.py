@@ -46,6 +46,7 @@ def plan_options(channel: Channel) -> PlanOptions:
         scenes=channel.scenes,
         captions=caption_style(channel),
         transitions=channel.transitions.model_dump(),
+        bookends=channel.bookends.model_dump(exclude_defaults=True),
         max_clip_slowdown=channel.max_clip_slowdown,
         music=MusicOptions(
             channel.music.source,
@@ -54,6 +55,7 @@ def plan_options(channel: Channel) -> PlanOptions:
         ),
         levels=channel.levels.model_dump(),
         format=channel.format,
+        clip_mode=channel.clip_mode,
     )
 
 

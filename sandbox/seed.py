@@ -411,6 +411,8 @@ def write_channel(state: Path, channel: str, name: str, data_source_id: str, sce
         "budgets": {"per_video_usd": 12.0, "per_day_usd": 60.0},
         # Music composed for each video (a paid ElevenLabs step), ducked under the narration.
         "music": {"source": "generated", "style": "warm low strings and a soft piano"},
+        # The title over the opening; an end card so the video lasts the 25 s end screens need.
+        "bookends": {"title_card": True, "outro_text": "Thanks for watching", "min_length_s": 25},
     }
     folder = state / "channels"
     folder.mkdir(parents=True, exist_ok=True)

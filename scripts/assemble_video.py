@@ -111,6 +111,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--caption-language", default="eng", help="ISO 639-2 code of the subtitle track")
     p.add_argument("--title", default="", help="drawn on the thumbnail (<output>.thumbnail.jpg)")
     p.add_argument(
+        "--title-card",
+        action="store_true",
+        help=f"show --title over the opening {assembly.TITLE_CARD_S:g} s (after the fade from black)",
+    )
+    p.add_argument(
+        "--outro",
+        type=bounded_float(0.0, 15.0),
+        default=0.0,
+        help="seconds of end card after the last scene (the strongest frame, blurred, with --outro-text)",
+    )
+    p.add_argument("--outro-text", default="", help="on the end card (default: --title)")
+    p.add_argument(
+        "--min-length",
+        type=bounded_float(0.0, 120.0),
+        default=0.0,
+        help="seconds the cut lasts at least: the end card grows to it (25 allows YouTube end screens)",
+    )
+    p.add_argument(
         "--max-slowdown",
         type=bounded_float(1.0, 3.0),
         default=1.5,
@@ -324,6 +342,31 @@ def best_frame(
     return None if best is None else (best[1], best[2])
 
 
+@dataclass(frozen=True)
+class StillFiles:
+    card: Path | None = None
+    title: Path | None = None
+
+
+def write_stills(
+    args: argparse.Namespace,
+    timings: list[assembly.SceneTiming],
+    fmt: assembly.Format,
+    best: Image.Image | None,
+    folder: Path,
+) -> StillFiles:
+    """The end card (when the timeline has one) and the title overlay (when asked), as PNGs."""
+    card = title = None
+    size = (fmt.width, fmt.height)
+    if timings[-1].card_s > 0:
+        card = folder / "card.png"
+        thumbnail.end_card(best, args.outro_text or args.title, size).save(card)
+    if args.title_card and args.title.strip():
+        title = folder / "title.png"
+        thumbnail.title_overlay(args.title.strip(), size).save(title)
+    return StillFiles(card, title)
+
+
 def render(
     mix: Mix,
     graph: str,
@@ -331,8 +374,10 @@ def render(
     preset: str,
     output: Path,
     subtitles: tuple[Path, str] | None = None,
+    stills: StillFiles = StillFiles(),
 ) -> None:
-    """`subtitles`: an SRT file and its language, muxed as the MP4's soft subtitle track."""
+    """`subtitles`: an SRT file and its language, muxed as the MP4's soft subtitle track; `stills`,
+    the end card and the title overlay, looped as video inputs after the music."""
     inputs: list[str] = []
     for scene in mix.scenes:
         inputs += [
@@ -347,11 +392,16 @@ def render(
         ]
     if mix.music is not None:
         inputs += ["-stream_loop", "-1", "-i", str(mix.music)]
+    for still in (stills.card, stills.title):
+        if still is not None:
+            inputs += ["-loop", "1", "-framerate", str(fps), "-i", str(still)]
     maps = ["-map", "[vout]", "-map", "[aout]"]
     if subtitles is not None:
         srt, language = subtitles
-        # The input after the scenes' three files each (and the music).
-        maps += ["-map", f"{3 * len(mix.scenes) + (mix.music is not None)}:s"]
+        # The input after the scenes' three files each, the music and the stills.
+        before = 3 * len(mix.scenes) + (mix.music is not None)
+        before += (stills.card is not None) + (stills.title is not None)
+        maps += ["-map", f"{before}:s"]
         inputs += ["-i", str(srt)]
     # YouTube's upload advice: H.264 High, 2 consecutive B-frames, a closed GOP of half the frame
     # rate, BT.709; AAC-LC 48 kHz stereo at 384 kb/s; the index first (faststart).
@@ -391,7 +441,15 @@ def body(args: argparse.Namespace) -> Result:
     fmt = assembly.Format(args.width, args.height, args.fps)
     scenes = scenes_of(args)
     music = music_of(args)
-    timings = assembly.timeline(narration_lengths(scenes), args.tail, fmt.fps, args.crossfade, args.fade)
+    timings = assembly.timeline(
+        narration_lengths(scenes),
+        args.tail,
+        fmt.fps,
+        args.crossfade,
+        args.fade,
+        outro_s=args.outro,
+        min_length_s=args.min_length,
+    )
     portrait = fmt.height > fmt.width
     cues, missing = caption_cues(
         scenes, timings, captions.PORTRAIT_LINE_CHARS if portrait else captions.LINE_CHARS
@@ -399,7 +457,7 @@ def body(args: argparse.Namespace) -> Result:
     clips = clip_lengths(scenes)
     slow = assembly.slowdowns(timings, clips, args.max_slowdown)
     # What is left after slowing, held on the last frame (seconds per scene, 0 for most).
-    held = [max(0.0, t.length_s - c * f) for t, c, f in zip(timings, clips, slow, strict=True)]
+    held = [max(0.0, t.picture_s - c * f) for t, c, f in zip(timings, clips, slow, strict=True)]
     style = captions.Style(
         size=args.caption_size,
         colour=args.caption_colour,
@@ -424,12 +482,19 @@ def body(args: argparse.Namespace) -> Result:
         if best is not None:
             shape = thumbnail.PORTRAIT_SIZE if portrait else thumbnail.SIZE
             atomic_write_bytes(thumb_beside, thumbnail.make(best[1], args.title, shape))
+        stills = write_stills(args, timings, fmt, best[1] if best else None, folder)
         try:
             levels = levels_of(args)
             mix = Mix(scenes, timings, bed_gains(scenes, music, levels), levels, edges_of(args), music)
             gain = mastering_gain(mix)
-            graph = assembly.final_graph(timings, mix.gains, fmt, gain, burn, mix.edges, slow, levels)
-            render(mix, graph, fmt.fps, args.preset, args.output, subtitles)
+            inputs = assembly.Stills(
+                card=3 * len(scenes) + (music is not None) if stills.card else None,
+                title=3 * len(scenes) + (music is not None) + (stills.card is not None)
+                if stills.title
+                else None,
+            )
+            graph = assembly.final_graph(timings, mix.gains, fmt, gain, burn, mix.edges, slow, levels, inputs)
+            render(mix, graph, fmt.fps, args.preset, args.output, subtitles, stills)
             final = measure_file(args.output)
         except ffmpeg.DecodeError as exc:
             raise permanent(
@@ -465,6 +530,8 @@ def body(args: argparse.Namespace) -> Result:
         "captions_burned": bool(cues) and args.burn_captions,
         "captions_file": str(srt_beside) if cues else None,
         "scenes_without_words": missing,
+        "end_card_s": round(timings[-1].card_s, 3),
+        "title_card": stills.title is not None,
         "slowed": {str(n): round(f, 3) for n, f in enumerate(slow, start=1) if f > 1.0},
         "held_s": {str(n): round(h, 2) for n, h in enumerate(held, start=1) if h > 0.05},
         "thumbnail": str(thumb_beside) if best is not None else None,

@@ -76,6 +76,8 @@ class PlanOptions:
     scenes: int = 4
     captions: Mapping[str, Any] = field(default_factory=dict)  # the channel's caption style
     transitions: Mapping[str, float] = field(default_factory=dict)  # crossfade_s, fade_s
+    # title_card, outro_s, outro_text, min_length_s: only those the channel sets
+    bookends: Mapping[str, Any] = field(default_factory=dict)
     max_clip_slowdown: float | None = None  # the assembly's default when not given
     music: MusicOptions = MusicOptions()
     levels: Mapping[str, float] = field(default_factory=dict)  # voice_lufs, ambience_lu, music_lu, duck_db
@@ -218,6 +220,7 @@ def build_plan(
             "captions": dict(options.captions),
             "transitions": dict(options.transitions),
             "levels": dict(options.levels),
+            **({"bookends": dict(options.bookends)} if options.bookends else {}),
             **({"format": {"width": SHORTS_SIZE[0], "height": SHORTS_SIZE[1]}} if options.shorts else {}),
             **({"music": music} if music is not None else {}),
             **({"max_slowdown": options.max_clip_slowdown} if options.max_clip_slowdown else {}),

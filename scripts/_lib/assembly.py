@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 TRUE_PEAK_MAX_DB = -1.0  # the final file's true peak may not pass this (YouTube's loudness advice)
@@ -35,10 +35,19 @@ class SceneTiming:
     narration_s: float
     length_s: float
     lead_s: float = 0.0
+    # The end card's share at the end of the (last) scene, its fade to black included, and how long
+    # the clip crossfades into it.
+    card_s: float = 0.0
+    card_in_s: float = 0.0
 
     @property
     def end_s(self) -> float:
         return self.start_s + self.length_s
+
+    @property
+    def picture_s(self) -> float:
+        """How long the scene's clip shows: all of it, but for an end card."""
+        return self.length_s - self.card_s
 
     @property
     def narration_start_s(self) -> float:
@@ -79,13 +88,23 @@ class Loudness:
 
 
 def timeline(
-    narration_s: list[float], tail_s: float, fps: int, crossfade_s: float = 0.0, fade_s: float = 0.0
+    narration_s: list[float],
+    tail_s: float,
+    fps: int,
+    crossfade_s: float = 0.0,
+    fade_s: float = 0.0,
+    *,
+    outro_s: float = 0.0,
+    min_length_s: float = 0.0,
 ) -> list[SceneTiming]:
     """Scene lengths are whole frames, so video and audio never drift apart. With a crossfade
     (rounded to whole frames), each scene begins with it (the narration waits it out, the bed
     already plays) and overlaps the one before by it; the tail after the narration is at least as
     long, so a transition never covers words. The first narration waits out the fade from black
-    too, and the last scene's tail runs `tail_s` before its fade to black begins."""
+    too, and the last scene's tail runs `tail_s` before its fade to black begins.
+
+    An end card (`outro_s`, or as long as the cut needs to last `min_length_s`) ends the last
+    scene: its clip crossfades into the card after the tail, and the card fades to black."""
     overlap = round(crossfade_s * fps) / fps
     timings: list[SceneTiming] = []
     start = 0.0
@@ -97,6 +116,20 @@ def timeline(
         length = frames / fps
         timings.append(SceneTiming(start, seconds, length, lead))
         start += length - overlap
+    if not timings:
+        return timings
+    closing = timings[-1]
+    # Without the card and the fade: the cut up to the end of the last tail.
+    before_card = closing.start_s + closing.lead_s + closing.narration_s + max(tail_s, overlap)
+    card = max(outro_s, min_length_s - before_card - fade_s)
+    if card <= 0:
+        return timings
+    frames = math.ceil(
+        (closing.lead_s + closing.narration_s + max(tail_s, overlap) + card + fade_s) * fps - 1e-6
+    )
+    length = frames / fps
+    picture = math.ceil((closing.lead_s + closing.narration_s + max(tail_s, overlap)) * fps - 1e-6) / fps
+    timings[-1] = replace(closing, length_s=length, card_s=length - picture, card_in_s=overlap)
     return timings
 
 
@@ -260,30 +293,75 @@ def slowdowns(timings: list[SceneTiming], clip_s: list[float], most: float) -> l
     """Per scene, how much its clip is slowed to last the scene (1.0: not at all), at most `most`:
     a clip shorter than its narration plays slower rather than stopping on a frozen frame."""
     return [
-        1.0 if have <= 0 or have >= timing.length_s else min(timing.length_s / have, most)
+        1.0 if have <= 0 or have >= timing.picture_s else min(timing.picture_s / have, most)
         for timing, have in zip(timings, clip_s, strict=True)
     ]
 
 
 def video_chains(
-    timings: list[SceneTiming], clip_input: list[int], fmt: Format, slow: list[float] | None = None
+    timings: list[SceneTiming],
+    clip_input: list[int],
+    fmt: Format,
+    slow: list[float] | None = None,
+    card_input: int | None = None,
 ) -> list[str]:
     """Per scene: the clip at the output size (letterboxed if its aspect differs), slowed by its
     factor where it is shorter than the scene, its last frame held only for what is left beyond
-    that, trimmed to the scene's length."""
+    that, trimmed to the scene's length; a scene with an end card crossfades into the card (input
+    `card_input`, a still), which slowly pushes in (never a frozen picture)."""
     chains = []
     for i, timing in enumerate(timings):
-        length = f"{timing.length_s:.6f}"
+        picture = f"{timing.picture_s:.6f}"
         factor = slow[i] if slow else 1.0
         pts = "PTS-STARTPTS" if factor == 1.0 else f"{factor:.6f}*(PTS-STARTPTS)"
+        label = f"v{i}" if not timing.card_s or card_input is None else f"c{i}"
         chains.append(
             f"[{clip_input[i]}:v:0]setpts={pts},fps={fmt.fps},"
             f"scale={fmt.width}:{fmt.height}:force_original_aspect_ratio=decrease"
             ":out_color_matrix=bt709:out_range=tv,"
             f"pad={fmt.width}:{fmt.height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p,"
-            f"tpad=stop_mode=clone:stop_duration={length},trim=duration={length},setpts=PTS-STARTPTS[v{i}]"
+            f"tpad=stop_mode=clone:stop_duration={picture},trim=duration={picture},setpts=PTS-STARTPTS[{label}]"
         )
+        if label == f"c{i}" and card_input is not None:
+            chains += _card_chains(timing, i, card_input, fmt)
     return chains
+
+
+CARD_PUSH_IN = 0.06  # the end card's zoom by its last frame
+
+
+def _card_chains(timing: SceneTiming, i: int, card_input: int, fmt: Format) -> list[str]:
+    """The end card: the still, pushed in slowly (at twice the size, so the crop never jitters),
+    crossfaded in after the scene's clip ([c<i>] -> [v<i>])."""
+    length = timing.card_s + timing.card_in_s
+    frames = max(1, math.ceil(length * fmt.fps))
+    zoom = f"1+{CARD_PUSH_IN}*on/{frames}"
+    card = (
+        f"[{card_input}:v:0]scale={2 * fmt.width}:{2 * fmt.height},setsar=1,"
+        f"zoompan=z='{zoom}':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d={frames}:s={fmt.width}x{fmt.height}"
+        f":fps={fmt.fps},trim=duration={length:.6f},setpts=PTS-STARTPTS,format=yuv420p,setsar=1[k{i}]"
+    )
+    if timing.card_in_s > 0:
+        offset = timing.picture_s - timing.card_in_s
+        join = f"[c{i}][k{i}]xfade=transition=fade:duration={timing.card_in_s:.6f}:offset={offset:.6f}[v{i}]"
+    else:
+        join = f"[c{i}][k{i}]concat=n=2:v=1:a=0[v{i}]"
+    return [card, join]
+
+
+TITLE_CARD_S = 3.0  # the title over the opening, its fades in and out included
+TITLE_FADE_S = 0.4
+
+
+def title_chain(title_input: int, start_s: float) -> str:
+    """The title (a transparent still, input `title_input`) over [cut] from `start_s`, faded in and
+    out, into [titled]."""
+    out = TITLE_CARD_S - TITLE_FADE_S
+    return (
+        f"[{title_input}:v:0]format=rgba,trim=duration={TITLE_CARD_S},"
+        f"fade=t=in:st=0:d={TITLE_FADE_S}:alpha=1,fade=t=out:st={out}:d={TITLE_FADE_S}:alpha=1,"
+        f"setpts=PTS-STARTPTS+{start_s:.3f}/TB[title];[cut][title]overlay=x=0:y=0:eof_action=pass[titled]"
+    )
 
 
 def master(gain_db: float) -> str:
@@ -318,6 +396,14 @@ def measure_graph(
     return ";".join(chains)
 
 
+@dataclass(frozen=True)
+class Stills:
+    """The FFmpeg inputs of the end card and the title overlay, where the cut has them."""
+
+    card: int | None = None
+    title: int | None = None
+
+
 METER = "ebur128=peak=true:framelog=verbose"
 # The frames' colour description, which the encoder writes into the stream (YouTube assumes BT.709
 # for HD, and players differ on untagged video).
@@ -333,13 +419,15 @@ def final_graph(
     edges: Edges = Edges(0, 0),
     slow: list[float] | None = None,
     levels: Levels = Levels(),
+    stills: Stills = Stills(),
 ) -> str:
-    """Everything (inputs: clip, narration, sfx per scene, then the music if any) to [vout] and
-    [aout]; `gain_db` the mastering gain (None: silence, left as it is); `burn`, a video filter
-    drawing the captions; `edges`, the fades (the crossfades are in the timeline)."""
+    """Everything (inputs: clip, narration, sfx per scene, then the music if any, then the stills'
+    inputs) to [vout] and [aout]; `gain_db` the mastering gain (None: silence, left as it is);
+    `burn`, a video filter drawing the captions; `edges`, the fades (the crossfades are in the
+    timeline)."""
     n = len(timings)
     total = timings[-1].end_s
-    chains = video_chains(timings, [3 * i for i in range(n)], fmt, slow)
+    chains = video_chains(timings, [3 * i for i in range(n)], fmt, slow, stills.card)
     inputs = AudioInputs(
         tuple(3 * i + 1 for i in range(n)),
         tuple(3 * i + 2 for i in range(n)),
@@ -347,8 +435,12 @@ def final_graph(
     )
     chains += audio_chains(timings, inputs, gains, levels)
     chains += joined(timings, "v", "cut")
+    cut = "cut"
+    if stills.title is not None:
+        chains.append(title_chain(stills.title, max(edges.fade_s, 0.2)))
+        cut = "titled"
     picture = [_fades("v", total, edges.fade_s).rstrip(","), burn or "", BT709]
-    chains.append(f"[cut]{','.join(p for p in picture if p)}[vout]")
+    chains.append(f"[{cut}]{','.join(p for p in picture if p)}[vout]")
     mastered = AUDIO_FORMAT if gain_db is None else master(gain_db)
     chains.append(f"[mix]{_fades('a', total, edges.fade_s)}{mastered}[aout]")
     return ";".join(chains)

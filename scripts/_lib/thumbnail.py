@@ -1,11 +1,13 @@
-"""The video's thumbnail: the strongest of the scenes' frames (sharp, contrasted, saturated), at
-1280x720 with the title drawn large over a darkened lower band, a JPEG under YouTube's 2 MB."""
+"""The video's stills. The thumbnail: the strongest of the scenes' frames (sharp, contrasted,
+saturated), at 1280x720 with the title drawn large over a darkened lower band, a JPEG under
+YouTube's 2 MB. The title overlay for the opening, and the end card."""
 
 from __future__ import annotations
 
 import io
 import math
 import textwrap
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageStat
 
@@ -75,4 +77,52 @@ def _with_title(picture: Image.Image, title: str) -> Image.Image:
     for line in lines:
         draw.text((64, y), line, font=font, fill=(255, 255, 255), stroke_width=5, stroke_fill=(0, 0, 0))
         y += size
+    return picture
+
+
+def _fit_lines(text: str, width_px: int, draw: ImageDraw.ImageDraw, size: int) -> tuple[list[str], Any]:
+    """`text` in at most three lines that fit `width_px` at the largest size from `size` down."""
+    path = str(captions.font_file().with_name(TITLE_FONT_FILE))
+    while True:
+        font = ImageFont.truetype(path, size)
+        for chars in range(40, 5, -2):
+            lines = textwrap.wrap(text, width=chars) or [text]
+            if len(lines) <= 3 and all(draw.textlength(line, font=font) <= width_px for line in lines):
+                return lines, font
+        if size <= 24:
+            return textwrap.wrap(text, width=12)[:3] or [text], font
+        size = round(size * 0.85)
+
+
+def _centred(picture: Image.Image, text: str, centre_y: float, size: int) -> None:
+    """White text with a dark outline, each line centred, the block centred on `centre_y`."""
+    draw = ImageDraw.Draw(picture)
+    lines, font = _fit_lines(text, round(picture.width * 0.86), draw, size)
+    step = round(font.size * 1.1)
+    y = round(centre_y - step * len(lines) / 2)
+    outline = max(2, round(font.size / 14))
+    for line in lines:
+        x = round((picture.width - draw.textlength(line, font=font)) / 2)
+        draw.text((x, y), line, font=font, fill=(255, 255, 255, 255), stroke_width=outline,
+                  stroke_fill=(0, 0, 0, 255))  # fmt: skip
+        y += step
+
+
+def title_overlay(title: str, size: tuple[int, int]) -> Image.Image:
+    """The title for the opening seconds, on a transparent frame of `size`, in its upper third."""
+    picture = Image.new("RGBA", size, (0, 0, 0, 0))
+    _centred(picture, title, size[1] * (0.25 if size[1] > size[0] else 0.3), round(min(size) * 0.09))
+    return picture
+
+
+def end_card(frame: Image.Image | None, text: str, size: tuple[int, int]) -> Image.Image:
+    """The end card: the video's strongest frame (black without one) blurred and darkened, with
+    `text` in its middle."""
+    if frame is None:
+        picture = Image.new("RGB", size, (12, 12, 14))
+    else:
+        picture = _cover(frame.convert("RGB"), size).filter(ImageFilter.GaussianBlur(min(size) / 40))
+        picture = Image.blend(picture, Image.new("RGB", size, (0, 0, 0)), 0.55)
+    if text.strip():
+        _centred(picture, text.strip(), size[1] / 2, round(min(size) * 0.08))
     return picture

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
 from daemon.db.engine import make_engine
@@ -83,6 +84,14 @@ def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(demo: Dem
     # measured in test_scripts_assemble on steady noise: the sandbox's sparse ambience varies too
     # much in 20 ms windows to tell a dip from its own quiet moments.)
     assert frozen_runs(video) == []
+
+    # The thumbnail beside the video, as YouTube takes it; the demo's channel asks for a title card
+    # and a 25 s floor (an end card makes up the difference).
+    with Image.open(video.with_name(video.name + ".thumbnail.jpg")) as thumbnail:
+        assert (thumbnail.format, thumbnail.size) == ("JPEG", (1280, 720))
+    assert video.with_name(video.name + ".thumbnail.jpg").stat().st_size < 2 * 1024 * 1024
+    assert meta["title_card"] is True and info.duration >= 25.0 - 0.05
+    assert meta["end_card_s"] > 0
 
     # Loudness exact after encoding, and a keyframe at least every half second.
     integrated, peak = loudness(video)

@@ -327,3 +327,48 @@ def test_music_is_looped_under_the_cut_and_ducked_while_the_voice_speaks(
     assert 6 - 3 <= pause - speaking <= 6 + 5, (speaking, pause)
     integrated, peak = loudness(output)
     assert integrated == pytest.approx(-14.0, abs=0.5) and peak <= -1.0
+
+
+def test_a_title_over_the_opening_and_an_end_card_up_to_the_length_floor(
+    media: list[tuple[Path, Path, Path]], tmp_path: Path
+) -> None:
+    """--title-card draws the title over the opening's upper third; --min-length 12 lengthens a
+    5 s cut with an end card (the strongest frame blurred, with the text), which moves (no frozen
+    run) and fades to black at the end."""
+    small = ["--width", "640", "--height", "360", "--title", "The Heron's Patience"]
+    plain_out, dressed_out = tmp_path / "plain.mp4", tmp_path / "dressed.mp4"
+    run_script("assemble_video", "--scene", *media[0], "--output", plain_out, *small, env=local_env())
+    args = ["--scene", *media[0], "--output", dressed_out, *small, "--title-card", "--min-length", "12"]
+    meta = run_script("assemble_video", *args, "--outro-text", "Thanks for watching", env=local_env()).result[
+        "meta"
+    ]
+    assert meta["title_card"] is True
+    info = video_info(dressed_out)
+    assert info.duration == pytest.approx(12.0, abs=0.1) and meta["duration_s"] >= 12.0
+    assert meta["end_card_s"] == pytest.approx(12.0 - 3.9, abs=0.1)  # 0.5 lead, 3 s of words, 0.4 tail
+    # The title: in the upper third at 1.5 s, against the same moment without it.
+    with_title = Image.open(frame_at(dressed_out, 1.5, tmp_path / "t.png")).convert("L")
+    without = Image.open(frame_at(plain_out, 1.5, tmp_path / "p.png")).convert("L")
+    upper, lower = (0, 60, 640, 150), (0, 240, 640, 300)
+    assert _difference(with_title, without, upper) > 4 * _difference(with_title, without, lower) + 2
+    # The end card: blurred (far fewer edges than the scene's clip), moving, then black.
+    card = Image.open(frame_at(dressed_out, 9.0, tmp_path / "card.png"))
+    scene = Image.open(frame_at(dressed_out, 2.0, tmp_path / "scene.png"))
+    assert _edges(card) < _edges(scene) / 2
+    assert frozen_runs(dressed_out) == []
+    darkening = _mean_luma(frame_at(dressed_out, info.duration - 0.06, tmp_path / "last.png"))
+    assert darkening < _mean_luma(tmp_path / "card.png") / 4
+    integrated, peak = loudness(dressed_out)
+    assert integrated == pytest.approx(-14.0, abs=0.5) and peak <= -1.0
+
+
+def _difference(a: Image.Image, b: Image.Image, box: tuple[int, int, int, int]) -> float:
+    from PIL import ImageChops
+
+    return float(ImageStat.Stat(ImageChops.difference(a.crop(box), b.crop(box))).mean[0])
+
+
+def _edges(picture: Image.Image) -> float:
+    from PIL import ImageFilter
+
+    return float(ImageStat.Stat(picture.convert("L").filter(ImageFilter.FIND_EDGES)).mean[0])

@@ -176,6 +176,7 @@ def test_seed_builds_the_channel_database_projects_env_and_channel_file(
         "weight": 1,
         "budgets": {"per_video_usd": 12.0, "per_day_usd": 60.0},
         "music": {"source": "generated", "style": "warm low strings and a soft piano"},
+        "bookends": {"title_card": True, "outro_text": "Thanks for watching", "min_length_s": 25},
     }
     # The daemon's own loader accepts it.
     loaded = load_channels(Path(env["CHANNELS_DIR"]))

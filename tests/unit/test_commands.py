@@ -340,3 +340,38 @@ def test_a_clip_takes_its_length_from_its_narration_and_reserves_the_longer_pric
         "clip", build_command(_claimed("clip", "clip_s01", planned["clip_s01"].input), Path("/s"), Path("/w"))
     )
     assert (parsed.duration, parsed.narration) == ("10", None)
+
+
+def test_a_channels_bookends_reach_the_assembly_and_default_ones_change_nothing() -> None:
+    from daemon.channels import Bookends
+    from daemon.tasks import plan_options
+    from scripts import assemble_video
+    from tests.support.engine_kit import channel
+
+    plain = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene(), plan_options(channel()))}
+    assert "bookends" not in plain["assembly"].input  # plans made before bookends keep their hash
+    ends = Bookends(title_card=True, outro_text="-Thanks for watching", min_length_s=25)
+    options = plan_options(channel().model_copy(update={"bookends": ends}))
+    planned = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene(), options)}
+    c = _claimed("assembly", "assembly", planned["assembly"].input)
+    c = Claimed(**{**c.__dict__, "deps": {"clip_s01": "c.mp4", "narration_s01": "n.mp3", "sfx_s01": "s.mp3"}})
+    parsed = assemble_video.parser().parse_args(build_command(c, Path("/s"), Path("/w"))[2:])
+    assert (parsed.title_card, parsed.outro, parsed.min_length) == (True, 0.0, 25.0)
+    assert parsed.outro_text == "-Thanks for watching"
+
+
+def test_a_channel_that_pays_for_1080p_clips_asks_kling_for_pro() -> None:
+    from daemon.tasks import plan_options
+    from tests.support.engine_kit import channel
+
+    pro = plan_options(channel().model_copy(update={"clip_mode": "pro"}))
+    planned = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene(), pro)}
+    assert (
+        _parsed(
+            "clip",
+            build_command(_claimed("clip", "clip_s01", planned["clip_s01"].input), Path("/s"), Path("/w")),
+        ).mode
+        == "pro"
+    )
+    std = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene(), plan_options(channel()))}
+    assert std["clip_s01"].input["mode"] == "std"

@@ -125,3 +125,33 @@ def test_a_clip_shorter_than_its_scene_is_slowed_up_to_the_limit_never_frozen_wi
         timings, assembly.Gains((0.0,) * 3, (0.0,) * 3), assembly.Format(), None, slow=slow
     )
     assert f"setpts={slow[1]:.6f}*(PTS-STARTPTS)" in graph and "setpts=1.500000*(PTS-STARTPTS)" in graph
+
+
+def test_an_end_card_follows_the_last_tail_and_grows_to_the_length_floor() -> None:
+    plain = assembly.timeline([3.0, 4.0], 0.4, 24, crossfade_s=0.4, fade_s=0.5)
+    assert plain[-1].card_s == 0 and plain[-1].picture_s == plain[-1].length_s
+    carded = assembly.timeline([3.0, 4.0], 0.4, 24, crossfade_s=0.4, fade_s=0.5, outro_s=3.0)
+    last = carded[-1]
+    # The clip shows its lead, the words and the tail; then 3 s of card and the fade to black.
+    assert last.picture_s == pytest.approx(last.lead_s + 4.0 + 0.4, abs=1 / 24)
+    assert last.card_s == pytest.approx(3.0 + 0.5, abs=1 / 24)
+    assert last.card_in_s == pytest.approx(10 / 24)
+    assert carded[-1].end_s == pytest.approx(plain[-1].end_s + 3.0, abs=1 / 24)
+    # A floor longer than the cut: the card takes up the difference (25 s: YouTube's end screens).
+    floored = assembly.timeline([3.0, 4.0], 0.4, 24, crossfade_s=0.4, fade_s=0.5, min_length_s=25)
+    assert floored[-1].end_s == pytest.approx(25.0, abs=1 / 24) and floored[-1].end_s >= 25.0 - 1e-6
+    # A cut already past the floor gets no card.
+    assert assembly.timeline([30.0], 0.4, 24, min_length_s=25)[-1].card_s == 0
+    # The last clip is slowed only to cover its own part, not the card's.
+    assert assembly.slowdowns(carded, [5.0, 5.0], 1.5)[-1] == 1.0
+
+
+def test_the_end_card_and_the_title_are_wired_after_the_music() -> None:
+    timings = assembly.timeline([3.0], 0.4, 24, crossfade_s=0.4, fade_s=0.5, outro_s=2.0)
+    gains = assembly.Gains((0.0,), (-18.0,), music_db=-6.0)
+    graph = assembly.final_graph(
+        timings, gains, assembly.Format(), 0.0, edges=assembly.Edges(0.4, 0.5), stills=assembly.Stills(4, 5)
+    )
+    assert "[4:v:0]scale=3840:2160,setsar=1,zoompan=z='1+0.06*on/" in graph  # pushed in, never frozen
+    assert f"[c0][k0]xfade=transition=fade:duration={10 / 24:.6f}" in graph
+    assert "[5:v:0]format=rgba" in graph and "[cut][title]overlay" in graph and "[titled]fade=t=in" in graph
