@@ -71,24 +71,8 @@ def build_command(c: Claimed, scripts_dir: Path, workspace: Path, *, kling_poll_
         return head + _clip_args(c, workspace, kling_poll_s) + ["--output", out]
     if kind == "narration":
         return head + _narration_args(c) + ["--output", out]
-    if kind == "sfx":
-        return [
-            *head,
-            _text("--prompt", c.input["prompt"]),
-            "--duration",
-            str(c.input["duration"]),
-            "--output",
-            out,
-        ]
-    if kind == "music":
-        return [
-            *head,
-            _text("--prompt", c.input["prompt"]),
-            "--duration",
-            str(c.input["duration"]),
-            "--output",
-            out,
-        ]
+    if kind in ("sfx", "music"):
+        return [*head, _text("--prompt", c.input["prompt"]), *_length_args(c, workspace), "--output", out]
     if kind == "assembly":
         return head + _assembly_args(c, workspace) + ["--output", out]
     raise PlanError(f"item kind {kind!r} has no script")
@@ -105,6 +89,22 @@ def _dep(c: Claimed, key: str, workspace: Path) -> str:
     if path is None:
         raise PlanError(f"{c.key} needs the output of {key}, which has none recorded")
     return str(workspace / path)
+
+
+def _length_args(c: Claimed, workspace: Path) -> list[str]:
+    """A bed's or the music's length: as planned, or "auto" with the narrations it is measured from
+    (a bed's scene's; all of them, in order, for the music)."""
+    args = ["--duration", str(c.input["duration"])]
+    if c.input["duration"] == "auto":
+        if c.kind == "sfx":
+            keys = [f"narration_{c.key.split('_', 1)[1]}"]
+        else:
+            keys = sorted(k for k in c.deps if k.startswith("narration_"))
+        for key in keys:
+            args += ["--narration", _dep(c, key, workspace)]
+    if c.input.get("loop"):
+        args.append("--loop")
+    return args
 
 
 def _composite_args(c: Claimed, workspace: Path) -> list[str]:

@@ -99,6 +99,9 @@ def estimator(pricing: Pricing | None) -> Callable[[PlannedItem], int]:
             "sfx": {"seconds": data.get("duration", 5)},
             "music": {"seconds": data.get("duration", 60)},
         }.get(item.kind, {})
+        # An "auto" length: what the plan estimated, for the reservation.
+        if item.kind in ("sfx", "music") and item.reserve:
+            params = {**params, **item.reserve}
         if item.kind == "storyboard" and data.get("given"):
             return 0
         return to_micros(pricing.estimate_item_cost(item.kind, params))

@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from provider_facts import KLING_PROMPT_LIMIT
 from scripts._lib import ffmpeg, kling, pricing
+from scripts._lib.audio import SCENE_EDGES_S, spoken_seconds
 from scripts._lib.cli import ArgumentParser, Result, positive_float, run
 from scripts._lib.crash import crash_point
 from scripts._lib.errors import ScriptError, by_http_status, permanent, transient
@@ -92,9 +93,8 @@ def encode_image(path: Path) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-# A scene is its narration plus the assembly's lead-in and tail around it. A 5 s clip serves a scene
-# of up to STRETCH times its length (the assembly slows it that little, unseen); longer, 10 s.
-SCENE_EDGES_S = 0.9
+# A 5 s clip serves a scene (the words and SCENE_EDGES_S) of up to STRETCH times its length (the
+# assembly slows it that little, unseen); longer, 10 s.
 STRETCH = 1.15
 
 
@@ -102,13 +102,7 @@ def clip_seconds(args: argparse.Namespace) -> int:
     """The clip's length: as asked, or (auto) from the measured narration."""
     if args.duration != "auto":
         return int(args.duration)
-    narration = require_file(args.narration, "narration")
-    try:
-        spoken = ffmpeg.audio_duration(narration)
-    except ffmpeg.DecodeError as exc:
-        raise permanent(
-            f"The narration {narration} does not decode ({exc}); regenerate it, then requeue."
-        ) from exc
+    spoken = spoken_seconds([args.narration])[0]
     return 5 if spoken + SCENE_EDGES_S <= 5 * STRETCH else 10
 
 

@@ -99,6 +99,9 @@ class PlannedItem:
     input: dict[str, Any]
     deps: tuple[str, ...]
     input_hash: str
+    # What its budget reservation assumes where the input leaves the size to the script ("auto"
+    # lengths): not an input, not hashed.
+    reserve: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def provider(self) -> str:
@@ -131,6 +134,7 @@ class _Builder:
         deps: Iterable[str] = (),
         *,
         order_only: Iterable[str] = (),
+        reserve: Mapping[str, Any] | None = None,
     ) -> PlannedItem:
         """`order_only`: items this one waits for, and reads, without taking their hash (a change
         to them does not make this item new)."""
@@ -138,7 +142,7 @@ class _Builder:
         hashed = {
             d: self.items[d].input_hash for d in deps if kind in GATE_KINDS or not self.items[d].is_gate
         }
-        item = PlannedItem(key, kind, data, deps + waits, _hash(kind, data, hashed))
+        item = PlannedItem(key, kind, data, deps + waits, _hash(kind, data, hashed), dict(reserve or {}))
         self.items[key] = item
         return item
 
@@ -254,9 +258,8 @@ def music_prompt(mood: str, style: str) -> str:
 
 
 def music_seconds(storyboard: Storyboard) -> int:
-    """How long the generated music is asked to be: the narration's estimated length with room for
-    the scenes' lead-ins and tails (the assembly loops or trims it to the cut), within the API's
-    bounds."""
+    """What the music's reservation assumes: the narration's estimated length with room for the
+    scenes' lead-ins and tails, within the API's bounds (its script measures the real one)."""
     spoken = sum(estimate_narration_seconds(s.narration) + 1.5 for s in storyboard.scenes)
     return max(15, min(300, math.ceil(spoken * 1.2 + 5)))
 
@@ -281,14 +284,15 @@ def _music(builder: _Builder, storyboard: Storyboard, options: PlanOptions) -> s
     track (its path and version, so replacing the file makes a new cut), or None."""
     source = options.music.source
     if source == "generated":
+        # As long as the narrations measure together (its script adds them up): it waits for them
+        # without taking their hashes, so new words never buy the music again (a longer cut loops it).
         builder.add(
             MUSIC_ITEM,
             "music",
-            {
-                "prompt": music_prompt(storyboard.mood, options.music.style),
-                "duration": music_seconds(storyboard),
-            },
+            {"prompt": music_prompt(storyboard.mood, options.music.style), "duration": "auto"},
             ["storyboard_gate"],
+            order_only=[f"narration_{scene.key}" for scene in storyboard.scenes],
+            reserve={"seconds": music_seconds(storyboard)},
         )
         return MUSIC_ITEM
     if source == "folder":
@@ -340,9 +344,10 @@ def _scene_items(builder: _Builder, scene: Any, atmosphere: str, options: PlanOp
         },
         ["storyboard_gate"],
     )
-    # Version 2: the clip waits for its narration and its script picks 5 or 10 s from the measured
-    # audio. The narration orders the clip without making it new: new words never pay for a clip
-    # again (a longer narration is met by the assembly's slowdown).
+    # Version 2: the clip and the bed wait for their narration and their scripts take their lengths
+    # from the measured audio. The narration orders them without making them new: new words never
+    # pay for a clip or a bed again (a longer scene is met by the assembly's slowdown and its loop of
+    # the bed, which is asked for as a seamless loop).
     auto = options.plan_version >= 2
     builder.add(
         f"clip_{s}",
@@ -356,13 +361,15 @@ def _scene_items(builder: _Builder, scene: Any, atmosphere: str, options: PlanOp
         [f"composite_{s}", "storyboard_gate", "assets_gate"],
         order_only=[narration.key] if auto else (),
     )
+    bed_s = round(min(30.0, max(1.0, seconds + SFX_TAIL_S)), 1)
     builder.add(
         f"sfx_{s}",
         "sfx",
-        {
-            "prompt": scene.sfx,
-            "duration": round(min(30.0, max(1.0, seconds + SFX_TAIL_S)), 1),
-        },
+        {"prompt": scene.sfx, "duration": "auto", "loop": True}
+        if auto
+        else {"prompt": scene.sfx, "duration": bed_s},
         ["storyboard_gate"],
+        order_only=[narration.key] if auto else (),
+        reserve={"seconds": bed_s},
     )
     return [f"clip_{s}", f"narration_{s}", f"sfx_{s}"]

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from daemon.notion.body import read_storyboard_block, write_storyboard_block
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name
 from tests.support.chaos import audit
@@ -127,3 +129,72 @@ async def _until_nothing_runs(database: str, sandbox: SandboxProcess, tmp_path: 
             return
         await asyncio.sleep(0.3)
     raise AssertionError(f"the cancel did not stop the running scripts within {timeout} s")
+
+
+@ON_SQLITE
+async def test_new_words_at_final_review_buy_one_narration_and_a_new_cut_never_a_clip_or_music_again(
+    fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
+) -> None:
+    """At Final Review the operator rewrites scene 2's narration in the Storyboard block, cancels
+    and queues the page again: the daemon buys that narration again, and nothing else (each clip waited for
+    its narration but does not take its hash; the music is the video's, not the scene's), makes a
+    new cut, and asks for the final review again before Ready."""
+    fresh_sandbox.configure(cheap_media=True)
+    seeded = seed(fresh_sandbox, "nature", 1, "--scenes", "2")
+    channels = tmp_path / "channels"
+    channels.mkdir()
+    config = yaml.safe_load(Path(seeded["channel_file"]).read_text())
+    config["gates"] = {"storyboard": False, "assets": False, "final": True}
+    assert config["music"]["source"] == "generated"
+    (channels / "nature.yaml").write_text(yaml.safe_dump(config))
+    env = {
+        **daemon_env(
+            fresh_sandbox, tmp_path / "ws", channels, database, scripts_dir=small_cut_scripts(tmp_path)
+        ),
+        "NOTION_POLL_S": "1",
+        "CLAIM_POLL_S": "0.2",
+    }
+    api = NotionApi(credentials(fresh_sandbox)["notion_operator_token"], fresh_sandbox.base("notion"))
+    page = seeded["page_ids"][0]
+    operator = Operator(api, page)
+    daemon = DaemonProcess(env, tmp_path / "daemon.log", "operator-words").start()
+    try:
+        await operator.set("Queued")
+        await operator.until({"Final Review"}, 180)
+        first_cut = await _assemblies(database, fresh_sandbox, tmp_path)
+        block = await read_storyboard_block(api, page)
+        assert block.text
+        board = yaml.safe_load(block.text)
+        board["scenes"][1]["narration"] = (
+            "Then, without a sound, the heron strikes and the water closes again."
+        )
+        await write_storyboard_block(api, page, yaml.safe_dump(board, sort_keys=False))
+        # A video at a review is still in production: Cancelled, then Queued starts a new pass.
+        await operator.set("Cancelled")
+        await operator.until({"Cancelled"}, 30)
+        await operator.set("Queued")
+        deadline = time.monotonic() + 180
+        while await _assemblies(database, fresh_sandbox, tmp_path) == first_cut:
+            assert time.monotonic() < deadline, "no new cut was made"
+            await asyncio.sleep(0.5)
+        await operator.until({"Final Review"}, 180)
+        await operator.set("Approved")
+        await operator.until({"Ready"}, 60)
+    finally:
+        daemon.signal()
+        daemon.wait(timeout=30)
+        await api.close()
+    result = await audit(database, fresh_sandbox, tmp_path / "ws")
+    assert result.problems == []
+    assert sorted(result.kling_creates_per_clip().values()) == [1, 1]  # no clip bought again
+    bought = Counter(
+        str(c["item"]).rsplit(":", 1)[1]
+        for c in result.calls
+        if c["provider"] == "elevenlabs" and c["status"] == 200
+    )
+    assert bought == {"narration_s01": 1, "narration_s02": 2, "sfx_s01": 1, "sfx_s02": 1, "music_bed": 1}
+
+
+async def _assemblies(database: str, sandbox: SandboxProcess, tmp_path: Path) -> int:
+    result = await audit(database, sandbox, tmp_path / "ws")
+    return sum(i.attempts for i in result.items if i.kind == "assembly")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.test_scripts_support import run_script, script_env
-from tests.support.media import audio_duration, decode_audio, rms_dbfs
+from tests.support.media import FFMPEG, audio_duration, decode_audio, rms_dbfs
 from tests.support.sandbox_proc import SandboxProcess
 
 VOICE = "JBFqnCBsd6RMkjVDRZzb"
@@ -195,3 +196,58 @@ def test_music_length_out_of_the_apis_range_is_a_usage_error(
     args = ["--prompt", "calm", "--duration", duration, "--output", tmp_path / "m.mp3"]
     failed = run_script("generate_music", *args, env=script_env(sandbox)).failed(2, "usage")
     assert "--duration" in failed["message"]
+
+
+def _tone(path: Path, seconds: float) -> Path:
+    subprocess.run(
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=300:duration={seconds}",
+            str(path),
+        ],
+        check=True,
+    )
+    return path
+
+
+def test_an_auto_bed_covers_its_narrations_scene_and_loops_seamlessly(
+    sandbox: SandboxProcess, fast: None, tmp_path: Path
+) -> None:
+    narration = _tone(tmp_path / "n.mp3", 4.0)
+    output = tmp_path / "sfx.mp3"
+    args = ["--prompt", "Dawn river ambience", "--duration", "auto", "--narration", narration, "--loop"]
+    result = run_script("generate_sound_effects", *args, "--output", output, env=script_env(sandbox)).result
+    # The words, the scene's lead-in and tail (0.9 s) and a margin: 5.2 s, priced as asked.
+    assert result["meta"]["requested_duration_s"] == 5.2
+    assert audio_duration(output) == pytest.approx(5.2, abs=0.15)
+    assert result["meta"]["credits"] == pytest.approx(5.2 * 40)
+    samples = decode_audio(output)
+    # A loop has no fade: its first and last 50 ms are as loud as its middle.
+    assert rms_dbfs(samples, 0.0, 0.05) > rms_dbfs(samples, 2.0, 3.0) - 10
+    missing = ["--prompt", "x", "--duration", "auto", "--output", tmp_path / "m.mp3"]
+    assert (
+        "--narration"
+        in run_script("generate_sound_effects", *missing, env=script_env(sandbox)).failed(2, "usage")[
+            "message"
+        ]
+    )
+
+
+def test_auto_music_lasts_the_narrations_scenes_with_room_for_the_ending(
+    sandbox: SandboxProcess, fast: None, tmp_path: Path
+) -> None:
+    scenes = [_tone(tmp_path / f"n{i}.mp3", 4.0) for i in range(3)]
+    args = ["--prompt", "Calm instrumental music", "--duration", "auto"]
+    for narration in scenes:
+        args += ["--narration", narration]
+    output = tmp_path / "music.mp3"
+    result = run_script("generate_music", *args, "--output", output, env=script_env(sandbox)).result
+    # 3 x (4 s + 0.9 s) + 6 s, rounded up: 21 s.
+    assert result["meta"]["seconds"] == 21
+    assert audio_duration(output) == pytest.approx(21.0, abs=0.15)

@@ -18,7 +18,7 @@ from scripts import (
     generate_video,
 )
 from services.plan import PlanOptions, build_plan
-from services.storyboard import Storyboard, parse_storyboard
+from services.storyboard import Storyboard, estimate_narration_seconds, parse_storyboard
 
 PARSERS = {
     "storyboard": generate_storyboard.parser,
@@ -191,15 +191,23 @@ def test_generated_music_is_one_paid_item_in_the_storyboards_mood_and_the_assemb
     options = plan_options(channel().model_copy(update={"music": music, "levels": Levels(music_lu=-20)}))
     planned = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene(), options)}
     item = planned[MUSIC_ITEM]
-    assert (item.kind, item.provider, item.deps) == ("music", "elevenlabs", ("storyboard_gate",))
+    # It waits for every narration (its script adds their lengths up) without taking their hashes.
+    assert (item.kind, item.provider, item.deps) == (
+        "music",
+        "elevenlabs",
+        ("storyboard_gate", "narration_s01"),
+    )
+    assert item.input == {"prompt": item.input["prompt"], "duration": "auto"}
     assert item.input["prompt"].startswith("Tense instrumental background music")
     assert "low strings and a soft piano" in item.input["prompt"]
-    assert 15 <= item.input["duration"] <= 300
+    assert 15 <= item.reserve["seconds"] <= 300  # what its reservation assumes
     assert MUSIC_ITEM in planned["assembly"].deps
     # Its command is read back by the script's own parser.
-    argv = build_command(_claimed("music", MUSIC_ITEM, item.input), Path("/s"), Path("/w"))
-    parsed = generate_music.parser().parse_args(argv[2:])
-    assert (parsed.prompt, parsed.duration) == (item.input["prompt"], item.input["duration"])
+    c = _claimed("music", MUSIC_ITEM, item.input)
+    c = Claimed(**{**c.__dict__, "deps": {"narration_s01": "narration/s01.mp3"}})
+    parsed = generate_music.parser().parse_args(build_command(c, Path("/s"), Path("/w"))[2:])
+    assert (parsed.prompt, parsed.duration) == (item.input["prompt"], "auto")
+    assert parsed.narration == [Path("/w/narration/s01.mp3")]
     assert str(parsed.output) == f"/w/attempts/{MUSIC_ITEM}-a1"
     # The assembly gets the music item's output and the channel's levels.
     assembly = planned["assembly"]
@@ -215,7 +223,7 @@ def test_generated_music_is_one_paid_item_in_the_storyboards_mood_and_the_assemb
     from services.pricing import load_pricing
 
     pricing = load_pricing(yaml.safe_load(Path("config/pricing.yaml").read_text()))
-    assert estimator(pricing)(item) == math.ceil(item.input["duration"] * 0.80 / 60 * 100) * 10_000
+    assert estimator(pricing)(item) == math.ceil(item.reserve["seconds"] * 0.80 / 60 * 100) * 10_000
 
 
 def test_a_music_folder_gives_the_track_of_the_storyboards_mood_and_no_paid_item(tmp_path: Path) -> None:
@@ -375,3 +383,36 @@ def test_a_channel_that_pays_for_1080p_clips_asks_kling_for_pro() -> None:
     )
     std = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene(), plan_options(channel()))}
     assert std["clip_s01"].input["mode"] == "std"
+
+
+def test_a_bed_takes_its_length_from_its_narration_as_a_seamless_loop_and_new_words_keep_it() -> None:
+    import dataclasses
+
+    from daemon.tasks import plan_options
+    from tests.support.engine_kit import channel
+
+    options = plan_options(channel())
+    planned = {p.key: p for p in build_plan({"title": "Frost"}, _one_scene(), options)}
+    bed = planned["sfx_s01"]
+    assert bed.input == {"prompt": "s", "duration": "auto", "loop": True} and "narration_s01" in bed.deps
+    parsed = _parsed("sfx", build_command(_claimed("sfx", "sfx_s01", bed.input), Path("/s"), Path("/w")))
+    assert (parsed.duration, parsed.narration, parsed.loop) == ("auto", Path("/w/narration/s01.mp3"), True)
+    reworded = _one_scene().model_copy(
+        update={
+            "scenes": (_one_scene().scenes[0].model_copy(update={"narration": "Other words, more of them."}),)
+        }
+    )
+    again = {p.key: p for p in build_plan({"title": "Frost"}, reworded, options)}
+    assert again["narration_s01"].input_hash != planned["narration_s01"].input_hash
+    for key in ("sfx_s01", "clip_s01", "music_bed"):
+        assert (
+            again.get(key, planned["sfx_s01"]).input_hash == planned.get(key, planned["sfx_s01"]).input_hash
+        )
+    # A task planned by an earlier release keeps its estimated bed length.
+    old = {
+        p.key: p
+        for p in build_plan({"title": "Frost"}, _one_scene(), dataclasses.replace(options, plan_version=1))
+    }
+    estimated = round(estimate_narration_seconds(_one_scene().scenes[0].narration) + 0.6, 1)
+    assert old["sfx_s01"].input == {"prompt": "s", "duration": estimated}
+    assert "narration_s01" not in old["sfx_s01"].deps
