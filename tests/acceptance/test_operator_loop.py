@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from daemon.notion.body import read_storyboard_block, write_storyboard_block
@@ -132,6 +133,7 @@ async def _until_nothing_runs(database: str, sandbox: SandboxProcess, tmp_path: 
 
 
 @ON_SQLITE
+@pytest.mark.timeout(480)  # two passes of real scripts: about 40 s alone, minutes beside the suite
 async def test_new_words_at_final_review_buy_one_narration_and_a_new_cut_never_a_clip_or_music_again(
     fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
 ) -> None:

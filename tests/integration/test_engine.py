@@ -15,7 +15,7 @@ from daemon.channels import Gates
 from daemon.claim import ClaimPolicy, claim
 from daemon.commands import EXTENSIONS, final_path
 from daemon.complete import Success, complete
-from daemon.dag import approve_gate
+from daemon.dag import approve_gate, refresh
 from daemon.db.models import Attempt, Item, Ledger
 from daemon.lease import sweep_expired
 from daemon.tasks import cancel_task
@@ -357,12 +357,15 @@ async def test_last_two_dependencies_finishing_together_still_unblock_their_depe
                 update(Item)
                 .where(
                     Item.task_id == task_id,
-                    Item.key.not_in(("narration_s01", "sfx_s01", "assembly", "final_gate")),
+                    Item.key.not_in(("clip_s01", "sfx_s01", "assembly", "final_gate")),
                 )
                 .values(state="succeeded", output_path="x")
             )
+        # The clip and the bed, both behind the (done) narration, the assembly behind them.
+        async with kit.engine.begin() as conn:
+            await refresh(conn, task_id, now())
         first = (await claim(kit.engine, "elevenlabs", "d", now(), 30, EXTENSIONS)).claimed
-        second = (await claim(kit.engine, "elevenlabs", "d", now(), 30, EXTENSIONS)).claimed
+        second = (await claim(kit.engine, "kling", "d", now(), 30, EXTENSIONS)).claimed
         assert first is not None
         assert second is not None
         for c in (first, second):

@@ -135,9 +135,10 @@ async def test_two_daemons_claiming_at_once_never_cross_a_videos_budget(db_url: 
     engines = [make_engine(db_url), make_engine(db_url)]
     try:
         pipeline = await _pipeline(engines[0], tmp_path, "nature")
-        await _backlog(pipeline, "nature", 1, scenes=20)  # 20 narrations + 20 SFX beds
+        # 20 narrations at once (each scene's bed waits for its narration), a cent each reserved.
+        await _backlog(pipeline, "nature", 1, scenes=20)
         await ensure_slots(engines[0], {"elevenlabs": 50})
-        budget = Budget(per_video_micros=300_000, per_day_micros=100_000_000)
+        budget = Budget(per_video_micros=100_000, per_day_micros=100_000_000)
         policy = ClaimPolicy(budgets={"nature": budget})
         over: list[tuple[int, str]] = []
 
@@ -155,7 +156,7 @@ async def test_two_daemons_claiming_at_once_never_cross_a_videos_budget(db_url: 
         assert await _spent(engines[0]) <= budget.per_video_micros
         assert over
         message = over[0][1]
-        assert "of its $0.30 budget" in message
+        assert "of its $0.10 budget" in message
         assert "Raise budgets.per_video_usd in config/channels/nature.yaml" in message
         assert "the video goes on by itself" in message
     finally:

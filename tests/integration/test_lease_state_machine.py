@@ -53,7 +53,9 @@ LIMITS = {"gemini": 1, "kling": 1, "elevenlabs": 2, "local": 1}
 # row locking, which this single-process machine does not race (concurrent claims are tested apart).
 EXAMPLES = {
     "sqlite": examples(ci=15, deep=40),
-    "postgresql": examples(ci=10, deep=25),
+    # 12: with each bed behind its narration fewer items are ready at once, and 10 runs no longer
+    # reached an item's last transient failure (retry_gave_up).
+    "postgresql": examples(ci=12, deep=25),
 }
 # A budget no step reaches: every claim reserves its estimate, so the ledger can be checked.
 BUDGETED = ClaimPolicy(budgets={"nature": Budget(per_video_micros=10**12, per_day_micros=10**12)})
