@@ -57,6 +57,7 @@ class Captions(_Strict):
     outline_colour: str = Field(default="#000000", pattern=r"^#[0-9A-Fa-f]{6}$")
     outline: float = Field(default=0.003, ge=0, le=0.02)
     position: Literal["bottom", "middle", "top"] = "bottom"
+    weight: Literal["regular", "semibold", "bold", "black"] = "semibold"  # of Source Sans Pro
     language: str = Field(default="eng", pattern=r"^[a-z]{3}$")  # ISO 639-2
 
 

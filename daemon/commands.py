@@ -237,6 +237,7 @@ def _caption_args(style: dict[str, Any]) -> list[str]:
         "outline_colour": "--caption-outline-colour",
         "outline": "--caption-outline",
         "position": "--caption-position",
+        "weight": "--caption-weight",
         "language": "--caption-language",
     }
     for name, flag in flags.items():

@@ -108,6 +108,12 @@ def parser() -> argparse.ArgumentParser:
         help="share of the frame's height",
     )
     p.add_argument("--caption-position", choices=("bottom", "middle", "top"), default=style.position)
+    p.add_argument(
+        "--caption-weight",
+        choices=tuple(captions.FONTS),
+        default=style.weight,
+        help="Source Sans Pro's weight",
+    )
     p.add_argument("--caption-language", default="eng", help="ISO 639-2 code of the subtitle track")
     p.add_argument("--title", default="", help="drawn on the thumbnail (<output>.thumbnail.jpg)")
     p.add_argument(
@@ -299,7 +305,7 @@ def caption_cues(
 
 def burn_filter(srt: Path, folder: Path, style: captions.Style) -> str:
     """libass' subtitles filter for `srt`, with the pip-installed font copied beside it."""
-    font = captions.font_file()
+    font = captions.font_file(style.weight)
     shutil.copyfile(font, folder / font.name)
     for path in (srt, folder):
         if not re.fullmatch(r"[A-Za-z0-9_./-]+", str(path)):
@@ -307,7 +313,7 @@ def burn_filter(srt: Path, folder: Path, style: captions.Style) -> str:
                 f"The temporary folder {folder} has characters FFmpeg's filter syntax would need escaped; "
                 "set TMPDIR to a plain path (letters, digits, /._-), then requeue."
             )
-    return f"subtitles=filename={srt}:fontsdir={folder}:force_style='{style.force_style(captions.FONT_NAME)}'"
+    return f"subtitles=filename={srt}:fontsdir={folder}:force_style='{style.force_style(style.font_name)}'"
 
 
 def best_frame(
@@ -464,6 +470,7 @@ def body(args: argparse.Namespace) -> Result:
         outline_colour=args.caption_outline_colour,
         outline=args.caption_outline,
         position=args.caption_position,
+        weight=args.caption_weight,
     )
     srt_beside = args.output.with_name(args.output.name + ".srt")
     thumb_beside = args.output.with_name(args.output.name + ".thumbnail.jpg")

@@ -158,7 +158,8 @@ def _string(ctx: _Context, schema: Json, rng: random.Random, path: str, name: st
     low, high = _length_for(lowered)
     text = _phrase(rng, ctx.words, low, high)
     if any(s in lowered for s in ("title", "name", "heading")):
-        text = text.rstrip(".").title()
+        # Each word capitalised, the rest left alone (str.title() made "heron's" "Heron'S").
+        text = " ".join(word[:1].upper() + word[1:] for word in text.rstrip(".").split(" "))
     return _fit(text, schema)
 
 

@@ -22,8 +22,13 @@ SENTENCE_END = re.compile(r"[.!?;:…]['\"’”)]*$")
 WORDS_SUFFIX = ".words.json"  # the narration's sidecar: its words and their times in the file
 # The burned-in captions' font, installed with pip (font-source-sans-pro, SIL Open Font License).
 FONT_PACKAGE = "font_source_sans_pro"
-FONT_FILE = "SourceSansPro-Semibold.ttf"
-FONT_NAME = "Source Sans Pro Semibold"
+# Per weight: the file, and the name libass finds it by.
+FONTS = {
+    "regular": ("SourceSansPro-Regular.ttf", "Source Sans Pro"),
+    "semibold": ("SourceSansPro-Semibold.ttf", "Source Sans Pro Semibold"),
+    "bold": ("SourceSansPro-Bold.ttf", "Source Sans Pro Bold"),
+    "black": ("SourceSansPro-Black.ttf", "Source Sans Pro Black"),
+}
 
 
 @dataclass(frozen=True)
@@ -157,8 +162,8 @@ def _stamp(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d},{ms:03d}"
 
 
-def font_file() -> Path:
-    return Path(str(importlib.resources.files(FONT_PACKAGE) / "files" / FONT_FILE))
+def font_file(weight: str = "semibold") -> Path:
+    return Path(str(importlib.resources.files(FONT_PACKAGE) / "files" / FONTS[weight][0]))
 
 
 def words_path(audio: Path) -> Path:
@@ -189,7 +194,12 @@ class Style:
     outline_colour: str = "#000000"
     outline: float = 0.003  # outline width: 3 px at 1080p
     position: str = "bottom"  # bottom | middle | top
+    weight: str = "semibold"  # a key of FONTS
     margin: float = 0.07  # from the bottom (or top) edge
+
+    @property
+    def font_name(self) -> str:
+        return FONTS[self.weight][1]
 
     def force_style(self, font: str) -> str:
         """libass' override for an SRT input, whose script height (PlayResY) is 288."""

@@ -246,6 +246,15 @@ def test_captions_are_burned_in_muxed_and_written_beside_the_video(
     assert during[0] > before[0] + 0.003, (during, before)
     assert during[1] == pytest.approx(before[1], abs=0.003)
 
+    # The channel's weight: the same cue in Source Sans Pro Black carries more white than in Regular.
+    ink = {}
+    for weight in ("regular", "black"):
+        out = tmp_path / weight / "video.mp4"
+        args = [*scenes[:4], *small, "--caption-weight", weight, "--output", out]
+        run_script("assemble_video", *args, env=local_env())
+        ink[weight] = _caption_rows(frame_at(out, times[0][0] + 1.0, tmp_path / f"{weight}.png"))[0]
+    assert ink["black"] > ink["regular"] * 1.2, ink
+
 
 def test_a_clip_much_shorter_than_its_narration_is_slowed_then_held_and_still_has_a_thumbnail(
     tmp_path: Path,

@@ -100,7 +100,9 @@ def test_a_channels_caption_style_and_transitions_reach_the_assembly() -> None:
     from scripts import assemble_video
     from tests.support.engine_kit import channel
 
-    style = Captions(burn_in=False, size=0.07, colour="#FFCC00", position="top", language="fra")
+    style = Captions(
+        burn_in=False, size=0.07, colour="#FFCC00", position="top", language="fra", weight="black"
+    )
     edges = Transitions(crossfade_s=0.0, fade_s=1.0)
     options = plan_options(
         channel().model_copy(update={"captions": style, "transitions": edges, "max_clip_slowdown": 1.25})
@@ -125,6 +127,7 @@ def test_a_channels_caption_style_and_transitions_reach_the_assembly() -> None:
     assert parsed.burn_captions is False
     assert (parsed.caption_size, parsed.caption_colour, parsed.caption_position) == (0.07, "#FFCC00", "top")
     assert (parsed.caption_outline_colour, parsed.caption_language) == ("#000000", "fra")
+    assert parsed.caption_weight == "black"
     assert (parsed.crossfade, parsed.fade) == (0.0, 1.0)
     assert parsed.title == "Frost"  # the storyboard's, for the thumbnail
     assert parsed.max_slowdown == 1.25
