@@ -2,8 +2,9 @@
 
 scripts/assemble_video.py runs as the daemon runs it (a new process) on media made here with
 FFmpeg: per scene a 5 s 720p clip (Kling's standard mode, upscaled), a narration with its words
-file (so the captions are burned in) and an ambience bed; the channel's defaults (1920x1080, 24 fps,
-crossfades, fades, captions, the mastering passes, the thumbnail). The figure is the script's wall
+file (so the captions are burned in) and an ambience bed; a music bed, the title card and an end card
+up to a 40 s floor; the channel's defaults (1920x1080, 24 fps, crossfades, fades, captions, every
+file's loudness measured, the ducking, the mastering passes, the thumbnail). The figure is the script's wall
 time over the video's length: under 1.0, a video takes less time to assemble than to watch.
 """
 
@@ -70,9 +71,16 @@ def _measure(folder: Path, quick: bool) -> dict[str, Any]:
     args: list[str] = []
     for n in range(1, scenes + 1):
         args += _scene(folder, n, 4.0 + (n % 3) * 0.7)
+    # A music bed (looped by the assembly, ducked under the voice), the title over the opening and
+    # an end card up to a 40 s floor: everything a channel may ask of the cut.
+    music = folder / "music.mp3"
+    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=55:duration=20", "-f", "lavfi", "-i",
+            "sine=frequency=330:duration=20", "-filter_complex", "amix=inputs=2", "-c:a", "libmp3lame",
+            str(music))  # fmt: skip
     size = ["--width", "640", "--height", "360"] if quick else []
     command = [sys.executable, str(ROOT / "scripts" / "assemble_video.py"), *args, *size,
-               "--title", "The Patient River", "--output", str(folder / "final.mp4")]  # fmt: skip
+               "--music", str(music), "--title", "The Patient River", "--title-card",
+               "--min-length", "40", "--output", str(folder / "final.mp4")]  # fmt: skip
     started = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
     wall = time.perf_counter() - started
@@ -88,6 +96,7 @@ def _measure(folder: Path, quick: bool) -> dict[str, Any]:
         "wall_s": round(wall, 2),
         "render_s_per_video_s": round(ratio, 3),
         "captions": meta["captions"],
+        "end_card_s": meta["end_card_s"],
         "loudness_lufs": meta["loudness_lufs"],
         "target": TARGET,
         "met": ratio <= TARGET,
@@ -97,7 +106,8 @@ def _measure(folder: Path, quick: bool) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     row = [result[k] for k in ("scenes", "size", "video_s", "wall_s", "render_s_per_video_s")]
     text = table(
-        "assembly_render: assemble_video.py on 720p clips, captions, crossfades, mastering, thumbnail",
+        "assembly_render: assemble_video.py on 720p clips, captions, music, crossfades, title and end "
+        "card, mastering, thumbnail",
         ["scenes", "size", "video s", "wall s", "s per video s"],
         [row],
     )

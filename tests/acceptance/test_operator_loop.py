@@ -173,7 +173,9 @@ async def test_new_words_at_final_review_buy_one_narration_and_a_new_cut_never_a
         await write_storyboard_block(api, page, yaml.safe_dump(board, sort_keys=False))
         # A video at a review is still in production: Cancelled, then Queued starts a new pass.
         await operator.set("Cancelled")
-        await operator.until({"Cancelled"}, 30)
+        # Seen by the daemon before the next edit (a page read once per poll shows only its last
+        # Status: Queued over an unseen Cancelled would be refused as "already in production").
+        await _until_nothing_runs(database, fresh_sandbox, tmp_path, 120)
         await operator.set("Queued")
         deadline = time.monotonic() + 180
         while await _assemblies(database, fresh_sandbox, tmp_path) == first_cut:
