@@ -93,7 +93,7 @@ def _dep(c: Claimed, key: str, workspace: Path) -> str:
 
 def _length_args(c: Claimed, workspace: Path) -> list[str]:
     """A bed's or the music's length: as planned, or "auto" with the narrations it is measured from
-    (a bed's scene's; all of them, in order, for the music)."""
+    (a bed's scene's; every narration, for the music)."""
     args = ["--duration", str(c.input["duration"])]
     if c.input["duration"] == "auto":
         if c.kind == "sfx":

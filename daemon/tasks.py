@@ -93,24 +93,18 @@ def estimator(pricing: Pricing | None) -> Callable[[PlannedItem], int]:
         data = item.input
         params: dict[str, object] = {
             "asset": {"images": 1},
-            # A length taken from the narration (auto) reserves the longer clip's price.
-            "clip": {"duration": _clip_seconds(data.get("duration", 5)), "mode": data.get("mode", "std")},
+            "clip": {"duration": str(data.get("duration", 5)), "mode": data.get("mode", "std")},
             "narration": {"characters": len(str(data.get("text", "")))},
             "sfx": {"seconds": data.get("duration", 5)},
             "music": {"seconds": data.get("duration", 60)},
         }.get(item.kind, {})
-        # An "auto" length: what the plan estimated, for the reservation.
-        if item.kind in ("sfx", "music") and item.reserve:
-            params = {**params, **item.reserve}
+        # A length the script takes from the narration ("auto"): what the plan reserves for it.
+        params = {**params, **item.reserve}
         if item.kind == "storyboard" and data.get("given"):
             return 0
         return to_micros(pricing.estimate_item_cost(item.kind, params))
 
     return estimate
-
-
-def _clip_seconds(duration: object) -> str:
-    return "10" if duration == "auto" else str(duration)
 
 
 class Pipeline:

@@ -182,51 +182,27 @@ def clip_lengths(scenes: list[assembly.SceneFiles]) -> list[float]:
     return lengths
 
 
-def music_of(args: argparse.Namespace) -> Path | None:
-    if args.music is None:
-        return None
-    music = require_file(args.music, "music bed")
+@dataclass(frozen=True)
+class Heard:
+    """An audio file decoded once: its length and its loudness (None: silent)."""
+
+    seconds: float
+    lufs: float | None
+
+
+def hear(path: Path, what: str) -> Heard:
+    """Decodes the file once for both its length and its loudness; one that does not decode is
+    permanent, named by `what`."""
     try:
-        ffmpeg.audio_duration(music)
+        seconds, log = ffmpeg.decode_audio(path, assembly.FILE_METER)
     except ffmpeg.DecodeError as exc:
-        raise permanent(f"The music bed {music} does not decode ({exc}); replace it, then requeue.") from exc
-    return music
+        raise permanent(f"{what} {path} does not decode ({exc}); regenerate it, then requeue.") from exc
+    found = assembly.parse_ebur128(log)
+    return Heard(seconds, None if found is None else found.integrated)
 
 
 def levels_of(args: argparse.Namespace) -> assembly.Levels:
     return assembly.Levels(args.loudness, args.ambience_lu, args.music_lu, args.duck_db)
-
-
-def bed_gains(
-    scenes: list[assembly.SceneFiles], music: Path | None, levels: assembly.Levels
-) -> assembly.Gains:
-    """Each narration, bed and the music measured on its own (one FFmpeg run), and the gain that
-    brings it to its level."""
-    files = [s.narration for s in scenes] + [s.sfx for s in scenes] + ([music] if music else [])
-    inputs: list[str] = []
-    for path in files:
-        inputs += ["-i", str(path)]
-    graph = assembly.measure_files_graph(len(files))
-    proc = ffmpeg.run(["-v", "info", *inputs, "-filter_complex", graph, "-map", "[out]", "-f", "null", "-"])
-    measured = assembly.parse_file_loudness(proc.stderr, len(files))
-    n = len(scenes)
-    voice = tuple(assembly.normalising_gain(m, levels.voice_lufs) for m in measured[:n])
-    beds = tuple(assembly.normalising_gain(m, levels.ambience_lufs()) for m in measured[n : 2 * n])
-    music_db = assembly.normalising_gain(measured[2 * n], levels.music_lufs()) if music else None
-    return assembly.Gains(voice, beds, music_db)
-
-
-def narration_lengths(scenes: list[assembly.SceneFiles]) -> list[float]:
-    lengths = []
-    for number, scene in enumerate(scenes, start=1):
-        try:
-            lengths.append(ffmpeg.audio_duration(scene.narration))
-            ffmpeg.audio_duration(scene.sfx)  # decodes: a broken bed fails here with its name, not later
-        except ffmpeg.DecodeError as exc:
-            raise permanent(
-                f"Scene {number}: an audio file does not decode ({exc}); regenerate it, then requeue."
-            ) from exc
-    return lengths
 
 
 def measure(mix: Mix, gain_db: float | None) -> assembly.Loudness | None:
@@ -353,6 +329,21 @@ class StillFiles:
     card: Path | None = None
     title: Path | None = None
 
+    @property
+    def paths(self) -> list[Path]:
+        """The stills there are, in their input order (render's)."""
+        return [p for p in (self.card, self.title) if p is not None]
+
+    def numbered(self, first: int) -> assembly.Stills:
+        """Their FFmpeg input numbers, the first of them being input `first`."""
+        card = first if self.card else None
+        return assembly.Stills(card, first + (card is not None) if self.title else None)
+
+
+def first_still(mix: Mix) -> int:
+    """The input number of the first still: after each scene's three files and the music."""
+    return 3 * len(mix.scenes) + (mix.music is not None)
+
 
 def write_stills(
     args: argparse.Namespace,
@@ -398,16 +389,12 @@ def render(
         ]
     if mix.music is not None:
         inputs += ["-stream_loop", "-1", "-i", str(mix.music)]
-    for still in (stills.card, stills.title):
-        if still is not None:
-            inputs += ["-loop", "1", "-framerate", str(fps), "-i", str(still)]
+    for still in stills.paths:
+        inputs += ["-loop", "1", "-framerate", str(fps), "-i", str(still)]
     maps = ["-map", "[vout]", "-map", "[aout]"]
     if subtitles is not None:
         srt, language = subtitles
-        # The input after the scenes' three files each, the music and the stills.
-        before = 3 * len(mix.scenes) + (mix.music is not None)
-        before += (stills.card is not None) + (stills.title is not None)
-        maps += ["-map", f"{before}:s"]
+        maps += ["-map", f"{first_still(mix) + len(stills.paths)}:s"]  # the input after the stills
         inputs += ["-i", str(srt)]
     # YouTube's upload advice: H.264 High, 2 consecutive B-frames, a closed GOP of half the frame
     # rate, BT.709; AAC-LC 48 kHz stereo at 384 kb/s; the index first (faststart).
@@ -446,9 +433,12 @@ def body(args: argparse.Namespace) -> Result:
     started = time.monotonic()
     fmt = assembly.Format(args.width, args.height, args.fps)
     scenes = scenes_of(args)
-    music = music_of(args)
+    voices = [hear(s.narration, f"Scene {n}: the narration") for n, s in enumerate(scenes, start=1)]
+    beds = [hear(s.sfx, f"Scene {n}: the SFX bed") for n, s in enumerate(scenes, start=1)]
+    music = require_file(args.music, "music bed") if args.music else None
+    music_heard = hear(music, "The music bed") if music else None
     timings = assembly.timeline(
-        narration_lengths(scenes),
+        [v.seconds for v in voices],
         args.tail,
         fmt.fps,
         args.crossfade,
@@ -492,14 +482,16 @@ def body(args: argparse.Namespace) -> Result:
         stills = write_stills(args, timings, fmt, best[1] if best else None, folder)
         try:
             levels = levels_of(args)
-            mix = Mix(scenes, timings, bed_gains(scenes, music, levels), levels, edges_of(args), music)
-            gain = mastering_gain(mix)
-            inputs = assembly.Stills(
-                card=3 * len(scenes) + (music is not None) if stills.card else None,
-                title=3 * len(scenes) + (music is not None) + (stills.card is not None)
-                if stills.title
-                else None,
+            gains = assembly.Gains.for_levels(
+                levels,
+                [v.lufs for v in voices],
+                [b.lufs for b in beds],
+                music_heard.lufs if music_heard else None,
+                has_music=music is not None,
             )
+            mix = Mix(scenes, timings, gains, levels, edges_of(args), music)
+            gain = mastering_gain(mix)
+            inputs = stills.numbered(first_still(mix))
             graph = assembly.final_graph(timings, mix.gains, fmt, gain, burn, mix.edges, slow, levels, inputs)
             render(mix, graph, fmt.fps, args.preset, args.output, subtitles, stills)
             final = measure_file(args.output)

@@ -360,6 +360,7 @@ def _scene_items(builder: _Builder, scene: Any, atmosphere: str, options: PlanOp
         },
         [f"composite_{s}", "storyboard_gate", "assets_gate"],
         order_only=[narration.key] if auto else (),
+        reserve={"duration": "10"} if auto else None,  # the longer clip's price
     )
     bed_s = round(min(30.0, max(1.0, seconds + SFX_TAIL_S)), 1)
     builder.add(
@@ -370,6 +371,6 @@ def _scene_items(builder: _Builder, scene: Any, atmosphere: str, options: PlanOp
         else {"prompt": scene.sfx, "duration": bed_s},
         ["storyboard_gate"],
         order_only=[narration.key] if auto else (),
-        reserve={"seconds": bed_s},
+        reserve={"seconds": bed_s} if auto else None,
     )
     return [f"clip_{s}", f"narration_{s}", f"sfx_{s}"]

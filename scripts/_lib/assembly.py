@@ -167,6 +167,22 @@ class Gains:
     sfx_db: tuple[float, ...]
     music_db: float | None = None  # None: no music
 
+    @classmethod
+    def for_levels(
+        cls,
+        levels: Levels,
+        voices: list[float | None],
+        beds: list[float | None],
+        music: float | None,
+        has_music: bool,
+    ) -> Gains:
+        """From each file's measured loudness (LUFS, None for silence)."""
+        return cls(
+            tuple(normalising_gain(v, levels.voice_lufs) for v in voices),
+            tuple(normalising_gain(b, levels.ambience_lufs()) for b in beds),
+            normalising_gain(music, levels.music_lufs()) if has_music else None,
+        )
+
 
 @dataclass(frozen=True)
 class AudioInputs:
@@ -177,6 +193,8 @@ class AudioInputs:
     music: int | None = None
 
 
+# One file's loudness as the mix will hear it (48 kHz stereo), read by `parse_ebur128`.
+FILE_METER = f"{AUDIO_FORMAT},ebur128=peak=true"
 MAX_BED_GAIN_DB = 30.0  # a near-silent file is not brought up further than this
 
 
@@ -186,27 +204,6 @@ def normalising_gain(measured_lufs: float | None, target_lufs: float) -> float:
     if measured_lufs is None:
         return 0.0
     return max(-MAX_BED_GAIN_DB, min(MAX_BED_GAIN_DB, target_lufs - measured_lufs))
-
-
-def measure_files_graph(count: int) -> str:
-    """Each of `count` audio inputs through its own ebur128 meter (named m<i>), for
-    `parse_file_loudness`."""
-    chains = [f"[{i}:a:0]{AUDIO_FORMAT},ebur128@m{i}=peak=true[l{i}]" for i in range(count)]
-    labels = "".join(f"[l{i}]" for i in range(count))
-    chains.append(f"{labels}amix=inputs={count}:duration=longest:normalize=0[out]")
-    return ";".join(chains)
-
-
-def parse_file_loudness(log: str, count: int) -> list[float | None]:
-    """The integrated loudness of each input metered by `measure_files_graph` (None: silent)."""
-    out: list[float | None] = []
-    for i in range(count):
-        part = log.split(f"[ebur128@m{i} @")
-        if len(part) < 2 or "Summary:" not in part[-1]:
-            raise ValueError(f"ebur128 printed no summary for input {i}")
-        found = parse_ebur128(part[-1].split("[ebur128@m")[0])
-        out.append(None if found is None else found.integrated)
-    return out
 
 
 # How the voice ducks the music: a compressor keyed by the voice, near-limiting (so the dip is about

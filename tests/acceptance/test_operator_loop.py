@@ -62,21 +62,9 @@ async def test_cancel_while_clips_render_then_queue_again_pays_each_clip_once_an
     fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
 ) -> None:
     fresh_sandbox.configure(cheap_media=True, kling_seconds=900)  # 15 s clips: cancelled mid-render
-    seeded = seed(fresh_sandbox, "nature", 1, "--scenes", "2")
-    channels = tmp_path / "channels"
-    channels.mkdir()
-    config = yaml.safe_load(Path(seeded["channel_file"]).read_text())
-    config["gates"] = {"storyboard": True, "assets": False, "final": False}
-    (channels / "nature.yaml").write_text(yaml.safe_dump(config))
-    env = {
-        **daemon_env(
-            fresh_sandbox, tmp_path / "ws", channels, database, scripts_dir=small_cut_scripts(tmp_path)
-        ),
-        "NOTION_POLL_S": "1",
-        "CLAIM_POLL_S": "0.2",
-    }
+    config, env = _two_scene_channel(fresh_sandbox, database, tmp_path, storyboard_gate=True)
     api = NotionApi(credentials(fresh_sandbox)["notion_operator_token"], fresh_sandbox.base("notion"))
-    operator = Operator(api, seeded["page_ids"][0])
+    operator = Operator(api, config["page"])
     daemon = DaemonProcess(env, tmp_path / "daemon.log", "operator-loop").start()
     try:
         await operator.set("Queued")
@@ -113,6 +101,30 @@ async def test_cancel_while_clips_render_then_queue_again_pays_each_clip_once_an
     assert paid_while_waiting == []
 
 
+def _two_scene_channel(
+    sandbox: SandboxProcess,
+    database: str,
+    tmp_path: Path,
+    *,
+    storyboard_gate: bool = False,
+    final_gate: bool = False,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A seeded channel of one 2-scene page with these gates: its config (and its page, "page"),
+    and the daemon's environment (the small-cut scripts, 1 s Notion polls)."""
+    seeded = seed(sandbox, "nature", 1, "--scenes", "2")
+    channels = tmp_path / "channels"
+    channels.mkdir()
+    config = yaml.safe_load(Path(seeded["channel_file"]).read_text())
+    config["gates"] = {"storyboard": storyboard_gate, "assets": False, "final": final_gate}
+    (channels / "nature.yaml").write_text(yaml.safe_dump(config))
+    env = {
+        **daemon_env(sandbox, tmp_path / "ws", channels, database, scripts_dir=small_cut_scripts(tmp_path)),
+        "NOTION_POLL_S": "1",
+        "CLAIM_POLL_S": "0.2",
+    }
+    return {**config, "page": seeded["page_ids"][0]}, env
+
+
 def _gate_spans(operator: Operator) -> list[tuple[float, float]]:
     """When the storyboard gate waited: from a moment before the page could show it (the daemon
     writes Status a little after the gate opens) to the approval."""
@@ -142,22 +154,10 @@ async def test_new_words_at_final_review_buy_one_narration_and_a_new_cut_never_a
     its narration but does not take its hash; the music is the video's, not the scene's), makes a
     new cut, and asks for the final review again before Ready."""
     fresh_sandbox.configure(cheap_media=True)
-    seeded = seed(fresh_sandbox, "nature", 1, "--scenes", "2")
-    channels = tmp_path / "channels"
-    channels.mkdir()
-    config = yaml.safe_load(Path(seeded["channel_file"]).read_text())
-    config["gates"] = {"storyboard": False, "assets": False, "final": True}
+    config, env = _two_scene_channel(fresh_sandbox, database, tmp_path, final_gate=True)
     assert config["music"]["source"] == "generated"
-    (channels / "nature.yaml").write_text(yaml.safe_dump(config))
-    env = {
-        **daemon_env(
-            fresh_sandbox, tmp_path / "ws", channels, database, scripts_dir=small_cut_scripts(tmp_path)
-        ),
-        "NOTION_POLL_S": "1",
-        "CLAIM_POLL_S": "0.2",
-    }
     api = NotionApi(credentials(fresh_sandbox)["notion_operator_token"], fresh_sandbox.base("notion"))
-    page = seeded["page_ids"][0]
+    page = config["page"]
     operator = Operator(api, page)
     daemon = DaemonProcess(env, tmp_path / "daemon.log", "operator-words").start()
     try:

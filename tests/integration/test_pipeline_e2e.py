@@ -4,6 +4,7 @@ sandbox, on both DBs."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,7 @@ async def test_a_storyboard_becomes_a_video_with_every_call_made_once(
             "nature", slug, {"title": "Heron"}, SystemClock().now(), storyboard=parse_storyboard(BOARD)
         )
 
-        async def done() -> bool:
-            async with app.engine.connect() as conn:
-                states = {r[0] for r in await conn.execute(select(Item.state).where(Item.task_id == task_id))}
-            assert "failed" not in states
-            return states == {"succeeded"}
+        done = _all_succeeded(app, task_id)
 
         if db_url.startswith("postgresql"):
             # While scripts run for seconds, no transaction may stay open longer than a claim or a
@@ -60,8 +57,7 @@ async def test_a_storyboard_becomes_a_video_with_every_call_made_once(
             assert watch.longest_s < 1.0, watch.worst
         else:
             await run_workers([app.worker()], done, timeout=240)
-        async with app.engine.connect() as conn:
-            items = {r.key: r for r in await conn.execute(select(Item).where(Item.task_id == task_id))}
+        items = await _items(app, task_id)
     finally:
         await app.close()
 
@@ -94,6 +90,23 @@ async def test_a_storyboard_becomes_a_video_with_every_call_made_once(
     assert sum(item.cost_micros for item in items.values()) == billed
 
 
+def _all_succeeded(app: App, task_id: int) -> Callable[[], Awaitable[bool]]:
+    """Whether every item of the task succeeded (none may fail on the way)."""
+
+    async def done() -> bool:
+        async with app.engine.connect() as conn:
+            states = {r[0] for r in await conn.execute(select(Item.state).where(Item.task_id == task_id))}
+        assert "failed" not in states
+        return states == {"succeeded"}
+
+    return done
+
+
+async def _items(app: App, task_id: int) -> dict[str, Any]:
+    async with app.engine.connect() as conn:
+        return {r.key: r for r in await conn.execute(select(Item).where(Item.task_id == task_id))}
+
+
 PRICING = load_pricing_file(PROJECT_ROOT / "config" / "pricing.yaml")
 
 
@@ -124,15 +137,10 @@ async def test_a_shorts_channel_makes_a_vertical_video_with_centred_captions(
             "nature", slug, {"title": "Heron"}, SystemClock().now(), storyboard=parse_storyboard(one)
         )
 
-        async def done() -> bool:
-            async with app.engine.connect() as conn:
-                states = {r[0] for r in await conn.execute(select(Item.state).where(Item.task_id == task_id))}
-            assert "failed" not in states
-            return states == {"succeeded"}
+        done = _all_succeeded(app, task_id)
 
         await run_workers([app.worker()], done, timeout=240)
-        async with app.engine.connect() as conn:
-            items = {r.key: r for r in await conn.execute(select(Item).where(Item.task_id == task_id))}
+        items = await _items(app, task_id)
     finally:
         await app.close()
 

@@ -91,12 +91,12 @@ def test_a_files_gain_brings_it_to_its_level_within_bounds() -> None:
     assert assembly.normalising_gain(-40.0, -27.0) == 13.0
     assert assembly.normalising_gain(-80.0, -27.0) == assembly.MAX_BED_GAIN_DB  # no noise brought up
     assert assembly.normalising_gain(None, -27.0) == 0.0  # silence left alone
-    log = "\n".join(
-        f"[ebur128@m{i} @ 0x55] Summary:\n  Integrated loudness:\n    I:  {value} LUFS\n"
-        "  True peak:\n    Peak:  -3.0 dBFS\n"
-        for i, value in enumerate(("-20.5", "-inf", "-31.0"))
+    # Per file: the voice to -14 LUFS, a bed to 13 LU under it, the music to 12 (18 - 6) under it.
+    gains = assembly.Gains.for_levels(assembly.Levels(), [-20.5, None], [-40.0, -27.0], -31.0, has_music=True)
+    assert gains == assembly.Gains((6.5, 0.0), (13.0, 0.0), 5.0)
+    assert (
+        assembly.Gains.for_levels(assembly.Levels(), [-14.0], [-27.0], None, has_music=False).music_db is None
     )
-    assert assembly.parse_file_loudness(log, 3) == [-20.5, None, -31.0]
 
 
 def test_crossfades_overlap_the_scenes_and_the_narration_waits_them_out() -> None:
