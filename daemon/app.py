@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.budget import day_of
 from daemon.channel_watch import ChannelWatch, Signature, files_signature, with_channels
-from daemon.channels import Channel, load_channels, load_provider_limits
+from daemon.channels import Channel, load_channels, load_provider_limits, load_youtube_quotas
 from daemon.claim import ClaimPolicy, ensure_slots
 from daemon.clock import SystemClock
 from daemon.costs import PricedCosts, load_pricing_file
@@ -32,6 +32,7 @@ from daemon.settings import Settings
 from daemon.tasks import Pipeline, pause_for_gone_page
 from daemon.worker import Worker
 from daemon.workspace import prepare_workspace, sweep_temp_files
+from daemon.youtube.gate import UploadGate
 
 
 @dataclass
@@ -133,6 +134,9 @@ class App:
             self.costs,
             on_storyboard=self.pipeline.on_storyboard,
             policy=self.policy(),
+            uploads=UploadGate(
+                self.engine, self.settings, self.channels, load_youtube_quotas(self.settings.providers_file)
+            ),
         )
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -105,6 +105,20 @@ class Levels(_Strict):
     duck_db: float = Field(default=6.0, ge=0, le=20)  # how much louder the music is between words
 
 
+class YouTube(_Strict):
+    """Publishing after the final review: the channel's YouTube account, signed in with
+    `python -m daemon youtube-auth --channel ID`; without this block the video ends at Ready."""
+
+    # The Google Cloud project whose OAuth client signs in and whose daily quota the uploads use
+    # (YOUTUBE_CLIENT_ID / _SECRET for "default"; YOUTUBE_CLIENT_ID_<PROJECT> for another).
+    project: str = Field(default="default", pattern=r"^[a-z0-9_-]+$", max_length=64)
+    # Visibility when the page's Visibility is empty; a page's Publish At makes it private until then.
+    privacy: Literal["private", "unlisted", "public"] = "private"
+    category_id: str = Field(default="22", pattern=r"^[0-9]{1,3}$")  # 22: People & Blogs
+    tags: tuple[str, ...] = ()  # added to each video's (the page's Tags)
+    caption_language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+
+
 class Channel(_Strict):
     id: ChannelId
     name: str = Field(min_length=1)
@@ -129,6 +143,7 @@ class Channel(_Strict):
     clip_mode: Literal["std", "pro"] = "std"
     # A clip shorter than its narration plays up to this much slower before its last frame holds.
     max_clip_slowdown: float = Field(default=1.5, ge=1, le=3)
+    youtube: YouTube | None = None
 
 
 class ProviderLimits(_Strict):
@@ -138,6 +153,7 @@ class ProviderLimits(_Strict):
     kling: int = Field(default=5, ge=1)
     elevenlabs: int = Field(default=5, ge=1)
     local: int = Field(default=2, ge=1)
+    youtube: int = Field(default=2, ge=1)  # uploads at once (they share the project's daily quota)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -145,6 +161,7 @@ class ProviderLimits(_Strict):
             "kling": self.kling,
             "elevenlabs": self.elevenlabs,
             "local": self.local,
+            "youtube": self.youtube,
         }
 
 
@@ -231,6 +248,29 @@ def _check_shared_sources(channels: dict[str, Channel]) -> None:
                 f"channels {names} share Notion data source {source}: give each one "
                 "notion.channel_option (its value of the Channel select)"
             )
+
+
+class YouTubeQuota(_Strict):
+    """One Google Cloud project's daily YouTube quota (it resets at midnight Pacific time): uploads
+    (videos.insert calls, their own bucket on current projects) and units for every other call.
+    Older projects count an upload as 1,600 units of the 10,000 instead: `insert_units`."""
+
+    uploads_per_day: int = Field(default=100, ge=0)
+    units_per_day: int = Field(default=10_000, ge=0)
+    insert_units: int = Field(default=0, ge=0)
+
+
+def load_youtube_quotas(path: Path) -> dict[str, YouTubeQuota]:
+    """`youtube_quota:` of the providers file, per project (`default` for the rest)."""
+    data = (_read_yaml(path) or {}) if path.exists() else {}
+    try:
+        quotas = {
+            str(k): YouTubeQuota.model_validate(v or {}) for k, v in (data.get("youtube_quota") or {}).items()
+        }
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path).replace("channel configuration", "YouTube quota")) from exc
+    quotas.setdefault("default", YouTubeQuota())
+    return quotas
 
 
 def load_provider_limits(path: Path) -> ProviderLimits:

@@ -35,6 +35,8 @@ from daemon.notion.sync import done_of_kinds, item_counts
 from daemon.settings import Settings, load_env_file
 from daemon.tasks import cancel_task
 from daemon.workspace import prepare_workspace
+from daemon.youtube import accounts
+from daemon.youtube.signin import sign_in
 from services.errors import ServiceError
 from services.states import OPERATOR, TaskState
 from services.status import (
@@ -123,7 +125,41 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument(
         "--channel-option", action="append", default=[], help="a Channel select value (repeat)"
     )
+    auth = sub.add_parser(
+        "youtube-auth", help="sign a channel in to its YouTube account (Google's consent, in a browser)"
+    )
+    auth.add_argument("--channel", required=True, help="the channel's id (its file's name)")
+    auth.add_argument(
+        "--port", type=int, default=0, help="the loopback port for Google's answer (default: any)"
+    )
+    sub.add_parser("youtube-key", help="print a new TOKEN_KEY, the key YouTube sign-ins are encrypted with")
     return parser
+
+
+async def _youtube_auth(settings: Settings, args: argparse.Namespace) -> int:
+    app = await _operator_app(settings)
+    try:
+        channel = app.pipeline.channel(args.channel)
+
+        def say(text: str) -> None:
+            print(text, flush=True)
+
+        title = await sign_in(
+            app.engine, settings, channel, say=say, read_line=sys.stdin.readline, port=args.port
+        )
+    finally:
+        await app.close()
+    shown = f" (YouTube channel {title!r})" if title else ""
+    print(
+        f"Signed in: channel {args.channel}{shown}. Its uploads go on within a few minutes; the refresh "
+        "token is stored encrypted with TOKEN_KEY."
+    )
+    return 0
+
+
+async def _youtube_key(settings: Settings, args: argparse.Namespace) -> int:
+    print(accounts.new_key())
+    return 0
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -444,4 +480,6 @@ COMMANDS = {
     "retry": _retry,
     "demo": _demo,
     "notion-setup": _notion_setup,
+    "youtube-auth": _youtube_auth,
+    "youtube-key": _youtube_key,
 }

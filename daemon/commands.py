@@ -20,6 +20,7 @@ EXTENSIONS = {
     "sfx": ".mp3",
     "music": ".mp3",
     "assembly": ".mp4",
+    "upload": ".json",  # what was published: the video's id, URL, privacy, publish time
 }
 SCRIPTS = {
     "storyboard": "generate_storyboard.py",
@@ -30,6 +31,7 @@ SCRIPTS = {
     "sfx": "generate_sound_effects.py",
     "music": "generate_music.py",
     "assembly": "assemble_video.py",
+    "upload": "upload_youtube.py",
 }
 
 
@@ -75,6 +77,8 @@ def build_command(c: Claimed, scripts_dir: Path, workspace: Path, *, kling_poll_
         return [*head, _text("--prompt", c.input["prompt"]), *_length_args(c, workspace), "--output", out]
     if kind == "assembly":
         return head + _assembly_args(c, workspace) + ["--output", out]
+    if kind == "upload":
+        return head + _upload_args(c, workspace) + ["--output", out]
     raise PlanError(f"item kind {kind!r} has no script")
 
 
@@ -104,6 +108,38 @@ def _length_args(c: Claimed, workspace: Path) -> list[str]:
             args += ["--narration", _dep(c, key, workspace)]
     if c.input.get("loop"):
         args.append("--loop")
+    return args
+
+
+def _upload_args(c: Claimed, workspace: Path) -> list[str]:
+    """The final cut with its thumbnail and captions (the assembly's sidecars, where it made them),
+    and what the page and the channel chose. The marker (a tag) lets a retry that lost its upload
+    session find the video among the channel's uploads instead of publishing it twice."""
+    video = _dep(c, "assembly", workspace)
+    data = c.input
+    args = [
+        "--video",
+        video,
+        _text("--title", data["title"]),
+        _text("--description", data["description"]),
+        "--privacy",
+        data["privacy"],
+        "--category-id",
+        data["category_id"],
+        "--caption-language",
+        data["caption_language"],
+        "--marker",
+        "nvd-" + c.idempotency_key.rsplit("-", 1)[-1],
+    ]
+    for tag in data.get("tags", ()):
+        args.append(_text("--tag", tag))
+    if data.get("publish_at"):
+        args += ["--publish-at", data["publish_at"]]
+    for flag, suffix in (("--thumbnail", ".thumbnail.jpg"), ("--captions", ".srt")):
+        if Path(video + suffix).exists():
+            args += [flag, video + suffix]
+    if c.resume:
+        args += ["--resume-job", c.resume]
     return args
 
 

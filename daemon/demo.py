@@ -15,10 +15,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import select
 
 from daemon import logs
@@ -32,6 +34,8 @@ from daemon.notion.body import children
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name, plain_text
 from daemon.settings import Settings, read_env_file
+from daemon.youtube import accounts
+from daemon.youtube.signin import sign_in
 from services.states import TaskState
 from services.status import ItemView, progress_line, shown_status
 
@@ -86,6 +90,7 @@ class SandboxChild:
                 str(SCENES),
                 "--url",
                 self.url,
+                "--youtube",
             ],
             capture_output=True,
             text=True,
@@ -128,6 +133,7 @@ async def run_demo(workspace: Path) -> int:
         secrets = [*settings.secret_values(), os.environ.get("NOTION_OPERATOR_TOKEN", "")]
         logs.configure(secrets, json_lines=not sys.stderr.isatty())
         await _migrate(settings)
+        await _sign_in(settings)
         video = await _produce(settings, page_id, started)
     finally:
         sandbox.stop()
@@ -139,6 +145,32 @@ async def run_demo(workspace: Path) -> int:
     )
     say(str(video))
     return 0
+
+
+async def _sign_in(settings: Settings) -> None:
+    """The channel signs in to the sandbox's YouTube through the real consent flow; the demo plays
+    the browser (the sandbox's Google account consents at once and redirects to the loopback)."""
+    app = await App.build(settings, check=False)
+    try:
+        key = settings.token_key.get_secret_value() if settings.token_key else None
+        if await accounts.load(app.engine, key, CHANNEL) is not None:
+            return
+
+        def browse(text: str) -> None:
+            url = next(line.strip() for line in text.splitlines() if line.strip().startswith("http"))
+            threading.Thread(
+                target=httpx.get, args=(url,), kwargs={"follow_redirects": True}, daemon=True
+            ).start()
+
+        title = await sign_in(
+            app.engine, settings, app.channels[CHANNEL], say=browse, read_line=None, timeout_s=30
+        )
+        say(
+            f"demo: channel {CHANNEL} signed in to the sandbox's YouTube ({title}), as `python -m daemon "
+            f"youtube-auth --channel {CHANNEL}` does with a browser"
+        )
+    finally:
+        await app.close()
 
 
 async def _migrate(settings: Settings) -> None:
@@ -197,7 +229,8 @@ async def _watch(
             return None
         task, views, counts, cost = await _snapshot(app, page_id)
         if task is not None:
-            line = f"{shown_status(task.state, views).value:<18} {progress_line(counts, cost)}"
+            shown = shown_status(task.state, views, has_upload=any(v.kind == "upload" for v in views))
+            line = f"{shown.value:<18} {progress_line(counts, cost)}"
             if line != last:
                 say(f"[{time.monotonic() - started:5.1f}s] {line}")
                 last = line
@@ -238,15 +271,19 @@ async def _shows_video(operator: NotionApi, page_id: str) -> bool:
 
 
 async def _finish(app: App, operator: NotionApi, page_id: str, task: Any) -> Path:
-    """Waits until the page itself shows Ready and the final cut, then reports what the operator
-    sees there."""
+    """Waits until the page itself shows the video done (Published, with its YouTube URL) and the
+    final cut, then reports what the operator sees there."""
     for _ in range(120):
         page = await operator.call("GET", f"pages/{page_id}")
         props = page["properties"]
-        if option_name(props.get("Status")) == "Ready" and await _shows_video(operator, page_id):
+        status = option_name(props.get("Status"))
+        if status in ("Ready", "Published", "Scheduled") and await _shows_video(operator, page_id):
             cost = props.get("Cost", {}).get("number") or 0
-            say(f"Notion page: Status Ready · {plain_text(props.get('Progress'))} · Cost ${cost:.2f}")
+            say(f"Notion page: Status {status} · {plain_text(props.get('Progress'))} · Cost ${cost:.2f}")
             say("Notion page: the images, the frames, the clips and the final cut are in its body")
+            youtube = (props.get("YouTube URL") or {}).get("url")
+            if youtube:
+                say(f"Notion page: YouTube URL {youtube} (the video, its thumbnail and its captions)")
             break
         await asyncio.sleep(1)
     return (app.settings.workspace_dir / str(task.final_video_path)).resolve()

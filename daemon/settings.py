@@ -24,6 +24,7 @@ DEFAULT_TIMEOUTS = {
     "sfx": 180.0,
     "music": 300.0,
     "assembly": 1800.0,
+    "upload": 3600.0,  # a long video on a slow uplink; the script resumes its session after a kill
 }
 
 
@@ -46,6 +47,17 @@ class Settings(BaseSettings):
     kling_base_url: str = "https://api-singapore.klingai.com"
     elevenlabs_api_key: SecretStr | None = None
     elevenlabs_base_url: str = "https://api.elevenlabs.io"
+    # YouTube: the "default" Google Cloud project's OAuth client (an installed app); another project
+    # a channel names (youtube.project) reads YOUTUBE_CLIENT_ID_<PROJECT> / _SECRET_<PROJECT>.
+    youtube_client_id: str | None = None
+    youtube_client_secret: SecretStr | None = None
+    youtube_base_url: str = "https://www.googleapis.com"
+    youtube_oauth_base_url: str = "https://oauth2.googleapis.com"
+    youtube_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    youtube_watch_url: str = "https://youtu.be/{id}"  # a published video's address on the page
+    # The key the channels' YouTube refresh tokens are encrypted with in the database (Fernet: make
+    # one with `python -m daemon youtube-key`); without it nothing can be signed in or uploaded.
+    token_key: SecretStr | None = None
 
     daemon_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     lease_ttl_s: float = 30.0
@@ -113,8 +125,23 @@ class Settings(BaseSettings):
             self.kling_access_key,
             self.kling_secret_key,
             self.elevenlabs_api_key,
+            self.youtube_client_secret,
+            self.token_key,
         ]
-        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        extra = [v for k, v in os.environ.items() if k.upper().startswith("YOUTUBE_CLIENT_SECRET_") and v]
+        return values + extra
+
+    def youtube_client(self, project: str) -> tuple[str, str] | None:
+        """The OAuth client (id, secret) of a Google Cloud project, or None when it is not set."""
+        if project == "default":
+            if self.youtube_client_id and self.youtube_client_secret:
+                return self.youtube_client_id, self.youtube_client_secret.get_secret_value()
+            return None
+        suffix = project.upper().replace("-", "_")
+        client_id = os.environ.get(f"YOUTUBE_CLIENT_ID_{suffix}", "").strip()
+        secret = os.environ.get(f"YOUTUBE_CLIENT_SECRET_{suffix}", "").strip()
+        return (client_id, secret) if client_id and secret else None
 
     def script_env(self) -> dict[str, str]:
         """Provider keys and base URLs for the scripts' environment (and nothing else secret), and
@@ -123,6 +150,9 @@ class Settings(BaseSettings):
             "GEMINI_BASE_URL": self.gemini_base_url,
             "KLING_BASE_URL": self.kling_base_url,
             "ELEVENLABS_BASE_URL": self.elevenlabs_base_url,
+            "YOUTUBE_BASE_URL": self.youtube_base_url,
+            "YOUTUBE_OAUTH_BASE_URL": self.youtube_oauth_base_url,
+            "YOUTUBE_WATCH_URL": self.youtube_watch_url,
             "PRICING_FILE": str(self.pricing_file),
         }
         for name, value in (

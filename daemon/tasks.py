@@ -29,6 +29,7 @@ from services.plan import (
     MusicOptions,
     PlannedItem,
     PlanOptions,
+    UploadOptions,
     build_plan,
 )
 from services.pricing import Pricing, to_micros
@@ -56,6 +57,14 @@ def plan_options(channel: Channel) -> PlanOptions:
         levels=channel.levels.model_dump(),
         format=channel.format,
         clip_mode=channel.clip_mode,
+        youtube=None
+        if channel.youtube is None
+        else UploadOptions(
+            channel.youtube.privacy,
+            channel.youtube.category_id,
+            channel.youtube.tags,
+            channel.youtube.caption_language,
+        ),
     )
 
 
@@ -270,6 +279,28 @@ class Pipeline:
             update(Task).where(Task.id == task_id).values(storyboard=storyboard.model_dump(mode="json"))
         )
         await apply_plan(conn, task_id, planned, now_row, self.workspace, self.estimate)
+
+    async def set_publish(self, task_id: int, publish: Mapping[str, Any], now: datetime) -> None:
+        """The page's publishing choices at the final approval: the upload's input follows them
+        (the upload has not run: it waits behind the final gate being approved)."""
+        async with self.engine.begin() as conn:
+            task = (
+                await conn.execute(
+                    select(Task.channel_id, Task.request, Task.storyboard).where(Task.id == task_id)
+                )
+            ).one()
+            request = dict(task.request or {})
+            if request.get("publish", {}) == dict(publish) or task.storyboard is None:
+                return
+            request["publish"] = dict(publish)
+            options = await _task_options(conn, task_id, plan_options(self.channel(task.channel_id)))
+            item = await conn.scalar(
+                select(Item.input).where(Item.task_id == task_id, Item.key == "storyboard")
+            )
+            given = isinstance(item, dict) and bool(item.get("given"))
+            planned = build_plan(request, parse_storyboard(task.storyboard), options, given=given)
+            await conn.execute(update(Task).where(Task.id == task_id).values(request=request))
+            await apply_plan(conn, task_id, planned, now, self.workspace, self.estimate)
 
 
 async def _task_options(conn: AsyncConnection, task_id: int, options: PlanOptions) -> PlanOptions:

@@ -28,6 +28,7 @@ from daemon.logs import Redactor, get_logger
 from daemon.retry import backoff_seconds, db_retry, is_transient_db_error
 from daemon.runner import EXIT_OK, EXIT_PERMANENT, EXIT_USAGE, ScriptOutcome, ScriptRunner
 from daemon.settings import Settings
+from daemon.youtube.gate import RECHECK, UploadGate, Wait
 from services.states import AttemptOutcome
 
 
@@ -56,6 +57,7 @@ class Worker:
         costs: CostModel,
         on_storyboard: StoryboardHook | None = None,
         policy: ClaimPolicy | None = None,
+        uploads: UploadGate | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -65,6 +67,7 @@ class Worker:
         self.costs = costs
         self.on_storyboard = on_storyboard
         self.policy = policy or ClaimPolicy()
+        self.uploads = uploads  # YouTube: the sign-in and the quota around each upload
         self.disk_full = False
         # Built once: the daemon's environment and settings do not change while it runs.
         self.base_env = {**_base_env(), **settings.script_env()}
@@ -294,7 +297,15 @@ class Worker:
         c = running.claimed
         log = self.log.bind(channel=c.channel_id, task=c.task_id, item=c.key, attempt=c.attempt_no)
         try:
-            outcome = await self._execute(c, running, log)
+            extra: dict[str, str] = {}
+            if c.provider == "youtube":
+                ready = await self._before_upload(c, log)
+                if ready is None:
+                    return
+                extra = ready
+            outcome = await self._execute(c, running, log, extra)
+            if c.provider == "youtube" and await self._after_upload(c, running, outcome, log):
+                return
             await self._settle(c, running, outcome, log)
         except Exception as exc:
             # The run itself failed (the script could not start, the workspace is unwritable...):
@@ -307,13 +318,55 @@ class Worker:
             self.running.pop(c.lease_token, None)
             self.wake.set()
 
-    async def _execute(self, c: Claimed, running: Running, log: Any) -> ScriptOutcome:
+    async def _before_upload(self, c: Claimed, log: Any) -> dict[str, str] | None:
+        """The upload's credentials with its quota reserved, or None: it waits (handed back with
+        the reason, no attempt counted)."""
+        now = self.clock.now()
+        if self.uploads is None:
+            answer: dict[str, str] | Wait = Wait(
+                now + RECHECK, "The upload waits: this daemon runs no uploads."
+            )
+        else:
+            answer = await db_retry(self.uploads.before)(c, now)
+        if isinstance(answer, Wait):
+            await self._wait(c, answer, log)
+            return None
+        return answer
+
+    async def _after_upload(self, c: Claimed, running: Running, outcome: ScriptOutcome, log: Any) -> bool:
+        """Books the quota the upload used; True when it must wait (a refused sign-in or quota)."""
+        if self.uploads is None or running.reason is not None:
+            if self.uploads is not None:
+                await db_retry(self.uploads.after)(c, None, None, self.clock.now())
+            return False
+        wait = await db_retry(self.uploads.after)(c, outcome.result, outcome.error, self.clock.now())
+        if wait is None:
+            return False
+        await self._wait(c, wait, log)
+        return True
+
+    async def _wait(self, c: Claimed, wait: Wait, log: Any) -> None:
+        await db_retry(lease.release)(
+            self.engine,
+            c.item_id,
+            c.lease_token,
+            self.clock.now(),
+            outcome=AttemptOutcome.RELEASED,
+            next_attempt_at=wait.until,
+            message=wait.reason,
+        )
+        log.warning("upload_waits", until=wait.until.isoformat(), reason=wait.reason)
+
+    async def _execute(
+        self, c: Claimed, running: Running, log: Any, extra_env: dict[str, str] | None = None
+    ) -> ScriptOutcome:
         argv = build_command(
             c, self.settings.scripts_dir, self.workspace, kling_poll_s=self.settings.kling_poll_s
         )
         (self.workspace / c.attempt_output).parent.mkdir(parents=True, exist_ok=True)
         env = {
             **self.base_env,
+            **(extra_env or {}),
             "PIPELINE_TRACE": f"{self.settings.daemon_id}/{c.channel_id}:{c.project_slug}:{c.key}",
         }
 

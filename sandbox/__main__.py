@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--scenes", type=int, default=4)
     seed.add_argument("--url", help="the running sandbox's URL (default: from STATE/server.json)")
     seed.add_argument("--queued", action="store_true", help="sample projects start Queued instead of Draft")
+    seed.add_argument("--youtube", action="store_true", help="the channel publishes to the sandbox's YouTube")
     seed.add_argument(
         "--status-type",
         choices=("select", "status"),

@@ -96,8 +96,10 @@ class Sandbox:
         provider: str,
         billable: bool = False,
         identify: Identify | None = None,
+        name: str = "",
     ) -> None:
-        self.router.add(method, template, handler, provider=provider)
+        """Adds a route; `name` (default: the template) is the endpoint the call log shows."""
+        self.router.add(method, template, handler, provider=provider, name=name)
         if billable:
             self._billable[id(self.router.routes[-1])] = identify
 

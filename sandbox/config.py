@@ -1,4 +1,4 @@
-"""Sandbox settings: latency scale, media quality, rate limits, provider concurrency."""
+"""Sandbox settings: latency scale, media quality, rate limits, provider concurrency, YouTube quota."""
 
 from __future__ import annotations
 
@@ -32,6 +32,19 @@ class SandboxConfig:
     # Per-account concurrency over which providers answer with their "too many" errors.
     kling_concurrency: int = 5
     elevenlabs_concurrency: int = 5
+    # YouTube's two daily quota buckets per Google Cloud project (reset at midnight Pacific Time):
+    # videos.insert calls, and the units every other method shares.
+    youtube_uploads_per_day: int = 100
+    youtube_units_per_day: int = 10_000
+    # How long a resumable upload session lives after its POST.
+    youtube_session_expiry_s: float = 86_400.0
+    # Added to the clock YouTube reads for the quota day, publishAt and session expiry, so a test
+    # can step into the next Pacific day.
+    youtube_clock_offset_s: float = 0.0
+    # The channel the sandbox's Google account consents as (one channel per title).
+    youtube_channel_title: str = "Sandbox Channel"
+    # Real-world seconds of processing before the final chunk is answered (before scaling).
+    youtube_seconds: float = 0.0
 
     def scaled(self, real_seconds: float) -> float:
         return max(0.0, real_seconds * self.latency_scale)

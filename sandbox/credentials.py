@@ -25,7 +25,16 @@ def _fresh() -> dict[str, str]:
         "kling_access_key": "ak_" + secrets.token_hex(12),
         "kling_secret_key": "sk_" + secrets.token_hex(20),
         "elevenlabs_api_key": "sk_" + secrets.token_hex(24),
+        # A Google Cloud project's OAuth client (an installed app); the id names the project whose
+        # YouTube quota is counted.
+        "youtube_client_id": _google_client_id(),
+        "youtube_client_secret": "GOCSPX-" + secrets.token_urlsafe(21),
     }
+
+
+def _google_client_id() -> str:
+    """`<project number>-<32 characters>.apps.googleusercontent.com`, as Google Cloud makes them."""
+    return f"{secrets.randbelow(10**12):012d}-{secrets.token_hex(16)}.apps.googleusercontent.com"
 
 
 def _uuid() -> str:

@@ -67,7 +67,9 @@ def parse_fault(spec: dict[str, Any], now: float, latency_scale: float) -> Fault
     """Builds a fault from a POST /_sandbox/faults body; `seconds` is scaled like provider latency."""
     provider = spec.get("provider")
     if not isinstance(provider, str) or not provider:
-        raise FaultSpecError("'provider' is required (notion, gemini, kling, elevenlabs)")
+        raise FaultSpecError(
+            "'provider' is required (notion, gemini, kling, elevenlabs, youtube, google_oauth)"
+        )
     kind = spec.get("kind", "error")
     if kind not in _KINDS:
         raise FaultSpecError(f"'kind' must be one of {', '.join(_KINDS)}")

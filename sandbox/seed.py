@@ -9,10 +9,12 @@ Seeding is idempotent per channel: a second run finds the channel's database (by
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
 import re
+import secrets
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ STATUSES: tuple[tuple[str, str], ...] = (
     ("Approved", "purple"),
     ("Uploading", "blue"),
     ("Published", "green"),
+    ("Scheduled", "green"),
     ("Ready", "green"),
     ("Error", "red"),
     ("Cancelled", "default"),
@@ -126,6 +129,7 @@ def seed_command(args: argparse.Namespace) -> int:
             url=args.url,
             queued=bool(getattr(args, "queued", False)),
             status_type=str(getattr(args, "status_type", "select")),
+            youtube=bool(getattr(args, "youtube", False)),
         )
     except SeedError as exc:
         print(f"seed: {exc}", file=sys.stderr)
@@ -142,6 +146,7 @@ def seed(
     url: str | None = None,
     queued: bool = False,
     status_type: str = "select",
+    youtube: bool = False,
 ) -> dict[str, Any]:
     if not _CHANNEL_ID.match(channel):
         raise SeedError(f"channel id {channel!r} must match ^[a-z0-9_-]+$ (it names folders and files)")
@@ -164,7 +169,7 @@ def seed(
     except (httpx.HTTPError, HTTPResponseError, RequestTimeoutError) as exc:
         raise SeedError(f"the sandbox at {base} did not answer as expected: {exc}") from exc
     env_file = write_env(state, base, creds)
-    channel_file = write_channel(state, channel, name, source.data_source_id, scenes)
+    channel_file = write_channel(state, channel, name, source.data_source_id, scenes, youtube=youtube)
     return {
         "event": "seeded",
         "channel": channel,
@@ -228,6 +233,11 @@ def database_properties(name: str, status_type: str) -> dict[str, Any]:
         "Updated": {"date": {}},
         "Output": {"url": {}},
         "Video": {"files": {}},
+        "YouTube URL": {"url": {}},
+        "Visibility": {"select": {"options": [{"name": v} for v in ("Private", "Unlisted", "Public")]}},
+        "Publish At": {"date": {}},
+        "Tags": {"multi_select": {}},
+        "Description": {"rich_text": {}},
     }
 
 
@@ -357,6 +367,13 @@ def env_values(state: Path, base: str, creds: dict[str, str]) -> dict[str, str]:
         "WORKSPACE_DIR": str(state / "workspace"),
         "NOTION_OPERATOR_TOKEN": creds["notion_operator_token"],
         "SANDBOX_URL": base,
+        # YouTube: the project's OAuth client; a channel signs in with `python -m daemon youtube-auth`.
+        "YOUTUBE_CLIENT_ID": creds["youtube_client_id"],
+        "YOUTUBE_CLIENT_SECRET": creds["youtube_client_secret"],
+        "YOUTUBE_BASE_URL": f"{base}/youtube",
+        "YOUTUBE_OAUTH_BASE_URL": f"{base}/google-oauth",
+        "YOUTUBE_AUTH_URL": f"{base}/google-oauth/o/oauth2/v2/auth",
+        "YOUTUBE_WATCH_URL": f"{base}/youtube/watch?v={{id}}",
     }
 
 
@@ -375,6 +392,8 @@ def write_env(state: Path, base: str, creds: dict[str, str]) -> Path:
     are refreshed (the sandbox's URL may have changed). Secrets inside: mode 0600."""
     path = state / "daemon.env"
     values = {**read_env(path), **env_values(state, base, creds)}
+    # The daemon's key for the sign-ins it stores (a Fernet key): made once, kept after.
+    values.setdefault("TOKEN_KEY", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
     keys = [k for k in ENV_ORDER if k in values] + [k for k in values if k not in ENV_ORDER]
     lines = ["# Written by `python -m sandbox seed`: a daemon's settings for this sandbox."]
     for key in keys:
@@ -397,7 +416,9 @@ def _write_private(path: Path, content: str) -> None:
         raise
 
 
-def write_channel(state: Path, channel: str, name: str, data_source_id: str, scenes: int) -> Path:
+def write_channel(
+    state: Path, channel: str, name: str, data_source_id: str, scenes: int, *, youtube: bool = False
+) -> Path:
     """The channel config in the shape of docs/ARCHITECTURE.md, "Channel config"."""
     config = {
         "id": channel,
@@ -414,6 +435,9 @@ def write_channel(state: Path, channel: str, name: str, data_source_id: str, sce
         # The title over the opening; an end card so the video lasts the 25 s end screens need.
         "bookends": {"title_card": True, "outro_text": "Thanks for watching", "min_length_s": 25},
     }
+    if youtube:
+        # Published to the sandbox's YouTube after the final review (seed --youtube; the demo).
+        config["youtube"] = {"privacy": "public", "tags": ["nature", "documentary"]}
     folder = state / "channels"
     folder.mkdir(parents=True, exist_ok=True)
     (state / "workspace").mkdir(parents=True, exist_ok=True)

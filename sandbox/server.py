@@ -19,6 +19,7 @@ PROVIDER_MODULES = (
     "sandbox.gemini",
     "sandbox.kling",
     "sandbox.elevenlabs",
+    "sandbox.youtube",
     "sandbox.media",
 )
 

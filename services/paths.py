@@ -61,6 +61,8 @@ def item_output(kind: str, key: str, channel: str, slug: str, extension: str) ->
         return f"{project_dir(channel, slug)}/storyboard{extension}"
     if kind == "assembly":
         return item_file(channel, slug, "final", slug, extension)
+    if kind == "upload":  # what was published: final/<slug>.youtube.json, beside the cut
+        return item_file(channel, slug, "final", f"{slug}.youtube", extension)
     return item_file(channel, slug, FOLDERS[kind], key.split("_", 1)[1], extension)
 
 

@@ -35,6 +35,7 @@ PROVIDER_OF = {
     "sfx": "elevenlabs",
     "music": "elevenlabs",
     "assembly": "local",
+    "upload": "youtube",
     "storyboard_gate": OPERATOR,
     "assets_gate": OPERATOR,
     "final_gate": OPERATOR,
@@ -62,6 +63,17 @@ class MusicOptions:
 
 
 @dataclass(frozen=True)
+class UploadOptions:
+    """The channel's YouTube defaults (daemon/channels.py's YouTube block); a page's own Visibility,
+    Publish At, Tags and Description (the task request's `publish`) go over them."""
+
+    privacy: str = "private"
+    category_id: str = "22"
+    tags: tuple[str, ...] = ()
+    caption_language: str = "en"
+
+
+@dataclass(frozen=True)
 class PlanOptions:
     atmosphere_default: str = ""
     voice_id: str = "JBFqnCBsd6RMkjVDRZzb"
@@ -82,6 +94,7 @@ class PlanOptions:
     music: MusicOptions = MusicOptions()
     levels: Mapping[str, float] = field(default_factory=dict)  # voice_lufs, ambience_lu, music_lu, duck_db
     format: str = "landscape"  # or "shorts": 9:16 throughout
+    youtube: UploadOptions | None = None  # published after the final review; None: ends at Ready
     # The task's plan version (task.plan_version): what a task planned by an earlier release keeps,
     # so an upgrade never changes the inputs of its paid items. 1: clip lengths estimated from the
     # words; 2: each clip waits for its narration and takes its length from it.
@@ -232,7 +245,45 @@ def build_plan(
         [*media_keys, *([MUSIC_ITEM] if music == MUSIC_ITEM else []), "storyboard_gate", "assets_gate"],
     )
     builder.add("final_gate", "final_gate", {"on": bool(options.gates.get("final", True))}, ["assembly"])
+    if options.youtube is not None:
+        builder.add(
+            UPLOAD_ITEM,
+            "upload",
+            upload_input(request, storyboard, options.youtube),
+            ["assembly", "final_gate"],
+        )
     return list(builder.items.values())
+
+
+UPLOAD_ITEM = "upload"
+TAGS_LIMIT = 500  # YouTube: the tags together, each counted with its separator
+
+
+def upload_input(
+    request: Mapping[str, Any], storyboard: Storyboard, youtube: UploadOptions
+) -> dict[str, Any]:
+    """What the upload publishes: the page's own choices (`publish`, read when the page was queued
+    and again when the final review was approved) over the channel's defaults and the storyboard's
+    description. The video, its thumbnail and its captions come from the assembly (a dependency)."""
+    publish = request.get("publish") or {}
+    tags = list(dict.fromkeys([*publish.get("tags", ()), *youtube.tags]))
+    privacy = str(publish.get("visibility") or youtube.privacy)
+    publish_at = publish.get("publish_at")
+    if publish_at:
+        privacy = "private"  # YouTube takes publishAt only on a private video
+    title = str(request.get("title") or storyboard.title)
+    return {
+        "title": title,
+        # YouTube refuses < and > in a description: the nearest quotation marks stand in.
+        "description": str(publish.get("description") or storyboard.description or request.get("topic") or "")
+        .replace("<", "‹")
+        .replace(">", "›"),
+        "tags": tags,
+        "privacy": privacy,
+        **({"publish_at": str(publish_at)} if publish_at else {}),
+        "category_id": youtube.category_id,
+        "caption_language": youtube.caption_language,
+    }
 
 
 def _check_short(storyboard: Storyboard) -> None:

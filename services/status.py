@@ -23,6 +23,7 @@ class Status(StrEnum):
     APPROVED = "Approved"
     UPLOADING = "Uploading"
     PUBLISHED = "Published"
+    SCHEDULED = "Scheduled"  # uploaded private, YouTube publishes it at the page's Publish At
     READY = "Ready"
     ERROR = "Error"
     CANCELLED = "Cancelled"
@@ -233,6 +234,7 @@ def progress_line(counts: Mapping[str, tuple[int, int]], cost_usd: float) -> str
         ("sfx", "sound"),
         ("music", "music"),
         ("assembly", "final cut"),
+        ("upload", "YouTube"),
     ]
     parts = [
         f"{label} {counts[kind][0]}/{counts[kind][1]}"

@@ -31,6 +31,9 @@ KEY_PATTERN = re.compile(r"[a-z0-9_]+")
 MAX_KEY_LENGTH = 48  # keys end up in item keys and file names; keep both short
 DEFAULT_MAX_SCENES = 60
 YOUTUBE_TITLE_LIMIT = 100
+YOUTUBE_DESCRIPTION_LIMIT = (
+    5000  # bytes on YouTube; counted here in characters, the rest is the upload's check
+)
 
 CLIP_SECONDS = (5, 10)  # the only durations Kling makes
 # The music's character; the generated music's prompt and a music folder's track follow it.
@@ -147,6 +150,8 @@ class Storyboard(BaseModel):
     title: Annotated[str, _text_rule("give the video's title", YOUTUBE_TITLE_LIMIT, "YouTube's title")]
     atmosphere: Annotated[str, _text_rule(None)]
     mood: Mood = DEFAULT_MOOD
+    # The YouTube description (a page's Description goes over it); YouTube refuses < and >.
+    description: Annotated[str, _text_rule(None, YOUTUBE_DESCRIPTION_LIMIT, "YouTube's description")] = ""
     assets: tuple[Asset, ...]
     scenes: tuple[Scene, ...]
 
@@ -179,6 +184,7 @@ _HINTS = {
     "title": "give the video's title",
     "atmosphere": "add the look shared by every image and clip (atmosphere: '' if there is none)",
     "mood": "use mood: calm, hopeful, playful, mysterious, tense, epic or melancholic",
+    "description": "write the YouTube description, or leave description out",
     "assets": "list the images to generate, each with key, kind and prompt",
     "scenes": "list the scenes, each with key, frame, motion, narration and sfx",
     "key": "give a unique key such as s01 or delta_shallows",
@@ -217,7 +223,7 @@ def parse_storyboard(data: object, *, max_scenes: int = DEFAULT_MAX_SCENES) -> S
 
 
 _LOCATION = re.compile(r"(\w+)(?:\[(\d+)\])?")
-_SECTIONS = ("storyboard", "title", "atmosphere", "mood", "assets", "scenes")
+_SECTIONS = ("storyboard", "title", "atmosphere", "mood", "description", "assets", "scenes")
 
 
 def _document_order(problem: str) -> tuple[int, int]:
@@ -460,6 +466,8 @@ def storyboard_to_yaml(storyboard: Storyboard) -> str:
     head: dict[str, object] = {"title": storyboard.title, "atmosphere": storyboard.atmosphere}
     if storyboard.mood != DEFAULT_MOOD:
         head["mood"] = storyboard.mood
+    if storyboard.description:
+        head["description"] = storyboard.description
     return _dump(
         {
             **head,

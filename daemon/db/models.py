@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -331,3 +332,33 @@ Index(
     postgresql_where=text("state = 'ready'"),
     sqlite_where=text("state = 'ready'"),
 )
+
+
+class YouTubeAccount(Base):
+    """A channel's YouTube sign-in (`python -m daemon youtube-auth`): its refresh token, encrypted
+    with TOKEN_KEY (Fernet), never in logs or Notion. `revoked_at`: Google refused the token
+    (expired or revoked); the channel's uploads wait until it signs in again."""
+
+    __tablename__ = "youtube_account"
+
+    channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(64))  # the Google Cloud project that signed it in
+    refresh_token: Mapped[bytes] = mapped_column(LargeBinary)  # Fernet token
+    youtube_channel: Mapped[str | None] = mapped_column(String(200))  # its title, for the operator
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class YouTubeQuota(Base):
+    """What a Google Cloud project used of its YouTube quota on a Pacific day: uploads (their own
+    bucket) and units (everything else). Reserved before each upload runs, set right by the
+    script's own count afterwards."""
+
+    __tablename__ = "youtube_quota"
+
+    project: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # America/Los_Angeles date
+    uploads: Mapped[int] = mapped_column(Integer, default=0)
+    units: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime]

@@ -31,6 +31,7 @@ from daemon.notion.body import read_storyboard_block
 from daemon.notion.gateway import JSON, NotionError, NotionGateway, NotionNotFound
 from daemon.notion.outbox import STATUS, acknowledge_status, add_comment, set_property
 from daemon.notion.props import option_name, plain_text
+from daemon.notion.publish import publish_choices
 from daemon.notion.schema import SourceInfo
 from daemon.retry import backoff_seconds
 from daemon.tasks import Pipeline, cancel_task, pause_task
@@ -72,6 +73,10 @@ PROBLEM_WIDTH = 400  # characters of one problem line (a misspelt field name may
 
 class PageProblem(DaemonError):
     """A page cannot be produced as it is; the message tells the operator what to fix."""
+
+
+class ApprovalRefused(DaemonError):
+    """An approval cannot be taken as the page is (its publishing choices); the review waits."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,10 @@ class Intake:
             # production, and one the daemon does not know (an option typed into the list), which
             # is put back with a comment naming the options. Written as exclusions, since Notion
             # nests filters two levels at most.
-            left_out = sorted(set(Status) - ACTIONABLE - AT_WORK)
+            # Only options the property has (a Status property's filter naming another is refused;
+            # a channel without YouTube need not have Published or Scheduled).
+            known = source.info.status_options
+            left_out = sorted(s for s in set(Status) - ACTIONABLE - AT_WORK if not known or s.value in known)
             query_filter = {
                 "and": [
                     edited,
@@ -351,6 +359,9 @@ class Intake:
             return
         try:
             await self._apply(source, page, action, task, now)
+        except ApprovalRefused as exc:
+            log.info("operator_action_refused", reason=str(exc))
+            await self._refuse(page, status, f"{exc} Then set Approved again", now)
         except (PageProblem, PlanError, ServiceError) as exc:
             log.info("page_not_producible", problem=str(exc))
             await self._page_error(page_id, str(exc), now)
@@ -370,6 +381,8 @@ class Intake:
             or action is Action.APPROVE_ASSETS
             or action is Action.APPROVE_FINAL
         ):
+            if action is Action.APPROVE_FINAL:
+                await self._publish_as_approved(page, task, now)
             gate = gate_of(action)
             assert gate is not None
             await approve_gate(self.engine, task.id, gate, now)
@@ -420,6 +433,12 @@ class Intake:
                 problems.append("Title is empty: give the video a title.")
             problems += _text_problems("Topic", topic, TOPIC_LIMIT, "the limit")
             problems += _text_problems("Story Direction", direction, DIRECTION_LIMIT, "the limit")
+        publish: dict[str, Any] = {}
+        if channel is not None and channel.youtube is not None:
+            if "<" in title or ">" in title:
+                problems.append("Title: YouTube refuses < and > in a title; remove them.")
+            publish, publish_problems = publish_choices(props, now)
+            problems += publish_problems
         if problems or channel is None:
             raise PageProblem("\n".join([*problems, "Fix this, then set Status to Queued again."]))
         request = {
@@ -427,6 +446,7 @@ class Intake:
             "topic": topic,
             "direction": direction,
             "scenes": channel.scenes,
+            **({"publish": publish} if channel.youtube is not None and publish else {}),
         }
         await self.pipeline.submit(
             channel.id,
@@ -437,6 +457,17 @@ class Intake:
             page_id=str(page["id"]),
             priority=PRIORITY.get(priority_name or "Normal", 1),
         )
+
+    async def _publish_as_approved(self, page: JSON, task: Any, now: datetime) -> None:
+        """The page's publishing choices as they are when the video is approved: they may have
+        been edited during the review. A problem with them refuses the approval (PageProblem)."""
+        channel = self.pipeline.channels.get(task.channel_id)
+        if channel is None or channel.youtube is None:
+            return
+        publish, problems = publish_choices(page.get("properties", {}), now)
+        if problems:
+            raise ApprovalRefused(" ".join(problems))
+        await self.pipeline.set_publish(task.id, publish, now)
 
     def _channel_of(self, source: Source, props: JSON) -> Channel:
         if len(source.channels) == 1 and not (
@@ -565,7 +596,9 @@ class Intake:
     async def _task_of(self, page_id: str) -> Any:
         async with self.engine.connect() as conn:
             return (
-                await conn.execute(select(Task.id, Task.state).where(Task.notion_page_id == page_id))
+                await conn.execute(
+                    select(Task.id, Task.state, Task.channel_id).where(Task.notion_page_id == page_id)
+                )
             ).first()
 
     async def _waiting_gate(self, task_id: int) -> str | None:

@@ -24,6 +24,18 @@ REQUIRED = {
 }
 OPTIONAL = {"Channel": ("select",), "Priority": ("select",), "Video": ("files",)}
 PRIORITIES = ("High", "Normal", "Low")
+# A data source with a channel that publishes to YouTube: where the video's address goes (required),
+# and what the operator may choose per video (optional: the channel's defaults otherwise).
+YOUTUBE_URL = "YouTube URL"
+PUBLISHING = {
+    "Visibility": ("select",),
+    "Publish At": ("date",),
+    "Tags": ("multi_select", "rich_text"),
+    "Description": ("rich_text",),
+}
+VISIBILITIES = ("Private", "Unlisted", "Public")
+# Statuses only a channel that publishes ever shows.
+PUBLISHED_ONLY = frozenset({Status.UPLOADING, Status.PUBLISHED, Status.SCHEDULED})
 _FIX = {
     "title": "the database's title column, renamed to {name}",
     "rich_text": "a Text property named {name}",
@@ -33,6 +45,7 @@ _FIX = {
     "date": "a Date property named {name}",
     "url": "a URL property named {name}",
     "files": "a Files & media property named {name}",
+    "multi_select": "a Multi-select property named {name}",
 }
 
 
@@ -75,13 +88,17 @@ async def check_data_source(
             f"({exc.reason}); check the network, or NOTION_BASE_URL if it is set"
         ) from exc
     props: dict[str, Any] = source.get("properties", {})
+    publishes = any(c.youtube is not None for c in channels)
     problems = _property_problems(
-        props, shared=len(channels) > 1 or any(c.notion and c.notion.channel_option for c in channels)
+        props,
+        shared=len(channels) > 1 or any(c.notion and c.notion.channel_option for c in channels),
+        publishes=publishes,
     )
     status = props.get("Status", {})
     options = frozenset(o["name"] for o in status.get(status.get("type", ""), {}).get("options", []))
     if status.get("type") == "status":
-        missing = [s.value for s in Status if s.value not in options]
+        shown = [s for s in Status if publishes or s not in PUBLISHED_ONLY]
+        missing = [s.value for s in shown if s.value not in options]
         if missing:
             problems.append(
                 "Status is a Notion status property, whose options only a person can add: add the options "
@@ -93,23 +110,43 @@ async def check_data_source(
             f"Notion data source {data_source_id} (channels {names}) is not ready:\n  "
             + "\n  ".join(problems)
         )
-    notes: tuple[str, ...] = ()
+    notes: list[str] = []
     if "Video" not in props:
-        notes = (
+        notes.append(
             "Video is missing: the final cut shows in the page body only; add "
             + _FIX["files"].format(name="Video")
-            + " to have it as a property too",
+            + " to have it as a property too"
         )
+    if publishes:
+        notes += [
+            f"{name} is missing: every video takes the channel's default; add "
+            f"{_FIX[types[0]].format(name=name)} to choose it per video"
+            for name, types in PUBLISHING.items()
+            if name not in props
+        ]
     return SourceInfo(
-        data_source_id, str(status.get("type")), options, "Priority" in props, "Channel" in props, notes
+        data_source_id,
+        str(status.get("type")),
+        options,
+        "Priority" in props,
+        "Channel" in props,
+        tuple(notes),
     )
 
 
-def _property_problems(props: dict[str, Any], *, shared: bool) -> list[str]:
+def _property_problems(props: dict[str, Any], *, shared: bool, publishes: bool = False) -> list[str]:
     problems = []
     wanted = dict(REQUIRED)
     if shared:
         wanted["Channel"] = OPTIONAL["Channel"]
+    if publishes:
+        wanted[YOUTUBE_URL] = ("url",)
+    for name, types in PUBLISHING.items():
+        found = props.get(name)
+        if found is not None and found.get("type") not in types:
+            problems.append(
+                f"{name} is a {found.get('type')} property: change it to {_FIX[types[0]].format(name=name)}"
+            )
     for name, types in wanted.items():
         found = props.get(name)
         if found is None:
@@ -148,6 +185,11 @@ def database_properties(channel_names: list[str]) -> JSON:
         "Updated": {"date": {}},
         "Output": {"url": {}},
         "Video": {"files": {}},
+        YOUTUBE_URL: {"url": {}},
+        "Visibility": {"select": {"options": [{"name": v} for v in VISIBILITIES]}},
+        "Publish At": {"date": {}},
+        "Tags": {"multi_select": {}},
+        "Description": {"rich_text": {}},
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ from daemon.notion.outbox import (
     comment_queued,
     set_property,
 )
-from services.states import AttemptOutcome, TaskState
+from daemon.notion.schema import YOUTUBE_URL
+from services.plan import UPLOAD_ITEM
+from services.states import AttemptOutcome, ItemState, TaskState
 from services.status import ItemView, Status, progress_line, shown_status
 from services.storyboard import parse_storyboard, storyboard_to_yaml
 
@@ -97,8 +100,13 @@ async def _sync_one(
     if spend.submitted_micros and task.state != TaskState.ACTIVE:
         progress += f" (incl. {usd(spend.submitted_micros)} of clips bought before the video stopped: "
         progress += "queue the page again to collect them)"
+    upload = await _upload(conn, task.id) if any(kind == "upload" for kind, _, _ in rows) else None
+    if upload is not None:
+        status, progress = _publishing(task, status, progress, upload, now)
     changed = await set_property(conn, page, STATUS, {"status": status.value}, now)
     changed |= await set_property(conn, page, "Progress", {"text": progress}, now)
+    if upload is not None:
+        await set_property(conn, page, YOUTUBE_URL, {"url": upload.url}, now)
     await set_property(conn, page, "Cost", {"number": cost}, now)
     await set_property(conn, page, "Error Log", {"text": _error_log(task)}, now)
     video = _video_url(task, workspace)
@@ -110,6 +118,77 @@ async def _sync_one(
     if board is not None:
         await set_property(conn, page, BOARD_BODY, board, now)
     await _comments(conn, task, page, status, workspace, video, now)
+    if upload is not None:
+        await _upload_comments(conn, task, page, status, upload, now)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The upload item as the page shows it: what it published, or why it waits."""
+
+    state: str
+    waits: str | None  # the reason it waits (a sign-in, the quota), while it does
+    url: str | None
+    publish_at: str | None
+
+
+async def _upload(conn: AsyncConnection, task_id: int) -> Upload | None:
+    row = (
+        await conn.execute(
+            select(Item.id, Item.state, Item.error, Item.next_attempt_at).where(
+                Item.task_id == task_id, Item.key == UPLOAD_ITEM
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    usage: Any = None
+    if row.state == ItemState.SUCCEEDED:
+        usage = await conn.scalar(
+            select(Attempt.usage)
+            .where(Attempt.item_id == row.id, Attempt.outcome == AttemptOutcome.SUCCEEDED)
+            .order_by(Attempt.id.desc())
+            .limit(1)
+        )
+    usage = usage if isinstance(usage, dict) else {}
+    waits = (
+        str(row.error)
+        if row.state == ItemState.READY and row.error and row.error.startswith("The upload waits")
+        else None
+    )
+    return Upload(str(row.state), waits, usage.get("url"), usage.get("publish_at"))
+
+
+def _publishing(
+    task: Any, status: Status, progress: str, upload: Upload, now: datetime
+) -> tuple[Status, str]:
+    """Published, or Scheduled (private until its Publish At), once done; the upload's wait in the
+    progress line while it waits."""
+    if task.state == TaskState.DONE and upload.url:
+        if upload.publish_at and datetime.fromisoformat(upload.publish_at.replace("Z", "+00:00")) > now:
+            return Status.SCHEDULED, f"{progress} · scheduled for {upload.publish_at}"
+        return Status.PUBLISHED, progress
+    if upload.waits:
+        return status, f"{progress} · {upload.waits}"
+    return status, progress
+
+
+async def _upload_comments(
+    conn: AsyncConnection, task: Any, page: str, status: Status, upload: Upload, now: datetime
+) -> None:
+    key = f"{page}:p{task.pass_no}"
+    if status in (Status.PUBLISHED, Status.SCHEDULED) and upload.url:
+        when = (
+            f" It is private until {upload.publish_at}, when YouTube publishes it."
+            if (status is Status.SCHEDULED)
+            else ""
+        )
+        await add_comment(
+            conn, page, f"{key}:published", f"The video is on YouTube: {upload.url}.{when}", now
+        )
+    elif upload.waits:
+        digest = hashlib.sha256(upload.waits.encode()).hexdigest()[:10]
+        await add_comment(conn, page, f"{key}:upload_waits:{digest}", upload.waits, now)
 
 
 def done_of_kinds(rows: list[tuple[str, str, int]]) -> dict[str, tuple[int, int]]:

@@ -10,7 +10,14 @@ from typing import Any, TextIO
 from scripts._lib.errors import ScriptError
 
 # Values of these variables never reach stdout, whatever a provider echoes back in an error.
-SECRET_VARIABLES = ("GEMINI_API_KEY", "KLING_ACCESS_KEY", "KLING_SECRET_KEY", "ELEVENLABS_API_KEY")
+SECRET_VARIABLES = (
+    "GEMINI_API_KEY",
+    "KLING_ACCESS_KEY",
+    "KLING_SECRET_KEY",
+    "ELEVENLABS_API_KEY",
+    "YOUTUBE_CLIENT_SECRET",
+    "YOUTUBE_REFRESH_TOKEN",
+)
 
 
 def redact(text: str, environ: dict[str, str] | None = None) -> str:

@@ -57,6 +57,8 @@ def instructions(brief: Brief) -> str:
         "- title: the video's title (keep the given one unless it is empty).\n"
         "- atmosphere: one sentence of visual style shared by every image and clip (light, palette, lens).\n"
         f"- mood: the background music's mood, one of: {', '.join(MOODS)}.\n"
+        "- description: the YouTube description, two or three plain sentences inviting viewers in (no "
+        "hashtags, no < or >).\n"
         "- environment: an image prompt for the place only, no animals or people.\n"
         "- character: an image prompt for the main subject alone (no background), or an empty string when "
         "the scene has none. Reuse the exact same words when the same subject appears again.\n"
@@ -85,11 +87,20 @@ def response_schema(scenes: int) -> dict[str, Any]:
             "title": text,
             "atmosphere": text,
             "mood": {"type": "STRING", "enum": list(MOODS)},
+            "description": text,
             "scenes": {"type": "ARRAY", "items": scene, "minItems": scenes, "maxItems": scenes},
         },
         "required": ["title", "atmosphere", "mood", "scenes"],
-        "propertyOrdering": ["title", "atmosphere", "mood", "scenes"],
+        "propertyOrdering": ["title", "atmosphere", "mood", "description", "scenes"],
     }
+
+
+DESCRIPTION_LIMIT = 5000  # YouTube's, which refuses < and > in it
+
+
+def _description(value: object) -> str:
+    text = _text(value).replace("<", "‹").replace(">", "›")
+    return text[:DESCRIPTION_LIMIT]
 
 
 def parse_answer(text: str) -> dict[str, Any]:
@@ -114,6 +125,7 @@ def build(answer: dict[str, Any], brief: Brief) -> dict[str, Any]:
         "title": _text(answer.get("title")) or brief.title,
         "atmosphere": _text(answer.get("atmosphere")),
         **({"mood": mood} if (mood := _text(answer.get("mood")).lower()) in MOODS else {}),
+        **({"description": _description(answer.get("description"))} if answer.get("description") else {}),
         "assets": assets.items,
         "scenes": scenes,
     }

@@ -3,6 +3,7 @@ properties and options, sample projects, `daemon.env` and the channel config."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import stat
@@ -36,6 +37,7 @@ STATUSES = [
     "Approved",
     "Uploading",
     "Published",
+    "Scheduled",
     "Ready",
     "Error",
     "Cancelled",
@@ -54,6 +56,11 @@ PROPERTY_TYPES = {
     "Updated": "date",
     "Output": "url",
     "Video": "files",
+    "YouTube URL": "url",
+    "Visibility": "select",
+    "Publish At": "date",
+    "Tags": "multi_select",
+    "Description": "rich_text",
 }
 ENV_KEYS = {
     "NOTION_TOKEN",
@@ -69,6 +76,13 @@ ENV_KEYS = {
     "WORKSPACE_DIR",
     "NOTION_OPERATOR_TOKEN",
     "SANDBOX_URL",
+    "YOUTUBE_CLIENT_ID",
+    "YOUTUBE_CLIENT_SECRET",
+    "YOUTUBE_BASE_URL",
+    "YOUTUBE_OAUTH_BASE_URL",
+    "YOUTUBE_AUTH_URL",
+    "YOUTUBE_WATCH_URL",
+    "TOKEN_KEY",
 }
 
 
@@ -154,6 +168,9 @@ def test_seed_builds_the_channel_database_projects_env_and_channel_file(
     assert env["KLING_BASE_URL"] == f"{seeded.url}/kling"
     assert env["ELEVENLABS_BASE_URL"] == f"{seeded.url}/elevenlabs"
     assert env["SANDBOX_URL"] == seeded.url
+    assert env["YOUTUBE_CLIENT_SECRET"] == keys_of["youtube_client_secret"]
+    assert env["YOUTUBE_OAUTH_BASE_URL"] == f"{seeded.url}/google-oauth"
+    assert len(base64.urlsafe_b64decode(env["TOKEN_KEY"])) == 32  # a Fernet key
     assert Path(env["CHANNELS_DIR"]) == seeded.state_dir.resolve() / "channels"
     assert Path(env["WORKSPACE_DIR"]) == seeded.state_dir.resolve() / "workspace"
     text = env_path.read_text()

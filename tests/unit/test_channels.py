@@ -78,7 +78,13 @@ def test_a_missing_channel_folder_says_how_to_fix_it(tmp_path: Path) -> None:
 
 def test_provider_limits_come_from_config(tmp_path: Path) -> None:
     path = _write(tmp_path, "providers.yaml", "max_concurrent: {kling: 12}\n")
-    assert load_provider_limits(path).as_dict() == {"gemini": 4, "kling": 12, "elevenlabs": 5, "local": 2}
+    assert load_provider_limits(path).as_dict() == {
+        "gemini": 4,
+        "kling": 12,
+        "elevenlabs": 5,
+        "local": 2,
+        "youtube": 2,
+    }
     bad = _write(tmp_path, "bad.yaml", "max_concurrent: {kling: 0}\n")
     with pytest.raises(ConfigError, match="kling: Input should be greater than or equal to 1"):
         load_provider_limits(bad)

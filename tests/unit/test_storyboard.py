@@ -496,9 +496,9 @@ def test_a_field_name_yaml_reads_as_null_or_a_number_is_named_with_the_fix() -> 
         parse_storyboard_yaml(text)
     assert caught.value.problems == [
         "storyboard: a field has no name (null); name each field with a word "
-        "(known here: title, atmosphere, mood, assets, scenes)",
+        "(known here: title, atmosphere, mood, description, assets, scenes)",
         "storyboard: a field has the name the number 7, which is not text; name each field with a word "
-        "(known here: title, atmosphere, mood, assets, scenes)",
+        "(known here: title, atmosphere, mood, description, assets, scenes)",
     ]
     scene = DESIGN_EXAMPLE.replace("    sfx:", "    ~: nothing\n    sfx:")
     with pytest.raises(StoryboardError) as caught:

@@ -1,0 +1,136 @@
+"""What the worker does around an upload: before it runs, the channel's sign-in and the project's
+quota (an upload that cannot run now waits, with the reason on its page, and counts no attempt);
+after it, the quota the script used, and a refused sign-in or a used-up quota remembered."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon.channels import Channel, YouTubeQuota
+from daemon.claim import Claimed
+from daemon.errors import ConfigError
+from daemon.settings import Settings
+from daemon.youtube import accounts, quota
+from daemon.youtube.quota import PACIFIC, Reservation
+
+# How soon an upload that waits for a person (a sign-in, a setting) looks again.
+RECHECK = timedelta(minutes=2)
+
+
+def sign_in_command(channel_id: str) -> str:
+    return f"python -m daemon youtube-auth --channel {channel_id}"
+
+
+@dataclass(frozen=True)
+class Wait:
+    """The upload cannot run now: when to look again, and the reason its page shows."""
+
+    until: datetime
+    reason: str
+
+
+@dataclass
+class UploadGate:
+    engine: AsyncEngine
+    settings: Settings
+    channels: Mapping[str, Channel]
+    sizes: Mapping[str, YouTubeQuota]
+    held: dict[str, Reservation] = field(default_factory=dict)  # by lease token
+
+    def size(self, project: str) -> YouTubeQuota:
+        return self.sizes.get(project) or self.sizes.get("default") or YouTubeQuota()
+
+    async def before(self, c: Claimed, now: datetime) -> dict[str, str] | Wait:
+        """The script's credentials (environment), with the quota reserved; or why it must wait."""
+        channel = self.channels.get(c.channel_id)
+        if channel is None or channel.youtube is None:
+            return Wait(now + RECHECK, f"channel {c.channel_id} has no youtube block in its file any more")
+        project = channel.youtube.project
+        client = self.settings.youtube_client(project)
+        if client is None:
+            names = (
+                "YOUTUBE_CLIENT_ID and YOUTUBE_CLIENT_SECRET"
+                if project == "default"
+                else f"YOUTUBE_CLIENT_ID_{project.upper()} and YOUTUBE_CLIENT_SECRET_{project.upper()}"
+            )
+            return Wait(
+                now + RECHECK,
+                f"The upload waits: the daemon has no OAuth client for Google Cloud project {project}; "
+                f"set {names} in its environment and restart it.",
+            )
+        key = self.settings.token_key.get_secret_value() if self.settings.token_key else None
+        try:
+            account = await accounts.load(self.engine, key, c.channel_id)
+        except ConfigError as exc:
+            return Wait(now + RECHECK, f"The upload waits: {exc}.")
+        if account is None or account.revoked_reason:
+            why = "is not signed in to YouTube" if account is None else "lost its YouTube sign-in"
+            detail = f" ({account.revoked_reason})" if account and account.revoked_reason else ""
+            return Wait(
+                now + RECHECK,
+                f"The upload waits: channel {c.channel_id} {why}{detail}. On the daemon's host run "
+                f"`{sign_in_command(c.channel_id)}`; the upload goes on once it is signed in.",
+            )
+        size = self.size(project)
+        uploads, units = quota.needs(size, new_upload=not c.resume)
+        held = await quota.reserve(self.engine, project, size, uploads, units, now)
+        if held is None:
+            reset = quota.next_reset(now)
+            done, spent = await quota.used(self.engine, project, now)
+            return Wait(
+                reset,
+                f"The upload waits for YouTube's daily quota of project {project} ({done} of "
+                f"{size.uploads_per_day} uploads and {spent:,} of {size.units_per_day:,} units used today): "
+                f"it goes on after midnight Pacific time, {_when(reset)}.",
+            )
+        self.held[c.lease_token] = held
+        return {
+            "YOUTUBE_CLIENT_ID": client[0],
+            "YOUTUBE_CLIENT_SECRET": client[1],
+            "YOUTUBE_REFRESH_TOKEN": account.refresh_token,
+        }
+
+    async def after(
+        self, c: Claimed, result: Mapping[str, Any] | None, error: Mapping[str, Any] | None, now: datetime
+    ) -> Wait | None:
+        """Books what the script used; a refused sign-in or quota makes the upload wait (returned)."""
+        held = self.held.pop(c.lease_token, None)
+        channel = self.channels.get(c.channel_id)
+        project = (
+            held.project if held else (channel.youtube.project if channel and channel.youtube else "default")
+        )
+        spent = ((result or {}).get("meta") or {}).get("quota")
+        if held is not None and isinstance(spent, Mapping):
+            await quota.settle(
+                self.engine, held, int(spent.get("uploads", 0)), int(spent.get("units", 0)), now
+            )
+        code = (error or {}).get("provider_code")
+        if code == "invalid_grant":
+            await accounts.mark_refused(
+                self.engine, c.channel_id, "Google says the sign-in expired or was revoked", now
+            )
+            return Wait(
+                now + RECHECK,
+                f"The upload waits: channel {c.channel_id}'s YouTube sign-in expired or was revoked. On "
+                f"the daemon's host run `{sign_in_command(c.channel_id)}`; the upload goes on once it is "
+                "signed in.",
+            )
+        if code == "quotaExceeded":
+            await quota.use_up(self.engine, project, self.size(project), now)
+            reset = quota.next_reset(now)
+            return Wait(
+                reset,
+                f"The upload waits: YouTube says project {project}'s daily quota is used up; it goes on "
+                f"after midnight Pacific time, {_when(reset)}.",
+            )
+        return None
+
+
+def _when(moment: datetime) -> str:
+    local = moment.astimezone(PACIFIC)
+    return f"{moment.strftime('%Y-%m-%d %H:%M')} UTC ({local.strftime('%H:%M %Z')})"
