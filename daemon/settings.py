@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     # The key the channels' YouTube refresh tokens are encrypted with in the database (Fernet: make
     # one with `python -m daemon youtube-key`); without it nothing can be signed in or uploaded.
     token_key: SecretStr | None = None
+    # An upload that waits (a sign-in, the daily quota) looks again this often.
+    youtube_recheck_s: float = 300.0
+    # For tests: seconds added to the clock the YouTube quota day is read from (as the sandbox's
+    # setting of the same name), so a test can step into the next Pacific day.
+    youtube_clock_offset_s: float = 0.0
 
     daemon_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     lease_ttl_s: float = 30.0

@@ -504,5 +504,6 @@ def _base_env() -> dict[str, str]:
         "SYSTEMROOT",
         "CRASH_AT",
         "CRASH_ONCE",
+        "CRASH_KILLS_PARENT",
     )
     return {k: v for k, v in os.environ.items() if k in keep}

@@ -18,8 +18,8 @@ from daemon.settings import Settings
 from daemon.youtube import accounts, quota
 from daemon.youtube.quota import PACIFIC, Reservation
 
-# How soon an upload that waits for a person (a sign-in, a setting) looks again.
-RECHECK = timedelta(minutes=2)
+# How soon an upload that waits looks again, when there are no settings (a worker without a gate).
+RECHECK = timedelta(minutes=5)
 
 
 def sign_in_command(channel_id: str) -> str:
@@ -42,6 +42,20 @@ class UploadGate:
     sizes: Mapping[str, YouTubeQuota]
     held: dict[str, Reservation] = field(default_factory=dict)  # by lease token
 
+    @property
+    def recheck(self) -> timedelta:
+        return timedelta(seconds=self.settings.youtube_recheck_s)
+
+    def quota_now(self, now: datetime) -> datetime:
+        """The moment the quota day is read from (shifted by YOUTUBE_CLOCK_OFFSET_S in tests)."""
+        return now + timedelta(seconds=self.settings.youtube_clock_offset_s)
+
+    def until_reset(self, now: datetime) -> tuple[datetime, datetime]:
+        """(the quota's reset, when to look again): the reset, or sooner (YOUTUBE_RECHECK_S), so a
+        quota raised in the meantime, or a day that came early, is noticed."""
+        reset = quota.next_reset(self.quota_now(now))
+        return reset, min(now + (reset - self.quota_now(now)), now + self.recheck)
+
     def size(self, project: str) -> YouTubeQuota:
         return self.sizes.get(project) or self.sizes.get("default") or YouTubeQuota()
 
@@ -49,7 +63,9 @@ class UploadGate:
         """The script's credentials (environment), with the quota reserved; or why it must wait."""
         channel = self.channels.get(c.channel_id)
         if channel is None or channel.youtube is None:
-            return Wait(now + RECHECK, f"channel {c.channel_id} has no youtube block in its file any more")
+            return Wait(
+                now + self.recheck, f"channel {c.channel_id} has no youtube block in its file any more"
+            )
         project = channel.youtube.project
         client = self.settings.youtube_client(project)
         if client is None:
@@ -59,7 +75,7 @@ class UploadGate:
                 else f"YOUTUBE_CLIENT_ID_{project.upper()} and YOUTUBE_CLIENT_SECRET_{project.upper()}"
             )
             return Wait(
-                now + RECHECK,
+                now + self.recheck,
                 f"The upload waits: the daemon has no OAuth client for Google Cloud project {project}; "
                 f"set {names} in its environment and restart it.",
             )
@@ -67,23 +83,23 @@ class UploadGate:
         try:
             account = await accounts.load(self.engine, key, c.channel_id)
         except ConfigError as exc:
-            return Wait(now + RECHECK, f"The upload waits: {exc}.")
+            return Wait(now + self.recheck, f"The upload waits: {exc}.")
         if account is None or account.revoked_reason:
             why = "is not signed in to YouTube" if account is None else "lost its YouTube sign-in"
             detail = f" ({account.revoked_reason})" if account and account.revoked_reason else ""
             return Wait(
-                now + RECHECK,
+                now + self.recheck,
                 f"The upload waits: channel {c.channel_id} {why}{detail}. On the daemon's host run "
                 f"`{sign_in_command(c.channel_id)}`; the upload goes on once it is signed in.",
             )
         size = self.size(project)
         uploads, units = quota.needs(size, new_upload=not c.resume)
-        held = await quota.reserve(self.engine, project, size, uploads, units, now)
+        held = await quota.reserve(self.engine, project, size, uploads, units, self.quota_now(now))
         if held is None:
-            reset = quota.next_reset(now)
-            done, spent = await quota.used(self.engine, project, now)
+            reset, again = self.until_reset(now)
+            done, spent = await quota.used(self.engine, project, self.quota_now(now))
             return Wait(
-                reset,
+                again,
                 f"The upload waits for YouTube's daily quota of project {project} ({done} of "
                 f"{size.uploads_per_day} uploads and {spent:,} of {size.units_per_day:,} units used today): "
                 f"it goes on after midnight Pacific time, {_when(reset)}.",
@@ -115,16 +131,16 @@ class UploadGate:
                 self.engine, c.channel_id, "Google says the sign-in expired or was revoked", now
             )
             return Wait(
-                now + RECHECK,
+                now + self.recheck,
                 f"The upload waits: channel {c.channel_id}'s YouTube sign-in expired or was revoked. On "
                 f"the daemon's host run `{sign_in_command(c.channel_id)}`; the upload goes on once it is "
                 "signed in.",
             )
         if code == "quotaExceeded":
-            await quota.use_up(self.engine, project, self.size(project), now)
-            reset = quota.next_reset(now)
+            await quota.use_up(self.engine, project, self.size(project), self.quota_now(now))
+            reset, again = self.until_reset(now)
             return Wait(
-                reset,
+                again,
                 f"The upload waits: YouTube says project {project}'s daily quota is used up; it goes on "
                 f"after midnight Pacific time, {_when(reset)}.",
             )

@@ -1,12 +1,15 @@
 """Crash points for the fault tests (same `CRASH_AT=name[@n]` convention as the daemon's).
 
 Every run of a script inherits the variable; with `CRASH_ONCE=<file>` only the first run that
-reaches the point dies (it leaves the file behind), so the retry that follows can succeed.
+reaches a point dies there (it leaves `<file>.<point>` behind), so the retry that follows can
+succeed. With `CRASH_KILLS_PARENT=1` the script kills its daemon (SIGKILL) before it dies: the
+daemon itself killed while the script was at that point.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 
@@ -21,9 +24,11 @@ def crash_point(name: str) -> None:
             once = os.environ.get("CRASH_ONCE")
             if once:
                 try:
-                    with open(once, "x"):
+                    with open(f"{once}.{name}", "x"):
                         pass
                 except FileExistsError:
                     return
             sys.stdout.flush()
+            if os.environ.get("CRASH_KILLS_PARENT") == "1":
+                os.kill(os.getppid(), signal.SIGKILL)
             os._exit(9)

@@ -84,7 +84,7 @@ async def test_a_crash_at_each_point_loses_nothing_and_pays_no_clip_twice(
         daemon.signal()
         daemon.wait(timeout=30)
     if point in SCRIPT_POINTS:
-        assert (tmp_path / "crashed-once").exists(), f"no script crashed at {point}"
+        assert (tmp_path / f"crashed-once.{point}").exists(), f"no script crashed at {point}"
 
     result = await audit(database, fresh_sandbox, tmp_path / "ws")
     assert result.problems == []

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from daemon.commands import SCRIPTS
+from daemon.db.engine import make_engine
 from daemon.settings import Settings
+from daemon.youtube import accounts
 from tests.support.sandbox_proc import SandboxProcess
 
 CHANNEL = {
@@ -112,12 +117,45 @@ def daemon_env(
         "ELEVENLABS_BASE_URL": sandbox.base("elevenlabs"),
         # The sandbox's clips take seconds, not minutes: ask Kling every second, not every ten.
         "KLING_POLL_S": "1",
+        **youtube_env(sandbox),
     }
     if database_url:
         env["DATABASE_URL"] = database_url
     if scripts_dir:
         env["SCRIPTS_DIR"] = str(scripts_dir)
     return env
+
+
+def youtube_env(sandbox: SandboxProcess) -> dict[str, str]:
+    """The sandbox's Google Cloud project and YouTube, and the daemon's key for the sign-ins (one
+    per sandbox, kept in its state folder: a restarted daemon reads the sign-ins it stored)."""
+    creds = credentials(sandbox)
+    key_file = sandbox.state_dir / "daemon-token-key"
+    if not key_file.exists():
+        key_file.write_text(base64.urlsafe_b64encode(os.urandom(32)).decode())
+    return {
+        "YOUTUBE_CLIENT_ID": creds["youtube_client_id"],
+        "YOUTUBE_CLIENT_SECRET": creds["youtube_client_secret"],
+        "YOUTUBE_BASE_URL": sandbox.base("youtube"),
+        "YOUTUBE_OAUTH_BASE_URL": sandbox.base("google-oauth"),
+        "YOUTUBE_AUTH_URL": sandbox.base("google-oauth") + "/o/oauth2/v2/auth",
+        "YOUTUBE_WATCH_URL": sandbox.base("youtube") + "/watch?v={id}",
+        "TOKEN_KEY": key_file.read_text(),
+    }
+
+
+async def sign_in_youtube(sandbox: SandboxProcess, env: dict[str, str], channel: str) -> str:
+    """A channel signed in without the browser (the sandbox mints the refresh token; the consent
+    flow itself has its own test), stored as `youtube-auth` stores it. Returns the token."""
+    token = str(sandbox.post("/_sandbox/youtube/refresh-token", {})["refresh_token"])
+    settings = Settings(**{k.lower(): v for k, v in env.items()})
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        key = settings.token_key.get_secret_value() if settings.token_key else None
+        await accounts.save(engine, key, channel, "default", token, "Sandbox Channel", datetime.now(UTC))
+    finally:
+        await engine.dispose()
+    return token
 
 
 def settings_for(
