@@ -5,6 +5,7 @@ captions for every scene, and a resumed second run."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,11 @@ from tests.support.media import (
     subtitle_tracks,
     video_info,
 )
+from tests.support.sandbox_proc import SandboxProcess
 
 
 @SHARED_DEMO
+@pytest.mark.timeout(420)  # the shared demo run (about a minute alone, minutes beside the suite) and more
 def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(demo: DemoRun) -> None:
     done = demo.first
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
@@ -37,7 +40,7 @@ def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(demo: Dem
     assert video.suffix == ".mp4"
     assert video.is_file()
     assert "review gates are approved automatically in demo mode" in done.stdout
-    assert any(line.startswith("Notion page: Status Ready") and "$" in line for line in lines)
+    assert any(line.startswith("Notion page: Status Published") and "$" in line for line in lines)
     assert any("Generating Video" in line and "video clips" in line for line in lines)
 
     info = video_info(video)
@@ -99,6 +102,24 @@ def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(demo: Dem
     assert peak <= -1.0
     keys = keyframe_times(video)
     assert max(b - a for a, b in itertools.pairwise([*keys, info.duration])) <= 0.5 + 1 / 24 + 1e-3
+
+    # Published on the sandbox's YouTube, once, with its thumbnail and its captions attached; the
+    # page's YouTube URL is that video's.
+    url = next(line.split("YouTube URL ", 1)[1].split()[0] for line in lines if "YouTube URL " in line)
+    sandbox = SandboxProcess(demo.state).start()
+    try:
+        videos = [v for v in sandbox.get("/_sandbox/youtube/videos")["videos"] if v["complete"]]
+    finally:
+        sandbox.stop()
+    assert [v["id"] for v in videos] == [url.rsplit("=", 1)[1]]
+    published = videos[0]
+    assert published["size"] == video.stat().st_size
+    assert (
+        published["thumbnail"]
+        == hashlib.sha256(video.with_name(video.name + ".thumbnail.jpg").read_bytes()).hexdigest()
+    )
+    assert [(c["language"], c["name"]) for c in published["captions"]] == [("en", "English")]
+    assert published["status"]["privacyStatus"] == "public"
 
     again = demo.again()
     assert again.returncode == 0, again.stderr[-3000:]

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from sqlalchemy import select
 
@@ -27,6 +28,7 @@ from daemon.db.engine import make_engine
 from daemon.db.models import Attempt, Comment, Item, Outbox, Task
 from daemon.notion.gateway import NotionApi
 from daemon.settings import read_env_file
+from daemon.youtube import accounts
 from tests.support.daemon_proc import DaemonProcess
 from tests.support.demo_run import KEYS, MARK, SHARED_DEMO, DemoRun
 from tests.support.sandbox_proc import SandboxProcess
@@ -41,6 +43,7 @@ SEED = [sys.executable, "-m", "sandbox", "seed", "--channel", "nature", "--proje
 
 
 @SHARED_DEMO
+@pytest.mark.timeout(420)  # the shared demo run (about a minute alone, minutes beside the suite) and more
 def test_no_key_leaks_from_the_demo_or_from_a_daemon_with_a_refused_key(
     demo: DemoRun, tmp_path: Path
 ) -> None:
@@ -65,6 +68,30 @@ def test_no_key_leaks_from_the_demo_or_from_a_daemon_with_a_refused_key(
     finally:
         sandbox.stop()
     _no_secret_in("the DB's texts", asyncio.run(_db_texts(demo.database)).encode())
+    _no_sign_in_secret_leaks(demo)
+
+
+def _no_sign_in_secret_leaks(demo: DemoRun) -> None:
+    """The daemon's TOKEN_KEY and the channel's YouTube refresh token (stored encrypted with it) are
+    nowhere but where they belong: the key in daemon.env, the token in the sandbox's own state."""
+    key = read_env_file(demo.state / "daemon.env")["TOKEN_KEY"]
+    refresh = asyncio.run(_refresh_token(demo.database, key))
+    assert refresh and key
+    for needle, home in ((key, demo.state / "daemon.env"), (refresh, demo.state / "sandbox.db")):
+        for path in sorted(p for p in demo.workspace.rglob("*") if p.is_file()):
+            if path != home and not path.name.startswith(home.name):
+                assert needle.encode() not in path.read_bytes(), f"{path} holds a sign-in secret"
+        assert needle not in demo.first.stdout + demo.first.stderr
+
+
+async def _refresh_token(db: Path, key: str) -> str:
+    engine = make_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        account = await accounts.load(engine, key, "nature")
+    finally:
+        await engine.dispose()
+    assert account is not None
+    return account.refresh_token
 
 
 def _run_with_a_refused_kling_secret(state: Path, workspace: Path, tmp_path: Path) -> str:
@@ -153,7 +180,7 @@ async def _everything_in_notion(sandbox: SandboxProcess) -> str:
     finally:
         await operator.close()
     text = json.dumps(dump, ensure_ascii=False)
-    assert "Storyboard" in text and "The video is ready" in text  # the daemon's writes are in there
+    assert "Storyboard" in text and "The video is on YouTube" in text  # the daemon's writes are in there
     return text
 
 

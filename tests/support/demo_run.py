@@ -29,6 +29,7 @@ KEYS = {
     "kling_access_key": f"ak_LEAKCANARY{MARK}access01",
     "kling_secret_key": f"sk_LEAKCANARY{MARK}klingsecret0123456789",
     "elevenlabs_api_key": f"sk_LEAKCANARY{MARK}elevenlabs0123456789",
+    "youtube_client_secret": f"GOCSPX-LEAKCANARY{MARK}youtube01",
 }
 # Error answers that quote keys, as some providers quote the key they refused. Each is answered once
 # and passes (429, 503): the daemon retries, and must repeat the key nowhere.
