@@ -378,7 +378,9 @@ async def _overview(conn: AsyncConnection, task_id: int | None, now: datetime) -
                 "channel": task.channel_id,
                 "slug": task.project_slug,
                 "state": task.state,
-                "status": shown_status(task.state, views).value,
+                "status": shown_status(
+                    task.state, views, has_upload=any(v.kind == "upload" for v in views)
+                ).value,
                 "gate": str(review_of(gate)) if gate else None,
                 "pass": task.pass_no,
                 "items": dict(states),

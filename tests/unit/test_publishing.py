@@ -105,3 +105,19 @@ def test_a_finished_video_that_published_shows_published_and_one_without_shows_r
     assert shown_status(
         "active", [*done, ItemView("final_gate", "succeeded"), ItemView("upload", "ready")]
     ) is (Status.UPLOADING)
+
+
+def test_a_data_source_of_a_channel_that_publishes_needs_a_youtube_url_property() -> None:
+    from daemon.notion.schema import _property_problems, database_properties
+
+    ready = {name: {"type": next(iter(value))} for name, value in database_properties(["Nature"]).items()}
+    assert _property_problems(ready, shared=True, publishes=True) == []
+    without = {k: v for k, v in ready.items() if k != "YouTube URL"}
+    assert _property_problems(without, shared=True) == []  # a channel that does not publish
+    assert _property_problems(without, shared=True, publishes=True) == [
+        "YouTube URL is missing: add a URL property named YouTube URL"
+    ]
+    wrong = {**ready, "Publish At": {"type": "rich_text"}}
+    assert _property_problems(wrong, shared=True, publishes=True) == [
+        "Publish At is a rich_text property: change it to a Date property named Publish At"
+    ]
