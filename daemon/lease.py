@@ -178,6 +178,20 @@ async def record_job_id(engine: AsyncEngine, item_id: int, token: str, job_id: s
         return done.rowcount == 1
 
 
+async def record_progress(engine: AsyncEngine, item_id: int, token: str, progress: dict[str, int]) -> None:
+    """How far the running attempt is (its `usage` until it ends: the result's usage replaces it)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(Attempt)
+            .where(
+                Attempt.item_id == item_id,
+                Attempt.lease_token == token,
+                Attempt.outcome == AttemptOutcome.RUNNING,
+            )
+            .values(usage={"progress": progress})
+        )
+
+
 async def close_attempt(engine: AsyncEngine, item_id: int, token: str, now: datetime, outcome: str) -> None:
     """Records how an attempt ended when its item is no longer ours to update (a lost lease)."""
     async with engine.begin() as conn:

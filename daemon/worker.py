@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,6 +38,7 @@ class CostModel(Protocol):
 
 
 HEARTBEAT_MAX_S = 2.0
+PROGRESS_EVERY_S = 2.0
 
 
 @dataclass
@@ -370,13 +372,23 @@ class Worker:
             "PIPELINE_TRACE": f"{self.settings.daemon_id}/{c.channel_id}:{c.project_slug}:{c.key}",
         }
 
+        noted = 0.0
+
         async def on_event(event: dict[str, Any]) -> None:
+            nonlocal noted
             if event.get("event") == "submitted" and event.get("job_id"):
                 await db_retry(lease.record_job_id)(
                     self.engine, c.item_id, c.lease_token, str(event["job_id"])
                 )
                 crash_point("after_job_id_stored")
                 log.info("provider_job_submitted", job_id=event["job_id"])
+            elif event.get("event") == "progress" and time.monotonic() - noted >= PROGRESS_EVERY_S:
+                # How far a long step is (an upload's bytes), for the page's progress line; a few
+                # seconds apart at most: a write each, and the page is written no faster.
+                noted = time.monotonic()
+                done = {k: event[k] for k in ("uploaded", "total") if isinstance(event.get(k), int)}
+                if done:
+                    await lease.record_progress(self.engine, c.item_id, c.lease_token, done)
 
         crash_point("after_attempt_written")
         log.info("script_started", kind=c.kind, resume=c.resume)

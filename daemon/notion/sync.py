@@ -130,6 +130,7 @@ class Upload:
     waits: str | None  # the reason it waits (a sign-in, the quota), while it does
     url: str | None
     publish_at: str | None
+    sent: str | None = None  # how far a running upload is
 
 
 async def _upload(conn: AsyncConnection, task_id: int) -> Upload | None:
@@ -150,13 +151,26 @@ async def _upload(conn: AsyncConnection, task_id: int) -> Upload | None:
             .order_by(Attempt.id.desc())
             .limit(1)
         )
+    elif row.state == ItemState.RUNNING:
+        usage = await conn.scalar(
+            select(Attempt.usage)
+            .where(Attempt.item_id == row.id, Attempt.outcome == AttemptOutcome.RUNNING)
+            .order_by(Attempt.id.desc())
+            .limit(1)
+        )
     usage = usage if isinstance(usage, dict) else {}
     waits = (
         str(row.error)
         if row.state == ItemState.READY and row.error and row.error.startswith("The upload waits")
         else None
     )
-    return Upload(str(row.state), waits, usage.get("url"), usage.get("publish_at"))
+    progress = usage.get("progress") if row.state == ItemState.RUNNING else None
+    sent = None
+    if isinstance(progress, dict) and progress.get("total"):
+        done, total = int(progress.get("uploaded", 0)), int(progress["total"])
+        # In tenths: the page is written once per change, not once per chunk.
+        sent = f"uploading: {10 * (10 * done // total)} % of {total / 1e6:.1f} MB sent"
+    return Upload(str(row.state), waits, usage.get("url"), usage.get("publish_at"), sent)
 
 
 def _publishing(
@@ -170,6 +184,8 @@ def _publishing(
         return Status.PUBLISHED, progress
     if upload.waits:
         return status, f"{progress} · {upload.waits}"
+    if upload.sent:
+        return status, f"{progress} · {upload.sent}"
     return status, progress
 
 

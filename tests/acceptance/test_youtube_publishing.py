@@ -215,3 +215,77 @@ def _youtube_auth(env: dict[str, str]) -> str:
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     return "".join(lines) + out
+
+
+@ON_SQLITE
+@pytest.mark.timeout(600)
+async def test_bad_choices_are_refused_with_the_fix_and_a_cancel_mid_upload_resumes_the_same_upload(
+    fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
+) -> None:
+    """In odd orders: Queued with a Publish At that has no time (Error, naming the fix); fixed and
+    queued again; Approved with Publish At on a public video (refused, back to Final Review); fixed
+    and approved; Cancelled while the video uploads, then Queued: the upload session is resumed, and
+    the video is on the channel once."""
+    # The last chunk's answer takes 15 s (YouTube processing): time to cancel mid-upload.
+    fresh_sandbox.configure(cheap_media=True, kling_seconds=120, youtube_seconds=900)
+    seeded = seed(fresh_sandbox, "nature", 1, "--scenes", "1", "--youtube")
+    channels = tmp_path / "channels"
+    channels.mkdir()
+    config = yaml.safe_load(Path(seeded["channel_file"]).read_text())
+    config |= {"gates": {"storyboard": False, "assets": False, "final": True}, "music": {"source": "none"}}
+    config.pop("bookends")
+    (channels / "nature.yaml").write_text(yaml.safe_dump(config))
+    env = {
+        **daemon_env(
+            fresh_sandbox, tmp_path / "ws", channels, database, scripts_dir=small_cut_scripts(tmp_path)
+        ),
+        "NOTION_POLL_S": "1",
+        "CLAIM_POLL_S": "0.2",
+        "YOUTUBE_RECHECK_S": "1",
+    }
+    await sign_in_youtube(fresh_sandbox, env, "nature")
+    api = NotionApi(credentials(fresh_sandbox)["notion_operator_token"], fresh_sandbox.base("notion"))
+    pages = Pages(api)
+    page = seeded["page_ids"][0]
+    later = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    daemon = DaemonProcess(env, tmp_path / "daemon.log", "odd-orders").start()
+    try:
+        await pages.set(page, **{"Publish At": {"date": {"start": later.date().isoformat()}}})
+        await pages.set(page, Status={"select": {"name": "Queued"}})
+        await pages.until(page, {"Error"}, 60)
+        error_log = plain_text((await pages.props(page))["Error Log"])
+        assert "Publish At" in error_log and "Include time" in error_log
+
+        stamp = later.isoformat().replace("+00:00", "Z")
+        await pages.set(page, **{"Publish At": {"date": {"start": stamp}}})
+        await pages.set(page, Status={"select": {"name": "Queued"}})
+        await pages.until(page, {"Final Review"}, 240)
+        await pages.set(page, Visibility={"select": {"name": "Public"}})
+        await pages.set(page, Status={"select": {"name": "Approved"}})
+        refusal = await pages.until_comment(page, "Status Approved was not applied", 60)
+        assert "set Visibility to Private" in refusal and "Then set Approved again" in refusal
+        await pages.until(page, {"Final Review"}, 30)
+        assert _complete(fresh_sandbox) == []
+
+        await pages.set(page, **{"Publish At": {"date": None}})
+        await pages.set(page, Status={"select": {"name": "Approved"}})
+        await pages.until(page, {"Uploading"}, 60)
+        deadline = time.monotonic() + 60
+        while not fresh_sandbox.get("/_sandbox/youtube/videos")["sessions"]:
+            assert time.monotonic() < deadline, "the upload never started"
+            await asyncio.sleep(0.2)
+        await pages.set(page, Status={"select": {"name": "Cancelled"}})
+        await pages.until(page, {"Cancelled"}, 30)
+        await pages.set(page, Status={"select": {"name": "Queued"}})
+        assert await pages.until(page, {"Published"}, 180) == "Published"
+    finally:
+        daemon.signal()
+        daemon.wait(timeout=30)
+        await api.close()
+
+    videos = _complete(fresh_sandbox)
+    assert len(videos) == 1
+    sessions = fresh_sandbox.get("/_sandbox/youtube/videos")["sessions"]
+    assert len(sessions) == 1  # the cancelled upload's session was resumed, not started again
+    assert videos[0]["status"]["privacyStatus"] == "public"
+    assert "publishAt" not in videos[0]["status"]
