@@ -271,9 +271,8 @@ def upload_input(
     publish_at = publish.get("publish_at")
     if publish_at:
         privacy = "private"  # YouTube takes publishAt only on a private video
-    title = str(request.get("title") or storyboard.title)
     return {
-        "title": title,
+        "title": storyboard.title,  # what the video's title card and thumbnail show
         # YouTube refuses < and > in a description: the nearest quotation marks stand in.
         "description": str(publish.get("description") or storyboard.description or request.get("topic") or "")
         .replace("<", "‹")

@@ -122,7 +122,9 @@ def build(answer: dict[str, Any], brief: Brief) -> dict[str, Any]:
     assets = _Assets()
     scenes = [_scene(index, raw, assets) for index, raw in enumerate(scenes_in, start=1)]
     storyboard = {
-        "title": _text(answer.get("title")) or brief.title,
+        # The operator's title stays (the model is asked to keep it, and may not): the title card,
+        # the thumbnail and the upload all show the page's Title.
+        "title": " ".join(brief.title.split()) or _text(answer.get("title")),
         "atmosphere": _text(answer.get("atmosphere")),
         **({"mood": mood} if (mood := _text(answer.get("mood")).lower()) in MOODS else {}),
         **({"description": _description(answer.get("description"))} if answer.get("description") else {}),

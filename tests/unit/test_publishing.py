@@ -27,7 +27,8 @@ def test_only_a_channel_that_publishes_plans_an_upload_after_the_final_review() 
     plan = _plan({"title": "The Heron"}, UploadOptions(privacy="unlisted", tags=("nature",)))
     upload = plan["upload"]
     assert upload.provider == "youtube" and set(upload.deps) == {"assembly", "final_gate"}
-    assert upload.input["title"] == "The Heron" and upload.input["privacy"] == "unlisted"
+    # The title the video's title card and thumbnail show: the storyboard's.
+    assert upload.input["title"] == "The Heron's Patience" and upload.input["privacy"] == "unlisted"
     assert upload.input["tags"] == ["nature"]
     # A new cut is a new upload: the assembly's hash is in the upload's.
     again = _plan({"title": "The Heron"}, UploadOptions(privacy="unlisted", tags=("nature",)))

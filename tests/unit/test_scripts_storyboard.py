@@ -32,7 +32,11 @@ def test_builds_the_design_format_with_derived_keys() -> None:
     board = sb.build(
         _answer(_scene(), _scene(env="Open mudflat", char=""), _scene(char="Heron chick")), BRIEF
     )
-    assert board["title"] == "The Heron"
+    # The operator's title stays, whatever the model answered ("The Heron"): the title card, the
+    # thumbnail and the upload show the page's Title.
+    assert board["title"] == "The Heron's Patience"
+    untitled = sb.build(_answer(_scene(), _scene(), _scene()), sb.Brief("", "herons", "calm", 3))
+    assert untitled["title"] == "The Heron"  # none given: the model's
     assert [s["key"] for s in board["scenes"]] == ["s01", "s02", "s03"]
     assert board["assets"] == [
         {"key": "env_s01", "kind": "environment", "prompt": "Reed-lined shallows"},
