@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,12 @@ def _length_args(c: Claimed, workspace: Path) -> list[str]:
     return args
 
 
+def upload_marker(channel: str, slug: str, cut: str) -> str:
+    """The tag that finds a project's cut among the channel's uploads: the same for every attempt,
+    pass and change of title or visibility, so no retry publishes that cut a second time."""
+    return "nvd-" + hashlib.sha256(f"{channel}/{slug}/{cut}".encode()).hexdigest()[:12]
+
+
 def _upload_args(c: Claimed, workspace: Path) -> list[str]:
     """The final cut with its thumbnail and captions (the assembly's sidecars, where it made them),
     and what the page and the channel chose. The marker (a tag) lets a retry that lost its upload
@@ -129,7 +136,7 @@ def _upload_args(c: Claimed, workspace: Path) -> list[str]:
         "--caption-language",
         data["caption_language"],
         "--marker",
-        "nvd-" + c.idempotency_key.rsplit("-", 1)[-1],
+        upload_marker(c.channel_id, c.project_slug, data["cut"]),
     ]
     for tag in data.get("tags", ()):
         args.append(_text("--tag", tag))

@@ -39,6 +39,9 @@ class CostModel(Protocol):
 
 HEARTBEAT_MAX_S = 2.0
 PROGRESS_EVERY_S = 2.0
+# An upload whose lease has gone unrenewed this share of its TTL is stopped: another daemon may
+# take the lease over at 1.5 TTL (lease.grace).
+UPLOAD_STOP_AFTER = 0.8
 
 
 @dataclass
@@ -85,6 +88,7 @@ class Worker:
         self.renewed = asyncio.Event()
         self.renewed.set()
         self.db_failures = 0
+        self.last_renewed = time.monotonic()
         self.rounds = 0
         self.log = get_logger(daemon=settings.daemon_id)
 
@@ -242,6 +246,7 @@ class Worker:
             beat += 1
             try:
                 await self._beat()
+                self.last_renewed = time.monotonic()
                 self.renewed.set()
                 if beat % sweep_every == 0 and not stop.is_set():
                     ttl = self.settings.lease_ttl_s
@@ -251,6 +256,20 @@ class Worker:
                     await self._resume_budget_waits()
             except Exception as exc:  # a DB outage must not kill the loop: scripts go on meanwhile
                 self.log.warning("heartbeat_failed", error=str(exc)[:300])
+                self._stop_unrenewed_uploads()
+
+    def _stop_unrenewed_uploads(self) -> None:
+        """Other scripts go on through a database outage (their providers find a retry's job by its
+        key). An upload does not: once its lease may have run out, another daemon may take it over
+        and, not knowing this one's session, start another; so it is stopped before that (its
+        session, if stored, is resumed by whoever runs it next)."""
+        if time.monotonic() - self.last_renewed < UPLOAD_STOP_AFTER * self.settings.lease_ttl_s:
+            return
+        for running in self.running.values():
+            if running.claimed.provider == "youtube" and running.reason is None:
+                running.reason = "lost"
+                running.cancel.set()
+                self.log.warning("upload_stopped_lease_not_renewed", item=running.claimed.key)
 
     async def budgets_changed(self, policy: ClaimPolicy | None = None) -> None:
         """Budgets were raised (or weights changed) in the channel files (`policy`, the new ones):
@@ -388,7 +407,10 @@ class Worker:
                 noted = time.monotonic()
                 done = {k: event[k] for k in ("uploaded", "total") if isinstance(event.get(k), int)}
                 if done:
-                    await lease.record_progress(self.engine, c.item_id, c.lease_token, done)
+                    try:
+                        await lease.record_progress(self.engine, c.item_id, c.lease_token, done)
+                    except Exception as exc:  # only the page's progress line: the run goes on
+                        log.warning("progress_not_recorded", error=str(exc)[:300])
 
         crash_point("after_attempt_written")
         log.info("script_started", kind=c.kind, resume=c.resume)

@@ -9,7 +9,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from scripts._lib import youtube
 from scripts._lib.cli import ArgumentParser, Result, run
 from scripts._lib.crash import crash_point
-from scripts._lib.errors import permanent, transient, usage
+from scripts._lib.errors import ScriptError, permanent, transient, usage
 from scripts._lib.files import atomic_write_bytes, require_file
 from scripts._lib.output import emit
 
@@ -366,11 +366,18 @@ def body(args: argparse.Namespace) -> Result:
         yt.refresh()
         video = obtain(yt, args, inputs)
         video_id = check_video(video)
+        # The video is on YouTube from here on: a refused thumbnail or caption track is said in the
+        # result, never a failure (a failed item's next pass would find the video by its marker,
+        # but the page would show Error for a published video).
+        refused: dict[str, str] = {}
         crash_point("youtube.before_thumbnail")
         if inputs.thumbnail is not None:
-            yt.set_thumbnail(video_id, *inputs.thumbnail)
+            image, kind = inputs.thumbnail
+            _extra(refused, "thumbnail", lambda: yt.set_thumbnail(video_id, image, kind))
         crash_point("youtube.before_captions")
-        caption_id = attach_captions(yt, video_id, args, inputs) if inputs.captions is not None else None
+        caption_id = None
+        if inputs.captions is not None:
+            caption_id = _extra(refused, "captions", lambda: attach_captions(yt, video_id, args, inputs))
     status = video.get("status") if isinstance(video.get("status"), dict) else {}
     assert isinstance(status, dict)
     fields = {
@@ -378,11 +385,25 @@ def body(args: argparse.Namespace) -> Result:
         "url": watch_url(video_id),
         "privacy_status": status.get("privacyStatus") or args.privacy,
         "publish_at": status.get("publishAt", inputs.metadata["status"].get("publishAt")),
-        "thumbnail": inputs.thumbnail is not None,
+        "thumbnail": inputs.thumbnail is not None and "thumbnail" not in refused,
         "caption_id": caption_id,
+        **({"refused": refused} if refused else {}),
     }
     atomic_write_bytes(args.output, json.dumps(fields, indent=2).encode() + b"\n")
     return Result(str(args.output), 0.0, youtube.PROVIDER, {**fields, "quota": yt.quota.as_meta()})
+
+
+def _extra(refused: dict[str, str], what: str, call: Callable[[], Any]) -> Any:
+    """A call after the upload; YouTube refusing it for good is noted in `refused` (transient
+    errors still end the run: the next attempt resumes the session and tries again)."""
+    try:
+        return call()
+    except ScriptError as exc:
+        if exc.kind != "permanent":
+            raise
+        refused[what] = exc.message
+        emit("progress", refused=what, message=exc.message)
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

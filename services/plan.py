@@ -246,12 +246,11 @@ def build_plan(
     )
     builder.add("final_gate", "final_gate", {"on": bool(options.gates.get("final", True))}, ["assembly"])
     if options.youtube is not None:
-        builder.add(
-            UPLOAD_ITEM,
-            "upload",
-            upload_input(request, storyboard, options.youtube),
-            ["assembly", "final_gate"],
-        )
+        # The cut it publishes ("cut": the assembly's hash) names the video on YouTube (the marker),
+        # whatever the upload's own generation or choices: a retry never publishes that cut twice.
+        cut = builder.items["assembly"].input_hash
+        data = {**upload_input(request, storyboard, options.youtube), "cut": cut}
+        builder.add(UPLOAD_ITEM, "upload", data, ["assembly", "final_gate"])
     return list(builder.items.values())
 
 

@@ -171,6 +171,7 @@ def asked_on(action: Action, shown: str) -> bool:
     state = {
         Status.READY: "done",
         Status.PUBLISHED: "done",
+        Status.SCHEDULED: "done",
         Status.ERROR: "error",
         Status.CANCELLED: "cancelled",
         Status.PAUSED: "paused",

@@ -92,7 +92,8 @@ class Item(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_token: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
-    provider_job_id: Mapped[str | None] = mapped_column(String(128))
+    # A Kling task id, or a YouTube upload session URL (long: text, migration 0015).
+    provider_job_id: Mapped[str | None] = mapped_column(Text)
     # Bumped each time the item is reset (new input, or a new pass after it failed): part of its
     # idempotency key, which every attempt of one generation shares, so a retry finds the job an
     # earlier attempt submitted instead of paying for another.
@@ -133,7 +134,7 @@ class Attempt(Base):
     lease_token: Mapped[str] = mapped_column(String(64))
     owner: Mapped[str] = mapped_column(String(128))
     pid: Mapped[int | None] = mapped_column(Integer)
-    provider_job_id: Mapped[str | None] = mapped_column(String(128))
+    provider_job_id: Mapped[str | None] = mapped_column(Text)
     # running | succeeded | transient | permanent | timeout | lost | fenced | released | cancelled
     outcome: Mapped[str] = mapped_column(
         String(16), default=AttemptOutcome.RUNNING.value

@@ -437,7 +437,7 @@ class Intake:
         if channel is not None and channel.youtube is not None:
             if "<" in title or ">" in title:
                 problems.append("Title: YouTube refuses < and > in a title; remove them.")
-            publish, publish_problems = publish_choices(props, now)
+            publish, publish_problems = publish_choices(props, now, channel.youtube.tags)
             problems += publish_problems
         if problems or channel is None:
             raise PageProblem("\n".join([*problems, "Fix this, then set Status to Queued again."]))
@@ -464,7 +464,7 @@ class Intake:
         channel = self.pipeline.channels.get(task.channel_id)
         if channel is None or channel.youtube is None:
             return
-        publish, problems = publish_choices(page.get("properties", {}), now)
+        publish, problems = publish_choices(page.get("properties", {}), now, channel.youtube.tags)
         if problems:
             raise ApprovalRefused(" ".join(problems))
         await self.pipeline.set_publish(task.id, publish, now)

@@ -12,9 +12,15 @@ from daemon.notion.schema import VISIBILITIES
 from services.plan import TAGS_LIMIT
 from services.storyboard import YOUTUBE_DESCRIPTION_LIMIT
 
+# The marker tag the upload adds (`nvd-` and 12 hex digits), counted with its comma.
+MARKER_LENGTH = 17
 
-def publish_choices(props: JSON, now: datetime) -> tuple[dict[str, Any], list[str]]:
-    """The page's choices (only those it makes) and the problems with them, each naming the fix."""
+
+def publish_choices(
+    props: JSON, now: datetime, channel_tags: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], list[str]]:
+    """The page's choices (only those it makes) and the problems with them, each naming the fix.
+    The tags are counted as YouTube will count them: with the channel's and the upload's marker."""
     choices: dict[str, Any] = {}
     problems: list[str] = []
     visibility = option_name(props.get("Visibility"))
@@ -36,17 +42,22 @@ def publish_choices(props: JSON, now: datetime) -> tuple[dict[str, Any], list[st
             )
     tags = _tags(props.get("Tags"))
     if tags:
-        length = sum(len(t) + 2 * (" " in t) + 1 for t in tags)
+        every = list(dict.fromkeys([*tags, *channel_tags]))
+        length = sum(len(t) + 2 * (" " in t) + 1 for t in every) + MARKER_LENGTH
         if length > TAGS_LIMIT:
-            problems.append(f"Tags come to {length} characters, over YouTube's {TAGS_LIMIT}: remove a few.")
+            problems.append(
+                f"Tags come to {length} characters with the channel's own and the daemon's marker, over "
+                f"YouTube's {TAGS_LIMIT}: remove a few."
+            )
         if any(("<" in t or ">" in t) for t in tags):
             problems.append("Tags: YouTube refuses < and > in a tag; remove them.")
         choices["tags"] = tags
     description = plain_text(props.get("Description")).strip()
     if description:
-        if len(description.encode()) > YOUTUBE_DESCRIPTION_LIMIT:
+        sent = description.replace("<", "‹").replace(">", "›")  # as the upload sends it
+        if len(sent.encode()) > YOUTUBE_DESCRIPTION_LIMIT:
             problems.append(
-                f"Description is {len(description.encode()):,} bytes, over YouTube's "
+                f"Description is {len(sent.encode()):,} bytes, over YouTube's "
                 f"{YOUTUBE_DESCRIPTION_LIMIT:,}: shorten it."
             )
         choices["description"] = description

@@ -4,8 +4,9 @@ storyboard block and its comments, queued in the outbox only when they change.""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,8 @@ class Upload:
     url: str | None
     publish_at: str | None
     sent: str | None = None  # how far a running upload is
+    privacy: str | None = None
+    notes: list[str] = field(default_factory=list)  # a thumbnail or captions YouTube refused
 
 
 async def _upload(conn: AsyncConnection, task_id: int) -> Upload | None:
@@ -170,7 +173,17 @@ async def _upload(conn: AsyncConnection, task_id: int) -> Upload | None:
         done, total = int(progress.get("uploaded", 0)), int(progress["total"])
         # In tenths: the page is written once per change, not once per chunk.
         sent = f"uploading: {10 * (10 * done // total)} % of {total / 1e6:.1f} MB sent"
-    return Upload(str(row.state), waits, usage.get("url"), usage.get("publish_at"), sent)
+    refused = usage.get("refused") if isinstance(usage.get("refused"), dict) else {}
+    notes = [f"YouTube refused its {what}: {why}" for what, why in sorted(refused.items())]
+    return Upload(
+        str(row.state),
+        waits,
+        usage.get("url"),
+        usage.get("publish_at"),
+        sent,
+        usage.get("privacy_status"),
+        notes,
+    )
 
 
 def _publishing(
@@ -194,16 +207,16 @@ async def _upload_comments(
 ) -> None:
     key = f"{page}:p{task.pass_no}"
     if status in (Status.PUBLISHED, Status.SCHEDULED) and upload.url:
-        when = (
-            f" It is private until {upload.publish_at}, when YouTube publishes it."
-            if (status is Status.SCHEDULED)
-            else ""
-        )
-        await add_comment(
-            conn, page, f"{key}:published", f"The video is on YouTube: {upload.url}.{when}", now
-        )
+        if status is Status.SCHEDULED:
+            when = f" It is private until {upload.publish_at}, when YouTube publishes it."
+        else:
+            when = f" It is {upload.privacy}." if upload.privacy else ""
+        notes = "".join(f" {note}" for note in upload.notes)
+        body = f"The video is on YouTube: {upload.url}.{when}{notes}"
+        await add_comment(conn, page, f"{key}:published", body, now)
     elif upload.waits:
-        digest = hashlib.sha256(upload.waits.encode()).hexdigest()[:10]
+        # One comment per reason (the quota's counts of the moment left out of the key).
+        digest = hashlib.sha256(re.sub(r" \([^)]*used today\)", "", upload.waits).encode()).hexdigest()[:10]
         await add_comment(conn, page, f"{key}:upload_waits:{digest}", upload.waits, now)
 
 

@@ -64,7 +64,9 @@ class UploadGate:
         channel = self.channels.get(c.channel_id)
         if channel is None or channel.youtube is None:
             return Wait(
-                now + self.recheck, f"channel {c.channel_id} has no youtube block in its file any more"
+                now + self.recheck,
+                f"The upload waits: channel {c.channel_id} has no youtube block in its file any more; put "
+                "it back (and restart the daemon) to publish, or set Cancelled.",
             )
         project = channel.youtube.project
         client = self.settings.youtube_client(project)
@@ -72,7 +74,7 @@ class UploadGate:
             names = (
                 "YOUTUBE_CLIENT_ID and YOUTUBE_CLIENT_SECRET"
                 if project == "default"
-                else f"YOUTUBE_CLIENT_ID_{project.upper()} and YOUTUBE_CLIENT_SECRET_{project.upper()}"
+                else f"YOUTUBE_CLIENT_ID_{_suffix(project)} and YOUTUBE_CLIENT_SECRET_{_suffix(project)}"
             )
             return Wait(
                 now + self.recheck,
@@ -93,7 +95,7 @@ class UploadGate:
                 f"`{sign_in_command(c.channel_id)}`; the upload goes on once it is signed in.",
             )
         size = self.size(project)
-        uploads, units = quota.needs(size, new_upload=not c.resume)
+        uploads, units = quota.needs(size)
         held = await quota.reserve(self.engine, project, size, uploads, units, self.quota_now(now))
         if held is None:
             reset, again = self.until_reset(now)
@@ -122,9 +124,10 @@ class UploadGate:
         )
         spent = ((result or {}).get("meta") or {}).get("quota")
         if held is not None and isinstance(spent, Mapping):
-            await quota.settle(
-                self.engine, held, int(spent.get("uploads", 0)), int(spent.get("units", 0)), now
+            used = quota.as_charged(
+                self.size(project), int(spent.get("uploads", 0)), int(spent.get("units", 0))
             )
+            await quota.settle(self.engine, held, *used, now)
         code = (error or {}).get("provider_code")
         if code == "invalid_grant":
             await accounts.mark_refused(
@@ -145,6 +148,10 @@ class UploadGate:
                 f"after midnight Pacific time, {_when(reset)}.",
             )
         return None
+
+
+def _suffix(project: str) -> str:
+    return project.upper().replace("-", "_")
 
 
 def _when(moment: datetime) -> str:

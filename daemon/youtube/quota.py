@@ -41,13 +41,20 @@ class Reservation:
     units: int
 
 
-def needs(size: QuotaSize, *, new_upload: bool) -> tuple[int, int]:
-    """(uploads, units) an upload may take: a resumed session makes no new videos.insert call."""
-    if not new_upload:
-        return 0, UNITS_PER_UPLOAD
+def needs(size: QuotaSize) -> tuple[int, int]:
+    """(uploads, units) an upload may take. A resumed session makes no new videos.insert call,
+    unless the session turns out gone: one is reserved every time and given back by `settle`."""
     if size.insert_units:  # an older project: the upload counts in units
         return 0, UNITS_PER_UPLOAD + size.insert_units
     return 1, UNITS_PER_UPLOAD
+
+
+def as_charged(size: QuotaSize, uploads: int, units: int) -> tuple[int, int]:
+    """What a script's count (uploads, units) costs the project: an older project's uploads are
+    units of its one bucket."""
+    if size.insert_units:
+        return 0, units + uploads * size.insert_units
+    return uploads, units
 
 
 async def reserve(

@@ -276,8 +276,32 @@ async def test_bad_choices_are_refused_with_the_fix_and_a_cancel_mid_upload_resu
             await asyncio.sleep(0.2)
         await pages.set(page, Status={"select": {"name": "Cancelled"}})
         await pages.until(page, {"Cancelled"}, 30)
+        # YouTube refuses the custom thumbnail (an unverified channel): the video is published all
+        # the same, and the comment says so.
+        fresh_sandbox.fault(
+            provider="youtube",
+            status=403,
+            code="forbidden",
+            message="The authenticated user doesn't have permissions to upload and set custom thumbnails.",
+            endpoint="thumbnails/set",
+            count=5,
+        )
         await pages.set(page, Status={"select": {"name": "Queued"}})
         assert await pages.until(page, {"Published"}, 180) == "Published"
+        published = await pages.until_comment(page, "The video is on YouTube", 30)
+        assert "It is public." in published and "YouTube refused its thumbnail" in published
+        sessions = fresh_sandbox.get("/_sandbox/youtube/videos")["sessions"]
+        assert len(sessions) == 1  # the cancelled upload's session was resumed, not started again
+
+        # A new pass that changes what is published (a new upload generation, a new input): the
+        # video is found on the channel by its marker, not published a second time.
+        await pages.set(page, Description={"rich_text": [{"text": {"content": "Herons at dawn, again."}}]})
+        await pages.set(page, Status={"select": {"name": "Queued"}})
+        deadline = time.monotonic() + 120
+        while sum("The video is on YouTube" in c for c in await pages.comments(page)) < 2:
+            assert time.monotonic() < deadline, "the second pass never ended Published"
+            await asyncio.sleep(0.5)
+        assert await pages.status(page) == "Published"
     finally:
         daemon.signal()
         daemon.wait(timeout=30)
@@ -285,7 +309,5 @@ async def test_bad_choices_are_refused_with_the_fix_and_a_cancel_mid_upload_resu
 
     videos = _complete(fresh_sandbox)
     assert len(videos) == 1
-    sessions = fresh_sandbox.get("/_sandbox/youtube/videos")["sessions"]
-    assert len(sessions) == 1  # the cancelled upload's session was resumed, not started again
     assert videos[0]["status"]["privacyStatus"] == "public"
     assert "publishAt" not in videos[0]["status"]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from daemon.channels import YouTubeQuota
 from daemon.notion.publish import publish_choices
-from daemon.youtube.quota import needs, next_reset, quota_day
+from daemon.youtube.quota import as_charged, needs, next_reset, quota_day
 from services.plan import PlanOptions, UploadOptions, build_plan
 from services.status import ItemView, Status, shown_status
 from services.storyboard import parse_storyboard, parse_storyboard_yaml, storyboard_to_yaml
@@ -82,8 +82,14 @@ def test_a_pages_choices_are_read_and_each_problem_names_the_field_and_the_fix()
     assert any("set Visibility to Private" in p for p in problems)
     _, problems = publish_choices({"Visibility": {"type": "select", "select": {"name": "Secret"}}}, NOW)
     assert problems and "Private, Unlisted, Public" in problems[0]
-    tags = {"type": "rich_text", "rich_text": [{"plain_text": ", ".join(["x" * 40] * 14)}]}
-    _, problems = publish_choices({"Tags": tags}, NOW)
+    tags = {
+        "type": "rich_text",
+        "rich_text": [{"plain_text": ", ".join(f"t{i:02d}" + "x" * 37 for i in range(11))}],
+    }
+    choices, problems = publish_choices({"Tags": tags}, NOW)
+    assert problems == [] and len(choices["tags"]) == 11  # 451 characters with the marker
+    # With the channel's own tags, counted as YouTube counts them (a tag with a space is quoted).
+    _, problems = publish_choices({"Tags": tags}, NOW, channel_tags=("river birds", "x" * 40))
     assert problems and "over YouTube's 500" in problems[0]
 
 
@@ -94,10 +100,12 @@ def test_the_quota_day_is_pacific_and_resets_at_its_midnight() -> None:
     assert next_reset(early) == datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
     summer = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)  # PDT, UTC-7
     assert next_reset(summer) == datetime(2026, 7, 2, 7, 0, tzinfo=UTC)
-    # A resumed session makes no new videos.insert; an older project counts uploads in units.
-    assert needs(YouTubeQuota(), new_upload=True)[0] == 1
-    assert needs(YouTubeQuota(), new_upload=False)[0] == 0
-    assert needs(YouTubeQuota(insert_units=1600), new_upload=True) == (0, 1600 + 503)
+    # Every run reserves an upload (a resumed session may be gone); an older project counts
+    # uploads in units, also when the script's own count is booked.
+    assert needs(YouTubeQuota()) == (1, 503)
+    assert needs(YouTubeQuota(insert_units=1600)) == (0, 1600 + 503)
+    assert as_charged(YouTubeQuota(insert_units=1600), 1, 502) == (0, 2102)
+    assert as_charged(YouTubeQuota(), 1, 502) == (1, 502)
 
 
 def test_a_finished_video_that_published_shows_published_and_one_without_shows_ready() -> None:
