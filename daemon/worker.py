@@ -29,7 +29,7 @@ from daemon.logs import Redactor, get_logger
 from daemon.retry import backoff_seconds, db_retry, is_transient_db_error
 from daemon.runner import EXIT_OK, EXIT_PERMANENT, EXIT_USAGE, ScriptOutcome, ScriptRunner
 from daemon.settings import Settings
-from daemon.youtube.gate import RECHECK, UploadGate, Wait
+from daemon.youtube.gate import RECHECK, WAITS, UploadGate, Wait
 from services.states import AttemptOutcome
 
 
@@ -344,9 +344,7 @@ class Worker:
         the reason, no attempt counted)."""
         now = self.clock.now()
         if self.uploads is None:
-            answer: dict[str, str] | Wait = Wait(
-                now + RECHECK, "The upload waits: this daemon runs no uploads."
-            )
+            answer: dict[str, str] | Wait = Wait(now + RECHECK, f"{WAITS}: this daemon runs no uploads.")
         else:
             answer = await db_retry(self.uploads.before)(c, now)
         if isinstance(answer, Wait):

@@ -26,7 +26,8 @@ _TRIGGER_BLOCK_PROMPT = "[sandbox:block-prompt]"
 _TRIGGER_BLOCK_OUTPUT = "[sandbox:block-output]"
 _TRIGGER_TEXT_ONLY = "[sandbox:text-only]"
 _TRIGGER_QUOTA_DAY = "[sandbox:quota-day]"
-_STATUS_NAMES = {
+# Google's RPC status names by HTTP status (the `status` of every Google API's error envelope).
+STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
@@ -205,7 +206,7 @@ def error_response(
 ) -> Response:
     """Google's envelope; `code` may name a status (RESOURCE_EXHAUSTED), a quota id or an ErrorInfo reason."""
     code_text = str(code) if code is not None else ""
-    name = code_text if code_text in _STATUS_NAMES.values() else _STATUS_NAMES.get(status, "UNKNOWN")
+    name = code_text if code_text in STATUS_NAMES.values() else STATUS_NAMES.get(status, "UNKNOWN")
     details: list[dict[str, Any]] = []
     if status == 429:
         quota_id = code_text if "Per" in code_text else _MINUTE_QUOTA
@@ -227,7 +228,7 @@ def error_response(
             }
         )
         details.append({"@type": _RETRY_TYPE, "retryDelay": f"{round(delay, 3):g}s"})
-    elif code_text and code_text not in _STATUS_NAMES.values():
+    elif code_text and code_text not in STATUS_NAMES.values():
         details.append(
             {
                 "@type": "type.googleapis.com/google.rpc.ErrorInfo",

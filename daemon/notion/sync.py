@@ -27,6 +27,7 @@ from daemon.notion.outbox import (
     set_property,
 )
 from daemon.notion.schema import YOUTUBE_URL
+from daemon.youtube.gate import WAITS
 from services.plan import UPLOAD_ITEM
 from services.states import AttemptOutcome, ItemState, TaskState
 from services.status import ItemView, Status, progress_line, shown_status
@@ -139,33 +140,24 @@ class Upload:
 async def _upload(conn: AsyncConnection, task_id: int) -> Upload | None:
     row = (
         await conn.execute(
-            select(Item.id, Item.state, Item.error, Item.next_attempt_at).where(
-                Item.task_id == task_id, Item.key == UPLOAD_ITEM
-            )
+            select(Item.id, Item.state, Item.error).where(Item.task_id == task_id, Item.key == UPLOAD_ITEM)
         )
     ).first()
     if row is None:
         return None
+    # What it published (its succeeded attempt's result), or how far it is (its running attempt's).
+    shown = {ItemState.SUCCEEDED: AttemptOutcome.SUCCEEDED, ItemState.RUNNING: AttemptOutcome.RUNNING}
     usage: Any = None
-    if row.state == ItemState.SUCCEEDED:
+    if row.state in shown:
         usage = await conn.scalar(
             select(Attempt.usage)
-            .where(Attempt.item_id == row.id, Attempt.outcome == AttemptOutcome.SUCCEEDED)
-            .order_by(Attempt.id.desc())
-            .limit(1)
-        )
-    elif row.state == ItemState.RUNNING:
-        usage = await conn.scalar(
-            select(Attempt.usage)
-            .where(Attempt.item_id == row.id, Attempt.outcome == AttemptOutcome.RUNNING)
+            .where(Attempt.item_id == row.id, Attempt.outcome == shown[row.state])
             .order_by(Attempt.id.desc())
             .limit(1)
         )
     usage = usage if isinstance(usage, dict) else {}
     waits = (
-        str(row.error)
-        if row.state == ItemState.READY and row.error and row.error.startswith("The upload waits")
-        else None
+        str(row.error) if row.state == ItemState.READY and row.error and row.error.startswith(WAITS) else None
     )
     progress = usage.get("progress") if row.state == ItemState.RUNNING else None
     sent = None

@@ -18,6 +18,8 @@ from daemon.settings import Settings
 from daemon.youtube import accounts, quota
 from daemon.youtube.quota import PACIFIC, Reservation
 
+# How every reason an upload waits begins: the page shows such an item's error as its wait.
+WAITS = "The upload waits"
 # How soon an upload that waits looks again, when there are no settings (a worker without a gate).
 RECHECK = timedelta(minutes=5)
 
@@ -65,7 +67,7 @@ class UploadGate:
         if channel is None or channel.youtube is None:
             return Wait(
                 now + self.recheck,
-                f"The upload waits: channel {c.channel_id} has no youtube block in its file any more; put "
+                f"{WAITS}: channel {c.channel_id} has no youtube block in its file any more; put "
                 "it back (and restart the daemon) to publish, or set Cancelled.",
             )
         project = channel.youtube.project
@@ -78,20 +80,20 @@ class UploadGate:
             )
             return Wait(
                 now + self.recheck,
-                f"The upload waits: the daemon has no OAuth client for Google Cloud project {project}; "
+                f"{WAITS}: the daemon has no OAuth client for Google Cloud project {project}; "
                 f"set {names} in its environment and restart it.",
             )
         key = self.settings.token_key.get_secret_value() if self.settings.token_key else None
         try:
             account = await accounts.load(self.engine, key, c.channel_id)
         except ConfigError as exc:
-            return Wait(now + self.recheck, f"The upload waits: {exc}.")
+            return Wait(now + self.recheck, f"{WAITS}: {exc}.")
         if account is None or account.revoked_reason:
             why = "is not signed in to YouTube" if account is None else "lost its YouTube sign-in"
             detail = f" ({account.revoked_reason})" if account and account.revoked_reason else ""
             return Wait(
                 now + self.recheck,
-                f"The upload waits: channel {c.channel_id} {why}{detail}. On the daemon's host run "
+                f"{WAITS}: channel {c.channel_id} {why}{detail}. On the daemon's host run "
                 f"`{sign_in_command(c.channel_id)}`; the upload goes on once it is signed in.",
             )
         size = self.size(project)
@@ -102,7 +104,7 @@ class UploadGate:
             done, spent = await quota.used(self.engine, project, self.quota_now(now))
             return Wait(
                 again,
-                f"The upload waits for YouTube's daily quota of project {project} ({done} of "
+                f"{WAITS} for YouTube's daily quota of project {project} ({done} of "
                 f"{size.uploads_per_day} uploads and {spent:,} of {size.units_per_day:,} units used today): "
                 f"it goes on after midnight Pacific time, {_when(reset)}.",
             )
@@ -135,7 +137,7 @@ class UploadGate:
             )
             return Wait(
                 now + self.recheck,
-                f"The upload waits: channel {c.channel_id}'s YouTube sign-in expired or was revoked. On "
+                f"{WAITS}: channel {c.channel_id}'s YouTube sign-in expired or was revoked. On "
                 f"the daemon's host run `{sign_in_command(c.channel_id)}`; the upload goes on once it is "
                 "signed in.",
             )
@@ -144,7 +146,7 @@ class UploadGate:
             reset, again = self.until_reset(now)
             return Wait(
                 again,
-                f"The upload waits: YouTube says project {project}'s daily quota is used up; it goes on "
+                f"{WAITS}: YouTube says project {project}'s daily quota is used up; it goes on "
                 f"after midnight Pacific time, {_when(reset)}.",
             )
         return None

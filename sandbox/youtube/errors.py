@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from sandbox.gemini import STATUS_NAMES
 from sandbox.http import Response, json_response
 
 _REASON_FOR_STATUS = {
@@ -16,16 +17,6 @@ _REASON_FOR_STATUS = {
     429: "rateLimitExceeded",
     500: "backendError",
     503: "backendError",
-}
-_STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ABORTED",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    503: "UNAVAILABLE",
 }
 _DOMAINS = {
     "quotaExceeded": "youtube.quota",
@@ -77,7 +68,7 @@ def error_response(
             "code": status,
             "message": text,
             "errors": [detail],
-            "status": _STATUS_NAMES.get(status, "UNKNOWN"),
+            "status": STATUS_NAMES.get(status, "UNKNOWN"),
         }
     }
     extra = dict(headers or {})

@@ -86,26 +86,12 @@ async def test_two_uploads_a_day_schedule_and_a_revoked_sign_in_each_reach_the_p
     fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
 ) -> None:
     fresh_sandbox.configure(cheap_media=True, kling_seconds=120, youtube_uploads_per_day=2)
-    seeded = seed(fresh_sandbox, "nature", 3, "--scenes", "1", "--youtube")
-    channels = tmp_path / "channels"
-    channels.mkdir()
-    config = yaml.safe_load(Path(seeded["channel_file"]).read_text())
-    config |= {"gates": {"storyboard": False, "assets": False, "final": True}, "music": {"source": "none"}}
-    config.pop("bookends")
-    (channels / "nature.yaml").write_text(yaml.safe_dump(config))
     providers = yaml.safe_load(Path("config/providers.yaml").read_text())
     providers["youtube_quota"] = {"default": {"uploads_per_day": 2, "units_per_day": 10_000}}
     (tmp_path / "providers.yaml").write_text(yaml.safe_dump(providers))
-    env = {
-        **daemon_env(
-            fresh_sandbox, tmp_path / "ws", channels, database, scripts_dir=small_cut_scripts(tmp_path)
-        ),
-        "PROVIDERS_FILE": str(tmp_path / "providers.yaml"),
-        "NOTION_POLL_S": "1",
-        "CLAIM_POLL_S": "0.2",
-        "YOUTUBE_RECHECK_S": "1",
-    }
-    await sign_in_youtube(fresh_sandbox, env, "nature")
+    seeded, env = await _publishing_channel(
+        fresh_sandbox, database, tmp_path, 3, PROVIDERS_FILE=str(tmp_path / "providers.yaml")
+    )
     api = NotionApi(credentials(fresh_sandbox)["notion_operator_token"], fresh_sandbox.base("notion"))
     pages = Pages(api)
     scheduled, first, last = seeded["page_ids"]
@@ -177,6 +163,29 @@ async def test_two_uploads_a_day_schedule_and_a_revoked_sign_in_each_reach_the_p
     assert public["snippet"]["description"]
 
 
+async def _publishing_channel(
+    sandbox: SandboxProcess, database: str, tmp_path: Path, projects: int, **settings: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Seeded pages of 1 scene on a channel that publishes after the final review (no music or
+    bookends: short cuts), signed in; the seed's answer and the daemon's environment."""
+    seeded = seed(sandbox, "nature", projects, "--scenes", "1", "--youtube")
+    channels = tmp_path / "channels"
+    channels.mkdir()
+    config = yaml.safe_load(Path(seeded["channel_file"]).read_text())
+    config |= {"gates": {"storyboard": False, "assets": False, "final": True}, "music": {"source": "none"}}
+    config.pop("bookends")
+    (channels / "nature.yaml").write_text(yaml.safe_dump(config))
+    env = {
+        **daemon_env(sandbox, tmp_path / "ws", channels, database, scripts_dir=small_cut_scripts(tmp_path)),
+        "NOTION_POLL_S": "1",
+        "CLAIM_POLL_S": "0.2",
+        "YOUTUBE_RECHECK_S": "1",
+        **settings,
+    }
+    await sign_in_youtube(sandbox, env, "nature")
+    return seeded, env
+
+
 def _complete(sandbox: SandboxProcess) -> list[dict[str, Any]]:
     return [v for v in sandbox.get("/_sandbox/youtube/videos")["videos"] if v["complete"]]
 
@@ -228,22 +237,7 @@ async def test_bad_choices_are_refused_with_the_fix_and_a_cancel_mid_upload_resu
     the video is on the channel once."""
     # The last chunk's answer takes 15 s (YouTube processing): time to cancel mid-upload.
     fresh_sandbox.configure(cheap_media=True, kling_seconds=120, youtube_seconds=900)
-    seeded = seed(fresh_sandbox, "nature", 1, "--scenes", "1", "--youtube")
-    channels = tmp_path / "channels"
-    channels.mkdir()
-    config = yaml.safe_load(Path(seeded["channel_file"]).read_text())
-    config |= {"gates": {"storyboard": False, "assets": False, "final": True}, "music": {"source": "none"}}
-    config.pop("bookends")
-    (channels / "nature.yaml").write_text(yaml.safe_dump(config))
-    env = {
-        **daemon_env(
-            fresh_sandbox, tmp_path / "ws", channels, database, scripts_dir=small_cut_scripts(tmp_path)
-        ),
-        "NOTION_POLL_S": "1",
-        "CLAIM_POLL_S": "0.2",
-        "YOUTUBE_RECHECK_S": "1",
-    }
-    await sign_in_youtube(fresh_sandbox, env, "nature")
+    seeded, env = await _publishing_channel(fresh_sandbox, database, tmp_path, 1)
     api = NotionApi(credentials(fresh_sandbox)["notion_operator_token"], fresh_sandbox.base("notion"))
     pages = Pages(api)
     page = seeded["page_ids"][0]
