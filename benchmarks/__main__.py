@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -94,6 +95,9 @@ def _previous(path: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # The daemons measured here listen on no HTTP port unless a benchmark gives one (HTTP_PORT):
+    # the default port may be taken on the machine, and is not what is measured.
+    os.environ.setdefault("HTTP_PORT", "0")
     names = args.only or list(BENCHMARKS)
     output = args.output or RESULTS / ("quick.json" if args.quick else "latest.json")
     asyncio.run(run_all(names, args.quick, output))

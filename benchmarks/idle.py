@@ -30,7 +30,7 @@ from sqlalchemy import event
 
 from benchmarks.harness import PG_ADMIN_URL, Context, database, plain_dsn, sandbox, table, target
 from daemon.app import App
-from daemon.settings import PROJECT_ROOT
+from daemon.paths import DEFAULT_PROVIDERS_FILE
 from tests.support.daemon_proc import DaemonProcess
 from tests.support.notion_kit import seed
 from tests.support.stack import daemon_env, settings_for
@@ -156,7 +156,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         channels = ctx.folder("idle-channels")
         config = yaml.safe_load(Path(seeded["channel_file"]).read_text())
         (channels / "idle.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        providers = {"PROVIDERS_FILE": str(PROJECT_ROOT / "config" / "providers.yaml")}
+        providers = {"PROVIDERS_FILE": str(DEFAULT_PROVIDERS_FILE)}
         async with database(kind, ctx) as url:
             env = {**daemon_env(box, ctx.folder("idle-ws"), channels, url), **providers}
             db_name = url.rsplit("/", 1)[1] if kind == "postgres" else None

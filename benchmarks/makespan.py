@@ -3,7 +3,7 @@ sandbox, compared with a lower bound from the latency model.
 
 The daemon is the real one: `App.build` from settings and channel files, `App.run` (reaping,
 slots, the Worker), the real scripts as subprocesses, on PostgreSQL (SQLite when it is missing),
-gates off, provider limits from config/providers.yaml. The sandbox runs in cheap-media mode with
+gates off, provider limits from the shipped providers.yaml. The sandbox runs in cheap-media mode with
 its latency model scaled 1 min = 1 s: images 30 s -> 0.5 s, clips 4 min -> 4 s, narration and
 sound effects 10 s -> 0.17 s.
 
@@ -36,10 +36,10 @@ from typing import Any
 import yaml
 from sqlalchemy import select
 
-from benchmarks.harness import RESULTS, Context, database, sandbox, table, target
+from benchmarks.harness import RESULTS, ROOT, Context, database, sandbox, table, target
 from daemon.app import App
 from daemon.db.models import Attempt, Item, ItemEdge, Task
-from daemon.settings import PROJECT_ROOT
+from daemon.paths import DEFAULT_PROVIDERS_FILE
 from services.storyboard import parse_storyboard
 from tests.support.sandbox_proc import SandboxProcess
 from tests.support.stack import SMALL_CUT, script_shims, settings_for
@@ -122,7 +122,7 @@ async def scenario(
             url,
             scripts_dir=shims,
             daemon_id=f"bench-{label}",
-            providers_file=PROJECT_ROOT / "config" / "providers.yaml",
+            providers_file=DEFAULT_PROVIDERS_FILE,
         )
         app = await App.build(settings)
         try:
@@ -210,9 +210,7 @@ def _analyse(
     retries = sum(max(0, a - 1) for _, _, _, a in facts["items"])
     picture = timeline(label, facts, limits, started, measured, bound["bound"], pictures)
     return {
-        "timeline": str(
-            picture.relative_to(PROJECT_ROOT) if picture.is_relative_to(PROJECT_ROOT) else picture
-        ),
+        "timeline": str(picture.relative_to(ROOT) if picture.is_relative_to(ROOT) else picture),
         "projects": len(projects),
         "channels": len({c for c, _ in projects}),
         "scenes": [s for _, s in projects],

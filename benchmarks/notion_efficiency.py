@@ -31,7 +31,7 @@ from daemon.app import App
 from daemon.db.models import Comment, Outbox, Task
 from daemon.notion.gateway import NotionApi
 from daemon.notion.schema import create_database
-from daemon.settings import PROJECT_ROOT
+from daemon.paths import DEFAULT_PROVIDERS_FILE
 from tests.support.sandbox_proc import SandboxProcess
 from tests.support.stack import credentials, settings_for
 
@@ -160,7 +160,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                 scripts_dir=write_shims(work / "scripts", KLING_POLL_S * scale),
                 daemon_id="bench-notion",
                 notion_poll_s=poll_s,
-                providers_file=PROJECT_ROOT / "config" / "providers.yaml",
+                providers_file=DEFAULT_PROVIDERS_FILE,
             )
             before_build = _counts(box)
             app = await App.build(settings)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.settings import PROJECT_ROOT
+from benchmarks.harness import ROOT
 
 KEYS = {
     "makespan": {"makespan_ratio", "makespan_ratio_single", "portfolio", "single"},
@@ -34,7 +34,7 @@ def test_quick_run_writes_every_benchmark_with_sane_figures(tmp_path: Path) -> N
     output = tmp_path / "quick.json"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output)],
-        cwd=PROJECT_ROOT,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=160,

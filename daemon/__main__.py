@@ -1,4 +1,4 @@
-"""`python -m daemon ...`"""
+"""`python -m daemon ...`: the same program as the `nvd` command."""
 
 from __future__ import annotations
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import signal
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,12 +23,21 @@ from daemon.errors import ConfigError
 from daemon.lease import release_owned
 from daemon.logs import get_logger
 from daemon.migrate import check_schema
+from daemon.monitor.endpoints import Monitoring
+from daemon.monitor.figures import DatabaseFigures, Today
+from daemon.monitor.health import Health
+from daemon.monitor.listener import Listener
+from daemon.monitor.metrics import Metrics, NotionRequests
+from daemon.monitor.systemd import Notifier
 from daemon.notion.gateway import NotionApi
 from daemon.notion.intake import Intake, Source
 from daemon.notion.jobs import NotionJobs
 from daemon.notion.outbox import OutboxWriter
 from daemon.notion.schema import check_data_source
 from daemon.notion.uploads import Uploads
+from daemon.notion.webhooks import WEBHOOK_PATH, WebhookReceiver
+from daemon.retention import Policy
+from daemon.retention_job import RetentionJob
 from daemon.runner import SubprocessRunner, reap_orphans
 from daemon.settings import Settings
 from daemon.tasks import Pipeline, pause_for_gone_page
@@ -46,6 +57,19 @@ class App:
     notion: NotionApi | None = None
     sources: list[Source] = field(default_factory=list)
     channel_files: Signature = ()  # the channel files as they were when read
+    # This App's Prometheus registry and instruments (never the global registry: several Apps in
+    # one process count apart), and the database's figures read at scrape time.
+    metrics: Metrics = field(default_factory=Metrics)
+    figures: DatabaseFigures = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics.set_limits(self.limits)
+        today = Today(
+            day_of(self.settings.budget_timezone),
+            quota_offset=timedelta(seconds=self.settings.youtube_clock_offset_s),
+        )
+        self.figures = DatabaseFigures(self.engine, today, SystemClock().now)
+        self.metrics.register(self.figures)
 
     @classmethod
     async def build(cls, settings: Settings, *, check: bool = True) -> App:
@@ -104,6 +128,7 @@ class App:
             burst=self.settings.notion_burst,
             timeout_s=self.settings.notion_timeout_s,
         )
+        self.metrics.register(NotionRequests(self.notion.traffic))
         by_source: dict[str, list[Channel]] = {}
         for channel in bound:
             assert channel.notion is not None
@@ -137,10 +162,57 @@ class App:
             uploads=UploadGate(
                 self.engine, self.settings, self.channels, load_youtube_quotas(self.settings.providers_file)
             ),
+            metrics=self.metrics,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
         log = get_logger(daemon=self.settings.daemon_id)
+        worker = self.worker()
+        jobs = self.notion_jobs()
+        health = self.health(worker, stop)
+        # First of all: a port in use stops start-up here (a ConfigError naming HTTP_PORT), before
+        # anything is reaped, released or claimed.
+        listener = await self.listen(health, jobs)
+        try:
+            await self._serve(stop, log, worker, jobs, health, listener)
+        finally:
+            if listener is not None:
+                await listener.stop()
+
+    async def listen(self, health: Health, jobs: NotionJobs | None) -> Listener | None:
+        """The HTTP listener with /healthz, /readyz, /metrics and the mounted routes, listening; None
+        with HTTP_PORT=0."""
+        where = self.settings.http_listen()
+        if where is None:
+            return None
+        host, port, setting = where
+        listener = Listener(host, port, setting=setting)
+        Monitoring(health, self.metrics, self.figures).mount(listener)
+        self.mount_routes(listener, jobs)
+        await listener.start()
+        return listener
+
+    def health(self, worker: Worker, stop: asyncio.Event) -> Health:
+        """The checks of /healthz and /readyz (and systemd's watchdog), on this worker's heartbeat."""
+        self.metrics.watch_heartbeat(lambda: worker.heartbeat_age() or 0.0)
+        self.figures.today.budgets = lambda: dict(worker.policy.budgets)
+        return Health(
+            self.engine,
+            worker.heartbeat_age,
+            self.settings.worker_stall_s,
+            lambda: self.notion.traffic if self.notion is not None and self.sources else None,
+            stopping=stop.is_set,
+        )
+
+    async def _serve(
+        self,
+        stop: asyncio.Event,
+        log: Any,
+        worker: Worker,
+        jobs: NotionJobs | None,
+        health: Health,
+        listener: Listener | None,
+    ) -> None:
         for orphan in reap_orphans(self.pid_dir):
             log.warning("orphan_script_reaped", script=orphan.get("script"), item=orphan.get("label"))
         mine = await release_owned(self.engine, self.settings.daemon_id, SystemClock().now())
@@ -161,19 +233,50 @@ class App:
             channels=sorted(self.channels),
             limits=self.limits,
             notion_sources=[s.info.data_source_id for s in self.sources],
+            http=listener.url if listener is not None else None,
         )
-        worker = self.worker()
         self.pipeline.on_change = worker.nudge
         watch = ChannelWatch(
             self.settings.channels_dir, self.channels, worker.policy, log, self.channel_files
         )
+        notifier = Notifier.from_environment()
         async with asyncio.TaskGroup() as group:
-            group.create_task(worker.run(stop), name="worker")
+            working = group.create_task(worker.run(stop), name="worker")
             group.create_task(watch.run(stop, worker.budgets_changed), name="channel-files")
-            jobs = self.notion_jobs()
             if jobs is not None:
                 group.create_task(jobs.run(stop), name="notion")
+            retention = self.retention_job()
+            if retention is not None:
+                group.create_task(retention.run(stop), name="retention")
+            group.create_task(
+                notifier.run(stop, health.alive, health.started, lambda: status_line(worker), working),
+                name="systemd",
+            )
         log.info("daemon_stopped")
+
+    def retention_job(self) -> RetentionJob | None:
+        """Retention's hourly run, when RETENTION_DAYS or a channel's retention_days asks for one."""
+        policy = Policy(self.settings.retention_days, self.channels)
+        if not policy.configured:
+            return None
+        return RetentionJob(
+            self.engine,
+            self.settings.workspace_dir,
+            policy,
+            self.settings.daemon_id,
+            SystemClock(),
+            interval_s=self.settings.retention_interval_s,
+        )
+
+    def mount_routes(self, listener: Listener, jobs: NotionJobs | None) -> None:
+        """Routes beside the monitoring ones, on the same listener (daemon/monitor/listener.py says
+        how); called before the listener starts, and only when there is one (HTTP_PORT is not 0)."""
+        if jobs is not None:  # Notion webhooks: only with a data source to wake intake for
+            secret = self.settings.notion_webhook_secret
+            receiver = WebhookReceiver(
+                self.settings.workspace_dir, secret.get_secret_value() if secret else None, jobs.wake
+            )
+            listener.add_post(WEBHOOK_PATH, receiver.handle)
 
     def notion_jobs(self) -> NotionJobs | None:
         if self.notion is None or not self.sources:
@@ -209,6 +312,16 @@ class App:
         if self.notion is not None:
             await self.notion.close()
         await self.engine.dispose()
+
+
+def status_line(worker: Worker) -> str:
+    """systemd's STATUS=: what `systemctl status` shows under the unit."""
+    line = f"{len(worker.running)} of {worker.capacity} scripts running"
+    if worker.db_failures:
+        line += "; database unreachable, claims wait"
+    if worker.disk_full:
+        line += "; workspace disk full, nothing new starts"
+    return line
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

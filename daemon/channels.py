@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from daemon.errors import ConfigError
 
@@ -107,7 +107,7 @@ class Levels(_Strict):
 
 class YouTube(_Strict):
     """Publishing after the final review: the channel's YouTube account, signed in with
-    `python -m daemon youtube-auth --channel ID`; without this block the video ends at Ready."""
+    `nvd youtube-auth --channel ID`; without this block the video ends at Ready."""
 
     # The Google Cloud project whose OAuth client signs in and whose daily quota the uploads use
     # (YOUTUBE_CLIENT_ID / _SECRET for "default"; YOUTUBE_CLIENT_ID_<PROJECT> for another).
@@ -144,6 +144,21 @@ class Channel(_Strict):
     # A clip shorter than its narration plays up to this much slower before its last frame holds.
     max_clip_slowdown: float = Field(default=1.5, ge=1, le=3)
     youtube: YouTube | None = None
+    # Days a done video keeps its intermediate files (RETENTION_DAYS for this channel): a whole
+    # number, 0 or more, or `never` to keep everything whatever RETENTION_DAYS says.
+    retention_days: int | Literal["never"] | None = None
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _retention(cls, value: object) -> object:
+        if value is None or value == "never":
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ValueError(
+            f"{value!r} is not a number of days: give a whole number, 0 or more (30: a done video's "
+            "intermediate files go 30 days after it finished), or never to keep them"
+        )
 
 
 class ProviderLimits(_Strict):

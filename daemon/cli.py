@@ -10,29 +10,34 @@ import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from daemon import logs
+from daemon import doctor, logs, rebuy
 from daemon.app import App, install_signal_handlers
 from daemon.budget import Spend, task_spend, usd
 from daemon.budget import dollars as budget_dollars
+from daemon.cleanup import cleanup, policy_for
 from daemon.clock import SystemClock
 from daemon.dag import approve_gate
+from daemon.db import file_lock
 from daemon.db.engine import make_engine
 from daemon.db.models import Item, Task
 from daemon.db.reach import check_reachable
 from daemon.demo import run_demo
-from daemon.errors import ConfigError, DaemonError, ServiceUnreachable
+from daemon.envfile import load_env_file
+from daemon.errors import ConfigError, DaemonError, SchemaNotMigrated, ServiceUnreachable
 from daemon.migrate import check_schema, upgrade
 from daemon.notion.gateway import NotionApi
 from daemon.notion.schema import create_database
 from daemon.notion.sync import done_of_kinds, item_counts
-from daemon.settings import Settings, load_env_file
+from daemon.project_files import disk_use, size_text
+from daemon.settings import Settings
 from daemon.tasks import cancel_task
 from daemon.workspace import prepare_workspace
 from daemon.youtube import accounts
@@ -70,8 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.env_file:
             load_env_file(Path(args.env_file))
+        if args.command == "doctor":  # a bad setting is one of the lines it reports
+            return doctor.main(args.timeout)
         settings = _settings()
-        logs.configure(settings.secret_values(), json_lines=not sys.stderr.isatty())
+        logs.configure(
+            settings.secret_values(),
+            json_lines=settings.log_json(sys.stderr.isatty()),
+            level=settings.log_level,
+        )
         return int(asyncio.run(COMMANDS[args.command](settings, args)))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -96,9 +107,22 @@ def _settings() -> Settings:
         raise ConfigError("; ".join(problems)) from exc
 
 
+def installed_version() -> str:
+    """The version of the installed distribution (pip's metadata, the same for an editable install)."""
+    try:
+        return metadata.version("notion-video-daemon")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed; pip install . gives it one)"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m daemon", description="Notion pages to finished videos")
-    parser.add_argument("--env-file", help="KEY=value settings to load (does not override the environment)")
+    # `nvd` (the console command) and `python -m daemon` are the same program.
+    parser = argparse.ArgumentParser(prog="nvd", description="Notion pages to finished videos")
+    parser.add_argument("--version", action="version", version=f"nvd {installed_version()}")
+    parser.add_argument(
+        "--env-file",
+        help="settings to load, KEY=value lines as a shell reads them (does not override the environment)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the daemon until SIGTERM")
     sub.add_parser("migrate", help="create or upgrade the database schema")
@@ -118,6 +142,26 @@ def _parser() -> argparse.ArgumentParser:
         "retry", help="a new pass of a stopped task (error, cancelled, paused), reusing finished steps"
     )
     retry.add_argument("--task", required=True, type=int)
+    retry.add_argument(
+        "--rebuy",
+        action="store_true",
+        help="buy again the files retention removed, when this pass needs them (refused without it, "
+        "naming what and about how much)",
+    )
+    clean = sub.add_parser(
+        "cleanup",
+        help="remove the intermediate files of videos done longer ago than their retention "
+        "(RETENTION_DAYS, a channel's retention_days)",
+    )
+    clean.add_argument("--dry-run", action="store_true", help="list what would go per video, remove nothing")
+    clean.add_argument("--finals", action="store_true", help="the final videos and their captions files too")
+    clean.add_argument("--channel", help="this channel's videos only")
+    clean.add_argument(
+        "--older-than-days",
+        type=_days,
+        metavar="N",
+        help="videos done more than N days ago, whatever RETENTION_DAYS and the channel files say",
+    )
     sub.add_parser("demo", help="the sandbox, a sample channel and project, run to a finished MP4")
     setup = sub.add_parser("notion-setup", help="create a ready Notion database for a new channel")
     setup.add_argument("--parent-page", required=True, help="id of a page shared with the integration")
@@ -133,6 +177,12 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=0, help="the loopback port for Google's answer (default: any)"
     )
     sub.add_parser("youtube-key", help="print a new TOKEN_KEY, the key YouTube sign-ins are encrypted with")
+    check = sub.add_parser(
+        "doctor", help="check the settings, keys, Notion, database, disk, FFmpeg and font; one line each"
+    )
+    check.add_argument(
+        "--timeout", type=float, default=doctor.TIMEOUT_S, help="seconds each check may take (default: 10)"
+    )
     return parser
 
 
@@ -163,13 +213,19 @@ async def _youtube_key(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    app = await App.build(settings)
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
+    # Held until the process ends: a second daemon on this SQLite file stops here, naming this one.
+    lock = file_lock.hold(settings.sqlalchemy_url, "run", settings.daemon_id)
     try:
-        await app.run(stop)
+        app = await App.build(settings)
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        try:
+            await app.run(stop)
+        finally:
+            await app.close()
     finally:
-        await app.close()
+        if lock is not None:
+            lock.release()
     return 0
 
 
@@ -177,13 +233,34 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.database_url:
         prepare_workspace(settings.workspace_dir)  # the SQLite file lives there
     engine = make_engine(settings.sqlalchemy_url)
+    lock = None
     try:
         await check_reachable(engine)
-        await upgrade(engine)
+        try:
+            lock = file_lock.hold(settings.sqlalchemy_url, "migrate", settings.daemon_id)
+        except file_lock.DatabaseInUse as busy:
+            await _current_under(engine, busy)  # a running daemon's schema is left as it is
+        else:
+            await upgrade(engine)
     finally:
+        if lock is not None:
+            lock.release()
         await engine.dispose()
     print("database schema is up to date")
     return 0
+
+
+async def _current_under(engine: AsyncEngine, busy: file_lock.DatabaseInUse) -> None:
+    """A SQLite file a daemon holds is never migrated under it (its statements would meet a schema
+    they were not written for). Already current, there is nothing to do; otherwise stop the daemon
+    first (exit 75: migrate again once it has stopped)."""
+    try:
+        await check_schema(engine)
+    except SchemaNotMigrated as exc:
+        raise ServiceUnreachable(
+            f"the SQLite file is in use by {busy.holder.describe()}, and its schema is not this "
+            "version's: stop that daemon, then migrate (a schema is never changed under a running daemon)"
+        ) from exc
 
 
 async def _enqueue(settings: Settings, args: argparse.Namespace) -> int:
@@ -242,7 +319,7 @@ async def _allowed(app: App, task_id: int, action: Action) -> Any:
     if not decision.allowed:
         hint = ""
         if action is Action.START and task.state == TaskState.ACTIVE:
-            hint = f" (`python -m daemon cancel --task {task_id}` cancels it)"
+            hint = f" (`nvd cancel --task {task_id}` cancels it)"
         _refused(task_id, decision.reason + hint)
         return None
     return task
@@ -294,15 +371,23 @@ async def _retry(settings: Settings, args: argparse.Namespace) -> int:
         if task is None:
             return 1
         request = task.request or {"title": task.title, "topic": "", "direction": ""}
-        await app.pipeline.submit(
-            task.channel_id,
-            task.project_slug,
-            request,
-            SystemClock().now(),
-            storyboard=await _given_storyboard(app, task),
-            page_id=task.notion_page_id,
-            priority=task.priority,
-        )
+        try:
+            await app.pipeline.submit(
+                task.channel_id,
+                task.project_slug,
+                request,
+                SystemClock().now(),
+                storyboard=await _given_storyboard(app, task),
+                page_id=task.notion_page_id,
+                priority=task.priority,
+                rebuy_micros=rebuy.ANY if args.rebuy else None,
+            )
+        except rebuy.MediaRemoved as exc:
+            return _refused(
+                args.task,
+                f"not started: {exc.reason}. Nothing was bought; `nvd retry --task {args.task} --rebuy` "
+                "buys them again",
+            )
         async with app.engine.connect() as conn:
             after = (await conn.execute(select(Task.state, Task.pass_no).where(Task.id == task.id))).one()
             items = (
@@ -323,6 +408,34 @@ async def _retry(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _days(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days: give a whole number, 0 or more")
+    return int(text)
+
+
+async def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
+    """Retention now, for every done video (or one channel's): the same rules as the daemon's hourly
+    run, with --older-than-days for every channel and --finals for the final cuts too."""
+    app = await _operator_app(settings)
+    try:
+        policy = await policy_for(
+            app.engine,
+            app.channels,
+            settings.retention_days,
+            channel=args.channel,
+            older_than_days=args.older_than_days,
+            finals=args.finals,
+        )
+        lines = await cleanup(
+            app.engine, settings.workspace_dir, policy, SystemClock().now(), dry_run=args.dry_run
+        )
+    finally:
+        await app.close()
+    print("\n".join(lines))
+    return 0
+
+
 async def _given_storyboard(app: App, task: Any) -> Storyboard | None:
     """The storyboard the operator (or a file) gave, passed again as given; a generated one is
     found by submit itself and kept while the request is unchanged."""
@@ -337,7 +450,7 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
     app = await _operator_app(settings)
     try:
         async with app.engine.connect() as conn:
-            out = await _overview(conn, args.task, SystemClock().now())
+            out = await _overview(conn, args.task, SystemClock().now(), settings.workspace_dir)
     finally:
         await app.close()
     if args.task is not None and not out:
@@ -349,8 +462,11 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _overview(conn: AsyncConnection, task_id: int | None, now: datetime) -> list[dict[str, Any]]:
-    """Each task as its page shows it (Status, Progress, Cost), with its gate, age and error."""
+async def _overview(
+    conn: AsyncConnection, task_id: int | None, now: datetime, workspace: Path
+) -> list[dict[str, Any]]:
+    """Each task as its page shows it (Status, Progress, Cost), with its gate, age, error and the
+    space its project folder takes (one walk of the folder, links not followed)."""
     query = select(Task).order_by(Task.id)
     if task_id is not None:
         query = query.where(Task.id == task_id)
@@ -360,6 +476,15 @@ async def _overview(conn: AsyncConnection, task_id: int | None, now: datetime) -
     ids = [t.id for t in tasks]
     grouped = await item_counts(conn, ids)
     spends = await task_spend(conn, ids)
+    removed = dict(
+        (
+            await conn.execute(
+                select(Item.task_id, func.max(Item.removed_at))
+                .where(Item.task_id.in_(ids), Item.removed_at.is_not(None))
+                .group_by(Item.task_id)
+            )
+        ).all()
+    )
     out: list[dict[str, Any]] = []
     for task in tasks:
         rows = grouped[task.id]
@@ -393,13 +518,15 @@ async def _overview(conn: AsyncConnection, task_id: int | None, now: datetime) -
                 "error": task.error,
                 "video": task.final_video_path,
                 "notion_page_id": task.notion_page_id,
+                "disk_bytes": disk_use(workspace, task.channel_id, task.project_slug),
+                "media_removed_at": _when(removed.get(task.id)),
             }
         )
     return out
 
 
 def _table(tasks: list[dict[str, Any]]) -> str:
-    head = ("ID", "TITLE", "CHANNEL", "STATUS", "GATE", "PROGRESS", "COST", "AGE")
+    head = ("ID", "TITLE", "CHANNEL", "STATUS", "GATE", "PROGRESS", "COST", "DISK", "AGE")
     rows = [
         (
             str(t["task"]),
@@ -409,12 +536,13 @@ def _table(tasks: list[dict[str, Any]]) -> str:
             t["gate"] or "-",
             f"{t['done']}/{t['total']}",
             usd(round(t["cost_usd"] * 1_000_000)),
+            "-" if t["disk_bytes"] is None else size_text(t["disk_bytes"]),
             _age(t["age_s"]),
         )
         for t in tasks
     ]
     widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
-    right = {0, 5, 6, 7}  # numbers line up on the right
+    right = {0, 5, 6, 7, 8}  # numbers line up on the right
 
     def line(cells: Sequence[str]) -> str:
         padded = [
@@ -430,6 +558,10 @@ def _table(tasks: list[dict[str, Any]]) -> str:
         if task["error"] and task["state"] in ("error", "budget"):
             lines.extend(f"    {part}" for part in str(task["error"]).splitlines())
     return "\n".join(lines)
+
+
+def _when(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
 
 
 def _clip(text: str, width: int) -> str:
@@ -480,6 +612,7 @@ COMMANDS = {
     "status": _status,
     "cancel": _cancel,
     "retry": _retry,
+    "cleanup": _cleanup,
     "demo": _demo,
     "notion-setup": _notion_setup,
     "youtube-auth": _youtube_auth,

@@ -1,4 +1,4 @@
-"""What an item cost: the usage its script reports, priced with config/pricing.yaml."""
+"""What an item cost: the usage its script reports, priced with the price table (PRICING_FILE)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`python -m daemon demo`: the whole product on a laptop with no accounts.
+"""`nvd demo`: the whole product on a laptop with no accounts.
 
 Starts the sandbox as a child process (its state under the workspace), seeds a sample channel and a
 project through the sandbox's Notion API, sets the project Queued as an operator would, runs the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -27,17 +28,18 @@ from daemon import logs
 from daemon.app import App, install_signal_handlers
 from daemon.db.engine import make_engine
 from daemon.db.models import Item, Task
+from daemon.demo_view import Snapshot, snapshot, view_for
+from daemon.envfile import read_env_file
 from daemon.errors import DaemonError
 from daemon.migrate import upgrade
 from daemon.notion.board import find_section
 from daemon.notion.body import children
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name, plain_text
-from daemon.settings import Settings, read_env_file
+from daemon.settings import Settings
 from daemon.youtube import accounts
 from daemon.youtube.signin import sign_in
 from services.states import TaskState
-from services.status import ItemView, progress_line, shown_status
 
 CHANNEL = "nature"
 SCENES = 4
@@ -46,6 +48,22 @@ TIMEOUT_S = 900
 
 def say(text: str) -> None:
     print(text, flush=True)
+
+
+# What the demo needs beyond the daemon: the sandbox's package (in the wheel) and the `sandbox`
+# extra's eSpeak NG for its speech. Without them the demo would fail halfway, at the first narration.
+SANDBOX_MODULES = ("sandbox", "espeakng_loader")
+
+
+def require_sandbox() -> None:
+    """Stops the demo before it starts when the sandbox cannot run, naming the install that fixes it."""
+    missing = [name for name in SANDBOX_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise DaemonError(
+            f"the demo runs the local sandbox, which needs the `sandbox` extra ({', '.join(missing)} "
+            "not installed): pip install 'notion-video-daemon[sandbox]' (in a checkout, `make demo` "
+            "installs it)"
+        )
 
 
 class SandboxChild:
@@ -110,15 +128,24 @@ class SandboxChild:
 
 
 async def run_demo(workspace: Path) -> int:
+    require_sandbox()
     demo = workspace / "demo"
     sandbox = SandboxChild(demo / "sandbox")
     marker = demo / "demo.json"
     started = time.monotonic()
+    # The daemon's log goes to a file of this run's own: the terminal is the progress view's.
+    log_path = demo / "workspace" / "logs" / time.strftime("demo-%Y%m%d-%H%M%S.jsonl", time.gmtime())
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("a", encoding="utf-8")
+    logs.configure([], stream=log)
+    secrets: list[str] = []
     say(
-        f"demo: starting the local sandbox of Notion, Gemini, Kling and ElevenLabs (state in {sandbox.state})"
+        "demo: starting the local sandbox of Notion, Gemini, Kling, ElevenLabs and YouTube "
+        f"(state in {sandbox.state})"
     )
-    sandbox.start()
+    say(f"demo: the daemon's log (JSON lines) goes to {log_path}")
     try:
+        sandbox.start()
         known = json.loads(marker.read_text()) if marker.exists() else {}
         seeded = sandbox.seed(0 if known.get("page_id") else 1)
         page_id = known.get("page_id") or seeded["page_ids"][0]
@@ -131,14 +158,18 @@ async def run_demo(workspace: Path) -> int:
         settings = Settings(demo_auto_approve=True, notion_poll_s=1.0, claim_poll_s=0.2, lease_ttl_s=15.0)
         # The redactor was set up before these keys existed: it must know them from now on.
         secrets = [*settings.secret_values(), os.environ.get("NOTION_OPERATOR_TOKEN", "")]
-        logs.configure(secrets, json_lines=not sys.stderr.isatty())
+        logs.configure(secrets, level=settings.log_level, stream=log)
         await _migrate(settings)
         await _sign_in(settings)
         video = await _produce(settings, page_id, started)
     finally:
         sandbox.stop()
+        logs.configure(secrets)  # back to stderr, before the file closes
+        log.close()
     if video is None:
+        say(f"demo: the daemon's log is in {log_path}")
         return 1
+    say(f"demo: done in {time.monotonic() - started:.0f} s; the daemon's log is in {log_path}")
     say(
         f"demo: to open the page again: {sys.executable} -m sandbox serve --state {sandbox.state} "
         f"--port 8765, then http://127.0.0.1:8765/_sandbox/pages/{page_id}"
@@ -166,7 +197,7 @@ async def _sign_in(settings: Settings) -> None:
             app.engine, settings, app.channels[CHANNEL], say=browse, read_line=None, timeout_s=30
         )
         say(
-            f"demo: channel {CHANNEL} signed in to the sandbox's YouTube ({title}), as `python -m daemon "
+            f"demo: channel {CHANNEL} signed in to the sandbox's YouTube ({title}), as `nvd "
             f"youtube-auth --channel {CHANNEL}` does with a browser"
         )
     finally:
@@ -221,46 +252,41 @@ async def _watch(
     runner: asyncio.Task[None],
     started: float,
 ) -> Path | None:
-    last = ""
+    view = view_for(sys.stdout)
     deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline and not stop.is_set():
-        if runner.done():
-            runner.result()
-            return None
-        task, views, counts, cost = await _snapshot(app, page_id)
-        if task is not None:
-            shown = shown_status(task.state, views, has_upload=any(v.kind == "upload" for v in views))
-            line = f"{shown.value:<18} {progress_line(counts, cost)}"
-            if line != last:
-                say(f"[{time.monotonic() - started:5.1f}s] {line}")
-                last = line
-            if task.state == TaskState.ERROR:
-                say(f"demo: the project stopped: {task.error}")
+    try:
+        while time.monotonic() < deadline and not stop.is_set():
+            if runner.done():
+                view.close()
+                runner.result()
                 return None
-            if task.state == TaskState.DONE:
-                return await _finish(app, operator, page_id, task)
-        await asyncio.sleep(0.5)
+            task, snap = await _snapshot(app, page_id)
+            if task is not None:
+                view.update(snap, time.monotonic() - started)
+                if task.state == TaskState.ERROR:
+                    view.close()
+                    say(f"demo: the project stopped: {task.error}")
+                    return None
+                if task.state == TaskState.DONE:
+                    view.close()
+                    return await _finish(app, operator, page_id, task)
+            await asyncio.sleep(0.5)
+    finally:
+        view.close()
     say("demo: stopped before the video was finished; run it again to resume")
     return None
 
 
-async def _snapshot(app: App, page_id: str) -> tuple[Any, list[ItemView], dict[str, tuple[int, int]], float]:
+async def _snapshot(app: App, page_id: str) -> tuple[Any, Snapshot]:
+    """The project's task and what the view shows of it (None and an empty view before intake)."""
     async with app.engine.connect() as conn:
         task = (await conn.execute(select(Task).where(Task.notion_page_id == page_id))).first()
         if task is None:
-            return None, [], {}, 0.0
+            return None, snapshot("active", [])
         rows = await conn.execute(
-            select(Item.kind, Item.state, Item.cost_micros).where(Item.task_id == task.id)
+            select(Item.kind, Item.state, Item.cost_micros, Item.input).where(Item.task_id == task.id)
         )
-        views: list[ItemView] = []
-        counts: dict[str, tuple[int, int]] = {}
-        cost = 0
-        for kind, state, micros in rows:
-            views.append(ItemView(kind, state))
-            done, total = counts.get(kind, (0, 0))
-            counts[kind] = (done + (state == "succeeded"), total + 1)
-            cost += micros
-    return task, views, counts, cost / 1_000_000
+        return task, snapshot(task.state, [tuple(row) for row in rows])
 
 
 async def _shows_video(operator: NotionApi, page_id: str) -> bool:

@@ -12,6 +12,8 @@ import structlog
 
 _SECRET_NAMES = re.compile(r"(key|token|secret|password|authorization|auth)$", re.IGNORECASE)
 REDACTED = "[redacted]"
+# LOG_LEVEL's names (daemon/settings.py).
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
 class Redactor:
@@ -39,33 +41,54 @@ class Redactor:
 
 
 class _LibraryHandler(logging.StreamHandler[TextIO]):
-    """Writes to sys.stderr as it is at each record (like logging's last resort), and marks the
-    handler `configure` installs, so that configuring again replaces it."""
+    """Writes to the given stream, or to sys.stderr as it is at each record (like logging's last
+    resort), and marks the handler `configure` installs, so that configuring again replaces it."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        super().__init__(stream or sys.stderr)
+        self.fixed = stream
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
+        self.stream = self.fixed or sys.stderr
         super().emit(record)
 
 
-class _StderrLogger:
-    """structlog's output: one line to sys.stderr as it is at each event, not as it was when logging
-    was configured (a stream replaced since, and closed, would fail every later event)."""
+class _StreamLogger:
+    """structlog's output: one line to the given stream, or to sys.stderr as it is at each event,
+    not as it was when logging was configured (a stream replaced since, and closed, would fail
+    every later event)."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self.stream = stream
 
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        print(message, file=self.stream or sys.stderr, flush=True)
 
     log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
 
 
-def _stderr_logger(*_args: Any) -> _StderrLogger:
-    return _StderrLogger()
+def level_number(level: int | str) -> int:
+    """A level as logging numbers it, from its name (debug, info, warning, error) or its number."""
+    return level if isinstance(level, int) else LEVELS[level.lower()]
 
 
-def configure(secrets: Iterable[str], *, json_lines: bool = True, level: int = logging.INFO) -> None:
+def configure(
+    secrets: Iterable[str],
+    *,
+    json_lines: bool = True,
+    level: int | str = logging.INFO,
+    stream: TextIO | None = None,
+) -> None:
+    """Events at `level` and up (libraries' from WARNING up), as JSON lines or a person's console
+    lines, every secret redacted; to `stream` (the demo's log file), else to stderr."""
     redactor = Redactor(secrets)
+    threshold = level_number(level)
     # APScheduler reports every coalesced run at WARNING; skipped overlapping runs are by design here.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    renderer: Any = structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
+    colours = (stream or sys.stderr).isatty()  # no escape codes in a file or a journal
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer(colors=colours)
+    )
     stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
@@ -76,13 +99,13 @@ def configure(secrets: Iterable[str], *, json_lines: bool = True, level: int = l
             redactor,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=_stderr_logger,
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        logger_factory=lambda *_args: _StreamLogger(stream),
         cache_logger_on_first_use=False,
     )
     # Libraries log through the standard library: notion-client's "request fail" line quotes Notion's
     # error message, which may quote what was refused. Those records pass the same redactor.
-    handler = _LibraryHandler(sys.stderr)
+    handler = _LibraryHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.processors.add_log_level, stamp],
@@ -94,11 +117,13 @@ def configure(secrets: Iterable[str], *, json_lines: bool = True, level: int = l
             ],
         )
     )
+    # Loggers that set their own level (notion-client's, at WARNING) still pass this handler's.
+    handler.setLevel(max(logging.WARNING, threshold))
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _LibraryHandler)]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(logging.WARNING)
+    root.setLevel(max(logging.WARNING, threshold))
 
 
 def get_logger(**bound: Any) -> Any:

@@ -14,9 +14,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.errors import DaemonError, SchemaNotMigrated
-from daemon.settings import PROJECT_ROOT
+from daemon.paths import MIGRATIONS_DIR
 
-MIGRATE_COMMAND = "python -m daemon migrate"
+MIGRATE_COMMAND = "nvd migrate"
 MIGRATE_LOCK = 0x6E7664  # the advisory lock `migrate` holds on PostgreSQL
 
 
@@ -26,7 +26,7 @@ class MigrationError(DaemonError):
 
 def alembic_config(url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["url"] = url
     return config
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from sqlalchemy.orm import aliased
 
 from daemon.db.engine import returned_id
 from daemon.db.models import Attempt, Item, ItemEdge, Ledger, Task
+from daemon.rebuy import paid_part, revived
 from services.plan import PlannedItem
 from services.states import ItemState
 
@@ -35,11 +36,16 @@ async def apply_plan(
     now: datetime,
     workspace: Path,
     estimate: Callable[[PlannedItem], int] = lambda _item: 0,
+    *,
+    rebuy_micros: int | None = None,
 ) -> dict[str, int]:
     """Upserts the task's items and edges; returns item ids by key.
 
     Kept as they are: items with an unchanged hash (running ones go on; succeeded ones are never
-    regenerated while their output is on disk). Reset: items whose hash changed, and failed or
+    regenerated while their output is on disk). An item whose file retention removed is kept too
+    while nothing that consumes it runs again; otherwise it is made again, and when that would buy
+    something the pass is refused (rebuy.MediaRemoved, nothing written) unless the operator
+    confirmed up to `rebuy_micros`. Reset: items whose hash changed, and failed or
     cancelled ones (a new pass gives them fresh attempts). A cancelled item whose hash is unchanged
     keeps its generation and its provider job: its next attempt collects what was already paid for
     (the same idempotency key, the job resumed), where a failed one starts a new generation.
@@ -58,9 +64,11 @@ async def apply_plan(
                 Item.output_path,
                 Item.provider_job_id,
                 Item.estimate_micros,
+                Item.removed_at,
             ).where(Item.task_id == task_id)
         )
     }
+    kept = _kept(existing, planned, workspace, estimate, rebuy_micros)
     wanted = {p.key for p in planned}
     stale = [r.id for k, r in existing.items() if k not in wanted and r.state != ItemState.RUNNING]
     hashes = {p.key: p.input_hash for p in planned}
@@ -101,7 +109,7 @@ async def apply_plan(
             )
             continue
         ids[p.key] = row.id
-        if _keep(row, p, workspace):
+        if kept[p.key]:
             continue
         same_work = row.state == ItemState.CANCELLED and row.input_hash == p.input_hash
         await conn.execute(
@@ -115,6 +123,7 @@ async def apply_plan(
                 provider_job_id=Item.provider_job_id if same_work else None,
                 generation=Item.generation if same_work else Item.generation + 1,
                 output_path=None,
+                removed_at=None,
                 error=None,
                 lease_owner=None,
                 lease_token=None,
@@ -169,6 +178,45 @@ async def _book_abandoned(
                 )
         except IntegrityError:
             pass  # booked already (the attempt's own cost, or an earlier plan)
+
+
+def _kept(
+    existing: Mapping[str, Any],
+    planned: Sequence[PlannedItem],
+    workspace: Path,
+    estimate: Callable[[PlannedItem], int],
+    rebuy_micros: int | None,
+) -> dict[str, bool]:
+    """Whether each planned item's row is kept as it is; raises MediaRemoved (before anything is
+    written) when files retention removed would be bought again without the operator's say."""
+    kept: dict[str, bool] = {}
+    removed: set[str] = set()
+    for p in planned:
+        row = existing.get(p.key)
+        if row is not None and _removed(row, p):
+            removed.add(p.key)
+            kept[p.key] = True
+        else:
+            kept[p.key] = row is not None and _keep(row, p, workspace)
+    runs = [k for k, keep in kept.items() if not keep or existing[k].state != ItemState.SUCCEEDED]
+    again = revived(planned, runs, removed)
+    for key in again:
+        kept[key] = False
+    by_key = {p.key: p for p in planned}
+    paid_part((by_key[k], existing[k].removed_at, estimate(by_key[k])) for k in sorted(again)).check(
+        rebuy_micros
+    )
+    return kept
+
+
+def _removed(row: Any, planned: PlannedItem) -> bool:
+    """Succeeded with this same input, its file taken by retention (gone, or about to go)."""
+    return (
+        row.removed_at is not None
+        and row.state == ItemState.SUCCEEDED
+        and row.input_hash == planned.input_hash
+        and not planned.is_gate
+    )
 
 
 def _keep(row: Any, planned: PlannedItem, workspace: Path) -> bool:

@@ -10,8 +10,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from daemon.errors import ConfigError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from daemon.logs import LEVELS
+from daemon.paths import DEFAULT_PRICING_FILE, DEFAULT_PROVIDERS_FILE, SCRIPTS_DIR, operator_root
 
 # Per kind: how long a script may run before it is killed and the attempt counts as transient.
 DEFAULT_TIMEOUTS = {
@@ -28,15 +28,23 @@ DEFAULT_TIMEOUTS = {
 }
 
 
+DEFAULT_HTTP_PORT = 8080  # the HTTP listener's, when neither HTTP_PORT nor PORT is set
+
+LOG_LEVELS = tuple(LEVELS)
+LOG_FORMATS = ("json", "console")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
 
     database_url: str | None = None
-    workspace_dir: Path = PROJECT_ROOT / "workspace"
-    channels_dir: Path = PROJECT_ROOT / "config" / "channels"
-    pricing_file: Path = PROJECT_ROOT / "config" / "pricing.yaml"
-    providers_file: Path = PROJECT_ROOT / "config" / "providers.yaml"
-    scripts_dir: Path = PROJECT_ROOT / "scripts"
+    # The operator's files: under the checkout in a checkout, else under the current directory
+    # (daemon/paths.py). The price and provider tables default to the ones the package ships.
+    workspace_dir: Path = Field(default_factory=lambda: operator_root() / "workspace")
+    channels_dir: Path = Field(default_factory=lambda: operator_root() / "config" / "channels")
+    pricing_file: Path = DEFAULT_PRICING_FILE
+    providers_file: Path = DEFAULT_PROVIDERS_FILE
+    scripts_dir: Path = SCRIPTS_DIR
 
     notion_token: SecretStr | None = None
     notion_base_url: str = "https://api.notion.com"
@@ -56,7 +64,7 @@ class Settings(BaseSettings):
     youtube_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
     youtube_watch_url: str = "https://youtu.be/{id}"  # a published video's address on the page
     # The key the channels' YouTube refresh tokens are encrypted with in the database (Fernet: make
-    # one with `python -m daemon youtube-key`); without it nothing can be signed in or uploaded.
+    # one with `nvd youtube-key`); without it nothing can be signed in or uploaded.
     token_key: SecretStr | None = None
     # An upload that waits (a sign-in, the daily quota) looks again this often.
     youtube_recheck_s: float = 300.0
@@ -73,6 +81,12 @@ class Settings(BaseSettings):
     idle_poll_max_s: float = 2.0  # an idle daemon backs off to this between looks for work
     kling_poll_s: float = 10.0  # how often the clip script asks Kling whether a clip is done
     min_free_mb: float = 200.0  # below this much free space in the workspace, no new work starts
+    # Retention (daemon/retention.py): a video done (Ready, Published, Scheduled) more than this many
+    # days ago loses its intermediate files (attempts, images, frames, clips, narration, beds, music,
+    # previews); the final cut stays. Unset: everything is kept. A channel's `retention_days` wins.
+    # The daemon looks every RETENTION_INTERVAL_S (one daemon at a time: a lease row).
+    retention_days: int | None = None
+    retention_interval_s: float = 3600.0
     # Notion is polled every NOTION_POLL_S while anything is at work, and every NOTION_IDLE_POLL_S
     # (default: twice NOTION_POLL_S) when nothing is: an operator's edit is acted on within seconds.
     notion_poll_s: float = 2.0
@@ -84,6 +98,10 @@ class Settings(BaseSettings):
     # applied late: the page is written again this long after, and a comment looked for before it is
     # posted again. Longer than any delay Notion applies a write with.
     notion_late_write_s: float = 120.0
+    # Notion webhooks (optional: POST /notion/webhook on the HTTP listener; polling stays as the
+    # reconciler). The subscription's verification token, which signs every event. Unset: the token
+    # Notion sends to verify the subscription is kept in WORKSPACE_DIR/notion-webhook-token and used.
+    notion_webhook_secret: SecretStr | None = None
     sigterm_grace_s: float = 8.0
     max_attempts: int = 6
     retry_base_s: float = 5.0
@@ -91,6 +109,84 @@ class Settings(BaseSettings):
     timeouts: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
     demo_auto_approve: bool = False
     budget_timezone: str = "UTC"  # the day of the per-channel daily budget
+
+    # The HTTP listener: /healthz, /readyz, /metrics (and Notion webhooks). HTTP_PORT, else PORT
+    # (set by Railway and platforms like it), else 8080; 0: no listener. HTTP_HOST: the address it
+    # binds; unset, 127.0.0.1 (this machine only: Prometheus or a reverse proxy beside it), or
+    # 0.0.0.0 when the port came from PORT (a platform's router reaches the container from outside).
+    http_port: int | None = None
+    port: int | None = None
+    http_host: str | None = None
+    # The worker's claim loop not turning for this long means it is stuck: /healthz and /readyz
+    # fail and systemd's watchdog is no longer fed (so systemd restarts the daemon). Its longest
+    # legitimate turn is a claim waiting out PostgreSQL's 60 s statement timeout.
+    worker_stall_s: float = 120.0
+
+    @field_validator("http_port", "port", mode="before")
+    @classmethod
+    def _port(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        try:
+            port = int(str(value).strip())
+        except ValueError:
+            port = -1
+        if not 0 <= port <= 65535:
+            raise ValueError(
+                f"{value!r} is not a port; use a number from 1 to 65535, or 0 for no HTTP listener"
+            )
+        return port
+
+    @field_validator("worker_stall_s")
+    @classmethod
+    def _stall(cls, value: float) -> float:
+        if value < 10:
+            raise ValueError("must be at least 10 seconds (a claim may wait on the database that long)")
+        return value
+
+    def http_listen(self) -> tuple[str, int, str] | None:
+        """(host, port, the variable the port came from) of the HTTP listener, or None: none."""
+        if self.http_port is not None:
+            port, setting = self.http_port, "HTTP_PORT"
+        elif self.port is not None:
+            port, setting = self.port, "PORT"
+        else:
+            port, setting = DEFAULT_HTTP_PORT, "HTTP_PORT"
+        if port == 0:
+            return None
+        host = (self.http_host or "").strip() or ("0.0.0.0" if setting == "PORT" else "127.0.0.1")
+        return host, port, setting
+
+    # Logs (stderr). LOG_LEVEL: debug, info, warning or error (the daemon's own events; libraries
+    # only from warning up). LOG_FORMAT: json (one object a line, for journald, Railway or a log
+    # collector) or console (aligned lines for a person); unset, json unless stderr is a terminal.
+    log_level: str = "info"
+    log_format: str | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> str:
+        level = str(value).strip().lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> str | None:
+        if value is None or str(value).strip() == "":
+            return None
+        chosen = str(value).strip().lower()
+        if chosen not in LOG_FORMATS:
+            raise ValueError(
+                f"{value!r} is not a log format; use json or console (or unset it: json unless stderr "
+                "is a terminal)"
+            )
+        return chosen
+
+    def log_json(self, terminal: bool) -> bool:
+        """JSON lines unless LOG_FORMAT says console, or is unset and stderr is a terminal."""
+        return self.log_format == "json" if self.log_format else not terminal
 
     @field_validator(
         "lease_ttl_s",
@@ -111,6 +207,26 @@ class Settings(BaseSettings):
         """How often Notion is polled when nothing is at work (never more often than at work)."""
         return max(self.notion_poll_s, self.notion_idle_poll_s or 2 * self.notion_poll_s)
 
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _days(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None  # RETENTION_DAYS= (empty): keep everything
+        text = str(value).strip()
+        if isinstance(value, bool) or not text.isdigit():
+            raise ValueError(
+                f"{value!r} is not a number of days; give a whole number (0 or more: 30 keeps a done "
+                "video's intermediate files for 30 days), or unset it to keep everything"
+            )
+        return int(text)
+
+    @field_validator("retention_interval_s")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError("must be at least 1 second (3600: hourly, the default)")
+        return value
+
     @field_validator("max_running")
     @classmethod
     def _at_least_one(cls, value: int | None) -> int | None:
@@ -122,10 +238,25 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         return normalise_database_url(self.database_url, self.workspace_dir)
 
+    @field_validator("notion_webhook_secret")
+    @classmethod
+    def _one_word(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()
+        if not token:
+            return None  # NOTION_WEBHOOK_SECRET= (empty): the stored token is used
+        if any(c.isspace() for c in token):
+            raise ValueError(
+                "must be the subscription's verification token, one word (secret_...), as Notion sent it"
+            )
+        return SecretStr(token)
+
     def secret_values(self) -> list[str]:
         """Every configured secret, for the log redactor."""
         secrets = [
             self.notion_token,
+            self.notion_webhook_secret,
             self.gemini_api_key,
             self.kling_access_key,
             self.kling_secret_key,
@@ -188,26 +319,3 @@ def normalise_database_url(url: str | None, workspace: Path) -> str:
         "(postgres:// as Railway gives it) or sqlite:///path/to/daemon.db, or unset it for SQLite in "
         "WORKSPACE_DIR"
     )
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=value lines (comments and blank lines skipped, surrounding quotes removed)."""
-    values = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        values[key.strip()] = value.strip().strip('"').strip("'")
-    return values
-
-
-def load_env_file(path: Path) -> None:
-    """Loads an env file into os.environ without overriding what is already set."""
-    try:
-        values = read_env_file(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"--env-file {path}: {why}; give the path of a file of KEY=value lines") from exc
-    for key, value in values.items():
-        os.environ.setdefault(key, value)

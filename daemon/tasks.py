@@ -20,6 +20,7 @@ from daemon.errors import PlanError
 from daemon.lease import free_slot
 from daemon.notion.outbox import add_comment
 from daemon.plan_store import apply_plan
+from daemon.rebuy import MediaRemoved
 from daemon.workspace import write_atomic
 from services import paths
 from services.errors import ServiceError
@@ -155,11 +156,14 @@ class Pipeline:
         storyboard: Storyboard | None = None,
         page_id: str | None = None,
         priority: int = 1,
+        rebuy_micros: int | None = None,
     ) -> int:
         """Creates the task, or starts a new pass of an existing one; returns the task id.
 
         A given storyboard is written to the workspace and its item is done at once. Without one,
-        a storyboard generated in an earlier pass is kept while the request is unchanged.
+        a storyboard generated in an earlier pass is kept while the request is unchanged. A pass
+        that would buy again files retention removed raises rebuy.MediaRemoved, with nothing
+        changed, unless the operator confirmed up to `rebuy_micros` (micro-dollars).
         """
         channel_options = plan_options(self.channel(channel_id))
         # The names become folders: checked once, here, where a task enters (PathRefused names the
@@ -172,7 +176,9 @@ class Pipeline:
             if storyboard is None:
                 storyboard = await self._generated_storyboard(conn, task_id, request, options)
             planned = build_plan(request, storyboard, options, given=given)
-            await apply_plan(conn, task_id, planned, now, self.workspace, self.estimate)
+            await apply_plan(
+                conn, task_id, planned, now, self.workspace, self.estimate, rebuy_micros=rebuy_micros
+            )
             if storyboard is not None and given:
                 await self._store_given(conn, task_id, channel_id, slug, storyboard, now)
             await refresh(conn, task_id, now, auto_approve=self.auto_approve)
@@ -200,6 +206,7 @@ class Pipeline:
             "updated_at": now,
             "priority": priority,
             "title": str(request.get("title", "")),
+            "rebuy_offer": None,  # answered: this pass buys what it was offered, or nothing removed
         }
         if row is None:
             return returned_id(
@@ -278,9 +285,20 @@ class Pipeline:
         await conn.execute(
             update(Task).where(Task.id == task_id).values(storyboard=storyboard.model_dump(mode="json"))
         )
-        await apply_plan(conn, task_id, planned, now_row, self.workspace, self.estimate)
+        try:
+            await apply_plan(conn, task_id, planned, now_row, self.workspace, self.estimate)
+        except MediaRemoved as exc:
+            # Not reached in practice (a new storyboard replaces every item), but never a silent
+            # purchase: the task stops, and Queued with the page's confirmation goes on.
+            await conn.execute(
+                update(Task)
+                .where(Task.id == task_id)
+                .values(state=TaskState.ERROR, error=f"{exc.reason[:1].upper()}{exc.reason[1:]}.")
+            )
 
-    async def set_publish(self, task_id: int, publish: Mapping[str, Any], now: datetime) -> None:
+    async def set_publish(
+        self, task_id: int, publish: Mapping[str, Any], now: datetime, *, rebuy_micros: int | None = None
+    ) -> None:
         """The page's publishing choices at the final approval: the upload's input follows them
         (the upload has not run: it waits behind the final gate being approved)."""
         async with self.engine.begin() as conn:
@@ -300,7 +318,9 @@ class Pipeline:
             given = isinstance(item, dict) and bool(item.get("given"))
             planned = build_plan(request, parse_storyboard(task.storyboard), options, given=given)
             await conn.execute(update(Task).where(Task.id == task_id).values(request=request))
-            await apply_plan(conn, task_id, planned, now, self.workspace, self.estimate)
+            await apply_plan(
+                conn, task_id, planned, now, self.workspace, self.estimate, rebuy_micros=rebuy_micros
+            )
 
 
 async def _task_options(conn: AsyncConnection, task_id: int, options: PlanOptions) -> PlanOptions:

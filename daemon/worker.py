@@ -26,8 +26,9 @@ from daemon.commands import EXTENSIONS, build_command, final_path
 from daemon.complete import StoryboardHook, Success, complete, count_failures, fail
 from daemon.crashpoints import crash_point
 from daemon.logs import Redactor, get_logger
+from daemon.monitor import metrics as m
 from daemon.retry import backoff_seconds, db_retry, is_transient_db_error
-from daemon.runner import EXIT_OK, EXIT_PERMANENT, EXIT_USAGE, ScriptOutcome, ScriptRunner
+from daemon.runner import EXIT_OK, EXIT_PERMANENT, EXIT_TRANSIENT, EXIT_USAGE, ScriptOutcome, ScriptRunner
 from daemon.settings import Settings
 from daemon.youtube.gate import RECHECK, WAITS, UploadGate, Wait
 from services.states import AttemptOutcome
@@ -42,6 +43,10 @@ PROGRESS_EVERY_S = 2.0
 # An upload whose lease has gone unrenewed this share of its TTL is stopped: another daemon may
 # take the lease over at 1.5 TTL (lease.grace).
 UPLOAD_STOP_AFTER = 0.8
+# On SIGTERM, after SIGTERM_GRACE_S the steps still running are stopped and given this long to
+# record how they ended: a stop takes SIGTERM_GRACE_S + this at worst (systemd's TimeoutStopSec and
+# Railway's drainingSeconds are set above it; tests/integration/test_deploy_files.py checks them).
+SETTLE_AFTER_STOP_S = 30.0
 
 
 @dataclass
@@ -63,6 +68,7 @@ class Worker:
         on_storyboard: StoryboardHook | None = None,
         policy: ClaimPolicy | None = None,
         uploads: UploadGate | None = None,
+        metrics: m.Metrics | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -91,6 +97,14 @@ class Worker:
         self.last_renewed = time.monotonic()
         self.rounds = 0
         self.log = get_logger(daemon=settings.daemon_id)
+        self.metrics = metrics or m.Metrics()
+        # The claim loop's heartbeat: time.monotonic() of its last turn (None before the first).
+        # /healthz, /readyz and systemd's watchdog read it: a loop that stops turning is stuck.
+        self.turned_at: float | None = None
+
+    def heartbeat_age(self) -> float | None:
+        """Seconds since the claim loop last turned; None before its first turn."""
+        return None if self.turned_at is None else time.monotonic() - self.turned_at
 
     @property
     def capacity(self) -> int:
@@ -104,6 +118,7 @@ class Worker:
         idle_rounds = 0
         try:
             while not stop.is_set():
+                self.turned_at = time.monotonic()
                 try:
                     claimed = await self._claim_round()
                 except Exception as exc:
@@ -213,6 +228,7 @@ class Worker:
         for task_id, message in over_budget:
             if await db_retry(budget.wait_for_budget)(self.engine, task_id, message, self.clock.now()):
                 self.log.warning("task_waits_for_budget", task=task_id, reason=message)
+                self.metrics.budget_waits.inc()
                 waited = True
         if waited and self.policy.budgets is not judged_by.budgets:
             await self.budgets_changed()  # raised while we paused them: they go on at once
@@ -269,6 +285,7 @@ class Worker:
             if running.claimed.provider == "youtube" and running.reason is None:
                 running.reason = "lost"
                 running.cancel.set()
+                self.metrics.leases_lost.labels(m.LEASE_UPLOAD_UNRENEWED).inc()
                 self.log.warning("upload_stopped_lease_not_renewed", item=running.claimed.key)
 
     async def budgets_changed(self, policy: ClaimPolicy | None = None) -> None:
@@ -298,6 +315,7 @@ class Worker:
             if running is not None and running.reason is None:
                 running.reason = "lost"
                 running.cancel.set()
+                self.metrics.leases_lost.labels(m.LEASE_TAKEN).inc()
                 self.log.warning(
                     "lease_lost_killing_script", item=running.claimed.key, task=running.claimed.task_id
                 )
@@ -311,12 +329,13 @@ class Worker:
                 running.reason = "shutdown"
                 running.cancel.set()
         if pending:
-            await asyncio.wait(pending, timeout=30)
+            await asyncio.wait(pending, timeout=SETTLE_AFTER_STOP_S)
 
     # One item --------------------------------------------------------------------------------------
     async def _run_item(self, running: Running) -> None:
         c = running.claimed
         log = self.log.bind(channel=c.channel_id, task=c.task_id, item=c.key, attempt=c.attempt_no)
+        ran = False
         try:
             extra: dict[str, str] = {}
             if c.provider == "youtube":
@@ -324,7 +343,12 @@ class Worker:
                 if ready is None:
                     return
                 extra = ready
+            started = time.monotonic()
             outcome = await self._execute(c, running, log, extra)
+            ran = True
+            self.metrics.script_done(
+                c.kind, c.provider, self._outcome_class(c, running, outcome), time.monotonic() - started
+            )
             if c.provider == "youtube" and await self._after_upload(c, running, outcome, log):
                 return
             await self._settle(c, running, outcome, log)
@@ -332,12 +356,32 @@ class Worker:
             # The run itself failed (the script could not start, the workspace is unwritable...):
             # it counts as a failed attempt, so a cause that never goes away ends in Error, not a loop.
             log.exception("item_run_crashed", error=str(exc))
+            if not ran:
+                self.metrics.provider_errors.labels(c.provider, m.CRASH).inc()
             with contextlib.suppress(Exception):
                 crashed = ScriptOutcome(exit_code=None, error={"message": f"the step could not run: {exc}"})
                 await self._retry_or_fail(c, crashed, log)
         finally:
             self.running.pop(c.lease_token, None)
             self.wake.set()
+
+    def _outcome_class(self, c: Claimed, running: Running, outcome: ScriptOutcome) -> str:
+        """The attempt's outcome as a metric label (daemon/monitor/metrics.py names them)."""
+        if running.reason == "lost":
+            return m.LOST
+        if running.reason == "shutdown":
+            return m.RELEASED
+        if outcome.timed_out:
+            return m.TIMEOUT
+        if outcome.exit_code == EXIT_OK:
+            return m.SUCCEEDED if (self.workspace / c.attempt_output).exists() else m.CRASH
+        if outcome.exit_code == EXIT_PERMANENT:
+            return m.PERMANENT
+        if outcome.exit_code == EXIT_USAGE:
+            return m.USAGE
+        if outcome.exit_code == EXIT_TRANSIENT:
+            return m.RATE_LIMITED if (outcome.error or {}).get("retry_after_s") else m.TRANSIENT
+        return m.CRASH
 
     async def _before_upload(self, c: Claimed, log: Any) -> dict[str, str] | None:
         """The upload's credentials with its quota reserved, or None: it waits (handed back with
@@ -374,6 +418,7 @@ class Worker:
             next_attempt_at=wait.until,
             message=wait.reason,
         )
+        self.metrics.upload_waits.labels(wait.cause).inc()
         log.warning("upload_waits", until=wait.until.isoformat(), reason=wait.reason)
 
     async def _execute(
@@ -479,8 +524,10 @@ class Worker:
         crash_point("after_complete")
         if done == "fenced":
             log.warning("completion_fenced_out")
+            self.metrics.leases_lost.labels(m.LEASE_FENCED).inc()
             produced.unlink(missing_ok=True)
         else:
+            self.metrics.cost.labels(c.channel_id, c.provider).inc(micros / 1_000_000)
             log.info("item_succeeded", cost_usd=str(Decimal(micros) / 1_000_000), output=target)
 
     async def _retry_or_fail(self, c: Claimed, outcome: ScriptOutcome, log: Any) -> None:

@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--queued", action="store_true", help="sample projects start Queued instead of Draft")
     seed.add_argument("--youtube", action="store_true", help="the channel publishes to the sandbox's YouTube")
     seed.add_argument(
+        "--webhook-url",
+        help="send Notion webhooks to this URL (a daemon's http://HOST:HTTP_PORT/notion/webhook); "
+        "daemon.env gets NOTION_WEBHOOK_SECRET",
+    )
+    seed.add_argument(
         "--status-type",
         choices=("select", "status"),
         default="select",

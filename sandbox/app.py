@@ -75,6 +75,8 @@ class Sandbox:
         self.base_url = ""  # set by the server once the port is known
         # Extra per-provider stats (e.g. Kling task concurrency), merged into /_sandbox/stats.
         self.stat_sources: dict[str, Callable[[], dict[str, object]]] = {}
+        # Called with the settings as they were after POST /_sandbox/config changed them.
+        self.config_hooks: list[Callable[[dict[str, Any]], None]] = []
         self._billable: dict[int, Identify | None] = {}
         self._journal_lock = threading.Lock()
         # Every request but the control API's, billable or not (polls, media downloads): what a
@@ -102,6 +104,10 @@ class Sandbox:
         self.router.add(method, template, handler, provider=provider, name=name)
         if billable:
             self._billable[id(self.router.routes[-1])] = identify
+
+    def config_changed(self, before: dict[str, Any]) -> None:
+        for hook in self.config_hooks:
+            hook(before)
 
     # Dispatch ------------------------------------------------------------------------------------
     def dispatch(self, request: Request) -> Response:

@@ -32,6 +32,9 @@ class SandboxConfig:
     # Per-account concurrency over which providers answer with their "too many" errors.
     kling_concurrency: int = 5
     elevenlabs_concurrency: int = 5
+    # ElevenLabs' characters (credits) per period, as GET /v1/user/subscription reports them against
+    # what the calls so far used (the Creator plan's 100,000 a month).
+    elevenlabs_character_limit: int = 100_000
     # YouTube's two daily quota buckets per Google Cloud project (reset at midnight Pacific Time):
     # videos.insert calls, and the units every other method shares.
     youtube_uploads_per_day: int = 100
@@ -45,6 +48,10 @@ class SandboxConfig:
     youtube_channel_title: str = "Sandbox Channel"
     # Real-world seconds of processing before the final chunk is answered (before scaling).
     youtube_seconds: float = 0.0
+    # Notion webhooks: the subscription's URL (a daemon's POST /notion/webhook); empty: none. Setting
+    # it sends the verification request, then every page change made through the API is an event
+    # signed with credentials.json's notion_webhook_token (sandbox/notion/webhooks.py).
+    notion_webhook_url: str = ""
 
     def scaled(self, real_seconds: float) -> float:
         return max(0.0, real_seconds * self.latency_scale)

@@ -44,11 +44,13 @@ def register(app: Sandbox) -> None:
         return json_response(200, app.config.to_dict())
 
     def set_config(request: Request) -> Response:
+        before = app.config.to_dict()
         try:
             app.config.update(request.json())
         except (ValueError, TypeError) as exc:
             return json_response(400, {"error": str(exc)})
         app.config.save(app.state_dir / "config.json")
+        app.config_changed(before)
         return json_response(200, app.config.to_dict())
 
     def health(request: Request) -> Response:

@@ -21,6 +21,8 @@ def _fresh() -> dict[str, str]:
         "notion_bot_id": _uuid(),
         "notion_operator_id": _uuid(),
         "notion_root_page_id": _uuid(),
+        # The Notion webhook subscription's verification token: it signs every event.
+        "notion_webhook_token": "secret_" + secrets.token_urlsafe(32),
         "gemini_api_key": "AIza" + secrets.token_urlsafe(26),
         "kling_access_key": "ak_" + secrets.token_hex(12),
         "kling_secret_key": "sk_" + secrets.token_hex(20),

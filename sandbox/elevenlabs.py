@@ -5,6 +5,7 @@ requests in flight."""
 from __future__ import annotations
 
 import base64
+import calendar
 import json
 import math
 import re
@@ -148,6 +149,7 @@ def register(app: Sandbox) -> None:
 
     app.add_provider(Provider("elevenlabs", "/elevenlabs", error=error_response, gate=gate))
     base = "/elevenlabs/v1"
+    _register_account(app)
     app.route("POST", base + "/text-to-speech/{voice_id}", answer(tts), provider="elevenlabs", billable=True)
     app.route(
         "POST",
@@ -160,6 +162,62 @@ def register(app: Sandbox) -> None:
         "POST", base + "/sound-generation", answer(sound_generation), provider="elevenlabs", billable=True
     )
     app.route("POST", base + "/music", answer(compose), provider="elevenlabs", billable=True)
+
+
+def _register_account(app: Sandbox) -> None:
+    """The account: free and read-only (`doctor` checks a key with the subscription)."""
+
+    def subscription_info() -> dict[str, Any]:
+        """The plan and this period's characters: the credits every successful call so far used."""
+        used = sum(
+            float((call.get("usage") or {}).get("credits") or 0)
+            for call in app.store.calls("elevenlabs")
+            if call.get("status") == 200
+        )
+        now = time.gmtime()
+        year, month = (now.tm_year + 1, 1) if now.tm_mon == 12 else (now.tm_year, now.tm_mon + 1)
+        return {
+            "tier": "creator",
+            "character_count": round(used),
+            "character_limit": app.config.elevenlabs_character_limit,
+            "can_extend_character_limit": True,
+            "allowed_to_extend_character_limit": True,
+            "next_character_count_reset_unix": calendar.timegm((year, month, 1, 0, 0, 0)),
+            "voice_limit": 30,
+            "professional_voice_limit": 1,
+            "can_extend_voice_limit": False,
+            "can_use_instant_voice_cloning": True,
+            "can_use_professional_voice_cloning": True,
+            "currency": "usd",
+            "status": "active",
+            "billing_period": "monthly_period",
+            "character_refresh_period": "monthly_period",
+        }
+
+    def subscription(request: Request) -> Response:
+        return json_response(200, subscription_info())
+
+    def user(request: Request) -> Response:
+        return json_response(
+            200,
+            {
+                "user_id": "sandbox-user",
+                "subscription": subscription_info(),
+                "is_new_user": False,
+                "xi_api_key": "[redacted]",  # as the real API answers it
+                "can_use_delayed_payment_methods": False,
+                "first_name": "Sandbox",
+            },
+        )
+
+    app.route("GET", "/elevenlabs/v1/user", user, provider="elevenlabs", name="user.get")
+    app.route(
+        "GET",
+        "/elevenlabs/v1/user/subscription",
+        subscription,
+        provider="elevenlabs",
+        name="user.subscription",
+    )
 
 
 def _tts_cost(text: str, model: str) -> dict[str, str]:

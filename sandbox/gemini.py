@@ -104,6 +104,74 @@ def register(app: Sandbox) -> None:
 
     app.add_provider(Provider("gemini", "/gemini", error=error, gate=gate))
     app.route("POST", "/gemini/v1beta/models/{model_action}", generate, provider="gemini", billable=True)
+    # models.list and models.get: free, read-only (`doctor` checks a key with the list).
+    app.route("GET", "/gemini/v1beta/models", _list_models, provider="gemini", name="models.list")
+    app.route("GET", "/gemini/v1beta/models/{model_action}", _get_model, provider="gemini", name="models.get")
+
+
+def _list_models(request: Request) -> Response:
+    """models.list: pages of `pageSize` (default 50, at most 1,000) with an opaque nextPageToken."""
+    try:
+        size = int(request.arg("pageSize", "50") or 50)
+    except ValueError:
+        return error_response(400, None, "Invalid value at 'page_size' (TYPE_INT32)", None)
+    size = min(max(size, 1), 1000) if size > 0 else 50  # Google: 0 or less means its default
+    start = _page_start(request.arg("pageToken") or "")
+    if start is None:
+        return error_response(400, None, "Invalid page token.", None)
+    answer: dict[str, Any] = {"models": list(MODELS[start : start + size])}
+    if start + size < len(MODELS):
+        answer["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+    return json_response(200, answer)
+
+
+def _get_model(request: Request) -> Response:
+    """models.get: one model by name, 404 NOT_FOUND for one the API does not have."""
+    name = request.params["model_action"]
+    found = next((m for m in MODELS if m["name"] == f"models/{name}"), None)
+    if found is None:
+        return error_response(404, None, f"models/{name} is not found for API version v1beta.", None)
+    return json_response(200, found)
+
+
+def _model(name: str, display: str, description: str, output_tokens: int, thinking: bool) -> dict[str, Any]:
+    """A model as models.list describes it."""
+    return {
+        "name": f"models/{name}",
+        "version": "001",
+        "displayName": display,
+        "description": description,
+        "inputTokenLimit": 1_048_576 if "image" not in name else 32_768,
+        "outputTokenLimit": output_tokens,
+        "supportedGenerationMethods": ["generateContent", "countTokens", "batchGenerateContent"],
+        "temperature": 1,
+        "topP": 0.95,
+        "topK": 64,
+        "maxTemperature": 2,
+        "thinking": thinking,
+    }
+
+
+# What models.list answers: the models the scripts use and their neighbours (generateContent
+# answers any gemini-* model; an image model is one whose name says image).
+MODELS = (
+    _model("gemini-2.5-flash", "Gemini 2.5 Flash", "Stable version of Gemini 2.5 Flash.", 65_536, True),
+    _model("gemini-2.5-pro", "Gemini 2.5 Pro", "Stable release of Gemini 2.5 Pro.", 65_536, True),
+    _model("gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite", "Stable Gemini 2.5 Flash-Lite.", 65_536, True),
+    _model("gemini-2.5-flash-image", "Nano Banana", "Gemini 2.5 Flash Image.", 32_768, False),
+    _model("gemini-2.0-flash", "Gemini 2.0 Flash", "Gemini 2.0 Flash.", 8_192, False),
+)
+
+
+def _page_start(token: str) -> int | None:
+    """The offset an opaque pageToken stands for (0 without one), or None when it is not ours."""
+    if not token:
+        return 0
+    try:
+        start = int(base64.urlsafe_b64decode(token.encode()).decode())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return start if 0 <= start < len(MODELS) else None
 
 
 # Answers -------------------------------------------------------------------------------------------

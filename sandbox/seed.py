@@ -130,6 +130,7 @@ def seed_command(args: argparse.Namespace) -> int:
             queued=bool(getattr(args, "queued", False)),
             status_type=str(getattr(args, "status_type", "select")),
             youtube=bool(getattr(args, "youtube", False)),
+            webhook_url=getattr(args, "webhook_url", None),
         )
     except SeedError as exc:
         print(f"seed: {exc}", file=sys.stderr)
@@ -147,11 +148,16 @@ def seed(
     queued: bool = False,
     status_type: str = "select",
     youtube: bool = False,
+    webhook_url: str | None = None,
 ) -> dict[str, Any]:
     if not _CHANNEL_ID.match(channel):
         raise SeedError(f"channel id {channel!r} must match ^[a-z0-9_-]+$ (it names folders and files)")
     if projects < 0 or not 1 <= scenes <= 60:
         raise SeedError("--projects must be >= 0 and --scenes between 1 and 60")
+    if webhook_url and not webhook_url.startswith(("http://", "https://")):
+        raise SeedError(
+            f"--webhook-url {webhook_url!r}: give an http(s) URL, e.g. http://127.0.0.1:8080/notion/webhook"
+        )
     state = state.resolve()
     base = (url or _server_url(state)).rstrip("/")
     creds = _credentials(state)
@@ -166,9 +172,11 @@ def seed(
                 create_project(bot, source, name, sample, "Queued" if queued else "Draft")
                 for sample in samples(projects)
             ]
+            if webhook_url:
+                subscribe(bot_http, base, webhook_url)
     except (httpx.HTTPError, HTTPResponseError, RequestTimeoutError) as exc:
         raise SeedError(f"the sandbox at {base} did not answer as expected: {exc}") from exc
-    env_file = write_env(state, base, creds)
+    env_file = write_env(state, base, creds, webhooks=bool(webhook_url))
     channel_file = write_channel(state, channel, name, source.data_source_id, scenes, youtube=youtube)
     return {
         "event": "seeded",
@@ -367,7 +375,7 @@ def env_values(state: Path, base: str, creds: dict[str, str]) -> dict[str, str]:
         "WORKSPACE_DIR": str(state / "workspace"),
         "NOTION_OPERATOR_TOKEN": creds["notion_operator_token"],
         "SANDBOX_URL": base,
-        # YouTube: the project's OAuth client; a channel signs in with `python -m daemon youtube-auth`.
+        # YouTube: the project's OAuth client; a channel signs in with `nvd youtube-auth`.
         "YOUTUBE_CLIENT_ID": creds["youtube_client_id"],
         "YOUTUBE_CLIENT_SECRET": creds["youtube_client_secret"],
         "YOUTUBE_BASE_URL": f"{base}/youtube",
@@ -387,11 +395,20 @@ def read_env(path: Path) -> dict[str, str]:
     return values
 
 
-def write_env(state: Path, base: str, creds: dict[str, str]) -> Path:
+def subscribe(http: httpx.Client, base: str, url: str) -> None:
+    """The sandbox's Notion sends webhooks to `url` (its verification request first)."""
+    http.post(f"{base}/_sandbox/config", json={"notion_webhook_url": url}, timeout=30).raise_for_status()
+
+
+def write_env(state: Path, base: str, creds: dict[str, str], *, webhooks: bool = False) -> Path:
     """One file for every channel seeded into this state: settings a person added are kept, ours
-    are refreshed (the sandbox's URL may have changed). Secrets inside: mode 0600."""
+    are refreshed (the sandbox's URL may have changed). Secrets inside: mode 0600. With `webhooks`,
+    NOTION_WEBHOOK_SECRET is the sandbox's subscription token (a daemon need not wait for the
+    verification request then)."""
     path = state / "daemon.env"
     values = {**read_env(path), **env_values(state, base, creds)}
+    if webhooks:
+        values["NOTION_WEBHOOK_SECRET"] = creds["notion_webhook_token"]
     # The daemon's key for the sign-ins it stores (a Fernet key): made once, kept after.
     values.setdefault("TOKEN_KEY", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
     keys = [k for k in ENV_ORDER if k in values] + [k for k in values if k not in ENV_ORDER]

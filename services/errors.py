@@ -24,7 +24,7 @@ class StoryboardError(ProblemsError):
 
 
 class PricingError(ProblemsError):
-    """The price table (config/pricing.yaml) or a cost request is invalid."""
+    """The price table (PRICING_FILE) or a cost request is invalid."""
 
 
 class PromptError(ServiceError):

@@ -1,4 +1,4 @@
-"""Provider prices (config/pricing.yaml, passed in as a dict) and what an item costs, before and after.
+"""Provider prices (the PRICING_FILE table, passed in as a dict) and what an item costs, before and after.
 
 Money is Decimal, never float. Rounding rules:
 - `estimate_item_cost` rounds UP to whole cents: a budget reservation must never fall short.
@@ -228,7 +228,7 @@ def to_micros(amount: Decimal) -> int:
 
 
 _HINTS = {
-    "(top level)": "write the gemini, kling and elevenlabs sections (see config/pricing.yaml)",
+    "(top level)": "write the gemini, kling and elevenlabs sections (see daemon/defaults/pricing.yaml)",
     "gemini": "add the gemini section (image and text prices)",
     "kling": "add the kling section (unit_price and units_per_clip)",
     "elevenlabs": "add the elevenlabs section (credit_price and credits per character and second)",
@@ -262,7 +262,7 @@ _FIELDS: dict[tuple[str, ...], tuple[str, ...]] = {
 
 
 def load_pricing(data: object) -> Pricing:
-    """Validate the parsed config/pricing.yaml; PricingError names each bad field and the fix."""
+    """Validate the parsed price table; PricingError names each bad field and the fix."""
     try:
         return Pricing.model_validate(data)
     except ValidationError as exc:

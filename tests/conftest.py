@@ -13,6 +13,9 @@ from tests.support.profiles import register as register_hypothesis_profiles
 from tests.support.sandbox_proc import SandboxProcess
 
 register_hypothesis_profiles()  # before the test modules are imported: their @settings build on it
+# No HTTP listener unless a test asks for one (HTTP_PORT): the daemons tests start, many at once,
+# would all take the default port. Subprocesses inherit it with the rest of the environment.
+os.environ.setdefault("HTTP_PORT", "0")
 _PG_STATE: dict[str, object] = {}
 
 

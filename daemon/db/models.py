@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -62,6 +63,9 @@ class Task(Base):
     request: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # topic, direction, ... from intake
     error: Mapped[str | None] = mapped_column(Text)
     final_video_path: Mapped[str | None] = mapped_column(Text)
+    # What a new pass refused for media retention removed would buy again, and when it was asked
+    # ({"at", "micros", "items"}): a Queued set again soon after confirms it (daemon/rebuy.py).
+    rebuy_offer: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -100,12 +104,15 @@ class Item(Base):
     generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     output_path: Mapped[str | None] = mapped_column(Text)
     cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
-    # What one run is expected to cost (config/pricing.yaml), reserved in the ledger at claim time.
+    # What one run is expected to cost (the price table, PRICING_FILE), reserved in the ledger at claim time.
     estimate_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    # When retention removed its output file (the item stays succeeded; daemon/rebuy.py decides
+    # whether a new pass needs it again). Cleared when the item is made again.
+    removed_at: Mapped[datetime | None]
 
 
 class ItemEdge(Base):
@@ -171,7 +178,8 @@ class ChannelShare(Base):
 
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
     channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    turn: Mapped[float] = mapped_column(default=0.0)
+    # Double as the migration made it (a bare float is Float before SQLAlchemy 2.1, Double after).
+    turn: Mapped[float] = mapped_column(Double, default=0.0)
 
 
 class BudgetLock(Base):
@@ -336,7 +344,7 @@ Index(
 
 
 class YouTubeAccount(Base):
-    """A channel's YouTube sign-in (`python -m daemon youtube-auth`): its refresh token, encrypted
+    """A channel's YouTube sign-in (`nvd youtube-auth`): its refresh token, encrypted
     with TOKEN_KEY (Fernet), never in logs or Notion. `revoked_at`: Google refused the token
     (expired or revoked); the channel's uploads wait until it signs in again."""
 

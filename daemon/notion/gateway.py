@@ -20,6 +20,7 @@ from notion_client.errors import APIResponseError, HTTPResponseError, RequestTim
 
 from daemon.errors import DaemonError
 from daemon.notion.bucket import TokenBucket
+from daemon.notion.traffic import CONNECTION, OK, TIMEOUT, NotionTraffic, result_of_status
 from daemon.retry import backoff_seconds
 
 T = TypeVar("T")
@@ -101,6 +102,7 @@ class NotionApi:
         self.bucket = TokenBucket(rate, burst)
         self.attempts = attempts
         self.max_wait_s = max_wait_s
+        self.traffic = NotionTraffic()  # every exchange's result: /metrics and /readyz read it
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -134,23 +136,29 @@ class NotionApi:
             assert isinstance(result, dict)
             return result
 
-        return await self._with_retries(once, idempotent, f"{method} {path}")
+        return await self._with_retries(once, idempotent, f"{method} {path}", method)
 
     async def take(self) -> None:
         """Takes a call's token now, for a later `call(..., paid=True)`."""
         await self.bucket.take()
 
-    async def _with_retries(self, once: Callable[[], Awaitable[T]], idempotent: bool, what: str) -> T:
+    async def _with_retries(
+        self, once: Callable[[], Awaitable[T]], idempotent: bool, what: str, method: str
+    ) -> T:
         reason = ""
         for attempt in range(1, self.attempts + 1):
             try:
-                return await once()
+                answer = await once()
+                self.traffic.record(method, OK)
+                return answer
             except APIResponseError as exc:
                 reason = f"{exc.status} {exc.code.value if hasattr(exc.code, 'value') else exc.code}"
+                self.traffic.record(method, result_of_status(exc.status), reason)
                 delay = self._delay_for(exc, attempt, idempotent, what)
             except (RequestTimeoutError, httpx.TransportError, HTTPResponseError) as exc:
                 reason = type(exc).__name__
                 status = getattr(exc, "status", None)
+                self.traffic.record(method, _result_of_failure(exc, status), reason)
                 if status is not None and status < 500:
                     raise NotionRejected(f"{what}: Notion answered {status}", status) from exc
                 if not idempotent:
@@ -184,6 +192,15 @@ class NotionApi:
             # 404: deleted or unshared; 400 "Can't edit block that is archived": in the trash.
             raise NotionNotFound(f"{what}: {said}", status, code) from exc
         raise NotionRejected(f"{what}: {status} {code}: {said}", status, code) from exc
+
+
+def _result_of_failure(exc: Exception, status: int | None) -> str:
+    """A failed exchange with no API error body: an HTTP status, a timeout or a broken connection."""
+    if status is not None:
+        return result_of_status(status)
+    if isinstance(exc, RequestTimeoutError | httpx.TimeoutException):
+        return TIMEOUT
+    return CONNECTION
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -33,6 +33,7 @@ from daemon.notion.outbox import STATUS, acknowledge_status, add_comment, set_pr
 from daemon.notion.props import option_name, plain_text
 from daemon.notion.publish import publish_choices
 from daemon.notion.schema import SourceInfo
+from daemon.rebuy import OFFER_VALID, MediaRemoved, offered
 from daemon.retry import backoff_seconds
 from daemon.tasks import Pipeline, cancel_task, pause_task
 from services.errors import ServiceError, StoryboardError
@@ -358,10 +359,22 @@ class Intake:
             await self._refuse(page, status, decision.reason, now)
             return
         try:
-            await self._apply(source, page, action, task, now)
+            # A Status set again after a refusal for files retention removed confirms buying them.
+            rebuy = offered(task.rebuy_offer, now) if task is not None else None
+            await self._apply(source, page, action, task, now, rebuy)
         except ApprovalRefused as exc:
             log.info("operator_action_refused", reason=str(exc))
             await self._refuse(page, status, f"{exc} Then set Approved again", now)
+        except MediaRemoved as exc:
+            log.info("operator_action_refused", reason=exc.reason, rebuy_usd=exc.micros / 1_000_000)
+            await self._offer_rebuy(task.id, exc, now)
+            await self._refuse(
+                page,
+                status,
+                f"{exc.reason}. Nothing was bought. Set Status to {status} again within "
+                f"{OFFER_VALID.days} days to buy them",
+                now,
+            )
         except (PageProblem, PlanError, ServiceError) as exc:
             log.info("page_not_producible", problem=str(exc))
             await self._page_error(page_id, str(exc), now)
@@ -369,9 +382,11 @@ class Intake:
             log.info("operator_action_applied")
             self.pipeline.notify()
 
-    async def _apply(self, source: Source, page: JSON, action: Action, task: Any, now: datetime) -> None:
+    async def _apply(
+        self, source: Source, page: JSON, action: Action, task: Any, now: datetime, rebuy: int | None
+    ) -> None:
         if action is Action.START:
-            await self._start(source, page, now)
+            await self._start(source, page, now, rebuy)
         elif action is Action.CANCEL:
             await cancel_task(self.engine, task.id, now)
         elif action is Action.PAUSE:
@@ -382,14 +397,14 @@ class Intake:
             or action is Action.APPROVE_FINAL
         ):
             if action is Action.APPROVE_FINAL:
-                await self._publish_as_approved(page, task, now)
+                await self._publish_as_approved(page, task, now, rebuy)
             gate = gate_of(action)
             assert gate is not None
             await approve_gate(self.engine, task.id, gate, now)
         else:
             assert_never(action)
 
-    async def _start(self, source: Source, page: JSON, now: datetime) -> None:
+    async def _start(self, source: Source, page: JSON, now: datetime, rebuy: int | None = None) -> None:
         props = page.get("properties", {})
         problems: list[str] = []
         channel: Channel | None = None
@@ -456,9 +471,10 @@ class Intake:
             storyboard=storyboard,
             page_id=str(page["id"]),
             priority=PRIORITY.get(priority_name or "Normal", 1),
+            rebuy_micros=rebuy,
         )
 
-    async def _publish_as_approved(self, page: JSON, task: Any, now: datetime) -> None:
+    async def _publish_as_approved(self, page: JSON, task: Any, now: datetime, rebuy: int | None) -> None:
         """The page's publishing choices as they are when the video is approved: they may have
         been edited during the review. A problem with them refuses the approval (PageProblem)."""
         channel = self.pipeline.channels.get(task.channel_id)
@@ -467,7 +483,7 @@ class Intake:
         publish, problems = publish_choices(page.get("properties", {}), now, channel.youtube.tags)
         if problems:
             raise ApprovalRefused(" ".join(problems))
-        await self.pipeline.set_publish(task.id, publish, now)
+        await self.pipeline.set_publish(task.id, publish, now, rebuy_micros=rebuy)
 
     def _channel_of(self, source: Source, props: JSON) -> Channel:
         if len(source.channels) == 1 and not (
@@ -575,6 +591,12 @@ class Intake:
             if restore is not None:
                 await set_property(conn, page_id, STATUS, {"status": restore.value}, now)
 
+    async def _offer_rebuy(self, task_id: int, refused: MediaRemoved, now: datetime) -> None:
+        """Remembers what the refused pass would have bought: the same Status set again confirms
+        that much (rebuy.offered), no more."""
+        async with self.engine.begin() as conn:
+            await conn.execute(update(Task).where(Task.id == task_id).values(rebuy_offer=refused.offer(now)))
+
     async def _page_error(self, page_id: str, problem: str, now: datetime) -> None:
         problem = _printable(problem)
         task = await self._task_of(page_id)
@@ -597,7 +619,9 @@ class Intake:
         async with self.engine.connect() as conn:
             return (
                 await conn.execute(
-                    select(Task.id, Task.state, Task.channel_id).where(Task.notion_page_id == page_id)
+                    select(Task.id, Task.state, Task.channel_id, Task.rebuy_offer).where(
+                        Task.notion_page_id == page_id
+                    )
                 )
             ).first()
 

@@ -1,5 +1,6 @@
 """The Notion singleton jobs under the leader lease, driven by APScheduler: intake on the poll
-interval, the outbox (sync + flush) every few seconds. Only the leader runs them."""
+interval, the outbox (sync + flush) every few seconds. Only the leader runs them. A Notion webhook
+event wakes an intake of its data source at once (`wake`), between the polls."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon import leader
 from daemon.clock import Clock
 from daemon.logs import get_logger
-from daemon.notion.intake import Intake
+from daemon.notion.intake import Intake, Source
 from daemon.notion.outbox import OutboxWriter
 from daemon.notion.sync import sync_tasks
+from daemon.notion.webhooks import WebhookEvent, event_sources
 
 LEASE = "notion"
 FULL_SYNC_S = 30.0
@@ -61,6 +63,11 @@ class NotionJobs:
         intake.write_lock = self.outbox_lock
         self.intake_acted = False
         self.active = 0  # jobs running now; shutdown waits for them instead of cancelling them
+        # One intake at a time, polled or woken by a webhook: two would act on the same page twice.
+        self.intake_lock = asyncio.Lock()
+        self.woken: list[WebhookEvent] = []  # webhook events not looked at yet
+        self.wake_task: asyncio.Task[None] | None = None
+        self.stopping = False
         self.log = get_logger(daemon=owner, job="notion")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -83,6 +90,7 @@ class NotionJobs:
         try:
             await stop.wait()
         finally:
+            self.stopping = True  # no webhook wakes an intake from now on
             # APScheduler cancels running jobs at shutdown: let the running one finish first.
             scheduler.pause()
             for _ in range(200):
@@ -154,8 +162,11 @@ class NotionJobs:
         if idle and since is not None and since < self.idle_poll_s - self.poll_s / 2:
             return
         self.last_poll = now
-        if await self.intake.poll(now):
-            self.intake_acted = True
+        async with self.intake_lock:
+            if not self.leading():
+                return
+            if await self.intake.poll(now):
+                self.intake_acted = True
         # Not behind a running flush: a slow Notion (3 s per write) held every poll for the whole
         # flush, and an operator's Cancelled set meanwhile was overwritten by our write in flight
         # before any poll saw it. The running flush's job picks intake_acted up at its next run.
@@ -180,3 +191,71 @@ class NotionJobs:
             if full:
                 self.last_full = now
             await self.writer.flush(now)
+
+    # Webhooks ---------------------------------------------------------------------------------------
+    def wake(self, event: WebhookEvent) -> bool:
+        """Takes a Notion webhook event: an intake of its page's data source runs now, in a task of
+        its own (the webhook's answer does not wait for it). Events arriving meanwhile are looked at
+        together at its next round; an intake already running (a poll) is waited for, then the woken
+        one runs, since that poll may have read the data source before the edit. False when this
+        daemon does not lead: the leader's next poll sees the change."""
+        if self.stopping or not self.leading():
+            return False
+        self.woken.append(event)
+        if self.wake_task is None or self.wake_task.done():
+            self.wake_task = asyncio.get_running_loop().create_task(
+                self._run_wakes(), name="notion-webhook-intake"
+            )
+        return True
+
+    async def _run_wakes(self) -> None:
+        self.active += 1
+        try:
+            while self.woken and not self.stopping:
+                events, self.woken = self.woken, []
+                try:
+                    await self._intake_for(events)
+                except Exception as exc:  # Notion or the DB is down: the next poll tries again
+                    self.log.warning("notion_job_failed", job="webhook_intake", error=str(exc))
+        finally:
+            self.active -= 1
+
+    async def _intake_for(self, events: list[WebhookEvent]) -> None:
+        """One intake of each data source these events name, leaving out events that only our own
+        writes made (the outbox's Status and board writes are events too)."""
+        sources: dict[str, Source] = {}
+        for event in events:
+            # Asked only for an event that bots alone made: a person's edit never waits for users/me.
+            bots_only = bool(event.authors) and all(a.type == "bot" for a in event.authors)
+            if bots_only and event.only_by(await self.bot_id() or ""):
+                continue
+            for source in event_sources(event, self.intake.sources):
+                sources[source.info.data_source_id] = source
+        if not sources:
+            return
+        async with self.intake_lock:
+            if not self.leading() or self.stopping:
+                return
+            now = self.clock.now()
+            self.log.info(
+                "notion_webhook_intake",
+                data_sources=sorted(sources),
+                events=len(events),
+                pages=len({e.entity_id for e in events}),
+            )
+            for source in sources.values():
+                if await self.intake.poll_source(source, now):
+                    self.intake_acted = True
+        if not self.outbox_lock.locked():
+            await self.outbox()
+
+    async def bot_id(self) -> str | None:
+        """The integration's own user (users/me, asked once and kept; the outbox knows it too), or
+        None while Notion cannot say: the event is then taken as someone else's."""
+        if self.writer.bot_id is None:
+            try:
+                self.writer.bot_id = str((await self.intake.notion.call("GET", "users/me"))["id"])
+            except Exception as exc:
+                self.log.warning("notion_bot_unknown", error=str(exc)[:300])
+                return None
+        return self.writer.bot_id

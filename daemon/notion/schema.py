@@ -57,6 +57,7 @@ class SourceInfo:
     has_priority: bool
     has_channel: bool
     notes: tuple[str, ...] = ()  # what works without an optional property, and how to add it
+    database_id: str | None = None  # the database holding it: older webhook events name only that
 
 
 def _unreadable(data_source_id: str, names: str, exc: Exception) -> ConfigError:
@@ -131,6 +132,7 @@ async def check_data_source(
         "Priority" in props,
         "Channel" in props,
         tuple(notes),
+        (source.get("parent") or {}).get("database_id"),
     )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon.db.models import YouTubeAccount
 from daemon.errors import ConfigError
 
-KEY_FIX = "set TOKEN_KEY (make one with `python -m daemon youtube-key` and keep it with the other secrets)"
+KEY_FIX = "set TOKEN_KEY (make one with `nvd youtube-key` and keep it with the other secrets)"
 
 
 def new_key() -> str:
@@ -75,7 +75,7 @@ async def load(engine: AsyncEngine, key: str | None, channel_id: str) -> Account
         raise ConfigError(
             f"the YouTube sign-in of channel {channel_id} cannot be decrypted with this TOKEN_KEY (was the "
             f"key changed?): set the key it was saved with, or sign in again with "
-            f"`python -m daemon youtube-auth --channel {channel_id}`"
+            f"`nvd youtube-auth --channel {channel_id}`"
         ) from exc
     return Account(row.channel_id, row.project, token, row.youtube_channel, row.revoked_reason)
 

@@ -25,15 +25,20 @@ RECHECK = timedelta(minutes=5)
 
 
 def sign_in_command(channel_id: str) -> str:
-    return f"python -m daemon youtube-auth --channel {channel_id}"
+    return f"nvd youtube-auth --channel {channel_id}"
+
+
+# Why an upload waits, in a word (the `reason` label of nvd_upload_waits_total).
+QUOTA, SIGN_IN, CLIENT, KEY, CHANNEL, NO_GATE = "quota", "sign_in", "client", "key", "channel", "no_gate"
 
 
 @dataclass(frozen=True)
 class Wait:
-    """The upload cannot run now: when to look again, and the reason its page shows."""
+    """The upload cannot run now: when to look again, the reason its page shows, and its cause."""
 
     until: datetime
     reason: str
+    cause: str = NO_GATE
 
 
 @dataclass
@@ -69,6 +74,7 @@ class UploadGate:
                 now + self.recheck,
                 f"{WAITS}: channel {c.channel_id} has no youtube block in its file any more; put "
                 "it back (and restart the daemon) to publish, or set Cancelled.",
+                CHANNEL,
             )
         project = channel.youtube.project
         client = self.settings.youtube_client(project)
@@ -82,12 +88,13 @@ class UploadGate:
                 now + self.recheck,
                 f"{WAITS}: the daemon has no OAuth client for Google Cloud project {project}; "
                 f"set {names} in its environment and restart it.",
+                CLIENT,
             )
         key = self.settings.token_key.get_secret_value() if self.settings.token_key else None
         try:
             account = await accounts.load(self.engine, key, c.channel_id)
         except ConfigError as exc:
-            return Wait(now + self.recheck, f"{WAITS}: {exc}.")
+            return Wait(now + self.recheck, f"{WAITS}: {exc}.", KEY)
         if account is None or account.revoked_reason:
             why = "is not signed in to YouTube" if account is None else "lost its YouTube sign-in"
             detail = f" ({account.revoked_reason})" if account and account.revoked_reason else ""
@@ -95,6 +102,7 @@ class UploadGate:
                 now + self.recheck,
                 f"{WAITS}: channel {c.channel_id} {why}{detail}. On the daemon's host run "
                 f"`{sign_in_command(c.channel_id)}`; the upload goes on once it is signed in.",
+                SIGN_IN,
             )
         size = self.size(project)
         uploads, units = quota.needs(size)
@@ -107,6 +115,7 @@ class UploadGate:
                 f"{WAITS} for YouTube's daily quota of project {project} ({done} of "
                 f"{size.uploads_per_day} uploads and {spent:,} of {size.units_per_day:,} units used today): "
                 f"it goes on after midnight Pacific time, {_when(reset)}.",
+                QUOTA,
             )
         self.held[c.lease_token] = held
         return {
@@ -140,6 +149,7 @@ class UploadGate:
                 f"{WAITS}: channel {c.channel_id}'s YouTube sign-in expired or was revoked. On "
                 f"the daemon's host run `{sign_in_command(c.channel_id)}`; the upload goes on once it is "
                 "signed in.",
+                SIGN_IN,
             )
         if code == "quotaExceeded":
             await quota.use_up(self.engine, project, self.size(project), self.quota_now(now))
@@ -148,6 +158,7 @@ class UploadGate:
                 again,
                 f"{WAITS}: YouTube says project {project}'s daily quota is used up; it goes on "
                 f"after midnight Pacific time, {_when(reset)}.",
+                QUOTA,
             )
         return None
 

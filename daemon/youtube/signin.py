@@ -1,4 +1,4 @@
-"""`python -m daemon youtube-auth --channel ID`: a channel's sign-in, stored encrypted."""
+"""`nvd youtube-auth --channel ID`: a channel's sign-in, stored encrypted."""
 
 from __future__ import annotations
 

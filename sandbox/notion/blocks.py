@@ -257,12 +257,17 @@ def insert_position(body: dict[str, Any], children: list[str]) -> int:
     return children.index(after_id) + 1
 
 
-def touch_page(n: Notion, kind: str, doc: dict[str, Any], actor: str) -> None:
-    """Editing a body moves its page's last_edited_time, as in Notion."""
+def touch_page(
+    n: Notion, kind: str, doc: dict[str, Any], actor: str, blocks: list[str] | None = None
+) -> None:
+    """Editing a body moves its page's last_edited_time, as in Notion, and is a page.content_updated
+    event (`blocks`: the blocks changed, by default `doc`)."""
     page = n.owning_page(kind, doc)
     if page is not None and page["id"] != doc["id"]:
         n.touch(page, actor)
         n.put(PAGE, page)
+    if page is not None:
+        n.webhooks.content_updated(page, actor, blocks if blocks is not None else [doc["id"]])
 
 
 def _require_node(n: Notion, node_id: str) -> tuple[str, dict[str, Any]]:
@@ -344,7 +349,7 @@ def append_children(n: Notion, call: Call) -> dict[str, Any]:
     doc["children"] = doc.get("children", [])[:at] + new_ids + doc.get("children", [])[at:]
     n.touch(doc, call.actor)
     n.put(kind, doc)
-    touch_page(n, kind, doc, call.actor)
+    touch_page(n, kind, doc, call.actor, new_ids)
     return block_list([render_node(n, BLOCK, n.require(BLOCK, i, "block")) for i in new_ids], None)
 
 

@@ -168,6 +168,7 @@ def create(n: Notion, call: Call) -> dict[str, Any]:
     )
     page["children"] = create_blocks(n, {"type": "page_id", "page_id": page["id"]}, children, call.actor)
     n.put(PAGE, page)
+    n.webhooks.page_created(page, call.actor)
     if ds is None:
         holder = require_page(n, parent["page_id"])
         holder["children"] = [*holder.get("children", []), page["id"]]
@@ -194,7 +195,10 @@ def update(n: Notion, call: Call) -> dict[str, Any]:
     changes = parse_values(schema, body.get("properties") or {})
     attach_files(n, schema, changes)
     schema = save_new_options(n, ds, changes) or schema
-    page["values"] = {**page.get("values", {}), **changes.values}
+    before = page.get("values", {})
+    changed = [k for k, v in changes.values.items() if before.get(k) != v]
+    was_trashed = bool(page.get("in_trash"))
+    page["values"] = {**before, **changes.values}
     if "cover" in body:
         page["cover"] = _cover(n, body["cover"], "body.cover")
     for key in ("icon", "is_locked"):
@@ -206,6 +210,10 @@ def update(n: Notion, call: Call) -> dict[str, Any]:
         _erase(n, page)
     n.touch(page, call.actor)
     n.put(PAGE, page)
+    if changed:
+        n.webhooks.properties_updated(page, call.actor, changed)
+    if trash is not None and trash != was_trashed:
+        n.webhooks.page_trashed(page, call.actor, trash)
     return render_page(n, page, schema)
 
 

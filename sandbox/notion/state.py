@@ -14,6 +14,7 @@ from sandbox.http import Request, Response, json_response
 from sandbox.notion.errors import NotionError, body_validation, error_response, not_found
 from sandbox.notion.objects import new_id, normalize_id, now, text_item
 from sandbox.notion.ratelimit import TokenBuckets
+from sandbox.notion.webhooks import Webhooks
 
 if TYPE_CHECKING:
     from sandbox.app import Sandbox
@@ -77,6 +78,13 @@ class Notion:
         self.workspace_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox-workspace:{self.root_id}"))
         self._actors = {creds["notion_token"]: self.bot_id, creds["notion_operator_token"]: self.operator_id}
         self.buckets = TokenBuckets(lambda: (app.config.notion_rate, app.config.notion_burst))
+        self.webhooks = Webhooks(
+            lambda: app.config.notion_webhook_url,
+            creds["notion_webhook_token"],
+            self.bot_id,
+            self.workspace_id,
+        )
+        app.config_hooks.append(self._subscription_changed)
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         with self.store.lock:
@@ -148,16 +156,25 @@ class Notion:
             call = Call(request, self.actor(request) or self.bot_id)
             try:
                 with self.store.lock:
+                    self.webhooks.begin()
                     result = handler(self, call)
+                    events = self.webhooks.take()  # a call that failed sends none
             except NotionError as exc:
                 return error_response(exc.status, exc.code, exc.message, exc.retry_after)
             except Exception:  # a sandbox bug: answer like Notion would, and leave a trace
                 LOG.exception("notion %s failed", name)
                 return error_response(500, "internal_server_error", None, None)
+            self.webhooks.send(events)
             result["request_id"] = str(uuid.uuid4())
             return json_response(200, result)
 
         return run
+
+    def _subscription_changed(self, before: dict[str, Any]) -> None:
+        """A webhook URL set (or changed) is a new subscription: Notion sends its verification."""
+        url = self.app.config.notion_webhook_url
+        if url and url != before.get("notion_webhook_url"):
+            self.webhooks.verify(url)
 
     # Counters, for /_sandbox/stats ----------------------------------------------------------------
     def count(self, name: str, by_endpoint: bool = False) -> None:
@@ -173,6 +190,7 @@ class Notion:
             "requests_by_endpoint": by_endpoint,
             "rate_limited": counts.get("rate_limited", 0),
             "unauthorized": counts.get("unauthorized", 0),
+            "webhooks": self.webhooks.stats(),
         }
 
     # Documents -----------------------------------------------------------------------------------

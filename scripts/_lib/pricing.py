@@ -1,7 +1,8 @@
 """What a call cost: the usage the provider reports, priced with the daemon's own table.
 
-One price table for the daemon and the scripts: config/pricing.yaml (or the file PRICING_FILE
-names; the daemon passes its own). A script reads it before its call, so a missing or broken table
+One price table for the daemon and the scripts: the one the package ships (daemon/defaults/
+pricing.yaml, read as a file: the scripts import nothing of the daemon) or the file PRICING_FILE
+names; the daemon passes its own. A script reads it before its call, so a missing or broken table
 stops it with exit 2 before anything is paid, never after. The daemon prices the usage a script
 reports with the same table; the script's own figure is what a person running it by hand sees.
 """
@@ -15,7 +16,8 @@ from typing import Any
 
 from scripts._lib.errors import usage
 
-DEFAULT_FILE = Path(__file__).resolve().parents[2] / "config" / "pricing.yaml"
+# The daemon package sits beside this one, in a checkout and in site-packages alike.
+DEFAULT_FILE = Path(__file__).resolve().parents[2] / "daemon" / "defaults" / "pricing.yaml"
 # ElevenLabs' flash and turbo speech models take half a credit per character.
 ELEVENLABS_HALF_PRICE_MODELS = ("flash", "turbo")
 MUSIC_PER_MINUTE = 0.80  # USD, when the table names none (services/pricing.py's default)
@@ -47,7 +49,7 @@ def table() -> dict[str, dict[str, float]]:
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise usage(
             f"the price table {path} is not one the daemon reads ({type(exc).__name__}: {exc}); "
-            "fix it (python -m daemon checks it at start-up) or set PRICING_FILE"
+            "fix it (`nvd run` checks it at start-up) or set PRICING_FILE"
         ) from exc
     return prices
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,18 @@ def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(demo: Dem
     assert video.is_file()
     assert "review gates are approved automatically in demo mode" in done.stdout
     assert any(line.startswith("Notion page: Status Published") and "$" in line for line in lines)
-    assert any("Generating Video" in line and "video clips" in line for line in lines)
+    # A progress view a person reads: each Status the page takes, each step's count when it is done,
+    # each review approved for them; the daemon's JSON log in the file it names, none on the terminal.
+    for status in STATUSES:
+        assert any(line.endswith(f"] {status}") for line in lines), status
+    assert any("]   video clips 4/4 done ·" in line for line in lines)
+    approved = [line.split("] ", 1)[1].strip() for line in lines if "review: approved automatically" in line]
+    assert approved == [f"{gate} review: approved automatically (demo mode)" for gate in GATES_ON]
+    assert not [line for line in (done.stdout + done.stderr).splitlines() if line.lstrip().startswith("{")]
+    assert "\x1b" not in done.stdout  # not a terminal: no redraws
+    logged = [json.loads(line) for line in demo.log.read_text().splitlines()]
+    assert {"daemon_started", "daemon_stopped"} <= {event["event"] for event in logged}
+    assert f"the daemon's log is in {demo.log}" in done.stdout
 
     info = video_info(video)
     assert (info.width, info.height, info.video_codec, info.audio_codec) == (1920, 1080, "h264", "aac")
@@ -126,6 +138,10 @@ def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(demo: Dem
     assert again.stdout.strip().splitlines()[-1] == str(video)  # the same project, not a new one
 
 
+# The Statuses the demo's page takes for seconds at least, as the progress view says them (Uploading
+# may last less than the view's half-second look, on the sandbox's YouTube).
+STATUSES = ("Planning", "Generating Assets", "Generating Video", "Assembling", "Published")
+GATES_ON = ("storyboard", "final")  # the demo channel's reviews (its assets review is off)
 K_WEIGHTED = "highpass=f=60,highshelf=f=1500:g=4"
 BASS = "lowpass=f=70,lowpass=f=70"
 

@@ -26,8 +26,8 @@ from sqlalchemy import select
 
 from daemon.db.engine import make_engine
 from daemon.db.models import Attempt, Comment, Item, Outbox, Task
+from daemon.envfile import read_env_file
 from daemon.notion.gateway import NotionApi
-from daemon.settings import read_env_file
 from daemon.youtube import accounts
 from tests.support.daemon_proc import DaemonProcess
 from tests.support.demo_run import KEYS, MARK, SHARED_DEMO, DemoRun
@@ -51,7 +51,8 @@ def test_no_key_leaks_from_the_demo_or_from_a_daemon_with_a_refused_key(
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert Path(done.stdout.strip().splitlines()[-1]).suffix == ".mp4"
     _no_secret_in("the demo's output", (done.stdout + done.stderr).encode())
-    assert "unavailable for the integration [redacted]" in done.stderr  # Notion's echo, logged redacted
+    # Notion's echo, logged redacted, in the log file the demo names (its terminal is for the view).
+    assert "unavailable for the integration [redacted]" in demo.log.read_text()
 
     refused = _run_with_a_refused_kling_secret(demo.state, demo.workspace, tmp_path)
     assert "put the right key in KLING_ACCESS_KEY and KLING_SECRET_KEY" in refused, refused

@@ -1,7 +1,7 @@
 """Publishing as an operator drives it through Notion: three videos approved on a project whose quota
 is two uploads a day. Two are published (one scheduled: private until its Publish At), the third
 waits and its page says until when. After the reset the channel's sign-in turns out revoked: the
-page names the command, the operator runs `python -m daemon youtube-auth` (the sandbox's Google
+page names the command, the operator runs `nvd youtube-auth` (the sandbox's Google
 consents in place of a browser), and the third video is published, once."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import yaml
 
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name, plain_text
+from daemon.paths import DEFAULT_PROVIDERS_FILE
 from tests.support.daemon_proc import DaemonProcess
 from tests.support.db import ON_SQLITE
 from tests.support.notion_kit import seed
@@ -86,7 +87,7 @@ async def test_two_uploads_a_day_schedule_and_a_revoked_sign_in_each_reach_the_p
     fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
 ) -> None:
     fresh_sandbox.configure(cheap_media=True, kling_seconds=120, youtube_uploads_per_day=2)
-    providers = yaml.safe_load(Path("config/providers.yaml").read_text())
+    providers = yaml.safe_load(DEFAULT_PROVIDERS_FILE.read_text())
     providers["youtube_quota"] = {"default": {"uploads_per_day": 2, "units_per_day": 10_000}}
     (tmp_path / "providers.yaml").write_text(yaml.safe_dump(providers))
     seeded, env = await _publishing_channel(
@@ -134,7 +135,7 @@ async def test_two_uploads_a_day_schedule_and_a_revoked_sign_in_each_reach_the_p
     daemon.start()
     try:
         await pages.until_progress(last, "youtube-auth --channel nature", 90)
-        await pages.until_comment(last, "python -m daemon youtube-auth --channel nature", 30)
+        await pages.until_comment(last, "nvd youtube-auth --channel nature", 30)
         signed = await asyncio.to_thread(_youtube_auth, env)
         assert "Signed in: channel nature" in signed
         assert await pages.until(last, {"Published"}, 120) == "Published"

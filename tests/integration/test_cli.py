@@ -41,7 +41,7 @@ def test_run_refuses_an_unmigrated_database_and_names_the_command(tmp_path: Path
     (tmp_path / "channels" / "nature.yaml").write_text(GOOD)
     done = _daemon(tmp_path, "run")
     assert done.returncode == 1
-    assert "run `python -m daemon migrate` first" in done.stderr
+    assert "run `nvd migrate` first" in done.stderr
 
 
 def test_a_bad_channel_file_stops_start_up(tmp_path: Path) -> None:

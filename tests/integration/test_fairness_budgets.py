@@ -24,7 +24,7 @@ from daemon.complete import Success, complete
 from daemon.costs import load_pricing_file
 from daemon.db.engine import make_engine
 from daemon.db.models import Ledger, Task
-from daemon.settings import PROJECT_ROOT
+from daemon.paths import DEFAULT_PRICING_FILE
 from daemon.tasks import Pipeline
 from services.storyboard import parse_storyboard
 from tests.support.engine_kit import channel, now
@@ -52,9 +52,7 @@ def _board(scenes: int) -> Any:
 
 async def _pipeline(engine: AsyncEngine, tmp_path: Path, *ids: str) -> Pipeline:
     channels = {i: channel(channel_id=i) for i in ids}
-    return Pipeline(
-        engine, channels, tmp_path, pricing=load_pricing_file(PROJECT_ROOT / "config/pricing.yaml")
-    )
+    return Pipeline(engine, channels, tmp_path, pricing=load_pricing_file(DEFAULT_PRICING_FILE))
 
 
 async def _backlog(pipeline: Pipeline, channel_id: str, tasks: int, scenes: int = 50) -> None:

@@ -14,13 +14,14 @@ import yaml
 from PIL import Image
 
 from daemon.costs import PricedCosts, load_pricing_file
+from daemon.paths import DEFAULT_PRICING_FILE
 from services.pricing import to_micros
-from tests.integration.test_scripts_support import ROOT, run_script, script_env
+from tests.integration.test_scripts_support import run_script, script_env
 from tests.support.sandbox_proc import SandboxProcess
 
 
 def _my_prices(folder: Path) -> Path:
-    table = yaml.safe_load((ROOT / "config" / "pricing.yaml").read_text())
+    table = yaml.safe_load((DEFAULT_PRICING_FILE).read_text())
     table["gemini"]["image"]["output_per_million_tokens"] = 25.0
     table["gemini"]["text"]["output_per_million_tokens"] = 2.0
     table["kling"]["unit_price"] = 0.11
@@ -50,7 +51,7 @@ def test_each_script_reports_the_cost_the_daemon_books(fresh_sandbox: SandboxPro
                 "--output", tmp_path / "sfx.mp3"),
     }  # fmt: skip
     daemon = PricedCosts(load_pricing_file(prices))
-    shipped = PricedCosts(load_pricing_file(ROOT / "config" / "pricing.yaml"))
+    shipped = PricedCosts(load_pricing_file(DEFAULT_PRICING_FILE))
     for kind, (script, *args) in runs.items():
         result = run_script(script, *args, env=env).result
         reported = to_micros(Decimal(str(result["cost_usd"])))

@@ -116,14 +116,18 @@ def _steps(cli: Cli, task_id: int) -> int:
     return sum(1 for i in cli.items(task_id).values() if i.provider != "operator")
 
 
-def test_status_is_a_table_of_title_status_gate_progress_cost_and_age(cli: Cli) -> None:
+def test_status_is_a_table_of_title_status_gate_progress_cost_disk_and_age(cli: Cli) -> None:
     task_id = cli.enqueue()
     _paid(cli, task_id, 1_234_567)
     cli.db(update(Task).where(Task.id == task_id).values(created_at=now() - timedelta(hours=3, minutes=5)))
+    project = cli.tmp_path / "ws/channels/nature/projects/heron"
+    (project / "clips").mkdir()
+    (project / "clips/s01.mp4").write_bytes(b"x" * 2_400_000)
+    disk = sum(p.stat().st_size for p in project.rglob("*") if p.is_file())
     code, out, err = cli("status")
     assert (code, err) == (0, "")
     head, row = out.splitlines()
-    assert head.split() == ["ID", "TITLE", "CHANNEL", "STATUS", "GATE", "PROGRESS", "COST", "AGE"]
+    assert head.split() == ["ID", "TITLE", "CHANNEL", "STATUS", "GATE", "PROGRESS", "COST", "DISK", "AGE"]
     assert re.split(r"\s{2,}", row.strip()) == [
         str(task_id),
         "The Heron's Patience, a Very Long Title…",  # clipped to 40 characters
@@ -132,6 +136,7 @@ def test_status_is_a_table_of_title_status_gate_progress_cost_and_age(cli: Cli) 
         "Storyboard Review",  # the gate waiting
         f"1/{_steps(cli, task_id)}",  # steps done: the storyboard, given
         "$1.23",
+        f"{disk / 1e6:.1f} MB",  # the project's folder: its storyboard and the clip
         "3h",
     ]
     # The columns line up: every header starts where its values start.
@@ -163,6 +168,8 @@ def test_status_json_keeps_its_keys_and_agrees_with_the_table(cli: Cli) -> None:
         "error": None,
         "video": None,
         "notion_page_id": None,
+        "disk_bytes": (cli.tmp_path / "ws/channels/nature/projects/heron/storyboard.json").stat().st_size,
+        "media_removed_at": None,
     }
     assert 0 <= task["age_s"] < 60
     # The same task alone; its age is whole seconds, so a second may have ticked between the calls.
@@ -246,7 +253,7 @@ def test_retry_of_a_task_in_production_is_refused_with_the_reason(cli: Cli) -> N
     assert (code, out) == (1, "")
     assert err == (
         f"task {task_id}: this video is already in production; set Cancelled first to start over "
-        f"(`python -m daemon cancel --task {task_id}` cancels it)\n"
+        f"(`nvd cancel --task {task_id}` cancels it)\n"
     )
     assert cli.task(task_id).pass_no == 1
 

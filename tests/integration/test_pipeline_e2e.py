@@ -17,7 +17,7 @@ from daemon.claim import ensure_slots
 from daemon.clock import SystemClock
 from daemon.costs import load_pricing_file
 from daemon.db.models import Item
-from daemon.settings import PROJECT_ROOT
+from daemon.paths import DEFAULT_PRICING_FILE
 from services.pricing import to_micros
 from services.storyboard import parse_storyboard
 from tests.support.engine_kit import run_workers
@@ -85,7 +85,7 @@ async def test_a_storyboard_becomes_a_video_with_every_call_made_once(
         **{f"{kind}_s0{i}": 1 for kind in ("clip", "narration", "sfx") for i in SCENES},
     }
     assert all(item.cost_micros > 0 for key, item in items.items() if key in by_item)
-    # The task's cost is what the provider's own call log adds up to at config/pricing.yaml's prices.
+    # The task's cost is what the provider's own call log adds up to at the shipped price table's prices.
     billed = sum(to_micros(PRICING.actual_cost(_kind_of(call), call["usage"])) for call in calls)
     assert sum(item.cost_micros for item in items.values()) == billed
 
@@ -107,7 +107,7 @@ async def _items(app: App, task_id: int) -> dict[str, Any]:
         return {r.key: r for r in await conn.execute(select(Item).where(Item.task_id == task_id))}
 
 
-PRICING = load_pricing_file(PROJECT_ROOT / "config" / "pricing.yaml")
+PRICING = load_pricing_file(DEFAULT_PRICING_FILE)
 
 
 def _kind_of(call: dict[str, Any]) -> str:

@@ -36,7 +36,7 @@ async def test_migrated_schema_passes_the_start_up_check(engine: AsyncEngine) ->
 async def test_an_empty_database_is_refused_with_the_command_to_run(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
     try:
-        with pytest.raises(SchemaNotMigrated, match=r"run `python -m daemon migrate` first"):
+        with pytest.raises(SchemaNotMigrated, match=r"run `nvd migrate` first"):
             await check_schema(engine)
         await upgrade(engine)
         await check_schema(engine)

@@ -171,7 +171,7 @@ def test_music_has_the_asked_length_and_price_and_is_music(
     assert audio_duration(output) == pytest.approx(12.0, abs=0.15)
     assert result["provider"] == "elevenlabs"
     assert result["meta"]["seconds"] == 12
-    assert result["cost_usd"] == pytest.approx(12 * 0.80 / 60)  # config/pricing.yaml's price a minute
+    assert result["cost_usd"] == pytest.approx(12 * 0.80 / 60)  # the shipped price table's price a minute
     samples = decode_audio(output)
     assert rms_dbfs(samples, 2, 10) > -35  # not silence
     calls = [c for c in sandbox.calls("elevenlabs") if str(c["endpoint"]).endswith("/v1/music")]

@@ -58,12 +58,14 @@ async def audit(db_url: str, sandbox: SandboxProcess, workspace: Path) -> Audit:
 
 
 def consistency_problems(a: Audit) -> list[str]:
-    """Nothing left running; every done item's file on disk; no file recorded for an unfinished item."""
+    """Nothing left running; every done item's file on disk (unless retention removed it); no file
+    recorded for an unfinished item."""
     problems = []
     for item in a.items:
         if item.state == "running":
             problems.append(f"{item.key} is still running")
-        if item.state == "succeeded" and item.output_path and not (a.workspace / item.output_path).is_file():
+        on_disk = (a.workspace / str(item.output_path)).is_file()
+        if item.state == "succeeded" and item.output_path and not on_disk and item.removed_at is None:
             problems.append(f"{item.key} is done but {item.output_path} is missing")
         if item.state != "succeeded" and item.output_path:
             problems.append(f"{item.key} is {item.state} but records {item.output_path}")
@@ -125,12 +127,12 @@ def repeats(a: Audit) -> tuple[dict[str, int], list[str]]:
 
 
 def priced_micros(calls: list[dict[str, Any]]) -> int:
-    """What the sandbox's call log adds up to at config/pricing.yaml's prices."""
+    """What the sandbox's call log adds up to at the shipped price table's prices."""
     from daemon.costs import load_pricing_file
-    from daemon.settings import PROJECT_ROOT
+    from daemon.paths import DEFAULT_PRICING_FILE
     from services.pricing import to_micros
 
-    pricing = load_pricing_file(PROJECT_ROOT / "config" / "pricing.yaml")
+    pricing = load_pricing_file(DEFAULT_PRICING_FILE)
     return sum(to_micros(pricing.actual_cost(_kind_of(call), call["usage"])) for call in calls)
 
 

@@ -64,6 +64,13 @@ class DemoRun:
     def database(self) -> Path:
         return self.workspace / "demo" / "workspace" / "daemon.db"
 
+    @property
+    def log(self) -> Path:
+        """The file the first run's daemon log went to, as its output names it."""
+        said = "demo: the daemon's log (JSON lines) goes to "
+        named = next(line for line in self.first.stdout.splitlines() if line.startswith(said))
+        return Path(named[len(said) :])
+
     def again(self) -> subprocess.CompletedProcess[str]:
         return run_demo(self.workspace)
 

@@ -10,6 +10,7 @@ import pytest
 
 from daemon.claim import Claimed
 from daemon.commands import SCRIPTS, build_command
+from daemon.paths import DEFAULT_PRICING_FILE
 from scripts import (
     generate_asset,
     generate_audio,
@@ -225,7 +226,7 @@ def test_generated_music_is_one_paid_item_in_the_storyboards_mood_and_the_assemb
 
     from services.pricing import load_pricing
 
-    pricing = load_pricing(yaml.safe_load(Path("config/pricing.yaml").read_text()))
+    pricing = load_pricing(yaml.safe_load(DEFAULT_PRICING_FILE.read_text()))
     assert estimator(pricing)(item) == math.ceil(item.reserve["seconds"] * 0.80 / 60 * 100) * 10_000
 
 
@@ -339,7 +340,7 @@ def test_a_clip_takes_its_length_from_its_narration_and_reserves_the_longer_pric
     )
     parsed = _parsed("clip", build_command(c, Path("/s"), Path("/w")))
     assert (parsed.duration, parsed.narration) == ("auto", Path("/w/narration/s01.mp3"))
-    pricing = load_pricing(yaml.safe_load(Path("config/pricing.yaml").read_text()))
+    pricing = load_pricing(yaml.safe_load(DEFAULT_PRICING_FILE.read_text()))
     ten = dataclasses.replace(clip, input={**clip.input, "duration": 10})
     assert estimator(pricing)(clip) == estimator(pricing)(ten) > 0
     # A task planned by an earlier release (plan version 1) keeps the estimated length.

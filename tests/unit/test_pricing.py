@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,10 +11,11 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from daemon.paths import DEFAULT_PRICING_FILE
 from services.errors import PricingError, ServiceError
 from services.pricing import CostKind, Pricing, load_pricing, to_cents, to_micros
 
-CONFIG = Path(__file__).resolve().parents[2] / "config" / "pricing.yaml"
+CONFIG = DEFAULT_PRICING_FILE
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_an_empty_table_or_one_that_is_not_a_mapping() -> None:
         load_pricing(None)  # an empty file
     assert str(caught.value) == (
         "pricing.yaml (top level): is empty; write the gemini, kling and elevenlabs sections "
-        "(see config/pricing.yaml)"
+        "(see daemon/defaults/pricing.yaml)"
     )
     with pytest.raises(PricingError, match=r"^pricing.yaml \(top level\): must be a mapping"):
         load_pricing(["gemini"])

@@ -1,4 +1,4 @@
-"""The scripts price a call with the daemon's own table (config/pricing.yaml, or PRICING_FILE)."""
+"""The scripts price a call with the daemon's own table (the one the package ships, or PRICING_FILE)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from daemon.paths import DEFAULT_PRICING_FILE
 from scripts._lib import pricing
 from scripts._lib.errors import ScriptError
 
-SHIPPED = Path(__file__).resolve().parents[2] / "config" / "pricing.yaml"
+SHIPPED = DEFAULT_PRICING_FILE
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,8 @@ import pytest
 import structlog
 
 from daemon import logs
-from daemon.settings import Settings, load_env_file, normalise_database_url
+from daemon.envfile import load_env_file
+from daemon.settings import Settings, normalise_database_url
 
 
 @pytest.mark.parametrize(
