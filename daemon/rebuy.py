@@ -6,7 +6,8 @@ but leaves their items succeeded, marked `removed_at`. A new pass keeps such an 
 file, nothing bought) while everything that consumes it is kept too: a video queued again unchanged
 is done at once. Only when something downstream must be made again (a new cut: other captions, a
 changed scene) are the removed items it needs made again, and those of a paid provider are bought
-only with the operator's confirmation (`retry --rebuy`, or Status set again on the page):
+only with the operator's confirmation (`retry --rebuy`, or Status set again on the page once the
+refusal put it back there):
 `MediaRemoved` refuses the pass otherwise, naming what it would buy and about what it would cost.
 """
 
@@ -56,9 +57,11 @@ class MediaRemoved(DaemonError):
             f"{describe(self.kinds)}{cost}"
         )
 
-    def offer(self, now: datetime) -> dict[str, Any]:
-        """What task.rebuy_offer records of this refusal: a confirmation covers this much."""
-        return {"at": now.isoformat(), "micros": self.micros, "items": self.kinds}
+    def offer(self, now: datetime, put_back: int) -> dict[str, Any]:
+        """What task.rebuy_offer records of this refusal: a confirmation covers this much. `put_back`:
+        the version of the page's Status write (its outbox row) that puts the Status back; only a
+        Status set over that write, once it reached the page, confirms (see `offered`)."""
+        return {"at": now.isoformat(), "micros": self.micros, "items": self.kinds, "put_back": put_back}
 
 
 def describe(kinds: Mapping[str, int]) -> str:
@@ -73,16 +76,21 @@ def describe(kinds: Mapping[str, int]) -> str:
     return parts[0] if parts else "nothing"
 
 
-def offered(offer: Mapping[str, Any] | None, now: datetime) -> int | None:
-    """The amount (micro-dollars) a recorded offer lets a new pass buy again, while it is valid."""
-    if not offer:
+def offered(offer: Mapping[str, Any] | None, now: datetime, shown: int | None) -> int | None:
+    """The amount (micro-dollars) a recorded offer lets a new pass buy again: while it is valid, and
+    only for a Status the operator set over the refusal's put-back as the page showed it. `shown`:
+    the version of the daemon's Status write the page showed when they set theirs (None: the page
+    did not show one of ours, or it is not known). A put-back not yet on the page (Notion slow or
+    down, a restart) confirms nothing: the Status there is still the one that was refused."""
+    if not offer or shown is None:
         return None
     try:
         at = datetime.fromisoformat(str(offer["at"]))
         micros = int(offer["micros"])
+        put_back = int(offer["put_back"])
     except (KeyError, TypeError, ValueError):
         return None
-    return micros if now - at <= OFFER_VALID else None
+    return micros if now - at <= OFFER_VALID and shown >= put_back else None
 
 
 def revived(planned: Sequence[PlannedItem], runs: Iterable[str], removed: Iterable[str]) -> set[str]:

@@ -6,7 +6,10 @@ images, frames, clips, narration, ambience beds, music and Notion previews go to
 only when asked (`cleanup --finals`). The items whose files go are marked `removed_at` first, in a
 transaction that checks the task is still done: a new pass then knows they are gone and asks before
 buying them again (daemon/rebuy.py). A file is unlinked only after that commit, and only if it was
-not written since the scan.
+not written since the scan. A video whose Notion page may still need its files (its board not yet
+written as the video now is, its files not all uploaded, a write of the page queued or unanswered)
+keeps them until a later run: with RETENTION_DAYS=0 a video just done is not stripped before its
+page shows it.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.channels import Channel
-from daemon.db.models import Item, Task
+from daemon.db.models import Item, Outbox, Task
+from daemon.notion.board import board_value
+from daemon.notion.outbox import BOARD_BODY
 from daemon.project_files import GROUPS, Found, leftovers, prune_empty, remove
 from services.states import ItemState, TaskState
 
@@ -86,19 +92,26 @@ class Removed:
     removal: Removal
     files: int = 0
     size: int = 0
-    skipped: str | None = None  # why nothing was removed (a new pass started meanwhile)
+    skipped: str | None = None  # why nothing was removed (a new pass started, the page not written)
     marked: list[str] = field(default_factory=list)  # items now marked removed_at
 
 
 async def scan(engine: AsyncEngine, workspace: Path, policy: Policy, now: datetime) -> list[Removal]:
     """Every done video with something to remove, oldest task first; nothing is changed."""
-    query = select(Task.id, Task.channel_id, Task.project_slug, Task.title, Task.updated_at).where(
-        Task.state == TaskState.DONE
-    )
+    query = select(
+        Task.id,
+        Task.channel_id,
+        Task.project_slug,
+        Task.title,
+        Task.updated_at,
+        Task.notion_page_id,
+        Task.storyboard,
+    ).where(Task.state == TaskState.DONE)
     if policy.only_channel is not None:
         query = query.where(Task.channel_id == policy.only_channel)
     async with engine.connect() as conn:
-        tasks = (await conn.execute(query.order_by(Task.id))).all()
+        done = (await conn.execute(query.order_by(Task.id))).all()
+        tasks = [t for t in done if not await page_needs_files(conn, t, workspace)]
 
     def walk() -> list[Removal]:
         out = []
@@ -141,11 +154,17 @@ async def apply(
         async with engine.begin() as conn:
             task = (
                 await conn.execute(
-                    select(Task.state, Task.updated_at).where(Task.id == removal.task_id).with_for_update()
+                    select(Task.id, Task.state, Task.updated_at, Task.notion_page_id, Task.storyboard)
+                    .where(Task.id == removal.task_id)
+                    .with_for_update()
                 )
             ).first()
             if task is None or task.state != TaskState.DONE or task.updated_at != removal.finished_at:
                 result.skipped = "a new pass started since the scan"
+                done.append(result)
+                continue
+            if await page_needs_files(conn, task, workspace):
+                result.skipped = "its Notion page is still being written: kept until a later run"
                 done.append(result)
                 continue
             items = (
@@ -174,3 +193,32 @@ async def apply(
         await asyncio.to_thread(unlink)
         done.append(result)
     return done
+
+
+async def page_needs_files(conn: AsyncConnection, task: Any, workspace: Path) -> bool:
+    """Whether the task's Notion page may still need the video's files. The board (images, frames,
+    clips, the final cut; daemon/notion/board.py) is written only once all its files are uploaded,
+    so a board written as the video now is needs none of them. Until then they are needed: the
+    board not yet queued as it is now (the sync has not seen the video done), or queued with its
+    files still uploading; and a write of the page queued or unanswered (an unanswered one has every
+    value of the page written again, the board with its files too: daemon/notion/outbox.py)."""
+    if task.notion_page_id is None:
+        return False
+    page = str(task.notion_page_id)
+    waiting = await conn.scalar(
+        select(Outbox.id)
+        .where(
+            Outbox.page_id == page,
+            or_(Outbox.version > Outbox.sent_version, Outbox.recheck_at.is_not(None)),
+        )
+        .limit(1)
+    )
+    if waiting is not None:
+        return True
+    board = await board_value(conn, task, workspace)
+    if board is None:
+        return False
+    written = await conn.scalar(
+        select(Outbox.sent_value).where(Outbox.page_id == page, Outbox.property == BOARD_BODY)
+    )
+    return bool(written != board)

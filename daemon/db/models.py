@@ -64,7 +64,8 @@ class Task(Base):
     error: Mapped[str | None] = mapped_column(Text)
     final_video_path: Mapped[str | None] = mapped_column(Text)
     # What a new pass refused for media retention removed would buy again, and when it was asked
-    # ({"at", "micros", "items"}): a Queued set again soon after confirms it (daemon/rebuy.py).
+    # ({"at", "micros", "items", "put_back"}): a Queued set again soon after, over the put-back,
+    # confirms it (daemon/rebuy.py).
     rebuy_offer: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

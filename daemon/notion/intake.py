@@ -190,12 +190,14 @@ class Intake:
             body = {**body, "start_cursor": result["next_cursor"]}
 
     # Pages that could not be read ---------------------------------------------------------------------
-    async def _handle_or_keep(self, source: Source, page: JSON, now: datetime) -> int:
+    async def _handle_or_keep(
+        self, source: Source, page: JSON, now: datetime, *, reconciling: bool = False
+    ) -> int:
         """Handles a page; one that cannot be read now (its blocks, Notion failing) is kept in
         page_unread and read again at later polls, since the window moves on without it."""
         ds, page_id = source.info.data_source_id, str(page["id"])
         try:
-            acted = await self._handle(source, page, now)
+            acted = await self._handle(source, page, now, reconciling=reconciling)
         except NotionError as exc:
             self.log.warning("intake_page_deferred", page=page_id, error=str(exc))
             await self._keep_unread(ds, page_id, str(exc), now)
@@ -261,7 +263,10 @@ class Intake:
 
     async def _reconcile(self, source: Source, handled: set[str], now: datetime) -> int:
         """Every RECONCILE_S, one query for every Queued page, whatever its age: a Queued page with
-        no production (a poll that could not act on it, a crash in between) is acted on now."""
+        no production (a poll that could not act on it, a crash in between) is acted on now. Such a
+        page is no new edit: it never confirms buying again what retention removed (it may be the
+        refused Queued itself, its put-back not on the page yet); a pass that needs it is refused
+        again."""
         ds = source.info.data_source_id
         last = self.reconciled.get(ds)
         if last is not None and (now - last).total_seconds() < RECONCILE_S:
@@ -282,7 +287,7 @@ class Intake:
                 if task is None or task.state != TaskState.ACTIVE:
                     self.log.warning("intake_reconciled_queued_page", page=page_id)
                     await self._forget_seen(page_id)
-                    acted += await self._handle_or_keep(source, page, now)
+                    acted += await self._handle_or_keep(source, page, now, reconciling=True)
             if not result.get("has_more") or not result.get("next_cursor"):
                 return acted
             body = {**body, "start_cursor": result["next_cursor"]}
@@ -304,7 +309,7 @@ class Intake:
             )
 
     # One page --------------------------------------------------------------------------------------
-    async def _handle(self, source: Source, page: JSON, now: datetime) -> int:
+    async def _handle(self, source: Source, page: JSON, now: datetime, *, reconciling: bool = False) -> int:
         page_id = str(page["id"])
         props = page.get("properties", {})
         status = option_name(props.get(STATUS))
@@ -321,7 +326,8 @@ class Intake:
         if seen is not None and seen.status == status and seen.props_hash == fingerprint:
             return 0
         self.unproduced.pop(page_id, None)
-        await self._act(source, page, action, status or "", seen is not None and seen.status == status, now)
+        same_status = seen is not None and seen.status == status
+        await self._act(source, page, action, status or "", same_status, now, reconciling=reconciling)
         await self._remember(page_id, source.info.data_source_id, status, fingerprint, now)
         return 1
 
@@ -343,7 +349,15 @@ class Intake:
         return 0
 
     async def _act(
-        self, source: Source, page: JSON, action: Action, status: str, same_status: bool, now: datetime
+        self,
+        source: Source,
+        page: JSON,
+        action: Action,
+        status: str,
+        same_status: bool,
+        now: datetime,
+        *,
+        reconciling: bool = False,
     ) -> None:
         page_id = str(page["id"])
         task = await self._task_of(page_id)
@@ -352,6 +366,11 @@ class Intake:
             return  # only the page's inputs changed while it is in production: nothing to do
         decision = decide(action, task.state if task else None, gate)
         log = self.log.bind(page=page_id, action=action.value, task=task.id if task else None)
+        # A Status set again after a refusal for files retention removed confirms buying them, when
+        # it is a new edit over the put-back: decided before this Status becomes the baseline.
+        rebuy = None
+        if task is not None and task.rebuy_offer and decision.allowed and not same_status and not reconciling:
+            rebuy = await self._confirmed_rebuy(page_id, status, task.rebuy_offer, now)
         async with self.engine.begin() as conn:
             await acknowledge_status(conn, page_id, status, now)
         if not decision.allowed:
@@ -359,21 +378,19 @@ class Intake:
             await self._refuse(page, status, decision.reason, now)
             return
         try:
-            # A Status set again after a refusal for files retention removed confirms buying them.
-            rebuy = offered(task.rebuy_offer, now) if task is not None else None
             await self._apply(source, page, action, task, now, rebuy)
         except ApprovalRefused as exc:
             log.info("operator_action_refused", reason=str(exc))
             await self._refuse(page, status, f"{exc} Then set Approved again", now)
         except MediaRemoved as exc:
             log.info("operator_action_refused", reason=exc.reason, rebuy_usd=exc.micros / 1_000_000)
-            await self._offer_rebuy(task.id, exc, now)
             await self._refuse(
                 page,
                 status,
                 f"{exc.reason}. Nothing was bought. Set Status to {status} again within "
                 f"{OFFER_VALID.days} days to buy them",
                 now,
+                offer=exc,
             )
         except (PageProblem, PlanError, ServiceError) as exc:
             log.info("page_not_producible", problem=str(exc))
@@ -579,7 +596,12 @@ class Intake:
                 .values(next_attempt_at=now)
             )
 
-    async def _refuse(self, page: JSON, status: str, reason: str, now: datetime) -> None:
+    async def _refuse(
+        self, page: JSON, status: str, reason: str, now: datetime, offer: MediaRemoved | None = None
+    ) -> None:
+        """The Status put back, with a comment saying why. With `offer` (a pass refused for files
+        retention removed), what it would have bought is remembered, tied to this put-back: the same
+        Status set again over it confirms that much (`_confirmed_rebuy`), no more."""
         page_id = str(page["id"])
         task = await self._task_of(page_id)
         # Read before the write transaction: on SQLite a second connection inside it would wait on it.
@@ -588,14 +610,37 @@ class Intake:
             # Keyed by the edit: the same edit seen again (a retried poll) is not commented twice.
             key = f"{page_id}:refused:{status}:{page.get('last_edited_time')}"
             await add_comment(conn, page_id, key, f"Status {status} was not applied: {reason}.", now)
-            if restore is not None:
-                await set_property(conn, page_id, STATUS, {"status": restore.value}, now)
+            if restore is None:
+                return
+            await set_property(conn, page_id, STATUS, {"status": restore.value}, now)
+            if offer is not None:
+                put_back = (
+                    await conn.execute(
+                        select(Outbox.version).where(Outbox.page_id == page_id, Outbox.property == STATUS)
+                    )
+                ).scalar_one()
+                await conn.execute(
+                    update(Task).where(Task.id == task.id).values(rebuy_offer=offer.offer(now, put_back))
+                )
 
-    async def _offer_rebuy(self, task_id: int, refused: MediaRemoved, now: datetime) -> None:
-        """Remembers what the refused pass would have bought: the same Status set again confirms
-        that much (rebuy.offered), no more."""
-        async with self.engine.begin() as conn:
-            await conn.execute(update(Task).where(Task.id == task_id).values(rebuy_offer=refused.offer(now)))
+    async def _confirmed_rebuy(
+        self, page_id: str, status: str, offer: dict[str, Any], now: datetime
+    ) -> int | None:
+        """What the operator confirmed buying again (rebuy.offered) by setting `status` on a page the
+        refusal's put-back had reached. The outbox records its own writes: under its lock (no write
+        of ours in flight), the page's Status row must say the last Status on the page is one of the
+        daemon's (an operator's one acknowledged is not), written and answered, and the page, read
+        again, must show theirs over it. Otherwise (the put-back still queued or unanswered, a page
+        read before it landed) nothing is confirmed: the pass is refused and asked again."""
+        async with self.write_lock:
+            row = await self._status_row(page_id)
+            written = (row.sent_value or {}).get("status") if row is not None else None
+            if row is None or row.recheck_at is not None or not written or action_for(written) is not None:
+                return None
+            fresh = await self.notion.call("GET", f"pages/{page_id}")
+            if option_name(fresh.get("properties", {}).get(STATUS)) != status:
+                return None
+            return offered(offer, now, int(row.sent_version))
 
     async def _page_error(self, page_id: str, problem: str, now: datetime) -> None:
         problem = _printable(problem)

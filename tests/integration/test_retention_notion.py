@@ -10,12 +10,14 @@ import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from daemon.channels import Captions
-from daemon.db.models import Task
+from daemon.db.models import PollCursor, Task
+from daemon.notion.sync import sync_tasks
 from daemon.retention import Policy, apply, scan
 from tests.support.engine_kit import now
 from tests.support.notion_kit import NotionKit
@@ -104,3 +106,107 @@ async def test_a_requeue_after_retention_asks_before_buying_the_removed_files_ag
     assert (await kit.task(page)).rebuy_offer is None
     await kit.flush()
     assert (await kit.page(page))["Status"] == "Ready"
+
+
+async def _rewind_cursor(kit: NotionKit) -> None:
+    """The polls made minutes ahead left intake's cursor there: the next poll reads every page."""
+    assert kit.app
+    async with kit.app.engine.begin() as conn:
+        await conn.execute(delete(PollCursor))
+
+
+async def test_a_refused_requeue_is_confirmed_only_by_a_queued_set_over_the_put_back(kit: NotionKit) -> None:
+    """Regression: the refusal's put-back not on the page yet (Notion slow or down, a restart), the
+    page still shows the refused Queued: a new leader's reconcile, or an edit of another property,
+    once started the paid pass with no second Queued from the operator."""
+    await kit.start(channel={"scenes": 1})
+    assert kit.app
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    await kit.work(lambda: _done(kit, page))
+    await kit.flush()
+    task = await kit.task(page)
+    async with kit.app.engine.begin() as conn:
+        await conn.execute(
+            update(Task).where(Task.id == task.id).values(updated_at=now() - timedelta(days=31))
+        )
+    workspace = kit.app.settings.workspace_dir
+    policy = Policy(30, kit.app.channels)
+    await apply(kit.app.engine, workspace, await scan(kit.app.engine, workspace, policy, now()), now())
+    channel = kit.app.channels[kit.channel]
+    kit.app.channels[kit.channel] = channel.model_copy(update={"captions": Captions(size=0.06)})
+    runs = _runs(kit)
+
+    # Queued once: refused, and the put-back waits in the outbox (no flush).
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    assert (await kit.task(page)).rebuy_offer is not None
+    # A new leader (a fresh intake reconciles at its first poll) minutes later, the page still Queued.
+    for minutes in (3, 6):
+        jobs = kit.app.notion_jobs()
+        assert jobs is not None
+        await jobs.intake.poll(now() + timedelta(minutes=minutes))
+    task = await kit.task(page)
+    assert (task.state, task.pass_no) == ("done", 1)
+    # The operator edits another property of the page, still showing Queued.
+    await _rewind_cursor(kit)
+    await kit.set(page, Priority="High")
+    await kit.poll()
+    task = await kit.task(page)
+    assert (task.state, task.pass_no) == ("done", 1)
+    assert task.rebuy_offer is not None
+    assert _runs(kit) == runs
+
+    # The put-back reaches the page; the operator sets Queued over it: that confirms.
+    await kit.db_time_travel_comments()  # the last refusal was queued at the polls' future time
+    await kit.flush()
+    assert (await kit.page(page))["Status"] == "Ready"
+    assert any("removed by retention" in c for c in await kit.comments(page))
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    task = await kit.task(page)
+    assert (task.state, task.pass_no, task.rebuy_offer) == ("active", 2, None)
+
+
+def _media_captions(blocks: list[dict[str, Any]]) -> set[str]:
+    return {
+        "".join(r["plain_text"] for r in b[b["type"]]["caption"])
+        for b in blocks
+        if b["type"] in ("image", "video")
+    }
+
+
+async def test_retention_keeps_a_videos_files_until_its_page_shows_them(kit: NotionKit) -> None:
+    """Regression: with RETENTION_DAYS=0 and Notion slow when a video finished, retention removed its
+    clips and images before the board had uploaded them, and the page showed them missing for ever."""
+    await kit.start(channel={"scenes": 1})
+    assert kit.app
+    page = kit.pages[0]
+    await kit.set(page, Status="Queued")
+    await kit.poll()
+    await kit.work(lambda: _done(kit, page))
+    workspace = kit.app.settings.workspace_dir
+    project = workspace / f"channels/{kit.channel}/projects" / page.replace("-", "")
+    policy = Policy(0, kit.app.channels)
+
+    async def retention() -> None:
+        assert kit.app
+        await apply(kit.app.engine, workspace, await scan(kit.app.engine, workspace, policy, now()), now())
+
+    # Done, and nothing written to the page yet (the sync has not run): everything stays.
+    await retention()
+    assert (project / "clips").is_dir() and (project / "assets").is_dir()
+    # The board queued, its files not uploaded yet: still everything.
+    await sync_tasks(kit.app.engine, workspace, now(), None)
+    await retention()
+    assert (project / "clips").is_dir() and (project / "assets").is_dir()
+
+    # The page written, its files in Notion: now they go, and the page keeps showing them.
+    await kit.flush()
+    await retention()
+    assert not (project / "clips").exists() and not (project / "assets").exists()
+    await kit.flush()
+    blocks = await kit.blocks(page)
+    assert {"Scene 1 frame", "Scene 1 clip", "Final cut"} <= _media_captions(blocks)
+    assert not any("not shown here" in str(b) for b in blocks)

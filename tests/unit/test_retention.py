@@ -104,12 +104,16 @@ def test_what_would_be_bought_is_said_in_words() -> None:
     assert describe({"music": 1}) == "1 music track"
 
 
-def test_an_offer_counts_for_seven_days() -> None:
+def test_an_offer_counts_for_seven_days_and_only_over_its_put_back() -> None:
     at = datetime(2026, 3, 1, tzinfo=UTC)
-    offer = {"at": at.isoformat(), "micros": 1_900_000, "items": {"clip": 2}}
-    assert offered(offer, at + timedelta(days=6)) == 1_900_000
-    assert offered(offer, at + timedelta(days=8)) is None
-    assert offered(None, at) is None and offered({"at": "yesterday"}, at) is None
+    offer = {"at": at.isoformat(), "micros": 1_900_000, "items": {"clip": 2}, "put_back": 5}
+    assert offered(offer, at + timedelta(days=6), shown=5) == 1_900_000
+    assert offered(offer, at + timedelta(days=8), shown=5) is None
+    # The page had not shown the put-back (version 5 of its Status) when the Status was set.
+    assert offered(offer, at + timedelta(hours=1), shown=4) is None
+    assert offered(offer, at + timedelta(hours=1), shown=None) is None
+    assert offered(None, at, shown=5) is None and offered({"at": "yesterday"}, at, shown=5) is None
+    assert offered({k: v for k, v in offer.items() if k != "put_back"}, at, shown=5) is None
 
 
 def test_the_sqlite_file_is_known_by_its_real_path(tmp_path: Path) -> None:
