@@ -199,8 +199,9 @@ async def _measure(
         async with database(kind, ctx) as url:
             env = daemon_env(box, work / "ws", channels, url, scripts_dir=small_cut_scripts(work))
             env.pop("KLING_POLL_S")  # the production default, as every Notion and lease setting
-            # The listener and the subscription's token from the start; no event comes before the
-            # sandbox is subscribed.
+            # The listener and the subscription's token from the start (NOTION_WEBHOOK_SECRET turns
+            # webhooks on, as an operator who adopted the token has it); no event comes before the
+            # sandbox is subscribed, and its verification request, that token, writes nothing.
             port = free_port()
             env["HTTP_PORT"] = str(port)
             env["NOTION_WEBHOOK_SECRET"] = credentials(box)["notion_webhook_token"]

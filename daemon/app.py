@@ -187,7 +187,10 @@ class App:
             return None
         host, port, setting = where
         listener = Listener(host, port, setting=setting)
-        Monitoring(health, self.metrics, self.figures).mount(listener)
+        token = self.settings.metrics_token
+        Monitoring(
+            health, self.metrics, self.figures, token=token.get_secret_value() if token else None
+        ).mount(listener)
         self.mount_routes(listener, jobs)
         await listener.start()
         return listener
@@ -271,7 +274,9 @@ class App:
     def mount_routes(self, listener: Listener, jobs: NotionJobs | None) -> None:
         """Routes beside the monitoring ones, on the same listener (daemon/monitor/listener.py says
         how); called before the listener starts, and only when there is one (HTTP_PORT is not 0)."""
-        if jobs is not None:  # Notion webhooks: only with a data source to wake intake for
+        # Notion webhooks: only when turned on (NOTION_WEBHOOKS or NOTION_WEBHOOK_SECRET; anyone who
+        # reaches the listener can post to the route) and with a data source to wake intake for.
+        if jobs is not None and self.settings.webhooks_on():
             secret = self.settings.notion_webhook_secret
             receiver = WebhookReceiver(
                 self.settings.workspace_dir, secret.get_secret_value() if secret else None, jobs.wake

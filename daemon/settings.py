@@ -98,9 +98,11 @@ class Settings(BaseSettings):
     # applied late: the page is written again this long after, and a comment looked for before it is
     # posted again. Longer than any delay Notion applies a write with.
     notion_late_write_s: float = 120.0
-    # Notion webhooks (optional: POST /notion/webhook on the HTTP listener; polling stays as the
-    # reconciler). The subscription's verification token, which signs every event. Unset: the token
-    # Notion sends to verify the subscription is kept in WORKSPACE_DIR/notion-webhook-token and used.
+    # Notion webhooks (optional: POST /notion/webhook on the HTTP listener, mounted only when turned
+    # on, by NOTION_WEBHOOKS=true or by NOTION_WEBHOOK_SECRET; polling stays as the reconciler). The
+    # secret is the subscription's verification token, which signs every event. Unset: the token the
+    # operator adopted into WORKSPACE_DIR/notion-webhook-token (daemon/notion/webhooks.py says how).
+    notion_webhooks: bool = False
     notion_webhook_secret: SecretStr | None = None
     sigterm_grace_s: float = 8.0
     max_attempts: int = 6
@@ -117,6 +119,9 @@ class Settings(BaseSettings):
     http_port: int | None = None
     port: int | None = None
     http_host: str | None = None
+    # Set: /metrics and /readyz answer only `Authorization: Bearer <METRICS_TOKEN>` (/healthz stays
+    # open for the platform's health check). For a listener the internet reaches (Railway's PORT).
+    metrics_token: SecretStr | None = None
     # The worker's claim loop not turning for this long means it is stuck: /healthz and /readyz
     # fail and systemd's watchdog is no longer fed (so systemd restarts the daemon). Its longest
     # legitimate turn is a claim waiting out PostgreSQL's 60 s statement timeout.
@@ -252,11 +257,26 @@ class Settings(BaseSettings):
             )
         return SecretStr(token)
 
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # METRICS_TOKEN= (empty): no token asked
+        token = value.get_secret_value().strip()
+        if any(c.isspace() for c in token) or not token.isascii():
+            raise ValueError("must be one word of ASCII characters (e.g. `openssl rand -hex 32`)")
+        return SecretStr(token)
+
+    def webhooks_on(self) -> bool:
+        """Whether POST /notion/webhook is mounted: only when the operator turned webhooks on."""
+        return self.notion_webhooks or self.notion_webhook_secret is not None
+
     def secret_values(self) -> list[str]:
         """Every configured secret, for the log redactor."""
         secrets = [
             self.notion_token,
             self.notion_webhook_secret,
+            self.metrics_token,
             self.gemini_api_key,
             self.kling_access_key,
             self.kling_secret_key,

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument(
         "--webhook-url",
         help="send Notion webhooks to this URL (a daemon's http://HOST:HTTP_PORT/notion/webhook); "
-        "daemon.env gets NOTION_WEBHOOK_SECRET",
+        "daemon.env gets NOTION_WEBHOOKS=true and NOTION_WEBHOOK_SECRET (the subscription's token)",
     )
     seed.add_argument(
         "--status-type",

@@ -403,11 +403,12 @@ def subscribe(http: httpx.Client, base: str, url: str) -> None:
 def write_env(state: Path, base: str, creds: dict[str, str], *, webhooks: bool = False) -> Path:
     """One file for every channel seeded into this state: settings a person added are kept, ours
     are refreshed (the sandbox's URL may have changed). Secrets inside: mode 0600. With `webhooks`,
-    NOTION_WEBHOOK_SECRET is the sandbox's subscription token (a daemon need not wait for the
-    verification request then)."""
+    the daemon's webhooks are on and NOTION_WEBHOOK_SECRET is the sandbox's subscription token: the
+    adoption an operator makes by hand (a daemon never adopts a verification request's token)."""
     path = state / "daemon.env"
     values = {**read_env(path), **env_values(state, base, creds)}
     if webhooks:
+        values["NOTION_WEBHOOKS"] = "true"
         values["NOTION_WEBHOOK_SECRET"] = creds["notion_webhook_token"]
     # The daemon's key for the sign-ins it stores (a Fernet key): made once, kept after.
     values.setdefault("TOKEN_KEY", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())

@@ -9,8 +9,10 @@ fail it: the daemon rides those out (scripts go on), and a restart would not hel
 at the code's head, the worker's heartbeat is fresh and Notion answers (when a channel uses it,
 judged from the daemon's own recent calls: readiness never spends Notion's 3 requests a second).
 The database check has a time limit (daemon/monitor/probe.py), so the answer comes within ~2 s
-even while the database hangs. The JSON names each check and, on failure, why: never a secret
-(database errors say the host and port, as daemon/db/reach.py does, never the password).
+even while the database hangs. The JSON names each check and, on failure, why: never a secret, and
+never where the database is (the listener may face the internet): a database failure names the
+kind of failure, and the log's `readiness_database_failed` says the host and port (as
+daemon/db/reach.py does, never the password).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.db.reach import database_problem
 from daemon.errors import SchemaNotMigrated
+from daemon.logs import get_logger
 from daemon.migrate import check_schema
 from daemon.monitor.probe import Probe
 from daemon.notion.traffic import NotionTraffic
@@ -34,6 +37,7 @@ from daemon.notion.traffic import NotionTraffic
 CHECK_TIMEOUT_S = 1.5
 # A run of failed Notion requests shorter than this is a blip the gateway's retries absorb.
 NOTION_GRACE_S = 15.0
+FAILURE_LOG_S = 60.0  # a failing database check is logged at once, then at most once a minute
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class Health:
         self.stopping = stopping
         self.timeout_s = timeout_s
         self.database_probe = Probe(self._database, timeout_s)
+        self.failure_logged_at = float("-inf")
 
     # Liveness -------------------------------------------------------------------------------------
     def worker(self) -> Check:
@@ -120,7 +125,12 @@ class Health:
         except Exception as exc:
             problem = database_problem(exc, self.engine.url)
             why = str(problem) if problem is not None else _unreachable(self.engine.url, exc)
-            return [Check("database", False, why), Check("schema", False, "not checked: no database")]
+            if (now := time.monotonic()) - self.failure_logged_at >= FAILURE_LOG_S:
+                self.failure_logged_at = now
+                get_logger().warning("readiness_database_failed", error=why)
+            answer = _unanswered(self.engine.url, exc)
+            return [Check("database", False, answer), Check("schema", False, "not checked: no database")]
+        self.failure_logged_at = float("-inf")
         reached = Check("database", True, "answers")
         try:
             await check_schema(self.engine)
@@ -141,6 +151,16 @@ class Health:
         if traffic.answered_at is None:
             return Check("notion", True, "no call made yet")
         return Check("notion", True, f"answered {now - traffic.answered_at:.0f} s ago")
+
+
+def _unanswered(url: URL, exc: BaseException) -> str:
+    """A failed database check in /readyz's words: the kind of failure, not where the database is."""
+    cause = getattr(exc, "orig", None) or exc
+    what = "the SQLite file" if url.get_backend_name() == "sqlite" else "PostgreSQL"
+    return (
+        f"DATABASE_URL: {what} cannot be used now ({type(cause).__name__}); the daemon's log "
+        "(readiness_database_failed) says where and why"
+    )
 
 
 def _unreachable(url: URL, exc: BaseException) -> str:

@@ -23,6 +23,10 @@ from daemon.logs import get_logger
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY = 1024 * 1024
+# At stop, requests still in flight get this long before they are cancelled (aiohttp's default is
+# 60 s): the listener stops after the worker's drain, and the whole stop must stay within the worst
+# stop TimeoutStopSec and drainingSeconds allow (daemon/worker.py, SETTLE_AFTER_STOP_S).
+SHUTDOWN_S = 3.0
 
 
 class Listener:
@@ -54,7 +58,7 @@ class Listener:
 
     async def start(self) -> None:
         """Listens; a port in use or not allowed is a ConfigError naming the setting and the fix."""
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S)
         await runner.setup()
         self.runner = runner
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)

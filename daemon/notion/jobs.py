@@ -22,6 +22,9 @@ from daemon.notion.webhooks import WebhookEvent, event_sources
 
 LEASE = "notion"
 FULL_SYNC_S = 30.0
+# At stop, running jobs (a poll, a flush, a woken intake) get this long to finish, beside the
+# worker's own drain; what still runs after it is cancelled.
+DRAIN_S = 10.0
 
 
 class NotionJobs:
@@ -93,17 +96,29 @@ class NotionJobs:
             self.stopping = True  # no webhook wakes an intake from now on
             # APScheduler cancels running jobs at shutdown: let the running one finish first.
             scheduler.pause()
-            for _ in range(200):
-                if not self.active:
-                    break
+            waited = 0.0
+            while self.active and waited < DRAIN_S:
                 await asyncio.sleep(0.05)
+                waited += 0.05
             scheduler.shutdown(wait=False)
+            # A woken intake still running after that is stopped here, not left to act beside the
+            # next leader or after the engine is disposed.
+            await self._stop_wakes()
             if self.token:
                 try:
                     await leader.release(self.engine, LEASE, self.token)
                     self.log.info("leadership_released")
                 except Exception as exc:  # the database is away: the lease runs out by itself
                     self.log.warning("leadership_release_failed", error=str(exc)[:300])
+            # Handed back (or given up): leading() is false from now on, whatever valid_until said.
+            self.token = self.valid_until = None
+
+    async def _stop_wakes(self) -> None:
+        task = self.wake_task
+        if task is None or task.done():
+            return
+        task.cancel()
+        await asyncio.wait({task}, timeout=DRAIN_S)  # its own cancellation is not ours to raise
 
     def _guard(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         async def guarded() -> None:

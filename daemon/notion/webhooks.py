@@ -5,11 +5,14 @@ listener) first receives one unsigned POST, `{"verification_token": "secret_..."
 pastes that token back into Notion to verify the subscription. Every later event is signed with it:
 `X-Notion-Signature: sha256=<hex HMAC-SHA256 of the raw body, keyed with the token>`.
 
-The token is the webhook's secret. NOTION_WEBHOOK_SECRET, when set, is the one events are checked
-with; else the first token received is kept in `WORKSPACE_DIR/notion-webhook-token` (mode 0600) and
-used. A later handshake never replaces a token in use (anyone who can reach the URL can post one):
-it goes to `notion-webhook-token.new`, and the log says how to adopt it. Tokens are never logged and
-never answered.
+The route is mounted only when webhooks are turned on (NOTION_WEBHOOKS=true, or
+NOTION_WEBHOOK_SECRET set): anyone who can reach the URL can post to it. The token is the webhook's
+secret, and a handshake is unsigned, so no handshake is ever adopted by itself: each new token is
+written to `WORKSPACE_DIR/notion-webhook-token.new` (mode 0600; at most one write per
+HANDSHAKE_WRITE_S, the newest replacing the one before) and the log says what to do: paste it into
+Notion's Verify dialog (Notion accepts only its own token), then adopt it, by moving the file over
+`notion-webhook-token` (read again when it changes, no restart) or by setting NOTION_WEBHOOK_SECRET,
+which wins over the file. Tokens are never logged and never answered.
 
 Events are a signal only (Notion may aggregate, delay, reorder and repeat them): a page event wakes
 an intake of its data source now (NotionJobs.wake), which reads Notion as a poll does. Polling stays
@@ -18,6 +21,7 @@ as the reconciler; a lost or refused event costs at most one poll interval.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -39,6 +43,9 @@ TOKEN_FILE = "notion-webhook-token"
 SIGNATURE_HEADER = "X-Notion-Signature"
 # An event is about 1 KB; a page.content_updated lists its changed blocks, a few hundred at most.
 MAX_BODY = 256 * 1024
+# A body not read within this long is refused (408): a client trickling bytes would otherwise hold
+# the request, and the daemon's stop, open. A Notion event arrives in one packet.
+BODY_READ_S = 5.0
 # The events that can change what intake would do with a page: its properties (Status, the inputs),
 # its body (the Storyboard block), a page made (or moved, or restored) in a data source already in
 # an operator status (a duplicate, a template, an automation). Comments and schema changes: no.
@@ -46,6 +53,9 @@ WAKING = frozenset(
     {"page.properties_updated", "page.content_updated", "page.created", "page.moved", "page.undeleted"}
 )
 REFUSAL_LOG_S = 60.0  # refused requests are logged at most once a minute, with the count since
+# Handshake tokens written to the .new file at most this often: a flood of them costs one small file
+# rewritten once a second, not the disk.
+HANDSHAKE_WRITE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -141,8 +151,9 @@ def signature_ok(secret: str, body: bytes, given: str) -> bool:
 
 
 class TokenStore:
-    """The verification token Notion sent, in a 0600 file of the workspace, read again when the file
-    changes (an operator who adopts a new token with `mv` needs no restart)."""
+    """The adopted token, in a 0600 file of the workspace the operator puts there, read again when the
+    file changes (adopting a new token with `mv` needs no restart); and the last handshake's token,
+    beside it in `.new`, for the operator to check with Notion and adopt."""
 
     def __init__(self, workspace: Path) -> None:
         self.path = workspace / TOKEN_FILE
@@ -161,19 +172,22 @@ class TokenStore:
             self._seen = (stat.st_mtime_ns, stat.st_size)
         return self._token
 
-    def keep(self, token: str, in_use: str | None) -> Path | None:
-        """Writes a token Notion sent: the token in use when there is none yet, else beside it. None
-        when it is the token in use already (Notion sent the handshake again)."""
-        if in_use is not None and hmac.compare_digest(token.encode(), in_use.encode()):
+    def pending(self) -> str | None:
+        """The token waiting in `.new`, if any."""
+        try:
+            return self.new_path.read_text().strip() or None
+        except FileNotFoundError:
             return None
-        path = self.path if in_use is None else self.new_path
-        write_atomic(path, token.encode() + b"\n")  # a temporary file made 0600, then renamed
-        os.chmod(path, 0o600)
-        return path
+
+    def set_aside(self, token: str) -> Path:
+        """Writes a handshake's token to `.new` for the operator; never to the file in use."""
+        write_atomic(self.new_path, token.encode() + b"\n")  # a temporary file made 0600, then renamed
+        os.chmod(self.new_path, 0o600)
+        return self.new_path
 
 
 class _Throttle:
-    """Counts requests of a kind (refused, or verifications after the first) and says so in the log
+    """Counts requests of a kind (refused, repeated or unwritten handshakes) and says so in the log
     at most once per REFUSAL_LOG_S: anyone who can reach the URL can post to it, and the log must
     not fill up with it."""
 
@@ -198,18 +212,35 @@ Sink = Callable[[WebhookEvent], bool]  # True when the event was taken (this dae
 class WebhookReceiver:
     """The aiohttp handler of WEBHOOK_PATH: `listener.add_post(WEBHOOK_PATH, receiver.handle)`."""
 
-    def __init__(self, workspace: Path, secret: str | None, sink: Sink) -> None:
+    def __init__(
+        self,
+        workspace: Path,
+        secret: str | None,
+        sink: Sink,
+        *,
+        write_every_s: float = HANDSHAKE_WRITE_S,
+    ) -> None:
         self.store = TokenStore(workspace)
         self.configured = secret or None  # NOTION_WEBHOOK_SECRET
         self.sink = sink
         self.throttles: dict[str, _Throttle] = {}
+        self.write_every_s = write_every_s
+        self.written_at = float("-inf")  # the last handshake token written (monotonic)
         self.log = get_logger(job="notion_webhook")
 
     def secret(self) -> str | None:
         return self.configured or self.store.read()
 
     async def handle(self, request: web.Request) -> web.Response:
-        body = await _read_body(request)
+        try:
+            async with asyncio.timeout(BODY_READ_S):
+                body = await _read_body(request)
+        except TimeoutError:
+            self._refused(
+                "slow_body",
+                fix=f"a Notion event's body arrives at once; this one took over {BODY_READ_S:g} s",
+            )
+            return _error(408, f"the body did not arrive within {BODY_READ_S:g} s")
         if body is None:
             return _error(413, f"the body is over {MAX_BODY} bytes; a Notion event is about 1 KB")
         try:
@@ -226,13 +257,14 @@ class WebhookReceiver:
         if secret is None:
             self._refused(
                 "no_secret",
-                fix="this daemon has no webhook secret yet: verify the subscription again (the token "
-                f"Notion sends is kept in {self.store.path}) or set NOTION_WEBHOOK_SECRET",
+                fix="this daemon has no webhook secret yet: verify the subscription in Notion with the "
+                f"token in {self.store.new_path}, then move that file over {self.store.path} (or set "
+                "NOTION_WEBHOOK_SECRET to the token)",
             )
             return _error(
                 401,
-                "this daemon has no Notion webhook secret yet: set NOTION_WEBHOOK_SECRET, or let the "
-                "subscription's verification request reach this URL",
+                "this daemon has no Notion webhook secret yet: its operator adopts the subscription's "
+                "verification token (NOTION_WEBHOOK_SECRET, or the notion-webhook-token file)",
             )
         if not signature_ok(secret, body, given):
             self._refused(
@@ -255,8 +287,8 @@ class WebhookReceiver:
         return web.json_response({"ok": True})
 
     def _verification(self, token: object) -> web.Response:
-        """The subscription's verification request: its token is kept, never logged or answered.
-        (It is the only request that comes unsigned; a signature on it, if any, is not needed.)"""
+        """A verification request: its token is set aside for the operator, never adopted here (the
+        request is unsigned: anyone who can reach the URL can send one), never logged or answered."""
         if (
             not isinstance(token, str)
             or not token.strip()
@@ -266,34 +298,48 @@ class WebhookReceiver:
             return _error(400, "verification_token: expected one word of up to 512 characters")
         token = token.strip()
         in_use = self.secret()
-        path = self.store.keep(token, in_use)
-        if path is None:
+        if any(
+            hmac.compare_digest(token.encode(), known.encode())
+            for known in (in_use, self.store.pending())
+            if known
+        ):
             if count := self._due("repeated"):
                 self.log.info(
                     "notion_webhook_verification_repeated",
                     requests=count,
-                    detail="the token in use; nothing to do",
+                    detail="a token already in use or waiting in the file; nothing written",
                 )
-        elif in_use is None:
-            self.log.warning(
-                "notion_webhook_verification_token_received",
-                file=str(path),
-                action="open the file and paste its token into Notion's Verify dialog for this subscription "
-                "(integration settings, Webhooks); events are checked with it from now on. To keep it in "
-                "the environment instead, set NOTION_WEBHOOK_SECRET to it. Did you not make a "
-                "subscription just now? Delete the file",
-            )
-        elif count := self._due("kept_aside"):
-            self.log.warning(
-                "notion_webhook_verification_token_kept_aside",
-                requests=count,
-                file=str(path),
-                in_use=str(self.store.path) if self.configured is None else "NOTION_WEBHOOK_SECRET",
-                action="a new subscription's token arrived; events are still checked with the token in "
-                "use. If you made this subscription: paste the token from the file into Notion's Verify "
-                f"dialog, then move the file over {self.store.path} (or set NOTION_WEBHOOK_SECRET to "
-                "it). If you did not: delete the file",
-            )
+            return web.json_response({"ok": True})
+        now = time.monotonic()
+        if now - self.written_at < self.write_every_s:
+            if count := self._due("not_written"):
+                self.log.warning(
+                    "notion_webhook_verification_not_written",
+                    requests=count,
+                    detail=f"verification requests come faster than one per {self.write_every_s:g} s; "
+                    "someone other than Notion may be posting to the URL",
+                    action="wait a little, then use Resend token in Notion's Verify dialog",
+                )
+            return web.json_response({"ok": True})
+        self.written_at = now
+        path = self.store.set_aside(token)
+        in_use_where = (
+            "NOTION_WEBHOOK_SECRET" if self.configured else str(self.store.path) if in_use else "none"
+        )
+        if not (count := self._due("received")):
+            return web.json_response({"ok": True})  # said within the last minute: the file is the newest
+        self.log.warning(
+            "notion_webhook_verification_token_received",
+            requests=count,
+            file=str(path),
+            in_use=in_use_where,
+            action="a verification request came (an unsigned request: anyone who can reach the URL can "
+            "send one, so its token is not used until you adopt it). If you just made or re-verified "
+            "the subscription: paste the file's token into Notion's Verify dialog (integration "
+            "settings, Webhooks); only if Notion accepts it, adopt it: "
+            f"mv {path} {self.store.path} (no restart), or set NOTION_WEBHOOK_SECRET to it and "
+            "restart. If Notion refuses it, or you made no subscription: delete the file",
+        )
         return web.json_response({"ok": True})
 
     def _refused(self, reason: str, *, fix: str) -> None:

@@ -12,6 +12,7 @@ import yaml
 
 from daemon.notion.gateway import NotionApi
 from daemon.notion.props import option_name
+from daemon.notion.webhooks import TOKEN_FILE, WEBHOOK_PATH
 from tests.support.daemon_proc import DaemonProcess
 from tests.support.db import ON_POSTGRES, ON_SQLITE
 from tests.support.http_probe import free_port, get, samples, value
@@ -20,15 +21,18 @@ from tests.support.sandbox_proc import SandboxProcess
 from tests.support.stack import credentials, daemon_env, small_cut_scripts, write_channel
 from tests.support.tcp_proxy import TcpProxy
 
+METRICS_TOKEN = "scrape-" + "5e" * 16
 KINDS = ("storyboard", "asset", "composite", "clip", "narration", "sfx", "assembly")
 
 
-async def _ready_within(daemon: DaemonProcess, url: str, seconds: float) -> dict[str, object]:
+async def _ready_within(
+    daemon: DaemonProcess, url: str, seconds: float, headers: dict[str, str] | None = None
+) -> dict[str, object]:
     deadline = time.monotonic() + seconds
     while True:
         assert daemon.proc is not None and daemon.proc.poll() is None, daemon.log_path.read_text()[-3000:]
         try:
-            answer = get(f"{url}/readyz")
+            answer = get(f"{url}/readyz", headers=headers)
             if answer.status == 200:
                 return dict(answer.json())
         except httpx.TransportError:
@@ -70,6 +74,11 @@ async def test_metrics_move_while_a_video_is_made(
         assert value(before, "nvd_database_up") == 1
         assert value(before, "nvd_provider_limit", provider="kling") >= 1
         assert value(before, "nvd_items") == 0  # nothing queued yet
+        # Webhooks not turned on (no NOTION_WEBHOOKS, no NOTION_WEBHOOK_SECRET): no route to post a
+        # verification request to, whoever reaches the listener.
+        handshake = httpx.post(f"{url}{WEBHOOK_PATH}", json={"verification_token": "secret_stranger"})
+        assert handshake.status_code == 404
+        assert not list((tmp_path / "ws").glob(f"{TOKEN_FILE}*"))
 
         await operator.call(
             "PATCH", f"pages/{page}", body={"properties": {"Status": {"select": {"name": "Queued"}}}}
@@ -130,8 +139,9 @@ async def test_metrics_move_while_a_video_is_made(
 @ON_POSTGRES
 async def test_readyz_fails_while_the_database_is_away_and_recovers(database: str, tmp_path: Path) -> None:
     """Cut (refused) and then frozen (hung) through a TCP proxy: /readyz answers 503 within ~2 s
-    naming the database, /healthz stays 200 (a restart would not help), /metrics still answers;
-    the database back, /readyz is 200 again."""
+    naming the database (never where it is), /healthz stays 200 (a restart would not help), /metrics
+    still answers; the database back, /readyz is 200 again. With METRICS_TOKEN set, as a listener
+    facing the internet has it: /metrics and /readyz answer the token only, /healthz anyone."""
     host, _, rest = database.partition("@")[2].partition(":")
     proxy = TcpProxy(host, int(rest.split("/")[0]))
     write_channel(tmp_path / "channels")
@@ -142,16 +152,23 @@ async def test_readyz_fails_while_the_database_is_away_and_recovers(database: st
         "DATABASE_URL": proxy.url(rest.split("/", 1)[1]),
         "HTTP_PORT": str(port),
         "CLAIM_POLL_S": "0.2",
+        "METRICS_TOKEN": METRICS_TOKEN,
     }
     url = f"http://127.0.0.1:{port}"
+    bearer = {"Authorization": f"Bearer {METRICS_TOKEN}"}
     daemon = DaemonProcess(env, tmp_path / "daemon.log", "db-watched").start()
     try:
-        await _ready_within(daemon, url, 30)
+        await _ready_within(daemon, url, 30, bearer)
+        for path in ("/readyz", "/metrics"):
+            refused = get(f"{url}{path}")
+            assert refused.status == 401 and "METRICS_TOKEN" in refused.text, path
+            assert "nvd_" not in refused.text and "database" not in refused.text
+        assert get(f"{url}/healthz").status == 200
         for outage in (proxy.cut, proxy.freeze):
             outage()
             deadline = time.monotonic() + 15
             while True:
-                ready = get(f"{url}/readyz")
+                ready = get(f"{url}/readyz", headers=bearer)
                 assert ready.seconds < 2.5, f"/readyz took {ready.seconds:.1f} s during {outage.__name__}"
                 live = get(f"{url}/healthz")
                 assert live.status == 200 and live.seconds < 1, live.text
@@ -166,10 +183,11 @@ async def test_readyz_fails_while_the_database_is_away_and_recovers(database: st
             )  # only the database fails
             why = checks["database"]["detail"]
             if outage == proxy.cut:
-                assert f"PostgreSQL at 127.0.0.1:{proxy.port}" in why and "DATABASE_URL" in why
+                assert why.startswith("DATABASE_URL: PostgreSQL cannot be used now")
             else:
                 assert "no answer within" in why
-            scraped = get(f"{url}/metrics")
+            assert "127.0.0.1" not in ready.text and str(proxy.port) not in ready.text
+            scraped = get(f"{url}/metrics", headers=bearer)
             assert scraped.status == 200 and scraped.seconds < 3.5
             assert value(samples(scraped.text), "nvd_database_up") == 0
             assert value(samples(scraped.text), "nvd_items") == 0  # no stale figures
@@ -177,11 +195,16 @@ async def test_readyz_fails_while_the_database_is_away_and_recovers(database: st
             assert get(f"{url}/healthz").status == 200
             assert daemon.proc is not None and daemon.proc.poll() is None
             proxy.restore()
-            await _ready_within(daemon, url, 20)
-        assert value(samples(get(f"{url}/metrics").text), "nvd_database_up") == 1
+            await _ready_within(daemon, url, 20, bearer)
+        assert value(samples(get(f"{url}/metrics", headers=bearer).text), "nvd_database_up") == 1
         daemon.signal()
         assert daemon.wait(timeout=30) == 0
     finally:
         daemon.stop()
         proxy.close()
-    assert "metrics_database_unread" in [e.get("event") for e in daemon.events()]
+    events = daemon.events()
+    assert "metrics_database_unread" in [e.get("event") for e in events]
+    # The log says where the database is (the answers did not).
+    failed = [e for e in events if e.get("event") == "readiness_database_failed"]
+    assert failed and f"PostgreSQL at 127.0.0.1:{proxy.port}" in failed[0]["error"]
+    assert METRICS_TOKEN not in daemon.log_path.read_text()

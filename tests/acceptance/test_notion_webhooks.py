@@ -1,6 +1,6 @@
-"""Notion webhooks end to end: the daemon as a process with its HTTP listener, the sandbox as Notion
-sending signed events, the operator editing through notion-client. Notion is polled only every 60 s
-here, so an action within 2 s can only have come from a webhook."""
+"""Notion webhooks end to end: the daemon as a process with its HTTP listener and webhooks turned on,
+the sandbox as Notion sending signed events, the operator editing through notion-client. Notion is
+polled only every 60 s here, so an action within 2 s can only have come from a webhook."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from daemon.db.engine import make_engine
 from daemon.db.models import PollCursor, Task
-from daemon.notion.webhooks import TOKEN_FILE, WEBHOOK_PATH, signature
+from daemon.notion.webhooks import HANDSHAKE_WRITE_S, TOKEN_FILE, WEBHOOK_PATH, signature
 from tests.support.daemon_proc import DaemonProcess
 from tests.support.db import ON_SQLITE
 from tests.support.http_probe import free_port
@@ -118,8 +118,8 @@ async def test_an_operators_edit_reaches_the_daemon_by_a_signed_webhook_within_t
     setup = Setup(fresh_sandbox, database, tmp_path, "--webhook-url", "{url}")
     env_file = Path(setup.seeded["env_file"]).read_text()
     token = credentials(fresh_sandbox)["notion_webhook_token"]
-    assert f"NOTION_WEBHOOK_SECRET={token}\n" in env_file
-    setup.env["NOTION_WEBHOOK_SECRET"] = token
+    assert f"NOTION_WEBHOOK_SECRET={token}\n" in env_file and "NOTION_WEBHOOKS=true\n" in env_file
+    setup.env["NOTION_WEBHOOK_SECRET"] = token  # the operator's explicit adoption: webhooks on
     try:
         await setup.start()
         took = await setup.seconds_until_task(await setup.set(**QUEUED))
@@ -144,34 +144,49 @@ async def _page_status_is(setup: Setup, status: str) -> bool:
 
 
 @ON_SQLITE
-async def test_the_verification_token_is_kept_unlogged_and_forged_events_are_refused_and_wake_nothing(
+async def test_a_handshake_waits_for_the_operator_and_a_strangers_one_owns_nothing(
     fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
 ) -> None:
-    setup = Setup(fresh_sandbox, database, tmp_path)  # no NOTION_WEBHOOK_SECRET: the handshake gives it
+    """Webhooks on with no secret: no handshake is adopted by itself (the first stranger to post one
+    used to own the secret); Notion's token is acted on once the operator adopts it."""
+    setup = Setup(fresh_sandbox, database, tmp_path)
+    setup.env["NOTION_WEBHOOKS"] = "true"
     token = credentials(fresh_sandbox)["notion_webhook_token"]
+    stranger = "secret_stranger" + "z" * 30
     forged = json.dumps(_event(setup)).encode()
+    token_file, waiting = tmp_path / "ws" / TOKEN_FILE, tmp_path / "ws" / f"{TOKEN_FILE}.new"
     try:
         await setup.start()
         await setup.set(**QUEUED)  # the sandbox has no subscription yet: no event is sent
         async with httpx.AsyncClient(timeout=10) as http:
-            # Before any verification the daemon has no secret: refused, saying how to get one.
+            # Before any token is adopted: refused, saying how to get one.
             answer = await http.post(setup.url, content=forged, headers=_signed(token, forged))
             assert answer.status_code == 401 and "NOTION_WEBHOOK_SECRET" in answer.json()["error"]
 
-            # The subscription is made: Notion (the sandbox) posts its verification request.
-            fresh_sandbox.configure(notion_webhook_url=setup.url)
-            token_file = tmp_path / "ws" / TOKEN_FILE
-            await setup.until(lambda: _exists(token_file), 10, "the verification token's file")
-            assert token_file.read_text().strip() == token
-            assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+            # A stranger posts a handshake first: its token is only set aside for the operator.
+            answer = await http.post(setup.url, json={"verification_token": stranger})
+            assert answer.status_code == 200 and stranger not in answer.text
+            assert waiting.read_text().strip() == stranger and not token_file.exists()
             told = setup.events("notion_webhook_verification_token_received")
-            assert told and told[0]["file"] == str(token_file)
+            assert (
+                told and told[0]["file"] == str(waiting) and f"mv {waiting} {token_file}" in told[0]["action"]
+            )
+            answer = await http.post(setup.url, content=forged, headers=_signed(stranger, forged))
+            assert answer.status_code == 401  # its forged events are refused
 
-            # Forged events: no signature, a wrong one, one made with another secret.
+            # The subscription is made: Notion (the sandbox) posts its verification request.
+            await asyncio.sleep(HANDSHAKE_WRITE_S)
+            fresh_sandbox.configure(notion_webhook_url=setup.url)
+            await setup.until(lambda: _holds(waiting, token), 10, "Notion's token in the .new file")
+            assert stat.S_IMODE(waiting.stat().st_mode) == 0o600 and not token_file.exists()
+
+            # Forged events: no signature, a wrong one, one made with another secret; and Notion's
+            # own, signed with a token not adopted yet.
             for headers in (
                 {},
                 {"X-Notion-Signature": "sha256=" + "0" * 64},
                 _signed("secret_guess", forged),
+                _signed(token, forged),
             ):
                 answer = await http.post(setup.url, content=forged, headers=headers)
                 assert answer.status_code == 401, headers
@@ -180,16 +195,17 @@ async def test_the_verification_token_is_kept_unlogged_and_forged_events_are_ref
         assert await setup.task() is None  # nothing woke intake
         assert setup.events("notion_webhook_intake") == []
 
-        # The operator edits the page again: the sandbox's event, signed with the kept token, acts.
+        # The operator pasted it into Notion's Verify dialog (accepted) and adopts it: no restart.
+        waiting.replace(token_file)
         took = await setup.seconds_until_task(await setup.set(Priority={"select": {"name": "High"}}))
         assert took < ACT_WITHIN_S, f"the edit was acted on {took:.2f} s after it"
     finally:
         await setup.stop()
-    assert token not in setup.log()  # neither when it came nor after
+    assert token not in setup.log() and stranger not in setup.log()
 
 
-async def _exists(path: Path) -> bool:
-    return path.exists()
+async def _holds(path: Path, token: str) -> bool:
+    return path.exists() and path.read_text().strip() == token
 
 
 def _signed(secret: str, body: bytes) -> dict[str, str]:

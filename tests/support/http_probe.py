@@ -31,9 +31,9 @@ class Answer:
         return json.loads(self.text)
 
 
-def get(url: str, timeout: float = 10.0) -> Answer:
+def get(url: str, timeout: float = 10.0, headers: Mapping[str, str] | None = None) -> Answer:
     started = time.monotonic()
-    response = httpx.get(url, timeout=timeout)
+    response = httpx.get(url, timeout=timeout, headers=headers)
     return Answer(response.status_code, response.text, time.monotonic() - started)
 
 

@@ -1,6 +1,7 @@
 """The Notion webhook receiver over real HTTP (aiohttp's test server), and the wake it gives intake:
-the verification handshake keeps its token (0600, never answered), events are checked with HMAC,
-refusals say why without the secret, and a woken intake never runs beside another one."""
+a verification handshake's token waits in a 0600 file for the operator (never adopted by itself,
+never answered), events are checked with HMAC, refusals say why without the secret, and a woken
+intake never runs beside another one nor outlives the daemon's stop."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from structlog.testing import capture_logs
 
+from daemon.notion import jobs as notion_jobs
 from daemon.notion.intake import Source
 from daemon.notion.jobs import NotionJobs
 from daemon.notion.schema import SourceInfo
@@ -78,14 +81,14 @@ class Served:
 async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     clients: list[TestClient[Any, Any]] = []
 
-    async def start(secret: str | None = None, leading: bool = True) -> Served:
+    async def start(secret: str | None = None, leading: bool = True, write_every_s: float = 0.0) -> Served:
         taken: list[WebhookEvent] = []
 
         def sink(e: WebhookEvent) -> bool:
             taken.append(e)
             return leading
 
-        receiver = WebhookReceiver(tmp_path, secret, sink)
+        receiver = WebhookReceiver(tmp_path, secret, sink, write_every_s=write_every_s)
         app = web.Application()
         app.router.add_post(WEBHOOK_PATH, receiver.handle)
         client = TestClient(TestServer(app))
@@ -98,35 +101,72 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         await client.close()
 
 
-async def test_the_verification_token_is_kept_in_a_private_file_and_never_answered(
+def _handshake(token: str) -> bytes:
+    return json.dumps({"verification_token": token}).encode()
+
+
+async def test_a_handshake_is_never_adopted_its_token_waits_for_the_operator(
     serve: Callable[..., Any], tmp_path: Path
 ) -> None:
     served = await serve()
-    status, answer = await served.post(json.dumps({"verification_token": SECRET}).encode())
+    with capture_logs() as logs:
+        status, answer = await served.post(_handshake(SECRET))
     assert status == 200 and SECRET not in json.dumps(answer)
-    token_file = tmp_path / TOKEN_FILE
-    assert token_file.read_text().strip() == SECRET
-    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-    # From now on events are checked with it.
+    assert not (tmp_path / TOKEN_FILE).exists()  # not in use: anyone can post a handshake
+    waiting = tmp_path / f"{TOKEN_FILE}.new"
+    assert waiting.read_text().strip() == SECRET
+    assert stat.S_IMODE(waiting.stat().st_mode) == 0o600
+    told = [e for e in logs if e["event"] == "notion_webhook_verification_token_received"]
+    assert told and told[0]["file"] == str(waiting) and SECRET not in str(logs)
+    assert f"mv {waiting} {tmp_path / TOKEN_FILE}" in told[0]["action"]
+    assert "NOTION_WEBHOOK_SECRET" in told[0]["action"]
+    # Not yet adopted: events signed with it are refused.
+    assert (await served.signed(event()))[0] == 401 and served.taken == []
+    # The operator checked it with Notion and adopts it (mv): taken from the next event, no restart.
+    waiting.replace(tmp_path / TOKEN_FILE)
     assert (await served.signed(event()))[0] == 200
     assert [e.entity_id for e in served.taken] == [PAGE]
 
 
-async def test_a_later_verification_never_replaces_the_token_in_use(
+async def test_a_strangers_handshake_owns_nothing_and_notions_later_one_is_kept(
     serve: Callable[..., Any], tmp_path: Path
 ) -> None:
-    served = await serve()
-    await served.post(json.dumps({"verification_token": SECRET}).encode())
+    """The first to post a handshake used to own the secret: its forged events were taken, and
+    Notion's own handshake was set aside."""
+    served = await serve(write_every_s=0.2)
     intruder = "secret_" + "x" * 40
-    assert (await served.post(json.dumps({"verification_token": intruder}).encode()))[0] == 200
+    assert (await served.post(_handshake(intruder)))[0] == 200
+    assert (await served.signed(event(), intruder))[0] == 401  # forged events: refused
+    await asyncio.sleep(0.25)
+    assert (await served.post(_handshake(SECRET)))[0] == 200  # Notion's, a moment later
+    waiting = tmp_path / f"{TOKEN_FILE}.new"
+    assert waiting.read_text().strip() == SECRET  # the newest, for the operator to check with Notion
+    waiting.replace(tmp_path / TOKEN_FILE)
+    assert (await served.signed(event()))[0] == 200
+    # With a token in use, a handshake never replaces it either.
+    await asyncio.sleep(0.25)
+    assert (await served.post(_handshake(intruder)))[0] == 200
     assert (tmp_path / TOKEN_FILE).read_text().strip() == SECRET
-    assert (tmp_path / f"{TOKEN_FILE}.new").read_text().strip() == intruder  # set aside for the operator
+    assert waiting.read_text().strip() == intruder
     assert (await served.signed(event(), intruder))[0] == 401
     assert (await served.signed(event()))[0] == 200
-    # The operator adopts it (mv): the next event is checked with the new token, no restart.
-    (tmp_path / f"{TOKEN_FILE}.new").replace(tmp_path / TOKEN_FILE)
-    assert (await served.signed(event(), intruder))[0] == 200
-    assert (await served.signed(event()))[0] == 401
+    assert [e.entity_id for e in served.taken] == [PAGE, PAGE]
+
+
+async def test_a_flood_of_handshakes_writes_one_small_file_rarely_and_logs_little(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    served = await serve(write_every_s=60.0)
+    with capture_logs() as logs:
+        for n in range(300):
+            assert (await served.post(_handshake(f"secret_flood{n:04d}")))[0] == 200
+    assert [p.name for p in tmp_path.iterdir()] == [f"{TOKEN_FILE}.new"]
+    assert (tmp_path / f"{TOKEN_FILE}.new").read_text().strip() == "secret_flood0000"
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert [e["event"] for e in warnings] == [
+        "notion_webhook_verification_token_received",
+        "notion_webhook_verification_not_written",
+    ]
 
 
 async def test_notion_webhook_secret_overrides_the_stored_token(
@@ -137,7 +177,7 @@ async def test_notion_webhook_secret_overrides_the_stored_token(
     assert (await served.signed(event(), "secret_stale"))[0] == 401
     assert (await served.signed(event()))[0] == 200
     # The subscription's verification repeated with the token set: nothing is written.
-    assert (await served.post(json.dumps({"verification_token": SECRET}).encode()))[0] == 200
+    assert (await served.post(_handshake(SECRET)))[0] == 200
     assert not (tmp_path / f"{TOKEN_FILE}.new").exists()
 
 
@@ -249,6 +289,7 @@ class StubIntake:
         self.most = 0
         self.polled: list[str] = []  # "all" for a poll, a data source id for a woken intake
         self.me_calls = 0
+        self.seconds = 0.05  # how long an intake takes
 
     async def call(self, method: str, path: str, **_: Any) -> dict[str, Any]:
         assert (method, path) == ("GET", "users/me")
@@ -258,7 +299,7 @@ class StubIntake:
     async def _run(self, what: str) -> int:
         self.running += 1
         self.most = max(self.most, self.running)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(self.seconds)
         self.polled.append(what)
         self.running -= 1
         return 0
@@ -338,3 +379,25 @@ async def test_a_daemon_that_does_not_lead_or_is_stopping_takes_no_wake(tmp_path
     assert not leader.wake(parse_event(event()))
     await asyncio.sleep(0.1)
     assert intake.polled == []
+
+
+async def test_a_stop_ends_a_woken_intake_and_the_leadership_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A woken intake slower than the stop's wait was left running, and leading() stayed true until
+    the lease's end: it could act beside the next leader, after the engine was disposed."""
+    monkeypatch.setattr(notion_jobs, "DRAIN_S", 0.3)
+    intake = StubIntake([_source()])
+    intake.seconds = 30.0  # a Notion that answers slowly
+    jobs = _jobs(tmp_path, intake)  # engine None: taking and handing back the lease fail, as with the DB away
+    stop = asyncio.Event()
+    running = asyncio.create_task(jobs.run(stop))
+    await asyncio.sleep(0.05)
+    assert jobs.wake(parse_event(event()))
+    await asyncio.sleep(0.1)
+    assert intake.running == 1  # the woken intake is under way
+    stop.set()
+    await asyncio.wait_for(running, 5)
+    assert jobs.wake_task is not None and jobs.wake_task.done()
+    assert intake.polled == []  # it never finished: nothing acted after the stop
+    assert not jobs.leading() and jobs.token is None
