@@ -3,7 +3,7 @@
 # these sources and installs it with the versions requirements.lock pins. No sandbox, no dev tools.
 #
 #   docker build -t notion-video-daemon .
-#   docker run --env-file daemon.env -v videos:/data --stop-timeout 60 notion-video-daemon
+#   docker run --env-file daemon.env -v videos:/data -p 8080:8080 --stop-timeout 60 notion-video-daemon
 #
 # Give it 60 s to stop (`--stop-timeout 60`, Compose's stop_grace_period: 60s): Docker's 10 s default
 # would kill steps that are still recording how they ended (SIGTERM_GRACE_S + 30 s at worst).
@@ -26,13 +26,16 @@ COPY --from=build /opt/nvd /opt/nvd
 COPY deploy/start.sh /usr/local/bin/nvd-start
 # Everything the daemon writes goes under /data (mount a volume there): the workspace (videos, the
 # SQLite file unless DATABASE_URL names PostgreSQL); it reads the channel files from there too.
+# The HTTP listener (/healthz, /readyz, /metrics) listens on every interface of the container, so
+# that a published port (`docker run -p 8080:8080`) reaches it: on 127.0.0.1, the daemon's default,
+# nothing outside the container could. Its port: HTTP_PORT, else PORT (as Railway sets it), else 8080.
 ENV PATH=/opt/nvd/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     NVD_USER=nvd \
     WORKSPACE_DIR=/data/workspace \
-    CHANNELS_DIR=/data/channels
+    CHANNELS_DIR=/data/channels \
+    HTTP_HOST=0.0.0.0
 WORKDIR /data
-# The HTTP listener (/healthz, /readyz, /metrics): HTTP_PORT, else PORT (as Railway sets it), else 8080.
 EXPOSE 8080
 # The container starts as root only for nvd-start to hand the mounted volume to the nvd user; the
 # daemon itself runs as nvd (`docker run --user nvd` skips that step when /data is already nvd's).

@@ -18,7 +18,7 @@ from daemon.claim import ClaimPolicy, ensure_slots
 from daemon.clock import SystemClock
 from daemon.costs import PricedCosts, load_pricing_file
 from daemon.db.engine import make_engine
-from daemon.db.reach import check_reachable
+from daemon.db.reach import check_exists, check_reachable
 from daemon.errors import ConfigError
 from daemon.lease import release_owned
 from daemon.logs import get_logger
@@ -73,7 +73,8 @@ class App:
 
     @classmethod
     async def build(cls, settings: Settings, *, check: bool = True) -> App:
-        """Reads and validates every configuration file; refuses an unmigrated schema."""
+        """Reads and validates every configuration file; refuses a SQLite file that does not exist
+        and an unmigrated schema."""
         prepare_workspace(settings.workspace_dir)
         channel_files = files_signature(settings.channels_dir)
         channels = load_channels(settings.channels_dir)
@@ -89,6 +90,7 @@ class App:
         limits = load_provider_limits(settings.providers_file).as_dict()
         pricing = load_pricing_file(settings.pricing_file)
         costs = PricedCosts(pricing)
+        check_exists(settings)  # only `migrate` makes the SQLite file; opened, it would be made empty
         engine = make_engine(settings.sqlalchemy_url, pool_size=4)
         if check:
             try:
@@ -170,7 +172,7 @@ class App:
         worker = self.worker()
         jobs = self.notion_jobs()
         health = self.health(worker, stop)
-        # First of all: a port in use stops start-up here (a ConfigError naming HTTP_PORT), before
+        # First of all: a port in use stops start-up here (PortInUse, naming HTTP_PORT), before
         # anything is reaped, released or claimed.
         listener = await self.listen(health, jobs)
         try:

@@ -31,7 +31,7 @@ from daemon.db.models import Item, Task
 from daemon.db.reach import check_reachable
 from daemon.demo import run_demo
 from daemon.envfile import load_env_file
-from daemon.errors import ConfigError, DaemonError, SchemaNotMigrated, ServiceUnreachable
+from daemon.errors import ConfigError, DaemonError, SchemaNotMigrated, ServiceUnreachable, TryLater
 from daemon.migrate import check_schema, upgrade
 from daemon.notion.gateway import NotionApi
 from daemon.notion.schema import create_database
@@ -65,7 +65,8 @@ TITLE_WIDTH = 40
 
 
 # Exit codes beside 0 and 1 (sysexits.h): a setting to fix, which a supervisor should not restart
-# (systemd: RestartPreventExitStatus=78), and a service that may come back, which it should.
+# (systemd: RestartPreventExitStatus=78), and what may come right by itself (a service that may come
+# back, a port another program may let go), which it should.
 EX_CONFIG = 78
 EX_TEMPFAIL = 75
 
@@ -87,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG
-    except ServiceUnreachable as exc:
+    except TryLater as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
     except (DaemonError, ServiceError) as exc:

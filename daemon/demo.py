@@ -4,7 +4,8 @@ Starts the sandbox as a child process (its state under the workspace), seeds a s
 project through the sandbox's Notion API, sets the project Queued as an operator would, runs the
 daemon until the video is made (review gates approved automatically, and said so), prints each
 status change with its progress line, and the MP4's path last. Run again after an interruption, it
-resumes the same project.
+resumes the same project. Its daemon's HTTP listener takes a free port (8080, the default, is a
+daemon's on a host that runs one) unless HTTP_PORT or PORT says otherwise, and the demo prints where.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +34,7 @@ from daemon.demo_view import Snapshot, snapshot, view_for
 from daemon.envfile import read_env_file
 from daemon.errors import DaemonError
 from daemon.migrate import upgrade
+from daemon.monitor.listener import url_of
 from daemon.notion.board import find_section
 from daemon.notion.body import children
 from daemon.notion.gateway import NotionApi
@@ -156,6 +159,9 @@ async def run_demo(workspace: Path) -> int:
         os.environ["WORKSPACE_DIR"] = str(demo / "workspace")
         os.environ.pop("DATABASE_URL", None)
         settings = Settings(demo_auto_approve=True, notion_poll_s=1.0, claim_poll_s=0.2, lease_ttl_s=15.0)
+        if settings.http_port is None and settings.port is None:
+            # Not the default 8080: on a host that runs the daemon, the daemon holds it.
+            settings = settings.model_copy(update={"http_port": _free_port()})
         # The redactor was set up before these keys existed: it must know them from now on.
         secrets = [*settings.secret_values(), os.environ.get("NOTION_OPERATOR_TOKEN", "")]
         logs.configure(secrets, level=settings.log_level, stream=log)
@@ -176,6 +182,13 @@ async def run_demo(workspace: Path) -> int:
     )
     say(str(video))
     return 0
+
+
+def _free_port() -> int:
+    """A port no program listens on now, for the demo daemon's HTTP listener."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def _sign_in(settings: Settings) -> None:
@@ -232,6 +245,10 @@ async def _produce(settings: Settings, page_id: str, started: float) -> Path | N
             else:
                 say(f"demo: resuming project '{title}' (Status {status})")
         say("demo: review gates are approved automatically in demo mode")
+        listen = settings.http_listen()
+        if listen is not None:
+            url = url_of(listen[0], listen[1])
+            say(f"demo: the daemon's metrics, while it runs: {url}/metrics (health: {url}/healthz)")
         runner = asyncio.create_task(app.run(stop), name="daemon")
         try:
             return await _watch(app, operator, page_id, stop, runner, started)

@@ -11,9 +11,19 @@ class ConfigError(DaemonError):
     """Settings or a channel file are wrong; start-up stops with the file, field and fix."""
 
 
-class ServiceUnreachable(DaemonError):
+class TryLater(DaemonError):
+    """Start-up cannot go on now but may later with nothing changed; the message names the setting
+    and the fix. The process exits with 75 (EX_TEMPFAIL), so a supervisor restarts it."""
+
+
+class ServiceUnreachable(TryLater):
     """The database or Notion cannot be reached at start-up; the message names the address and the
-    setting. Trying again later may work (the process exits with 75, so a supervisor restarts it)."""
+    setting."""
+
+
+class PortInUse(TryLater):
+    """The HTTP listener's port is taken by another program, which may let it go (a previous daemon
+    still stopping); another daemon on the host keeps it, and then the setting is the fix."""
 
 
 class SchemaNotMigrated(DaemonError):

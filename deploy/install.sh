@@ -10,6 +10,8 @@
 # build/ into the next wheel). Every dependency takes the version requirements.lock pins (LOCK= names
 # another file); the script then checks that nothing outside the lock was installed, that pip finds
 # the set consistent, and that the `nvd` command runs. PYTHON= picks the interpreter (3.11 or newer).
+# Run again on the same VENV, it upgrades: the daemon's files are replaced, whatever version the
+# wheel says.
 set -euo pipefail
 
 if [[ $# -lt 1 || $# -gt 2 ]]; then
@@ -41,7 +43,11 @@ fi
 [[ -f $wheel ]] || { echo "install.sh: no wheel at $wheel" >&2; exit 1; }
 
 [[ -x $venv/bin/python ]] || "$python" -m venv "$venv"
+# The dependencies, at the lock's versions; then the wheel itself, always: the version is static, and
+# pip leaves an installed version alone, so a re-run (an upgrade from a newer checkout) would keep
+# the old code. Reinstalling it alone (--no-deps) replaces its files and touches nothing else.
 "$venv/bin/python" -m pip install --quiet --constraint "$lock" "$wheel"
+"$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps "$wheel"
 
 # Everything installed is the lock's version (a dependency the lock lacks would float).
 "$venv/bin/python" - "$lock" <<'PY'

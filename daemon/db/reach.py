@@ -2,7 +2,7 @@
 
 A missing database, a refused user or a SQLite file that cannot be opened are settings to fix
 (ConfigError); a server that does not answer may come back (ServiceUnreachable). The message names
-DATABASE_URL and the address, never the password.
+DATABASE_URL (or WORKSPACE_DIR) and the address, never the password.
 """
 
 from __future__ import annotations
@@ -10,13 +10,45 @@ from __future__ import annotations
 import socket
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 from sqlalchemy import text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.errors import ConfigError, DaemonError, ServiceUnreachable
+from daemon.migrate import MIGRATE_COMMAND
+from daemon.settings import Settings
+
+
+def check_exists(settings: Settings) -> None:
+    """Refuses a SQLite file that is not there (ConfigError): only `migrate` creates one."""
+    problem = missing_database(settings)
+    if problem is not None:
+        raise ConfigError(problem)
+
+
+def missing_database(settings: Settings) -> str | None:
+    """What to say when the settings name a SQLite file that does not exist, else None. Opened, it
+    would be created empty (SQLite makes the file it opens): an operator's command run where its
+    WORKSPACE_DIR is not the daemon's would report on that empty file, not the daemon's database."""
+    url = make_url(settings.sqlalchemy_url)
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:") or Path(database).exists():
+        return None
+    if settings.database_url:
+        return (
+            f"DATABASE_URL: there is no SQLite file at {database}; correct DATABASE_URL, or run "
+            f"`{MIGRATE_COMMAND}` to create the database there"
+        )
+    return (
+        f"WORKSPACE_DIR: there is no database at {database}; set WORKSPACE_DIR (or DATABASE_URL) to "
+        "the daemon's (on a server: `nvd --env-file` with the daemon's env file), or run "
+        f"`{MIGRATE_COMMAND}` to create a new one there"
+    )
 
 
 async def check_reachable(engine: AsyncEngine) -> None:

@@ -3,13 +3,11 @@ not exist yet is said so, not made: `doctor` changes nothing."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.db.engine import make_engine
-from daemon.db.reach import check_reachable
+from daemon.db.reach import check_reachable, missing_database
 from daemon.doctor.report import Result, fail, failed, ok, skip
 from daemon.errors import ConfigError, DaemonError, SchemaNotMigrated
 from daemon.migrate import MIGRATE_COMMAND, check_schema, head_revision
@@ -27,16 +25,17 @@ def where(settings: Settings) -> str:
 async def connect(settings: Settings) -> tuple[list[Result], AsyncEngine | None]:
     """The database's and the migrations' lines, and an engine on a ready database (else None)."""
     try:
-        url = make_url(settings.sqlalchemy_url)
         shown = where(settings)
     except ConfigError as exc:
         return [failed("database", exc), skip("migrations", "the database is not reachable")], None
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+    if missing_database(settings) is not None:
+        setting = "DATABASE_URL" if settings.database_url else "WORKSPACE_DIR (or DATABASE_URL)"
         return [
             fail(
                 "database",
-                f"{shown} does not exist yet",
-                f"run `{MIGRATE_COMMAND}` (it creates it), or correct DATABASE_URL",
+                f"{shown} does not exist",
+                f"set {setting} to the daemon's (on a server: `nvd --env-file` with its env file), "
+                f"or run `{MIGRATE_COMMAND}` to create it",
             ),
             skip("migrations", "no database yet"),
         ], None

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, PortInUse
 from daemon.logs import get_logger
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -52,12 +52,11 @@ class Listener:
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
+        return url_of(self.host, self.port)
 
     async def start(self) -> None:
-        """Listens; a port in use or not allowed is a ConfigError naming the setting and the fix."""
+        """Listens; a port not allowed is a ConfigError, a port in use a PortInUse (it may be let go:
+        a supervisor tries again), each naming the setting and the fix."""
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S)
         await runner.setup()
         self.runner = runner
@@ -66,6 +65,8 @@ class Listener:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(self._bind_problem(exc)) from exc
             raise ConfigError(self._bind_problem(exc)) from exc
         get_logger().info("http_listening", url=self.url, host=self.host, port=self.port)
 
@@ -74,7 +75,8 @@ class Listener:
         if exc.errno == errno.EADDRINUSE:
             return (
                 f"{self.setting}: {where} is already in use by another program (another daemon on this "
-                f"host?); set {self.setting} to a free port, or {self.setting}=0 for no HTTP listener"
+                f"host? each needs its own {self.setting}); set {self.setting} to a free port, or "
+                f"{self.setting}=0 for no HTTP listener"
             )
         if exc.errno == errno.EACCES:
             return (
@@ -88,6 +90,13 @@ class Listener:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+
+
+def url_of(host: str, port: int) -> str:
+    """The listener's address as this machine reaches it (every interface: the loopback's)."""
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}"
 
 
 @web.middleware

@@ -1,6 +1,7 @@
 """`python -m daemon demo` as a newcomer runs it: a finished MP4, a Ready page, audible speech in
 every scene's narration window with the sound bed between words, music ducked under the voice,
-captions for every scene, and a resumed second run."""
+captions for every scene, and a resumed second run; beside a daemon on the default HTTP port, the
+demo listens on a port of its own and says where."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy import select
 
 from daemon.db.engine import make_engine
 from daemon.db.models import Attempt, Item
+from daemon.settings import DEFAULT_HTTP_PORT
 from tests.support.demo_run import SHARED_DEMO, DemoRun
 from tests.support.media import (
     decode_audio,
@@ -54,6 +56,13 @@ def test_the_demo_makes_a_video_with_speech_in_every_scene_and_resumes(demo: Dem
     logged = [json.loads(line) for line in demo.log.read_text().splitlines()]
     assert {"daemon_started", "daemon_stopped"} <= {event["event"] for event in logged}
     assert f"the daemon's log is in {demo.log}" in done.stdout
+    # Its metrics on a port of its own: the default one (8080) is held, as a daemon on the host would.
+    said = "demo: the daemon's metrics, while it runs: http://127.0.0.1:"
+    metrics = next(line for line in lines if line.startswith(said))
+    port = int(metrics[len(said) :].split("/", 1)[0])
+    assert port != DEFAULT_HTTP_PORT and metrics.endswith(
+        f"/metrics (health: http://127.0.0.1:{port}/healthz)"
+    )
 
     info = video_info(video)
     assert (info.width, info.height, info.video_codec, info.audio_codec) == (1920, 1080, "h264", "aac")

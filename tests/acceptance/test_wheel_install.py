@@ -3,8 +3,9 @@ install too) builds the wheel and installs it with the locked versions into a fr
 directory of its own outside the repository. From then on only the installed `nvd` is used, from a
 directory of its own: --version, migrate (SQLite in the current directory's workspace, the installed
 default), doctor against a seeded sandbox, demo without the sandbox extra (refused, naming the
-extra), and the container's start (deploy/start.sh: as root it hands the workspace to another user
-and drops to it), which migrates and runs the daemon until SIGTERM."""
+extra), the container's start (deploy/start.sh: as root it hands the workspace, all of it, to
+another user and drops to it), which migrates and runs the daemon until SIGTERM, and an upgrade:
+install.sh again, from a changed checkout, replaces the code of the same version."""
 
 from __future__ import annotations
 
@@ -212,6 +213,19 @@ def test_the_container_start_migrates_runs_as_its_user_and_stops_on_sigterm(inst
             "the drop from root to another user was NOT tested: no setpriv, or no Python here that "
             "other users may run (the venv's interpreter is only root's)"
         )
+    workspace = data / "workspace"
+    outside = data / "outside.txt"
+    if as_root:
+        # A volume an earlier deploy wrote as root: root's database and a project folder deep
+        # inside, private to root, and a link to a file of root's outside the workspace.
+        migrated = installed.nvd("migrate", cwd=data, WORKSPACE_DIR=str(workspace))
+        assert migrated.returncode == 0, migrated.stderr
+        project = workspace / "nature" / "old-video" / "clips"
+        project.mkdir(parents=True, mode=0o700)
+        (project / "scene-1.mp4").write_bytes(b"clip")
+        (project / "scene-1.mp4").chmod(0o600)
+        outside.write_text("root's")
+        (workspace / "link").symlink_to(outside)
     log_path = data / "start.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -245,4 +259,55 @@ def test_the_container_start_migrates_runs_as_its_user_and_stops_on_sigterm(inst
     assert "daemon_stopped" in text
     database = data / "workspace" / "daemon.db"
     if as_root:
-        assert database.stat().st_uid == pwd.getpwnam("nobody").pw_uid  # never root's
+        nobody = pwd.getpwnam("nobody").pw_uid
+        assert database.stat().st_uid == nobody  # never root's
+        # Everything in the workspace is the daemon's, not only its top; a link's target is not.
+        owners = {path: path.lstat().st_uid for path in (workspace, *workspace.rglob("*"))}
+        assert set(owners.values()) == {nobody}, owners
+        assert outside.stat().st_uid == 0
+
+
+def test_installing_again_replaces_the_code_though_the_version_is_the_same(
+    installed: Installed, tmp_path: Path
+) -> None:
+    # An upgrade as an operator does it: deploy/install.sh again, from a newer checkout, into the
+    # same venv. The version is static, and pip keeps an installed version unless told otherwise.
+    source = tmp_path / "checkout"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=lambda folder, names: [
+            n
+            for n in names
+            if n in SKIPPED or n.endswith(".egg-info") or (folder == str(ROOT) and n in TOP_SKIPPED)
+        ],
+    )
+    mark = f"# the newer checkout: {time.time_ns()}\n"
+    with (source / "daemon" / "__init__.py").open("a") as init:
+        init.write(mark)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run(
+        [str(source / "deploy" / "install.sh"), str(installed.venv)],
+        cwd=installed.base,
+        env={**env, "PYTHON": server_python()},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    where = subprocess.run(
+        [str(installed.venv / "bin" / "python"), "-c", "import daemon; print(daemon.__file__)"],
+        cwd=installed.site("upgraded"),
+        env=installed.env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Path(where).read_text().endswith(mark)
+    version = installed.nvd("--version", cwd=installed.site("upgraded-version"))
+    assert (version.returncode, version.stdout) == (0, f"nvd {VERSION}\n")
+
+
+# What a checkout's copy leaves out (what deploy/install.sh's own copy leaves out, and the tests).
+SKIPPED = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis"}
+TOP_SKIPPED = {".git", ".venv", "workspace", "build", "dist", "tests", "benchmarks", "docs", "sandbox-state"}

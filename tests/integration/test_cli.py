@@ -12,6 +12,8 @@ import pytest
 
 from tests.support import db as testdb
 
+ROOT = Path(__file__).resolve().parents[2]
+
 GOOD = "id: nature\nname: Nature\nvoice: {voice_id: JBFqnCBsd6RMkjVDRZzb}\n"
 STORYBOARD = """
 title: The Heron's Patience
@@ -39,9 +41,73 @@ def _daemon(tmp_path: Path, *args: str, **settings: str) -> subprocess.Completed
 def test_run_refuses_an_unmigrated_database_and_names_the_command(tmp_path: Path) -> None:
     (tmp_path / "channels").mkdir()
     (tmp_path / "channels" / "nature.yaml").write_text(GOOD)
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "daemon.db").touch()  # an empty SQLite database: no schema
     done = _daemon(tmp_path, "run")
     assert done.returncode == 1
     assert "run `nvd migrate` first" in done.stderr
+
+
+# Regression: an operator's command where WORKSPACE_DIR is not the daemon's (on a systemd host, the
+# unit alone set it) made an empty database there, and reported on it ("no tasks yet").
+@pytest.mark.parametrize(
+    "command",
+    [("status",), ("cleanup", "--dry-run"), ("approve", "--task", "1", "--gate", "final"), ("run",)],
+)
+def test_a_command_refuses_a_database_that_does_not_exist_and_makes_none(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    (tmp_path / "channels").mkdir()
+    database = tmp_path / "ws" / "daemon.db"
+    done = _daemon(tmp_path, *command)
+    assert (done.returncode, _last_line(done)) == (
+        78,
+        f"configuration error: WORKSPACE_DIR: there is no database at {database}; set WORKSPACE_DIR (or "
+        "DATABASE_URL) to the daemon's (on a server: `nvd --env-file` with the daemon's env file), or run "
+        "`nvd migrate` to create a new one there",
+    )
+    assert not database.exists()
+    named = tmp_path / "elsewhere.db"
+    done = _daemon(tmp_path, *command, DATABASE_URL=f"sqlite:///{named}")
+    assert (done.returncode, _last_line(done)) == (
+        78,
+        f"configuration error: DATABASE_URL: there is no SQLite file at {named}; correct DATABASE_URL, or "
+        "run `nvd migrate` to create the database there",
+    )
+    assert not named.exists()
+
+
+def test_the_env_file_template_gives_the_operator_the_daemons_database(tmp_path: Path) -> None:
+    # deploy/daemon.env as a systemd host has it (its paths moved under tmp_path), read by the
+    # daemon's migrate and by an operator's status run from another directory, nothing set around.
+    template = (ROOT / "deploy" / "daemon.env").read_text()
+    env_file = tmp_path / "daemon.env"
+    env_file.write_text(
+        template.replace("/var/lib/notion-video-daemon", str(tmp_path / "state")).replace(
+            "/etc/notion-video-daemon", str(tmp_path / "etc")
+        )
+    )
+    (tmp_path / "etc" / "channels").mkdir(parents=True)
+    (tmp_path / "etc" / "channels" / "nature.yaml").write_text(GOOD)
+    env = {k: v for k, v in os.environ.items() if k not in ("WORKSPACE_DIR", "CHANNELS_DIR", "DATABASE_URL")}
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+
+    def nvd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "daemon", "--env-file", str(env_file), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=elsewhere,
+            timeout=60,
+        )
+
+    assert nvd("migrate").returncode == 0
+    assert (tmp_path / "state" / "workspace" / "daemon.db").is_file()
+    done = nvd("status")
+    assert (done.returncode, done.stdout) == (0, "no tasks yet\n"), done.stderr
+    assert not (elsewhere / "workspace").exists()
 
 
 def test_a_bad_channel_file_stops_start_up(tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
 """The deploy files as an operator uses them: the systemd unit passes `systemd-analyze verify`, is a
-notify service with a watchdog, hardening and a stable DAEMON_ID; systemd, Railway and Docker each
-give a stop longer than the worst one the code can take; Railway builds the Dockerfile and migrates
-where the volume is mounted; the Dockerfile installs through the one locked install script; and
-the README says what the files say. (No Docker engine runs here: the image's install itself is
-exercised by tests/acceptance/test_wheel_install.py, through the same script.)"""
+notify service with a watchdog, hardening and a stable DAEMON_ID, whose paths are in the env file
+the operator's commands read too; systemd, Railway and Docker each give a stop longer than the worst
+one the code can take; Railway builds the Dockerfile and runs its start under tini, migrating where
+the volume is mounted; the container listens where a published port reaches it; the Dockerfile
+installs through the one locked install script; and the README says what the files say. (No
+Docker engine runs here: the image's install itself, the upgrade and the start are exercised by
+tests/acceptance/test_wheel_install.py, through the same scripts.)"""
 
 from __future__ import annotations
 
@@ -16,12 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from daemon.settings import Settings
+from daemon.envfile import read_env_file
+from daemon.settings import DEFAULT_HTTP_PORT, Settings
 from daemon.worker import SETTLE_AFTER_STOP_S
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "notion-video-daemon.service"
 INSTALLED_NVD = "/opt/notion-video-daemon/venv/bin/nvd"
+ENV_FILE = "/etc/notion-video-daemon/daemon.env"
 # What closing takes after the drain (the Notion client, the engine, the HTTP listener), with room.
 CLOSE_S = 10.0
 
@@ -87,11 +91,21 @@ def test_the_unit_is_a_notify_service_with_a_watchdog_hardening_and_a_stable_id(
         "RestartPreventExitStatus": "78",
     }.items():
         assert unit[key] == [value], key
+    assert unit["User"] != ["root"]
+
+
+def test_the_paths_are_in_the_env_file_the_unit_and_the_operator_share() -> None:
+    unit = _unit()
+    # Set in the unit, they were the daemon's alone: `nvd --env-file ... status` read another database.
+    assert not [v for v in unit["Environment"] if v.startswith(("WORKSPACE_DIR=", "CHANNELS_DIR="))]
+    assert unit["EnvironmentFile"] == [ENV_FILE]
+    template = read_env_file(ROOT / "deploy" / "daemon.env")
+    assert ENV_FILE in (ROOT / "deploy" / "daemon.env").read_text()
+    assert Path(template["CHANNELS_DIR"]).is_absolute()
     # ProtectSystem=strict makes everything read-only but what is named: the workspace must be.
-    workspace = next(v.split("=", 1)[1] for v in unit["Environment"] if v.startswith("WORKSPACE_DIR="))
+    workspace = template["WORKSPACE_DIR"]
     writable = unit["ReadWritePaths"][0].split()
     assert any(Path(workspace).is_relative_to(path) for path in writable), (workspace, writable)
-    assert unit["User"] != ["root"]
 
 
 def test_every_supervisor_waits_longer_than_the_worst_stop() -> None:
@@ -108,14 +122,25 @@ def test_railway_builds_the_dockerfile_and_migrates_where_the_volume_is_mounted(
     deploy = railway["deploy"]
     # A pre-deploy command runs without the volume: a SQLite migration there would go nowhere.
     assert "preDeployCommand" not in deploy
-    assert deploy["startCommand"] == "nvd-start"
+    # A start command replaces the image's ENTRYPOINT on Railway: the daemon would run without tini
+    # (no PID 1 to reap what a killed script's FFmpeg leaves). The image's own start is used.
+    assert "startCommand" not in deploy
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "COPY deploy/start.sh /usr/local/bin/nvd-start" in dockerfile
+    assert 'ENTRYPOINT ["tini", "--"]' in dockerfile
     assert 'CMD ["nvd-start"]' in dockerfile
     start = [line.strip() for line in (ROOT / "deploy" / "start.sh").read_text().splitlines()]
     assert start.index("nvd migrate") < start.index("exec nvd run")
     # Heroku's release: line is not read by Railway; nothing else should suggest it is.
     assert not (ROOT / "Procfile").exists()
+
+
+def test_the_container_listens_where_a_published_port_reaches_it() -> None:
+    # On 127.0.0.1, the default, nothing outside the container reaches the listener (plain Docker
+    # sets no PORT, which would have made it 0.0.0.0).
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^\s+HTTP_HOST=0\.0\.0\.0\s*$", dockerfile, re.MULTILINE)
+    assert re.findall(r"^EXPOSE (\d+)$", dockerfile, re.MULTILINE) == [str(DEFAULT_HTTP_PORT)]
 
 
 def test_the_dockerfile_installs_through_the_locked_install_script() -> None:
@@ -138,7 +163,13 @@ def test_the_readme_says_what_the_deploy_files_say() -> None:
     readme = (ROOT / "README.md").read_text()
     production = readme[readme.index("## Running it in production") :]
     production = production[: production.index("\n## ", 3)]
-    for path in ("deploy/notion-video-daemon.service", "deploy/install.sh", "Dockerfile", "railway.json"):
+    for path in (
+        "deploy/notion-video-daemon.service",
+        "deploy/daemon.env",
+        "deploy/install.sh",
+        "Dockerfile",
+        "railway.json",
+    ):
         assert f"`{path}`" in production, path
         assert (ROOT / path).exists(), path
     unit = _unit()

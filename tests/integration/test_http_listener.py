@@ -1,5 +1,6 @@
 """The daemon's one HTTP listener as a real process: a port already taken stops start-up with one
-line naming HTTP_PORT and the fix (exit 78, which systemd does not restart); HTTP_PORT=0 listens
+line naming HTTP_PORT and the fix, with exit 75, which systemd restarts (the port may be let go: a
+port collision must not be a permanent outage, as exit 78 was); HTTP_PORT=0 listens
 on nothing; PORT, as Railway sets it, is the fallback and binds every interface."""
 
 from __future__ import annotations
@@ -37,14 +38,17 @@ def _started(daemon: DaemonProcess, timeout: float = 30) -> dict[str, object]:
 
 
 @ON_SQLITE
-def test_a_port_in_use_stops_start_up_naming_http_port_and_the_fix(database: str, tmp_path: Path) -> None:
+def test_a_port_in_use_stops_start_up_naming_http_port_and_the_fix_and_is_restarted(
+    database: str, tmp_path: Path
+) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         done = run_cli(_env(tmp_path, database, HTTP_PORT=str(port)), "run", timeout=60)
-    assert done.returncode == 78, done.stderr
+    assert done.returncode == 75, done.stderr  # EX_TEMPFAIL: not in RestartPreventExitStatus
     assert done.stderr.strip().splitlines()[-1] == (
-        f"configuration error: HTTP_PORT: 127.0.0.1:{port} is already in use by another program (another "
-        "daemon on this host?); set HTTP_PORT to a free port, or HTTP_PORT=0 for no HTTP listener"
+        f"error: HTTP_PORT: 127.0.0.1:{port} is already in use by another program (another daemon on "
+        "this host? each needs its own HTTP_PORT); set HTTP_PORT to a free port, or HTTP_PORT=0 for no "
+        "HTTP listener"
     )
     assert "Traceback" not in done.stderr
     assert "daemon_started" not in done.stderr  # refused before any work

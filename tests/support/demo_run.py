@@ -4,18 +4,23 @@ an error answer each, so the same run shows both a finished video and that no ke
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+
+from daemon.settings import DEFAULT_HTTP_PORT
 
 # The tests that judge the shared run go to one worker under pytest-xdist (--dist loadgroup), so the
 # demo runs once per `make test`.
@@ -76,12 +81,29 @@ class DemoRun:
 
 
 def run_demo(workspace: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m daemon demo` as a newcomer runs it: no keys or URLs of their own in the environment."""
+    """`python -m daemon demo` as a newcomer runs it: no keys, URLs or ports of their own in the
+    environment, on a host where a daemon holds the default HTTP port (8080)."""
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_KEY", "_TOKEN", "_URL"))}
+    for port in ("HTTP_PORT", "PORT"):
+        env.pop(port, None)
     env["WORKSPACE_DIR"] = str(workspace)
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", "demo"], capture_output=True, text=True, env=env, timeout=400
-    )
+    with _held(DEFAULT_HTTP_PORT):
+        return subprocess.run(
+            [sys.executable, "-m", "daemon", "demo"], capture_output=True, text=True, env=env, timeout=400
+        )
+
+
+@contextlib.contextmanager
+def _held(port: int) -> Iterator[None]:
+    """127.0.0.1:port listened on while the block runs (when something else holds it, it is taken
+    anyway)."""
+    try:
+        server = socket.create_server(("127.0.0.1", port))
+    except OSError:
+        yield
+        return
+    with server:
+        yield
 
 
 def first_demo(workspace: Path) -> DemoRun:
