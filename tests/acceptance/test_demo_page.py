@@ -6,7 +6,6 @@ images load and the video plays."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 from notion_client import Client
 
 from daemon.notion.board import find_section
+from tests.support.ci import skip_unless_ci
 from tests.support.demo_run import SHARED_DEMO, DemoRun
 from tests.support.sandbox_proc import SandboxProcess
 
@@ -89,10 +89,7 @@ def test_a_browser_sees_the_demo_page_with_its_images_and_a_playable_video(
     from selenium.webdriver.chrome.service import Service
 
     if CHROMIUM is None or CHROMEDRIVER is None:
-        message = "Debian's chromium and chromium-driver are missing: apt-get install them"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # .ci/run installs them: CI always runs the browser
-        pytest.skip(message)
+        skip_unless_ci("Debian's chromium and chromium-driver are missing: apt-get install them")
     proc, page = served
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ci import skip_unless_ci
 from tests.support.sandbox_proc import SandboxProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wheel_install")]
@@ -209,7 +210,7 @@ def test_the_container_start_migrates_runs_as_its_user_and_stops_on_sigterm(inst
     # --user nvd` does.
     as_root = os.geteuid() == 0
     if as_root and not (shutil.which("setpriv") and world_runnable(installed.venv / "bin" / "python")):
-        pytest.skip(
+        skip_unless_ci(
             "the drop from root to another user was NOT tested: no setpriv, or no Python here that "
             "other users may run (the venv's interpreter is only root's)"
         )
