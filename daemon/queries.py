@@ -165,60 +165,73 @@ READY_PROVIDERS = Sql(
 
 
 # The claim ----------------------------------------------------------------------------------------
-# Both dialects take the same decisions, with the fewest round trips each database allows:
-#   slot:    the lowest free slot row of the provider (holder NULL or its lease expired);
-#   item:    the fairest eligible item (ready, due, in an active task): channel by effective turn
-#            (its turn lifted to the floor, the lowest turn among channels with eligible items; a
-#            channel never served goes just below the floor: FAIR_ORDER), then priority, task, item;
-#   budget:  only when the item's channel has one: under the channel-day lock, the video's and
-#            the day's spent-or-reserved money plus the estimate must fit, or the task is noted
-#            over budget and skipped (at most BUDGET_TRIES tasks per claim), and the estimate is
-#            reserved;
-#   writes:  the lease on slot and item, attempts + 1, the channel's turn moved on by 1/weight, the
-#            attempt row with its idempotency key and output path; the claim returns the item with
-#            its dependencies' outputs.
+# A claim takes up to `limit` items (the caller's free places for the provider) at once. Both
+# dialects take the same decisions, with the fewest round trips each database allows:
+#   slots:   the lowest free slot rows of the provider (holder NULL or its lease expired);
+#   items:   the fairest eligible items (ready, due, in an active task), by fair_key (the channel's
+#            effective turn, one stride further for each of its items picked before), then
+#            priority, task, item; the k-th item goes to the k-th slot;
+#   budget:  an item whose channel has a budget is claimed alone: the items before it are claimed,
+#            and when it comes first, under the channel-day lock the video's and the day's
+#            spent-or-reserved money plus the estimate must fit, or the task is noted over budget
+#            and skipped (at most BUDGET_TRIES tasks per claim), and the estimate is reserved;
+#   writes:  the lease on slot and item, attempts + 1, each channel's turn moved on by 1/weight per
+#            item it got, the attempt row with its idempotency key and output path; the claim
+#            returns the items, in the fair order, with their dependencies' outputs.
 # The fair order is read from the front of ix_item_fair instead of by sorting the whole ready
 # backlog: the channels with ready items (a loose index scan), then each channel's first eligible
 # items in (priority, task, id) order. The cost does not grow with the backlog.
+CLAIM_LIMIT = 8  # the most items one claim takes (each channel offers this many candidates)
 
 
-def fair_order(turn: str, floor: str, greatest: str) -> str:
-    """The channel's effective turn, first key of the fair order. `greatest` is the dialect's
-    two-argument maximum (PostgreSQL's greatest() skips NULLs where SQLite's max() returns NULL:
-    hence the explicit CASE)."""
-    return f"CASE WHEN {turn} IS NULL THEN {floor} - 0.5 ELSE {greatest}({turn}, {floor}) END"
+def fair_key(turn: str, floor: str, greatest: str, rank: str, stride: str) -> str:
+    """The fair order's first key for a channel's `rank`-th eligible item (0 its first): the
+    channel's effective turn (its turn lifted to the floor, the lowest turn among channels with
+    eligible items; a channel never served goes just below the floor) plus one stride (1/weight)
+    for each of its items picked before, which is the turn those picks leave behind. A claim of
+    several items so takes what as many claims of one would take, but that a never-served channel
+    starts from the floor the claim began with. `greatest` is the dialect's two-argument maximum
+    (PostgreSQL's greatest() skips NULLs where SQLite's max() returns NULL: hence the CASE)."""
+    return (
+        f"CASE WHEN {turn} IS NULL THEN "
+        f"(CASE WHEN {rank} = 0 THEN {floor} - 0.5 ELSE {floor} + {rank} * {stride} END) "
+        f"ELSE {greatest}({turn}, {floor}) + {rank} * {stride} END"
+    )
 
 
 # PostgreSQL ------------------------------------------------------------------------------------------
 # One statement of data-modifying CTEs, run in autocommit (its own transaction: one round trip):
-# lock the slot (SKIP LOCKED), choose the item and lock it (SKIP LOCKED), write everything, return
-# the claim. Each channel offers its first _PER_CHANNEL eligible items, so that items other claims
-# hold locked are passed over.
+# lock the slots (SKIP LOCKED), choose the items and lock them (SKIP LOCKED), write everything,
+# return the claims. Each channel offers its first CLAIM_LIMIT eligible items, so that items other
+# claims hold locked are passed over.
 #
-# Nothing is written when the chosen item's channel has a budget ($8): the budgeted claim follows,
-# in a transaction that takes the channel-day lock first (a new snapshot must see the money other
-# claims reserved before it). Nothing is written either ("blind") when a channel's first {window} ready
-# items are all ineligible (a paused task's backlog, a provider's backoff): its first eligible item,
-# further on, is not known, and the claim looks again with the next, wider window.
+# Nothing is written for the chosen items from the first whose channel has a budget ($8) on: when
+# it is the first, the budgeted claim follows, in a transaction that takes the channel-day lock
+# first (a new snapshot must see the money other claims reserved before it). Nothing is written
+# either ("blind") when a channel's first {window} ready items are all ineligible (a paused task's
+# backlog, a provider's backoff): its first eligible item, further on, is not known, and the claim
+# looks again with the next, wider window.
 WINDOWS = (64, 4096, 2**31 - 1)  # the last one holds every backlog: never blind
-_PER_CHANNEL = 8
 
-# The chosen item's lease, attempt and turn, once `go` holds (id, floor, slot_no) of a locked item
-# and slot; $2 now, $3 token, $4 expires, $5 owner, $6 strides, $7 extensions. The slot is held a
-# grace (half the TTL, lease.grace) longer than the lease.
-_CLAIM_WRITES_PG = """
+_STRIDE_PG = "coalesce(($6::jsonb ->> {channel})::float8, 1.0)"
+
+# The chosen items' leases, attempts and turns, once `go` holds (id, floor, slot_no, n) of locked
+# items and slots, n their place in the fair order; $2 now, $3 token, $4 expires, $5 owner,
+# $6 strides, $7 extensions. An item's lease token is $3 and its place: one claim, one token per
+# item. A slot is held a grace (half the TTL, lease.grace) longer than the lease.
+_CLAIM_WRITES_PG = f"""
 taken AS (
-    UPDATE provider_slot s SET item_id = go.id, lease_token = $3,
+    UPDATE provider_slot s SET item_id = go.id, lease_token = $3 || '-' || go.n,
                                expires_at = $4::timestamptz + ($4::timestamptz - $2::timestamptz) / 2
     FROM go WHERE s.provider = $1 AND s.slot_no = go.slot_no
     RETURNING s.slot_no
 ),
 run AS (
-    UPDATE item i SET state = 'running', lease_owner = $5, lease_token = $3, lease_expires_at = $4,
-                      attempts = i.attempts + 1, updated_at = $2
+    UPDATE item i SET state = 'running', lease_owner = $5, lease_token = $3 || '-' || go.n,
+                      lease_expires_at = $4, attempts = i.attempts + 1, updated_at = $2
     FROM go WHERE i.id = go.id
     RETURNING i.id, i.task_id, i.channel_id, i.kind, i.key, i.input, i.input_hash, i.attempts,
-              i.provider_job_id, i.generation, i.estimate_micros, go.floor
+              i.provider_job_id, i.generation, i.estimate_micros, i.lease_token, go.floor, go.n
 ),
 named AS (
     SELECT r.*,
@@ -234,22 +247,26 @@ named AS (
 att AS (
     INSERT INTO attempt (item_id, number, idempotency_key, output_path, lease_token, owner, outcome,
                          started_at, cost_micros)
-    SELECT id, attempts, idempotency_key, attempt_output, $3, $5, 'running', $2, 0 FROM named
+    SELECT id, attempts, idempotency_key, attempt_output, lease_token, $5, 'running', $2, 0 FROM named
     RETURNING id
+),
+moved AS (
+    SELECT channel_id, min(floor) AS floor, count(*) * {_STRIDE_PG.format(channel="channel_id")} AS by
+    FROM run GROUP BY channel_id
 ),
 share AS (
     INSERT INTO channel_share AS cs (provider, channel_id, turn)
-    SELECT $1, channel_id, floor + coalesce(($6::jsonb ->> channel_id)::float8, 1.0) FROM run
+    SELECT $1, channel_id, floor + by FROM moved
     ON CONFLICT (provider, channel_id) DO UPDATE
-    SET turn = greatest(cs.turn + coalesce(($6::jsonb ->> excluded.channel_id)::float8, 1.0),
-                              excluded.turn)
+    SET turn = greatest(cs.turn + (SELECT m.by FROM moved m WHERE m.channel_id = excluded.channel_id),
+                        excluded.turn)
     RETURNING 1
 )"""
 
 _CLAIMED_COLUMNS_PG = """
        named.id, named.task_id, named.channel_id, named.kind, named.key, named.input,
        named.input_hash, named.attempts, named.provider_job_id, named.generation, named.slug,
-       named.idempotency_key, named.attempt_output,
+       named.lease_token, named.idempotency_key, named.attempt_output,
        (SELECT coalesce(jsonb_object_agg(d.key, d.output_path), '{}'::jsonb)
         FROM item_edge e CROSS JOIN LATERAL (
             SELECT d.key, d.output_path FROM item d WHERE d.id = e.depends_on OFFSET 0) d
@@ -257,8 +274,8 @@ _CLAIMED_COLUMNS_PG = """
 
 
 # $1 provider, $2 now, $3 token, $4 expires, $5 owner, $6 strides, $7 extensions, $8 channels with
-# a budget, $9 tasks skipped (over budget); {window} the window.
-def _claim_pg(window: int) -> str:
+# a budget, $9 tasks skipped (over budget); {window} the window, {limit} the most items to take.
+def _claim_pg(window: int, limit: int) -> str:
     return f"""
 WITH RECURSIVE chans(channel_id) AS (
     SELECT min(channel_id) FROM item WHERE provider = $1 AND state = 'ready'
@@ -270,15 +287,17 @@ WITH RECURSIVE chans(channel_id) AS (
 slot AS (
     SELECT slot_no FROM provider_slot
     WHERE provider = $1 AND (item_id IS NULL OR expires_at < $2)
-    ORDER BY slot_no LIMIT 1
+    ORDER BY slot_no LIMIT {limit}
     FOR UPDATE SKIP LOCKED
 ),
+slots AS (SELECT slot_no, row_number() OVER (ORDER BY slot_no) AS n FROM slot),
 live AS (
     SELECT channel_id FROM chans WHERE channel_id IS NOT NULL AND EXISTS (SELECT FROM slot)
 ),
 cand AS (
-    SELECT x.id, x.channel_id FROM live CROSS JOIN LATERAL (
-        SELECT w.id, w.channel_id FROM (
+    SELECT x.id, x.channel_id, x.rank FROM live CROSS JOIN LATERAL (
+        SELECT w.id, w.channel_id, row_number() OVER (ORDER BY w.priority, w.task_id, w.id) - 1 AS rank
+        FROM (
             SELECT i.id, i.channel_id, i.priority, i.task_id, i.next_attempt_at FROM item i
             WHERE i.provider = $1 AND i.channel_id = live.channel_id AND i.state = 'ready'
             ORDER BY i.priority, i.task_id, i.id
@@ -287,7 +306,7 @@ cand AS (
         WHERE w.next_attempt_at <= $2 AND w.task_id <> ALL ($9::int[])
           AND (SELECT t.state FROM task t WHERE t.id = w.task_id) = 'active'
         ORDER BY w.priority, w.task_id, w.id
-        LIMIT {_PER_CHANNEL}
+        LIMIT {CLAIM_LIMIT}
     ) x
 ),
 blind AS (
@@ -304,36 +323,52 @@ fl AS (
     WHERE cs.provider = $1 AND cs.channel_id IN (SELECT channel_id FROM cand)
 ),
 pick AS (
-    SELECT i.id, i.channel_id, i.task_id, i.key, i.estimate_micros, (SELECT f FROM fl) AS floor
+    SELECT i.id, i.channel_id, i.task_id, i.key, i.estimate_micros, i.priority,
+           (SELECT f FROM fl) AS floor, k.fair
     FROM item i
     LEFT JOIN channel_share cs ON cs.provider = $1 AND cs.channel_id = i.channel_id
+    CROSS JOIN LATERAL (
+        SELECT {
+        fair_key(
+            "cs.turn",
+            "(SELECT f FROM fl)",
+            "greatest",
+            "(SELECT c.rank FROM cand c WHERE c.id = i.id)",
+            _STRIDE_PG.format(channel="i.channel_id"),
+        )
+    } AS fair
+    ) k
     WHERE i.id = ANY (ARRAY(SELECT id FROM cand)) AND i.state = 'ready' AND i.next_attempt_at <= $2
       AND NOT EXISTS (SELECT FROM blind)
-    ORDER BY {fair_order("cs.turn", "(SELECT f FROM fl)", "greatest")},
-             i.priority, i.task_id, i.id
-    LIMIT 1
+    ORDER BY k.fair, i.priority, i.task_id, i.id
+    LIMIT {limit}
     FOR UPDATE OF i SKIP LOCKED
 ),
+picks AS (SELECT pick.*, row_number() OVER (ORDER BY fair, priority, task_id, id) AS n FROM pick),
 go AS (
-    SELECT pick.id, pick.floor, slot.slot_no FROM pick, slot
-    WHERE pick.channel_id <> ALL ($8::text[])
+    SELECT p.id, p.floor, s.slot_no, p.n FROM picks p JOIN slots s ON s.n = p.n
+    WHERE p.n < coalesce((SELECT min(b.n) FROM picks b WHERE b.channel_id = ANY ($8::text[])),
+                         {limit} + 1)
 ),{_CLAIM_WRITES_PG}
-SELECT EXISTS (SELECT FROM blind) AS blind, pick.id AS picked, pick.channel_id AS picked_channel,
-       pick.task_id AS picked_task, pick.key AS picked_key, pick.estimate_micros AS picked_estimate,
-       pick.floor AS picked_floor,{_CLAIMED_COLUMNS_PG}
-FROM (SELECT) one LEFT JOIN pick ON true LEFT JOIN named ON true
+SELECT EXISTS (SELECT FROM blind) AS blind, first.id AS picked, first.channel_id AS picked_channel,
+       first.task_id AS picked_task, first.key AS picked_key, first.estimate_micros AS picked_estimate,
+       first.floor AS picked_floor,{_CLAIMED_COLUMNS_PG}
+FROM (SELECT) one LEFT JOIN (SELECT * FROM picks WHERE n = 1) first ON true LEFT JOIN named ON true
+ORDER BY named.n
 """
 
 
-# The window is written into the statement, one text per window: as a parameter ($10) it made the
-# planner choose a generic plan that cost a quarter of the claim throughput.
-CLAIM_PG = {window: _claim_pg(window) for window in WINDOWS}
+# The window and the limit are written into the statement, one text for each: as a parameter the
+# window made the planner choose a generic plan that cost a quarter of the claim throughput.
+CLAIM_PG = {
+    (window, limit): _claim_pg(window, limit) for window in WINDOWS for limit in range(1, CLAIM_LIMIT + 1)
+}
 
 
-# The budgeted claim of the item CLAIM_PG chose, in the transaction that holds its channel-day
-# lock: this statement's snapshot sees every reservation made before the lock was ours. Nothing is
-# written unless the estimate fits, and the item is still ready and free, and a slot is free.
-# $1-$7 as CLAIM_PG, $8 item, $9 floor, $10 estimate, $11 day, $12 per-video limit,
+# The budgeted claim of the one item CLAIM_PG chose first, in the transaction that holds its
+# channel-day lock: this statement's snapshot sees every reservation made before the lock was ours.
+# Nothing is written unless the estimate fits, and the item is still ready and free, and a slot is
+# free. $1-$7 as CLAIM_PG, $8 item, $9 floor, $10 estimate, $11 day, $12 per-video limit,
 # $13 per-day limit, $14 channel, $15 task.
 CLAIM_BUDGETED_PG = f"""
 WITH spent AS (
@@ -359,7 +394,7 @@ pick AS (
     FOR UPDATE SKIP LOCKED
 ),
 go AS (
-    SELECT pick.id, $9::float8 AS floor, slot.slot_no FROM pick, slot
+    SELECT pick.id, $9::float8 AS floor, slot.slot_no, 1::bigint AS n FROM pick, slot
 ),{_CLAIM_WRITES_PG},
 reserved AS (
     INSERT INTO ledger (task_id, item_id, attempt_no, channel_id, entry, amount_micros, day, open,
@@ -373,8 +408,11 @@ FROM spent LEFT JOIN named ON true
 
 
 # SQLite: the same decisions one statement at a time. BEGIN IMMEDIATE serialises every writer, so
-# nothing comes in between: no row locks, and each channel's single first eligible item is exact.
-PICK_SQLITE = f"""
+# nothing comes in between: no row locks, and each channel's first eligible items are exact.
+# :limit items at most; {strides} the channels' strides, as bound values (picks_sqlite). Each
+# channel's items are read from the front of ix_item_fair, named: without statistics SQLite's
+# planner took ix_item_claim for the correlated list and sorted the channel's whole backlog.
+_PICKS_SQLITE = """
 WITH RECURSIVE chans(channel_id) AS (
     SELECT (SELECT min(channel_id) FROM item WHERE provider = :provider AND state = 'ready')
   UNION ALL
@@ -383,18 +421,23 @@ WITH RECURSIVE chans(channel_id) AS (
     FROM chans c WHERE c.channel_id IS NOT NULL
 ),
 firsts AS (
-    SELECT (SELECT i.id FROM item i
-            WHERE i.provider = :provider AND i.channel_id = c.channel_id AND i.state = 'ready'
-              AND i.next_attempt_at <= :now
-              AND i.task_id NOT IN (SELECT value FROM json_each(:skipped))
-              AND (SELECT t.state FROM task t WHERE t.id = i.task_id) = 'active'
-            ORDER BY i.priority, i.task_id, i.id LIMIT 1) AS id
-    FROM chans c WHERE c.channel_id IS NOT NULL
+    SELECT i.id, i.channel_id, i.priority, i.task_id,
+           row_number() OVER (PARTITION BY i.channel_id ORDER BY i.priority, i.task_id, i.id) - 1 AS rank
+    FROM chans c JOIN item i ON i.id IN (
+        SELECT e.id FROM item e INDEXED BY ix_item_fair
+        WHERE e.provider = :provider AND e.channel_id = c.channel_id AND e.state = 'ready'
+          AND e.next_attempt_at <= :now
+          AND e.task_id NOT IN (SELECT value FROM json_each(:skipped))
+          AND (SELECT t.state FROM task t WHERE t.id = e.task_id) = 'active'
+        ORDER BY e.priority, e.task_id, e.id LIMIT :limit)
+    WHERE c.channel_id IS NOT NULL
 ),
+strides(channel_id, stride) AS ({strides}),
 cand AS (
-    SELECT i.id, i.channel_id, i.priority, i.task_id, cs.turn
-    FROM firsts f JOIN item i ON i.id = f.id
-    LEFT JOIN channel_share cs ON cs.provider = :provider AND cs.channel_id = i.channel_id
+    SELECT f.id, f.channel_id, f.priority, f.task_id, f.rank, cs.turn,
+           coalesce((SELECT s.stride FROM strides s WHERE s.channel_id = f.channel_id), 1.0) AS stride
+    FROM firsts f
+    LEFT JOIN channel_share cs ON cs.provider = :provider AND cs.channel_id = f.channel_id
 ),
 fl AS (SELECT coalesce(min(turn), 0.0) AS f FROM cand)
 SELECT i.id, i.task_id, i.channel_id, i.kind, i.key, i.input, i.input_hash, i.attempts,
@@ -404,10 +447,21 @@ SELECT i.id, i.task_id, i.channel_id, i.kind, i.key, i.input, i.input_hash, i.at
        (SELECT json_group_object(d.key, d.output_path) FROM item_edge e JOIN item d ON d.id = e.depends_on
         WHERE e.item_id = i.id AND d.output_path <> '')
 FROM cand JOIN item i ON i.id = cand.id
-ORDER BY {fair_order("cand.turn", "(SELECT f FROM fl)", "max")},
-         cand.priority, cand.task_id, cand.id
-LIMIT 1
+ORDER BY {fair}, cand.priority, cand.task_id, cand.id
+LIMIT :limit
 """
+
+
+def picks_sqlite(strides: int) -> str:
+    """SQLite's pick of up to :limit items, for `strides` channels with a stride (bound as :c0,
+    :s0, :c1, :s1...: as values, not text, so both databases add the same doubles)."""
+    values = ", ".join(f"(:c{n}, :s{n})" for n in range(strides)) or "SELECT NULL, NULL WHERE 0"
+    return _PICKS_SQLITE.format(
+        strides=f"VALUES {values}" if strides else values,
+        fair=fair_key("cand.turn", "(SELECT f FROM fl)", "max", "cand.rank", "cand.stride"),
+    )
+
+
 SPENT_SQLITE = f"""
 SELECT (SELECT coalesce(sum(amount_micros), 0) FROM ledger WHERE task_id = ? AND {SPENT}),
        (SELECT coalesce(sum(amount_micros), 0) FROM ledger WHERE channel_id = ? AND day = ? AND {SPENT})
@@ -416,9 +470,9 @@ RESERVE_SQLITE = """
 INSERT INTO ledger (task_id, item_id, attempt_no, channel_id, entry, amount_micros, day, open, created_at)
 VALUES (?, ?, ?, ?, 'reservation', ?, ?, 1, ?)
 """
-FREE_SLOT_SQLITE = (
+FREE_SLOTS_SQLITE = (
     "SELECT slot_no FROM provider_slot WHERE provider = ? AND (item_id IS NULL OR expires_at < ?) "
-    "ORDER BY slot_no LIMIT 1"
+    "ORDER BY slot_no LIMIT ?"
 )
 SLOT_TAKEN_SQLITE = (
     "UPDATE provider_slot SET item_id = ?, lease_token = ?, expires_at = ? WHERE provider = ? AND slot_no = ?"
@@ -427,7 +481,7 @@ ITEM_TAKEN_SQLITE = (
     "UPDATE item SET state = 'running', lease_owner = ?, lease_token = ?, lease_expires_at = ?, "
     "attempts = ?, updated_at = ? WHERE id = ?"
 )
-# The channel's turn: lifted to the floor, then moved on by its stride.
+# The channel's turn: lifted to the floor, then moved on by its stride for each item it got.
 PASS_ADVANCED_SQLITE = (
     "INSERT INTO channel_share (provider, channel_id, turn) VALUES (?, ?, ?) "
     "ON CONFLICT (provider, channel_id) DO UPDATE SET turn = max(turn, ?) + ?"

@@ -201,7 +201,9 @@ class Worker:
         free = free[turn:] + free[:turn]
         # One cheap query says which providers have work due; claims only where there is some.
         for provider in await ready_providers(self.engine, free, self.clock.now()):
-            while self._local_count(provider) < self.limits[provider] and len(self.running) < self.capacity:
+            # One claim takes an item for each free place (slots that freed while the last claim
+            # ran come back together): one round trip for several items.
+            while (places := self._places(provider)) > 0:
                 policy = self.policy
                 result = await claim(
                     self.engine,
@@ -211,14 +213,15 @@ class Worker:
                     self.settings.lease_ttl_s,
                     EXTENSIONS,
                     policy,
+                    limit=places,
                 )
                 await self._budget_waits(result.over_budget, policy)
-                c = result.claimed
-                if c is None:
+                if not result.items:
                     break
-                crash_point("after_claim")
-                self._start(c)
-                claimed += 1
+                for c in result.items:
+                    crash_point("after_claim")
+                    self._start(c)
+                claimed += len(result.items)
         return claimed
 
     async def _budget_waits(self, over_budget: Sequence[tuple[int, str]], judged_by: ClaimPolicy) -> None:
@@ -232,6 +235,10 @@ class Worker:
                 waited = True
         if waited and self.policy.budgets is not judged_by.budgets:
             await self.budgets_changed()  # raised while we paused them: they go on at once
+
+    def _places(self, provider: str) -> int:
+        """How many more items of `provider` this daemon may run now."""
+        return min(self.limits[provider] - self._local_count(provider), self.capacity - len(self.running))
 
     def _local_count(self, provider: str) -> int:
         return sum(1 for r in self.running.values() if r.claimed.provider == provider)

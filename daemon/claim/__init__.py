@@ -36,7 +36,9 @@ async def claim(
     ttl: float,
     extension_for: Mapping[str, str],
     policy: ClaimPolicy = DEFAULT_POLICY,
+    limit: int = 1,
 ) -> ClaimResult:
-    """Claims one ready item of `provider`, if a slot is free and an eligible item fits its budget."""
+    """Claims up to `limit` ready items of `provider` (at most queries.CLAIM_LIMIT), one for each
+    free slot, eligible and within its budget, in the fair order."""
     claim_on = claim_sqlite if engine.dialect.name == "sqlite" else claim_pg
-    return await claim_on(engine, provider, owner, now, ttl, extension_for, policy)
+    return await claim_on(engine, provider, owner, now, ttl, extension_for, policy, limit)

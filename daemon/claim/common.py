@@ -53,12 +53,19 @@ class ClaimPolicy:
 
 @dataclass(frozen=True)
 class ClaimResult:
-    """What a claim took (None: no free slot, or nothing eligible and affordable), and the tasks it
-    found over budget with the operator's message: the caller makes them wait, outside the claim's
-    transaction, so a claim never takes a task lock while it holds an item lock."""
+    """What a claim took, in the fair order (none: no free slot, or nothing eligible and
+    affordable), and the tasks it found over budget with the operator's message: the caller makes
+    them wait, outside the claim's transaction, so a claim never takes a task lock while it holds
+    an item lock."""
 
-    claimed: Claimed | None = None
+    items: tuple[Claimed, ...] = ()
     over_budget: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def claimed(self) -> Claimed | None:
+        """The item a claim of one took, if any."""
+        assert len(self.items) <= 1, "a claim of several items: read .items"
+        return self.items[0] if self.items else None
 
 
 DEFAULT_POLICY = ClaimPolicy()

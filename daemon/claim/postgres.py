@@ -1,5 +1,5 @@
 """PostgreSQL's claim: the decisions daemon/queries.py describes, in one statement of data-modifying
-CTEs, or two short transactions when the item's channel has a budget."""
+CTEs, or two short transactions when the first item's channel has a budget."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from daemon.claim.common import (
 )
 from daemon.db.driver import PgDriver, pg_driver
 from daemon.fairness import stride
-from daemon.queries import CLAIM_BUDGETED_PG, CLAIM_PG, WINDOWS
+from daemon.queries import CLAIM_BUDGETED_PG, CLAIM_LIMIT, CLAIM_PG, WINDOWS
 from services.paths import attempt_output
 
 
@@ -34,7 +34,7 @@ def _strides(weights: Mapping[str, int]) -> str:
     return json.dumps({channel: stride(weights, channel) for channel in weights})
 
 
-def _claimed(row: Mapping[str, Any], provider: str, token: str) -> Claimed:
+def _claimed(row: Mapping[str, Any], provider: str) -> Claimed:
     return Claimed(
         item_id=row["id"],
         task_id=row["task_id"],
@@ -46,7 +46,7 @@ def _claimed(row: Mapping[str, Any], provider: str, token: str) -> Claimed:
         input=dict(row["input"]),
         input_hash=row["input_hash"],
         attempt_no=row["attempts"],
-        lease_token=token,
+        lease_token=row["lease_token"],
         idempotency_key=row["idempotency_key"],
         attempt_output=row["attempt_output"],
         resume=row["provider_job_id"],
@@ -82,12 +82,13 @@ async def claim_pg(
     ttl: float,
     extension_for: Mapping[str, str],
     policy: ClaimPolicy,
+    limit: int = 1,
 ) -> ClaimResult:
-    token = uuid.uuid4().hex
+    limit = max(1, min(limit, CLAIM_LIMIT))
     args = (
         provider,
         now,
-        token,
+        uuid.uuid4().hex,
         now + timedelta(seconds=ttl),
         owner,
         _strides(policy.weights),
@@ -100,13 +101,14 @@ async def claim_pg(
     tries = 0
     async with pg_driver(engine) as db:
         while tries < BUDGET_TRIES:
-            row = await db.fetchrow(CLAIM_PG[window], *args, list(policy.budgets), skipped)
+            rows = await db.fetch(CLAIM_PG[window, limit], *args, list(policy.budgets), skipped)
+            row = rows[0]
             if row["blind"]:
                 window = next(windows)  # a channel's first `window` ready items are all ineligible
                 continue
             if row["id"] is not None:
-                claimed = await _checked(db, _claimed(row, provider, token), extension_for, row)
-                return ClaimResult(claimed, tuple(over))
+                taken = [await _checked(db, _claimed(r, provider), extension_for, r) for r in rows]
+                return ClaimResult(tuple(taken), tuple(over))
             if row["picked"] is None:
                 break  # no free slot, or nothing eligible
             tries += 1
@@ -127,8 +129,8 @@ async def claim_pg(
                     row["picked_task"],
                 )
             if got["id"] is not None:
-                claimed = await _checked(db, _claimed(got, provider, token), extension_for, got)
-                return ClaimResult(claimed, tuple(over))
+                one = await _checked(db, _claimed(got, provider), extension_for, got)
+                return ClaimResult((one,), tuple(over))
             if got["fits"]:
                 continue  # the item or the slot was taken meanwhile: choose again
             why = refusal_text(
@@ -143,7 +145,7 @@ async def claim_pg(
             assert why is not None
             over.append((row["picked_task"], why))
             skipped.append(row["picked_task"])
-    return ClaimResult(None, tuple(over))
+    return ClaimResult((), tuple(over))
 
 
 async def _checked(

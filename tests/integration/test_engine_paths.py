@@ -2,10 +2,11 @@
 
 Each example builds one world on both databases (tasks of random DAGs over two channels, review
 gates on and off, weights, budgets some steps cross) and plays one sequence of actions on both,
-with one clock: claims by three daemons, completions (current ones; retried after a lost answer;
-stale ones whose lease was handed back, swept or cancelled), transient failures, failures,
-approvals, pauses and resumptions, cancels. After every action both must have answered alike and
-hold the same rows: items, tasks, attempts, the ledger, the slots and the channels' passes.
+with one clock: claims of one or several items by three daemons, completions (current ones;
+retried after a lost answer; stale ones whose lease was handed back, swept or cancelled),
+transient failures, failures, approvals, pauses and resumptions, cancels. After every action both
+must have answered alike and hold the same rows: items, tasks, attempts, the ledger, the slots
+and the channels' passes.
 
 The paths under comparison are every way the engine's rules are spelled: SQLite's statements one
 at a time; PostgreSQL's claim (one statement, or two transactions when the channel has a budget);
@@ -124,7 +125,12 @@ worlds = st.builds(
 PICK = st.one_of(st.integers(0, 2), st.integers(0, 40))
 ACTIONS = {
     # A daemon claims as the worker does: the providers in turn from one of them, the first with work.
-    "claim": st.tuples(st.just("claim"), st.integers(0, len(LIMITS) - 1), st.sampled_from(OWNERS)),
+    # Up to as many items as its free places: one claim may take several (of one provider).
+    "claim": st.tuples(
+        st.just("claim"),
+        st.integers(0, len(LIMITS) - 1),
+        st.tuples(st.sampled_from(OWNERS), st.sampled_from((1, 1, 2, 3))),
+    ),
     "complete": st.tuples(st.just("complete"), PICK, st.sampled_from((0, 7_000, 90_000))),
     # A completion sent again (its first answer was lost), or a stale daemon's: any claim.
     "complete again": st.tuples(st.just("complete again"), PICK, st.sampled_from((0, 7_000))),
@@ -270,11 +276,11 @@ async def _rows(side: Side) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def _answer(result: ClaimResult) -> tuple[Any, ...]:
-    c = result.claimed
-    got = None
-    if c is not None:
-        got = (c.item_id, c.task_id, c.channel_id, c.project_slug, c.kind, c.key, c.provider, c.input,
-               c.input_hash, c.attempt_no, c.idempotency_key, c.attempt_output, c.resume, c.deps)  # fmt: skip
+    got = [
+        (c.item_id, c.task_id, c.channel_id, c.project_slug, c.kind, c.key, c.provider, c.input,
+         c.input_hash, c.attempt_no, c.idempotency_key, c.attempt_output, c.resume, c.deps)
+        for c in result.items
+    ]  # fmt: skip
     return got, result.over_budget
 
 
@@ -284,20 +290,26 @@ async def _hook(conn: AsyncConnection, task_id: int, storyboard: Path) -> None:
     await conn.execute(update(Task).where(Task.id == task_id).values(title=storyboard.name))
 
 
+async def _claim(side: Side, first: int, extra: tuple[str, int], now: datetime, policy: ClaimPolicy) -> Any:
+    providers = sorted(LIMITS)
+    answers = []
+    owner, limit = extra
+    for provider in providers[first:] + providers[:first]:
+        result = await claim(side.engine, provider, owner, now, TTL, EXTENSIONS, policy, limit=limit)
+        answers.append(_answer(result))
+        for c in result.items:
+            side.tokens[c.lease_token] = len(side.claims)
+            side.claims.append(c)
+        if result.items:
+            break
+    return answers
+
+
 async def _act(side: Side, action: tuple[Any, ...], now: datetime, policy: ClaimPolicy) -> Any:
     kind, pick, extra = action
     engine = side.engine
     if kind == "claim":
-        providers = sorted(LIMITS)
-        answers = []
-        for provider in providers[pick:] + providers[:pick]:
-            result = await claim(engine, provider, extra, now, TTL, EXTENSIONS, policy)
-            answers.append(_answer(result))
-            if result.claimed is not None:
-                side.tokens[result.claimed.lease_token] = len(side.claims)
-                side.claims.append(result.claimed)
-                break
-        return answers
+        return await _claim(side, pick, extra, now, policy)
     if kind in ("approve", "pause", "cancel"):
         task_id = side.task_ids[pick % len(side.task_ids)]
         if kind == "approve":
@@ -412,6 +424,7 @@ def _compare(both: Both) -> None:
 
 PLACES = (
     "claimed",
+    "claimed_several",
     "claimed_on_budget",
     "over_budget",
     "complete_done",
@@ -431,8 +444,11 @@ def _reached(action: tuple[Any, ...], answer: Any, side: Side, budgeted: dict[st
     kind = action[0]
     if kind == "claim":
         places = ["over_budget" for _, over in answer if over]
-        if answer[-1][0] is not None:
+        taken = answer[-1][0]
+        if taken:
             places.append("claimed_on_budget" if side.claims[-1].channel_id in budgeted else "claimed")
+        if len(taken) > 1:
+            places.append("claimed_several")
         return places
     if kind in ("complete", "complete again"):
         c = side.claims[side.last]

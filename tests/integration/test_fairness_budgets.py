@@ -23,10 +23,11 @@ from daemon.commands import EXTENSIONS, final_path
 from daemon.complete import Success, complete
 from daemon.costs import load_pricing_file
 from daemon.db.engine import make_engine
-from daemon.db.models import Ledger, Task
+from daemon.db.models import ChannelShare, Ledger, Task
 from daemon.paths import DEFAULT_PRICING_FILE
 from daemon.tasks import Pipeline
 from services.storyboard import parse_storyboard
+from tests.support import db as testdb
 from tests.support.engine_kit import channel, now
 
 
@@ -117,6 +118,67 @@ async def test_a_huge_backlog_does_not_starve_small_channels(engine: AsyncEngine
     shares = Counter(order)
     assert set(shares) == {"huge", "tiny1", "tiny2"}
     assert max(shares.values()) - min(shares.values()) <= 2, shares  # equal weights: equal turns
+
+
+async def _one_world(url: str, tmp_path: Path) -> AsyncEngine:
+    """Three channels' backlogs, each channel served once already (so each has a turn)."""
+    engine = make_engine(url)
+    pipeline = await _pipeline(engine, tmp_path, "big", "mid", "small")
+    for channel_id in ("big", "mid", "small"):
+        await _backlog(pipeline, channel_id, 2, scenes=4)
+    await ensure_slots(engine, {"elevenlabs": 4})
+    for _ in range(3):
+        c = (await claim(engine, "elevenlabs", "d", now(), 30, EXTENSIONS, WEIGHTED)).claimed
+        assert c is not None
+        await _finish(engine, tmp_path, c)
+    return engine
+
+
+WEIGHTED = ClaimPolicy(weights={"big": 2, "mid": 1, "small": 1})
+
+
+async def _turns(engine: AsyncEngine) -> dict[str, float]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(ChannelShare.channel_id, ChannelShare.turn))
+        return {channel_id: turn for channel_id, turn in rows}
+
+
+async def test_a_claim_of_several_takes_what_as_many_claims_of_one_take(
+    db_url: str, sqlite_template: Path, tmp_path: Path
+) -> None:
+    """The worker claims an item for every free place at once: the items, their order and the turns
+    left behind are those of one claim per place (a heavier channel's second item comes before a
+    lighter channel's first when its turn says so)."""
+    if db_url.startswith("sqlite"):
+        (tmp_path / "other").mkdir()
+        other_url, other_name = testdb.sqlite_url_from_template(sqlite_template, tmp_path / "other"), None
+    else:
+        other_url, other_name = await asyncio.to_thread(testdb.create_pg_database)
+    singles = await _one_world(db_url, tmp_path / "singles")
+    batch = await _one_world(other_url, tmp_path / "batch")
+    try:
+        assert await _turns(singles) == await _turns(batch) == {"big": 0.5, "mid": 1.5, "small": 1.5}
+        one_by_one = []
+        for _ in range(4):
+            result = await claim(singles, "elevenlabs", "d", now(), 30, EXTENSIONS, WEIGHTED)
+            assert result.claimed is not None
+            one_by_one.append(result.claimed)
+        at_once = (await claim(batch, "elevenlabs", "d", now(), 30, EXTENSIONS, WEIGHTED, limit=4)).items
+        assert [(c.channel_id, c.project_slug, c.key) for c in at_once] == [
+            (c.channel_id, c.project_slug, c.key) for c in one_by_one
+        ]
+        # Turns after the warm-up: big 0.5 (stride 0.5), mid and small 1.5; big's items come at 0.5,
+        # 1.0 and 1.5 (its earlier task before theirs at a tie), then mid's first.
+        assert [c.channel_id for c in at_once] == ["big", "big", "big", "mid"]
+        assert await _turns(batch) == await _turns(singles)
+        assert len({c.lease_token for c in at_once}) == 4, "each item its own lease"
+        # The slots are full: a further claim takes nothing, however many it asks for.
+        assert (await claim(batch, "elevenlabs", "d", now(), 30, EXTENSIONS, WEIGHTED, limit=3)).items == ()
+    finally:
+        await singles.dispose()
+        await batch.dispose()
+        if other_name is not None:
+            await asyncio.to_thread(testdb.drop_pg_database, other_name)
 
 
 async def _spent(engine: AsyncEngine, task_id: int | None = None) -> int:
