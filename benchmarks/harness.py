@@ -172,6 +172,42 @@ async def machine_facts() -> dict[str, Any]:
 
 
 # Output --------------------------------------------------------------------------------------------
+def _server_cpu_s() -> float | None:
+    """CPU seconds the local PostgreSQL server's processes have used, the ended backends included
+    (the postmaster counts its reaped children); None when none can be read."""
+    total, seen = 0.0, False
+    for proc in psutil.process_iter(["name"]):
+        if not str(proc.info["name"] or "").startswith("postgres"):
+            continue
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+            seen = True
+    return total if seen else None
+
+
+class CpuMeter:
+    """CPU spent during a measured stretch, by this process and by the local PostgreSQL server: on
+    a shared VM whose speed moves between runs, CPU per item compares engines more steadily than
+    wall time does."""
+
+    def __init__(self) -> None:
+        self._self = psutil.Process()
+        self._start = self._now()
+
+    def _now(self) -> tuple[float, float | None]:
+        t = self._self.cpu_times()
+        return t.user + t.system, _server_cpu_s()
+
+    def per_item_ms(self, items: int) -> dict[str, float | None]:
+        """{"process_ms": ..., "server_ms": ...}: CPU milliseconds per item since the meter started."""
+        own, server = self._now()
+        server_ms = None
+        if server is not None and self._start[1] is not None:
+            server_ms = round((server - self._start[1]) / items * 1000, 3)
+        return {"process_ms": round((own - self._start[0]) / items * 1000, 3), "server_ms": server_ms}
+
+
 def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain-text table: the first column left-aligned, the others right-aligned."""
     cells = [[str(h) for h in header]] + [[_fmt(v) for v in row] for row in rows]

@@ -6,7 +6,6 @@ and counts as done, once. A daemon whose lease was taken over finds another toke
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -143,10 +142,15 @@ def _move_output(workspace: Path, output: str, final_path: str) -> None:
     if output == final_path:
         return
     source, target = workspace / output, workspace / final_path
-    if source.parent.is_dir():
-        for extra in source.parent.glob(glob.escape(source.name) + ".*"):
+    try:
+        names = os.listdir(source.parent)
+    except FileNotFoundError:
+        names = []
+    prefix = source.name + "."
+    for name in names:
+        if name.startswith(prefix):
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(extra, target.with_name(target.name + extra.name[len(source.name) :]))
+            os.replace(source.parent / name, target.with_name(target.name + name[len(source.name) :]))
     try:
         os.replace(source, target)
     except FileNotFoundError:
