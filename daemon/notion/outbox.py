@@ -327,30 +327,45 @@ class OutboxWriter:
                 status_row = row
         if not sent and status_row is None:
             return writes
+        return writes + await self._write_properties(page_id, sent, status_row, now)
+
+    async def _write_properties(self, page_id: str, sent: list[Any], status_row: Any, now: datetime) -> int:
+        """The page's property values in one PATCH, the Status among them if the page still shows
+        ours (an operator's Status wins). Returns the writes made (0 or 1)."""
         # Marked before the Status is read: an operator's edit made between the read and the PATCH
         # is overwritten (Notion has no conditional writes), so nothing else happens in between; a
         # database write there (SQLite busy with the workers) once let a Cancelled through.
-        await self._sending([*sent, *([status_row] if status_row is not None else [])], now)
+        marked = [*sent, *([status_row] if status_row is not None else [])]
+        await self._sending(marked, now)
         properties: JSON = {row.property: _value(row) for row in sent}
-        # The PATCH's token too is taken before the read: waiting for the rate limit between the two
-        # (a third of a second at Notion's 3 a second) was most of that window.
-        await self.notion.take()
-        if status_row is not None:
-            kind = await self._status_kind_if_ours(page_id, status_row, now)
-            if kind is None:
-                await self._not_sending(status_row)
-            else:
-                properties[STATUS] = {kind: {"name": status_row.value["status"]}}
-                sent.append(status_row)
-        if properties:
-            # Not repeated by the gateway: an unanswered write is this writer's to follow up.
-            await self.notion.call(
-                "PATCH", f"pages/{page_id}", body={"properties": properties}, idempotent=False, paid=True
-            )
-            writes += 1
-            crash_point("outbox_after_property_write")
-            await self._mark_sent(sent, now)
-        return writes
+        try:
+            # The PATCH's token too is taken before the read: waiting for the rate limit between the
+            # two (a third of a second at Notion's 3 a second) was most of that window.
+            await self.notion.take()
+            if status_row is not None:
+                kind = await self._status_kind_if_ours(page_id, status_row, now)
+                if kind is None:
+                    await self._not_sending(status_row)
+                else:
+                    properties[STATUS] = {kind: {"name": status_row.value["status"]}}
+                    sent.append(status_row)
+            if properties:
+                # Not repeated by the gateway: an unanswered write is this writer's to follow up.
+                await self.notion.call(
+                    "PATCH", f"pages/{page_id}", body={"properties": properties}, idempotent=False, paid=True
+                )
+        except NotionNotFound:
+            # An answer, not a silence: the page is in the trash (or unshared) and nothing was
+            # written, so no late write can land. Left marked, the page back from the trash kept
+            # our older Status until the recheck, though the video was paused meanwhile.
+            for row in marked:
+                await self._not_sending(row)
+            raise
+        if not properties:
+            return 0
+        crash_point("outbox_after_property_write")
+        await self._mark_sent(sent, now)
+        return 1
 
     async def _write_body(self, page_id: str, row: Any, now: datetime, review: bool = False) -> int:
         """The page body's Storyboard block or its board; returns the writes made (0 or 1). A board

@@ -82,6 +82,17 @@ PAUSED_WHILE_READY = [
     ("approve", 0.8),
 ]
 
+# Trashed while the daemon writes the page: the write that met the trash is answered (404), so the
+# page back from the trash shows the video paused at once, not the Status written before.
+TRASHED_WHILE_WRITING = [
+    ("Queued", 2.0),
+    ("Storyboard Approved", 0.0),
+    ("trash", 0.8),
+    ("trash", SUBMITTED),
+    ("Queued", 2.0),
+    ("restore", 2.0),
+]
+
 
 @dataclass
 class Trial:
@@ -312,6 +323,7 @@ def test_any_sequence_of_operator_actions_keeps_gates_pays_each_clip_once_and_sh
             @given(steps=STEPS)
             @example(steps=CANCELLED_MID_RENDER)
             @example(steps=PAUSED_WHILE_READY)
+            @example(steps=TRASHED_WHILE_WRITING)
             def trial(steps: list[tuple[str, float]]) -> None:
                 page = runner.run(_new_page(kit))
                 runner.run(_trial(kit, page, steps))
