@@ -96,6 +96,9 @@ class Worker:
         self.db_failures = 0
         self.last_renewed = time.monotonic()
         self.rounds = 0
+        # Providers whose last claim took items: they have a backlog, and the next round claims
+        # there without asking READY_PROVIDERS first (a claim that comes back empty ends that).
+        self.backlogged: set[str] = set()
         self.log = get_logger(daemon=settings.daemon_id)
         self.metrics = metrics or m.Metrics()
         # The claim loop's heartbeat: time.monotonic() of its last turn (None before the first).
@@ -199,8 +202,11 @@ class Worker:
         self.rounds += 1
         turn = self.rounds % len(free) if free else 0
         free = free[turn:] + free[:turn]
-        # One cheap query says which providers have work due; claims only where there is some.
-        for provider in await ready_providers(self.engine, free, self.clock.now()):
+        # One cheap query says which of the other providers have work due; claims only where there
+        # is some, or was at the last claim.
+        unknown = [p for p in free if p not in self.backlogged]
+        ready = set(await ready_providers(self.engine, unknown, self.clock.now())) | self.backlogged
+        for provider in (p for p in free if p in ready):
             # One claim takes an item for each free place (slots that freed while the last claim
             # ran come back together): one round trip for several items.
             while (places := self._places(provider)) > 0:
@@ -217,7 +223,9 @@ class Worker:
                 )
                 await self._budget_waits(result.over_budget, policy)
                 if not result.items:
+                    self.backlogged.discard(provider)
                     break
+                self.backlogged.add(provider)
                 for c in result.items:
                     crash_point("after_claim")
                     self._start(c)
