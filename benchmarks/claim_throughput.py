@@ -254,7 +254,7 @@ async def daemon_drain(url: str, count: int, workspace: Path) -> dict[str, Any]:
             policy=ClaimPolicy(weights=dict.fromkeys(CHANNELS, 1)),
         )
         stop = asyncio.Event()
-        meter = CpuMeter()
+        meter = CpuMeter(server=engine.dialect.name == "postgresql")
         started = time.perf_counter()
         loop = asyncio.create_task(worker.run(stop), name="bench-worker")
         try:

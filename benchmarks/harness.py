@@ -191,13 +191,14 @@ class CpuMeter:
     a shared VM whose speed moves between runs, CPU per item compares engines more steadily than
     wall time does."""
 
-    def __init__(self) -> None:
+    def __init__(self, server: bool = True) -> None:
         self._self = psutil.Process()
+        self._server = server  # False: no PostgreSQL server takes part (SQLite)
         self._start = self._now()
 
     def _now(self) -> tuple[float, float | None]:
         t = self._self.cpu_times()
-        return t.user + t.system, _server_cpu_s()
+        return t.user + t.system, _server_cpu_s() if self._server else None
 
     def per_item_ms(self, items: int) -> dict[str, float | None]:
         """{"process_ms": ..., "server_ms": ...}: CPU milliseconds per item since the meter started."""
