@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import sys
 from collections import defaultdict
@@ -69,6 +70,7 @@ TITLE_WIDTH = 40
 # back, a port another program may let go), which it should.
 EX_CONFIG = 78
 EX_TEMPFAIL = 75
+EX_PIPE = 128 + 13  # what a shell reports for a writer SIGPIPE ended
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DaemonError, ServiceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`nvd doctor | head`): nothing more to say, and no traceback. What
+        # is still buffered goes nowhere, so the interpreter's flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EX_PIPE
 
 
 def _settings() -> Settings:

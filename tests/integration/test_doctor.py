@@ -288,3 +288,24 @@ def _remove_property(seeded: Seeded, name: str) -> None:
         timeout=30,
     )
     answer.raise_for_status()
+
+
+def test_a_reader_that_goes_away_ends_doctor_quietly(tmp_path: Path) -> None:
+    """`nvd doctor | head -1`: the lines after the reader left are dropped without a traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOG_", "MIN_FREE"))}
+    env.update(WORKSPACE_DIR=str(tmp_path))
+    read, write = os.pipe()
+    os.close(read)  # gone before doctor writes its first line
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "daemon", "doctor"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert done.returncode == 141
