@@ -186,6 +186,14 @@ class App:
         with HTTP_PORT=0."""
         where = self.settings.http_listen()
         if where is None:
+            if self.settings.webhooks_on():
+                get_logger(daemon=self.settings.daemon_id).warning(
+                    "notion_webhooks_off_without_listener",
+                    reason="NOTION_WEBHOOKS or NOTION_WEBHOOK_SECRET is set, but HTTP_PORT=0 turns the "
+                    "HTTP listener off, so no webhook can arrive; Notion is polled as usual",
+                    action="set HTTP_PORT to a port Notion can reach, or unset NOTION_WEBHOOKS and "
+                    "NOTION_WEBHOOK_SECRET",
+                )
             return None
         host, port, setting = where
         listener = Listener(host, port, setting=setting)

@@ -62,6 +62,22 @@ def test_http_port_zero_listens_on_nothing(database: str, tmp_path: Path) -> Non
         assert started["http"] is None
         assert daemon.proc is not None
         assert listening_ports(daemon.proc.pid) == set()
+        assert not [e for e in daemon.events() if e.get("event") == "notion_webhooks_off_without_listener"]
+    finally:
+        daemon.signal()
+        assert daemon.wait(timeout=30) == 0
+
+
+@ON_SQLITE
+def test_webhooks_turned_on_with_no_listener_say_so_with_the_fix(database: str, tmp_path: Path) -> None:
+    env = _env(tmp_path, database, HTTP_PORT="0", NOTION_WEBHOOKS="true")
+    daemon = DaemonProcess(env, tmp_path / "d.log", "quiet").start()
+    try:
+        _started(daemon)
+        said = [e for e in daemon.events() if e.get("event") == "notion_webhooks_off_without_listener"]
+        assert len(said) == 1, daemon.log_path.read_text()[-2000:]
+        assert said[0]["level"] == "warning"
+        assert "set HTTP_PORT" in said[0]["action"]
     finally:
         daemon.signal()
         assert daemon.wait(timeout=30) == 0
