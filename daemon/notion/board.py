@@ -124,6 +124,30 @@ def _paragraph(text: str) -> JSON:
     return {"type": "paragraph", "paragraph": {"rich_text": text_value(text)["rich_text"]}}
 
 
+KEPT = "kept"  # a media block whose file is gone from the workspace: the page keeps what it shows
+
+
+def _kept(kind: str, caption: str) -> JSON:
+    """Stands for the block the page already shows for this caption, whose file retention removed
+    once the page showed it; never sent to Notion as it is (_shown)."""
+    return {"type": kind, kind: {"type": KEPT, "caption": text_value(caption)["rich_text"]}}
+
+
+def _is_kept(block: JSON) -> bool:
+    return (block.get(str(block.get("type"))) or {}).get("type") == KEPT
+
+
+def _shown(blocks: Sequence[JSON]) -> list[JSON]:
+    """The blocks as they go to Notion: a kept block with nothing on the page to keep is a line."""
+    out = []
+    for block in blocks:
+        if _is_kept(block):
+            caption = plain(block[str(block["type"])]["caption"])
+            block = _paragraph(f"{caption}: not shown here (retention removed it from the workspace)")
+        out.append(block)
+    return out
+
+
 def _media(kind: str, upload_id: str, caption: str) -> JSON:
     return {
         "type": kind,
@@ -154,6 +178,10 @@ class _Files:
         except NotSentYet:
             self.missing.append(path)
             return []
+        except FileNotFoundError:
+            # Retention removes a done video's files only once its page shows them: a write of the
+            # board after that (an unanswered write's recheck) keeps the blocks the page has.
+            return [_kept(kind, caption)]
         except (UploadRefused, OSError) as exc:
             LOG.warning("board_file_not_shown", file=path, error=str(exc))
             return [_paragraph(f"{caption}: not shown here ({exc}). The file is {path} in the workspace.")]
@@ -205,7 +233,7 @@ async def write_board(
         start, existing = find_section(blocks, name)
         if start is None:
             anchor = _last_of_board(blocks)
-            made = await _append(notion, page_id, [_heading(2, name), *wanted[name]], anchor)
+            made = await _append(notion, page_id, [_heading(2, name), *_shown(wanted[name])], anchor)
             blocks = await children(notion, page_id) if made else blocks
             continue
         await _reconcile(notion, page_id, start, existing, wanted[name], files.names)
@@ -260,6 +288,10 @@ async def _reconcile(
 ) -> None:
     have = [_signature(b, {}) for b in existing]
     want = [_signature(b, names) for b in wanted]
+    for j, block in enumerate(wanted):
+        if _is_kept(block):  # the block the page shows for this caption, whatever its file
+            slot = want[j].rsplit("|", 1)[0] + "|"
+            want[j] = next((h for h in have if h.startswith(slot)), want[j])
     anchor = heading
     matcher = difflib.SequenceMatcher(a=have, b=want, autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
@@ -270,7 +302,7 @@ async def _reconcile(
             with contextlib.suppress(NotionNotFound):  # deleted already (by the operator, an earlier try)
                 await notion.call("DELETE", f"blocks/{old['id']}")
         if j2 > j1:
-            made = await _append(notion, page_id, wanted[j1:j2], anchor)
+            made = await _append(notion, page_id, _shown(wanted[j1:j2]), anchor)
             anchor = made[-1] if made else anchor
 
 

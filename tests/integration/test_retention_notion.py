@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import delete, update
 
 from daemon.channels import Captions
-from daemon.db.models import PollCursor, Task
+from daemon.db.models import Outbox, PollCursor, Task
 from daemon.notion.sync import sync_tasks
 from daemon.retention import Policy, apply, scan
 from tests.support.engine_kit import now
@@ -210,3 +210,29 @@ async def test_retention_keeps_a_videos_files_until_its_page_shows_them(kit: Not
     blocks = await kit.blocks(page)
     assert {"Scene 1 frame", "Scene 1 clip", "Final cut"} <= _media_captions(blocks)
     assert not any("not shown here" in str(b) for b in blocks)
+
+    # A write of the page goes unanswered: at its recheck every value of ours is written again, the
+    # board too, whose images and clip are gone from the workspace. The page keeps them, untouched.
+    media = {b["id"] for b in blocks if b.get("type") in ("image", "video")}
+    async with kit.app.engine.begin() as conn:
+        await conn.execute(
+            update(Outbox).where(Outbox.page_id == page).values(sent_version=Outbox.version - 1)
+        )
+    await kit.flush()
+    blocks = await kit.blocks(page)
+    assert not any("not shown here" in str(b) for b in blocks)
+    assert {b["id"] for b in blocks if b.get("type") in ("image", "video")} == media
+
+    # The operator deleted the clip's block meanwhile: with its file gone, a line says why it is not
+    # shown, and the other blocks stay as they are.
+    assert kit.operator
+    [clip] = [b for b in blocks if b.get("type") == "video" and "Scene 1 clip" in str(b)]
+    await kit.operator.call("DELETE", f"blocks/{clip['id']}")
+    async with kit.app.engine.begin() as conn:
+        await conn.execute(
+            update(Outbox).where(Outbox.page_id == page).values(sent_version=Outbox.version - 1)
+        )
+    await kit.flush()
+    blocks = await kit.blocks(page)
+    assert "Scene 1 clip: not shown here (retention removed it from the workspace)" in str(blocks)
+    assert {b["id"] for b in blocks if b.get("type") in ("image", "video")} == media - {clip["id"]}
