@@ -54,6 +54,8 @@ class Running:
     claimed: Claimed
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     reason: str | None = None  # why it was stopped on purpose: lost | shutdown
+    # The script has exited: nothing is left to kill, and its completion is fenced by the token.
+    exited: bool = False
 
 
 class Worker:
@@ -327,7 +329,9 @@ class Worker:
         lost = await lease.heartbeat(self.engine, tokens, self.clock.now(), self.settings.lease_ttl_s)
         for token in lost:
             running = self.running.get(token)
-            if running is not None and running.reason is None:
+            # A script that has exited is being settled: a completion that committed while this
+            # beat waited for the item's row shows as lost here, and is not (its settle pops it).
+            if running is not None and running.reason is None and not running.exited:
                 running.reason = "lost"
                 running.cancel.set()
                 self.metrics.leases_lost.labels(m.LEASE_TAKEN).inc()
@@ -360,7 +364,7 @@ class Worker:
                 extra = ready
             started = time.monotonic()
             outcome = await self._execute(c, running, log, extra)
-            ran = True
+            running.exited = ran = True
             self.metrics.script_done(
                 c.kind, c.provider, self._outcome_class(c, running, outcome), time.monotonic() - started
             )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import worker as worker_module
 from daemon.budget import day_of
 from daemon.channels import Gates
 from daemon.claim import ClaimPolicy, claim
@@ -18,6 +20,7 @@ from daemon.complete import Success, complete
 from daemon.dag import approve_gate, refresh
 from daemon.db.models import Attempt, Item, Ledger
 from daemon.lease import sweep_expired
+from daemon.monitor.metrics import LEASE_TAKEN
 from daemon.tasks import cancel_task
 from services.storyboard import Storyboard, parse_storyboard
 from tests.support import fake_scripts
@@ -506,3 +509,33 @@ async def test_a_composite_goes_before_another_videos_assembly_on_the_local_slot
     taken = (await claim(kit.engine, "local", "d", now(), 30.0, EXTENSIONS)).claimed
     assert taken is not None
     assert (taken.task_id, taken.key) == (second, "composite_s01")
+
+
+async def test_a_beat_that_meets_a_completion_does_not_call_its_lease_lost(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (a CI run under load): a beat that waited on the item's row while its completion
+    committed finds the lease gone, and its answer can come before the completion's caller resumes.
+    A script that has exited is not killed, nor its lease called lost."""
+    task_id = await kit.submit(storyboard(scenes=1))
+    await kit.prepare()
+    worker = kit.worker()
+    real_complete = worker_module.complete
+    beats_after_commit = 0
+
+    async def complete_then_beat(*args: Any, **kwargs: Any) -> Any:
+        nonlocal beats_after_commit
+        done = await real_complete(*args, **kwargs)
+        await worker._beat()  # the beat's answer handled first: the item still in self.running
+        beats_after_commit += 1
+        return done
+
+    monkeypatch.setattr(worker_module, "complete", complete_then_beat)
+
+    async def done() -> bool:
+        return await _task_state(kit, task_id) == "done"
+
+    await run_workers([worker], done)
+    assert beats_after_commit > 0
+    lost = worker.metrics.registry.get_sample_value("nvd_leases_lost_total", {"reason": LEASE_TAKEN})
+    assert not lost, f"{lost} leases called lost"
