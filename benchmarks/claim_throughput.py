@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import func, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from benchmarks.harness import Context, CpuMeter, database, pg_database, plain_dsn, table, target
 from daemon.claim import ClaimPolicy, ensure_slots
@@ -74,45 +74,57 @@ class InstantRunner:
             self.running -= 1
 
 
-async def seed_items(engine: AsyncEngine, count: int) -> None:
-    """`count` ready no-op items in tasks of TASK_SIZE, round-robin over the channels."""
+async def _seed(
+    conn: AsyncConnection, count: int, prefix: str, task_state: str, item_values: dict[str, Any]
+) -> list[Any]:
+    """`count` no-op items in tasks of TASK_SIZE named `prefix`-N, round-robin over the channels;
+    returns each item's (id, task_id, channel_id)."""
     now = datetime.now(UTC)
-    past = now - timedelta(seconds=1)
+    first = await conn.scalar(select(func.coalesce(func.max(Task.id), 0)))
     tasks = max(1, -(-count // TASK_SIZE))
-    async with engine.begin() as conn:
-        first = await conn.scalar(select(func.coalesce(func.max(Task.id), 0)))
-        await conn.execute(
-            insert(Task),
-            [
-                {
-                    "channel_id": CHANNELS[t % len(CHANNELS)],
-                    "project_slug": f"bench-{t}",
-                    "state": "active",
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for t in range(tasks)
-            ],
-        )
-        ids = [r[0] for r in await conn.execute(select(Task.id).where(Task.id > first).order_by(Task.id))]
-        rows = [
+    await conn.execute(
+        insert(Task),
+        [
             {
-                "task_id": ids[i // TASK_SIZE],
-                "channel_id": CHANNELS[(i // TASK_SIZE) % len(CHANNELS)],
-                "kind": "asset",
-                "key": f"asset_n{i}",
-                "input": {"prompt": "noop", "aspect_ratio": "16:9"},
-                "input_hash": f"h{i}",
-                "state": "ready",
-                "provider": PROVIDER,
-                "next_attempt_at": past,
+                "channel_id": CHANNELS[t % len(CHANNELS)],
+                "project_slug": f"{prefix}-{t}",
+                "state": task_state,
                 "created_at": now,
                 "updated_at": now,
             }
-            for i in range(count)
-        ]
-        for start in range(0, len(rows), 2000):
-            await conn.execute(insert(Item), rows[start : start + 2000])
+            for t in range(tasks)
+        ],
+    )
+    ids = [r[0] for r in await conn.execute(select(Task.id).where(Task.id > first).order_by(Task.id))]
+    rows = [
+        {
+            "task_id": ids[i // TASK_SIZE],
+            "channel_id": CHANNELS[(i // TASK_SIZE) % len(CHANNELS)],
+            "kind": "asset",
+            "key": f"asset_n{i}",
+            "input": {"prompt": "noop", "aspect_ratio": "16:9"},
+            "input_hash": f"h{i}",
+            "provider": PROVIDER,
+            "created_at": now,
+            "updated_at": now,
+            **item_values,
+        }
+        for i in range(count)
+    ]
+    for start in range(0, len(rows), 2000):
+        await conn.execute(insert(Item), rows[start : start + 2000])
+    return list(
+        await conn.execute(
+            select(Item.id, Item.task_id, Item.channel_id).where(Item.task_id.in_(ids)).order_by(Item.id)
+        )
+    )
+
+
+async def seed_items(engine: AsyncEngine, count: int) -> None:
+    """`count` ready no-op items in tasks of TASK_SIZE, round-robin over the channels."""
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    async with engine.begin() as conn:
+        await _seed(conn, count, "bench", "active", {"state": "ready", "next_attempt_at": past})
 
 
 def write_outputs(workspace: Path, count: int) -> None:
@@ -137,48 +149,9 @@ async def seed_history(engine: AsyncEngine, count: int) -> None:
     row per item, 1.6 million rows read in a 2,000-item run), which a running daemon's autovacuum
     corrects within its first minute."""
     now = datetime.now(UTC)
-    tasks = max(1, -(-count // TASK_SIZE))
     async with engine.begin() as conn:
-        first = await conn.scalar(select(func.coalesce(func.max(Task.id), 0)))
-        await conn.execute(
-            insert(Task),
-            [
-                {
-                    "channel_id": CHANNELS[t % len(CHANNELS)],
-                    "project_slug": f"done-{t}",
-                    "state": "done",
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for t in range(tasks)
-            ],
-        )
-        ids = [r[0] for r in await conn.execute(select(Task.id).where(Task.id > first).order_by(Task.id))]
-        items = [
-            {
-                "task_id": ids[i // TASK_SIZE],
-                "channel_id": CHANNELS[(i // TASK_SIZE) % len(CHANNELS)],
-                "kind": "asset",
-                "key": f"asset_n{i}",
-                "input": {"prompt": "noop", "aspect_ratio": "16:9"},
-                "input_hash": f"h{i}",
-                "state": "succeeded",
-                "provider": PROVIDER,
-                "attempts": 1,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-                "finished_at": now,
-            }
-            for i in range(count)
-        ]
-        for start in range(0, len(items), 2000):
-            await conn.execute(insert(Item), items[start : start + 2000])
-        done = (
-            await conn.execute(
-                select(Item.id, Item.task_id, Item.channel_id).where(Item.task_id.in_(ids)).order_by(Item.id)
-            )
-        ).all()
+        finished = {"state": "succeeded", "attempts": 1, "next_attempt_at": now, "finished_at": now}
+        done = await _seed(conn, count, "done", "done", finished)
         attempts = [
             {
                 "item_id": item_id,
