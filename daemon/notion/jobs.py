@@ -191,21 +191,28 @@ class NotionJobs:
     async def outbox(self) -> None:
         """Sync and flush while tasks are at work; when idle, once per FULL_SYNC_S (cheap on the DB)
         and when a write or comment left waiting falls due."""
-        if self.leading():
-            await self.writer.send_board_files(self.clock.now())
+        if not self.leading() or not self._outbox_work(self.clock.now()):
+            return  # idle: not even a look for board files to send (it was most of an idle daemon's SQL)
+        await self.writer.send_board_files(self.clock.now())
         async with self.outbox_lock:
             if not self.leading():
                 return
             now = self.clock.now()
             full = self.last_full is None or (now - self.last_full).total_seconds() >= FULL_SYNC_S
-            due = self.writer.next_due is not None and self.writer.next_due <= now
-            if not (self.watched or full or self.intake_acted or due):
+            if not self._outbox_work(now):
                 return
             self.intake_acted = False  # cleared before the sync: a poll acting during it asks again
             self.watched = await sync_tasks(self.engine, self.workspace, now, None if full else self.watched)
             if full:
                 self.last_full = now
             await self.writer.flush(now)
+
+    def _outbox_work(self, now: datetime) -> bool:
+        """Whether the outbox has anything to do: tasks at work, a poll that acted, a write or
+        comment left waiting that falls due, or the full sync's time."""
+        full = self.last_full is None or (now - self.last_full).total_seconds() >= FULL_SYNC_S
+        due = self.writer.next_due is not None and self.writer.next_due <= now
+        return bool(self.watched or full or self.intake_acted or due)
 
     # Webhooks ---------------------------------------------------------------------------------------
     def wake(self, event: WebhookEvent) -> bool:
