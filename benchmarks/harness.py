@@ -18,8 +18,7 @@ from typing import Any
 import asyncpg
 import psutil
 
-from daemon.db.engine import make_engine
-from daemon.migrate import upgrade
+from daemon.migrate import upgrade_url
 from tests.support.sandbox_proc import SandboxProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +84,7 @@ async def pg_database(prefix: str = "nvd_bench", migrate: bool = True) -> AsyncI
     url = _with_database(PG_ADMIN_URL, name).replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
         if migrate:
-            await _migrate(url)
+            await upgrade_url(url)
         yield url, name
     finally:
         admin = await asyncpg.connect(_dsn(PG_ADMIN_URL))
@@ -98,7 +97,7 @@ async def pg_database(prefix: str = "nvd_bench", migrate: bool = True) -> AsyncI
 @contextlib.asynccontextmanager
 async def sqlite_database(folder: Path) -> AsyncIterator[str]:
     url = f"sqlite+aiosqlite:///{folder / 'daemon.db'}"
-    await _migrate(url)
+    await upgrade_url(url)
     yield url
 
 
@@ -111,14 +110,6 @@ async def database(kind: str, ctx: Context) -> AsyncIterator[str]:
     else:
         async with sqlite_database(ctx.folder("sqlite")) as url:
             yield url
-
-
-async def _migrate(url: str) -> None:
-    engine = make_engine(url)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
 
 
 def plain_dsn(url: str) -> str:

@@ -28,12 +28,11 @@ from sqlalchemy import select
 
 from daemon import logs
 from daemon.app import App, install_signal_handlers
-from daemon.db.engine import make_engine
 from daemon.db.models import Item, Task
 from daemon.demo_view import Snapshot, snapshot, view_for
 from daemon.envfile import read_env_file
 from daemon.errors import DaemonError
-from daemon.migrate import upgrade
+from daemon.migrate import upgrade_url
 from daemon.monitor.listener import url_of
 from daemon.notion.board import find_section
 from daemon.notion.body import children
@@ -165,7 +164,7 @@ async def run_demo(workspace: Path) -> int:
         # The redactor was set up before these keys existed: it must know them from now on.
         secrets = [*settings.secret_values(), os.environ.get("NOTION_OPERATOR_TOKEN", "")]
         logs.configure(secrets, level=settings.log_level, stream=log)
-        await _migrate(settings)
+        await upgrade_url(settings.sqlalchemy_url)
         await _sign_in(settings)
         video = await _produce(settings, page_id, started)
     finally:
@@ -215,14 +214,6 @@ async def _sign_in(settings: Settings) -> None:
         )
     finally:
         await app.close()
-
-
-async def _migrate(settings: Settings) -> None:
-    engine = make_engine(settings.sqlalchemy_url)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
 
 
 async def _produce(settings: Settings, page_id: str, started: float) -> Path | None:

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon.db.engine import make_engine
 from daemon.errors import DaemonError, SchemaNotMigrated
 from daemon.paths import MIGRATIONS_DIR
 
@@ -44,6 +45,15 @@ async def upgrade(engine: AsyncEngine) -> None:
         command.upgrade(config, "head")
 
     await run_migration(engine, _run)
+
+
+async def upgrade_url(url: str) -> None:
+    """Runs every pending revision on the database at this (normalised async) URL."""
+    engine = make_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
 
 
 async def run_migration(engine: AsyncEngine, migrate: Callable[[Connection], None]) -> None:

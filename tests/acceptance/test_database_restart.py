@@ -13,9 +13,9 @@ import asyncpg
 import pytest
 import yaml
 
+from daemon.migrate import upgrade_url
 from tests.support.chaos import audit, priced_micros, repeats
 from tests.support.daemon_proc import DaemonProcess, run_cli
-from tests.support.db import migrate
 from tests.support.pg_cluster import PrivateCluster
 from tests.support.sandbox_proc import SandboxProcess
 from tests.support.stack import STORYBOARD, daemon_env, small_cut_scripts, write_channel
@@ -37,7 +37,7 @@ async def _migrated_database(cluster: PrivateCluster) -> str:
     finally:
         await admin.close()
     url = cluster.url("nvd").replace("postgresql://", "postgresql+asyncpg://")
-    await migrate(url)
+    await upgrade_url(url)
     return url
 
 

@@ -20,8 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from daemon.db.engine import make_engine
-from daemon.migrate import upgrade
+from daemon.migrate import upgrade_url
 from daemon.settings import Settings
 from sandbox.seed import read_env
 from tests.support.sandbox_proc import SandboxProcess
@@ -142,19 +141,11 @@ def seeded(tmp_path: Path) -> Iterator[Seeded]:
         source = json.loads(done.stdout.strip().splitlines()[-1])["data_source_id"]
         env = read_env(state / "daemon.env")
         settings = Settings(**{k.lower(): v for k, v in env.items()})
-        asyncio.run(_migrate(settings.sqlalchemy_url))
+        asyncio.run(upgrade_url(settings.sqlalchemy_url))
         asyncio.run(sign_in_youtube(sandbox, env, "nature"))
         yield Seeded(sandbox, env, source)
     finally:
         sandbox.stop()
-
-
-async def _migrate(url: str) -> None:
-    engine = make_engine(url)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
 
 
 def _no_secret_in(text: str) -> None:

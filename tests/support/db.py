@@ -11,8 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from daemon.db.engine import make_engine
-from daemon.migrate import upgrade
+from daemon.migrate import upgrade_url
 
 PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
 # One template per test session: concurrent sessions (other checkouts, CI) never share one, so a
@@ -41,17 +40,9 @@ def _with_database(url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-async def migrate(url: str) -> None:
-    engine = make_engine(url)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
-
-
 def make_sqlite_template(folder: Path) -> Path:
     path = folder / "template.db"
-    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
+    asyncio.run(upgrade_url(f"sqlite+aiosqlite:///{path}"))
     return path
 
 
@@ -69,7 +60,7 @@ def make_pg_template() -> None:
             await admin.execute(f'CREATE DATABASE "{TEMPLATE}"')
         finally:
             await admin.close()
-        await migrate(
+        await upgrade_url(
             _with_database(PG_ADMIN_URL, TEMPLATE).replace("postgresql://", "postgresql+asyncpg://")
         )
 
