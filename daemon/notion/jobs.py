@@ -198,9 +198,9 @@ class NotionJobs:
             if not self.leading():
                 return
             now = self.clock.now()
-            full = self.last_full is None or (now - self.last_full).total_seconds() >= FULL_SYNC_S
             if not self._outbox_work(now):
                 return
+            full = self._full_sync_due(now)
             self.intake_acted = False  # cleared before the sync: a poll acting during it asks again
             self.watched = await sync_tasks(self.engine, self.workspace, now, None if full else self.watched)
             if full:
@@ -210,9 +210,11 @@ class NotionJobs:
     def _outbox_work(self, now: datetime) -> bool:
         """Whether the outbox has anything to do: tasks at work, a poll that acted, a write or
         comment left waiting that falls due, or the full sync's time."""
-        full = self.last_full is None or (now - self.last_full).total_seconds() >= FULL_SYNC_S
         due = self.writer.next_due is not None and self.writer.next_due <= now
-        return bool(self.watched or full or self.intake_acted or due)
+        return bool(self.watched or self._full_sync_due(now) or self.intake_acted or due)
+
+    def _full_sync_due(self, now: datetime) -> bool:
+        return self.last_full is None or (now - self.last_full).total_seconds() >= FULL_SYNC_S
 
     # Webhooks ---------------------------------------------------------------------------------------
     def wake(self, event: WebhookEvent) -> bool:
