@@ -7,7 +7,7 @@ and counts as done, once. A daemon whose lease was taken over finds another toke
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from daemon.queries import (
     SLOT_FREED,
     SUCCEED,
     VIDEO_PATH,
+    lock_completions_pg,
 )
 from services.states import AttemptOutcome, ItemState, TaskState
 
@@ -48,6 +49,17 @@ class Success:
     usage: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Completion:
+    """One item's success, as its script reported it: what `complete_many` commits."""
+
+    claimed: Claimed
+    result: Success
+    final_path: str  # where the output goes (commands.final_path)
+    now: datetime
+    budget_day: str | None = None  # the day its cost counts against; the UTC date when None
+
+
 async def complete(
     engine: AsyncEngine,
     c: Claimed,
@@ -60,21 +72,9 @@ async def complete(
     auto_approve: bool = False,
     budget_day: str | None = None,
 ) -> Outcome:
-    """`budget_day`: the day the actual cost counts against (the daemon's BUDGET_TIMEZONE, as the
-    reservations); the UTC date when not given."""
-    values: dict[str, Any] = {
-        "task": c.task_id,
-        "item": c.item_id,
-        "token": c.lease_token,
-        "final": final_path,
-        "cost": result.cost_micros,
-        "now": now,
-        "attempt": c.attempt_no,
-        "usage": result.usage,
-        "channel": c.channel_id,
-        "day": budget_day or now.date().isoformat(),
-        "video": final_path if c.kind == "assembly" else None,
-    }
+    """One item's success. `budget_day`: the day the actual cost counts against (the daemon's
+    BUDGET_TIMEZONE, as the reservations); the UTC date when not given."""
+    done = Completion(c, result, final_path, now, budget_day)
     if c.kind == "storyboard" and on_storyboard is not None:
         # The plan's expansion is written with SQLAlchemy: the same writes join its transaction,
         # and the DAG step follows the expansion.
@@ -86,18 +86,63 @@ async def complete(
                 _move_output(workspace, result.output, final_path)
                 await hook(conn, c.task_id, workspace / final_path)
 
-            return await _succeed(db, values, auto_approve, before_step=expand)
+            return await _succeed(db, _values(done), auto_approve, before_step=expand)
+    return (await complete_many(engine, [done], workspace=workspace, auto_approve=auto_approve))[0]
+
+
+async def complete_many(
+    engine: AsyncEngine, completions: Sequence[Completion], *, workspace: Path, auto_approve: bool = False
+) -> list[Outcome]:
+    """Several items' successes in one transaction, each as `complete` commits it alone, in the
+    order of their item ids; their outcomes in the order given. Scripts that end together (the
+    slots of a provider that answers at once) are committed with one BEGIN and one COMMIT.
+
+    The transaction holds every task concerned, then every item, in id order (the heartbeat takes
+    its items in that order too): two of these, or one and a heartbeat, cannot wait on each other.
+    A storyboard's completion that expands the plan (`on_storyboard`) goes through `complete`."""
+    order = sorted(range(len(completions)), key=lambda n: completions[n].claimed.item_id)
+    outcomes: dict[int, Outcome] = {}
     if engine.dialect.name == "postgresql":
-        async with pg_driver(engine) as pg, pg.transaction(first=LOCK_TASK.inlined(task=c.task_id)):
-            outcome = await _succeed(pg, values, auto_approve)
-            if outcome == "done":
-                _move_output(workspace, result.output, final_path)
-            return outcome
-    async with sqlite_driver(engine) as lite, lite.transaction():
-        outcome = await _succeed(lite, values, auto_approve)
-        if outcome == "done":
-            _move_output(workspace, result.output, final_path)
-        return outcome
+        lock = _lock_pg([completions[n] for n in order])
+        async with pg_driver(engine) as pg, pg.transaction(first=lock):
+            for n in order:
+                outcomes[n] = await _succeed_moved(pg, completions[n], workspace, auto_approve)
+    else:
+        async with sqlite_driver(engine) as lite, lite.transaction():
+            for n in order:
+                outcomes[n] = await _succeed_moved(lite, completions[n], workspace, auto_approve)
+    return [outcomes[n] for n in range(len(completions))]
+
+
+def _lock_pg(ordered: Sequence[Completion]) -> str:
+    """What goes out with the BEGIN: the task's lock, or for several items their tasks' and rows'."""
+    if len(ordered) == 1:
+        return LOCK_TASK.inlined(task=ordered[0].claimed.task_id)
+    return lock_completions_pg((d.claimed.task_id for d in ordered), (d.claimed.item_id for d in ordered))
+
+
+async def _succeed_moved(db: Driver, done: Completion, workspace: Path, auto_approve: bool) -> Outcome:
+    outcome = await _succeed(db, _values(done), auto_approve)
+    if outcome == "done":
+        _move_output(workspace, done.result.output, done.final_path)
+    return outcome
+
+
+def _values(done: Completion) -> dict[str, Any]:
+    c, now = done.claimed, done.now
+    return {
+        "task": c.task_id,
+        "item": c.item_id,
+        "token": c.lease_token,
+        "final": done.final_path,
+        "cost": done.result.cost_micros,
+        "now": now,
+        "attempt": c.attempt_no,
+        "usage": done.result.usage,
+        "channel": c.channel_id,
+        "day": done.budget_day or now.date().isoformat(),
+        "video": done.final_path if c.kind == "assembly" else None,
+    }
 
 
 async def _succeed(

@@ -34,9 +34,17 @@ async def heartbeat(engine: AsyncEngine, tokens: Collection[str], now: datetime,
     expires = now + timedelta(seconds=ttl)
     async with engine.begin() as conn:
         with_slot = select(ProviderSlot.lease_token).where(ProviderSlot.lease_token.in_(list(tokens)))
+        # The items are taken in id order, as several completions in one transaction take them
+        # (complete.complete_many): neither can hold one item while waiting for another's.
+        ours = (
+            select(Item.id)
+            .where(Item.lease_token.in_(with_slot), Item.state == ItemState.RUNNING)
+            .order_by(Item.id)
+            .with_for_update()
+        )
         kept_rows = await conn.execute(
             update(Item)
-            .where(Item.lease_token.in_(with_slot), Item.state == ItemState.RUNNING)
+            .where(Item.id.in_(ours), Item.state == ItemState.RUNNING)
             .values(lease_expires_at=expires)
             .returning(Item.lease_token)
         )

@@ -12,6 +12,8 @@ DAGs through both and expects the same rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from daemon.db.driver import Sql
 from services.states import OPERATOR
 
@@ -49,6 +51,19 @@ SPENT = "(entry = 'actual' OR (entry = 'reservation' AND open))"
 LOCK_TASK = Sql(
     pg="SELECT id FROM task WHERE id = :task FOR UPDATE", sqlite="SELECT id FROM task WHERE id = :task"
 )
+
+
+def lock_completions_pg(task_ids: Iterable[int], item_ids: Iterable[int]) -> str:
+    """PostgreSQL: the rows several completions in one transaction hold, taken with its BEGIN (a
+    simple query: the ids are inlined as integers): the tasks, then the items, each in id order,
+    the order in which the heartbeat takes items too, so that none of them waits on another."""
+    tasks = ", ".join(str(int(t)) for t in sorted(set(task_ids)))
+    items = ", ".join(str(int(i)) for i in sorted(set(item_ids)))
+    return (
+        f"SELECT id FROM task WHERE id IN ({tasks}) ORDER BY id FOR UPDATE; "
+        f"SELECT id FROM item WHERE id IN ({items}) ORDER BY id FOR UPDATE"
+    )
+
 
 _UNBLOCK = (
     "UPDATE item SET state = 'ready', next_attempt_at = :now, updated_at = :now "

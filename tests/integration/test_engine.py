@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import worker as worker_module
 from daemon.budget import day_of
 from daemon.channels import Gates
 from daemon.claim import ClaimPolicy, claim
 from daemon.commands import EXTENSIONS, final_path
-from daemon.complete import Success, complete
+from daemon.complete import Completion, Success, complete
+from daemon.completions import CompletionQueue
 from daemon.dag import approve_gate, refresh
 from daemon.db.models import Attempt, Item, Ledger
 from daemon.lease import sweep_expired
@@ -520,17 +520,17 @@ async def test_a_beat_that_meets_a_completion_does_not_call_its_lease_lost(
     task_id = await kit.submit(storyboard(scenes=1))
     await kit.prepare()
     worker = kit.worker()
-    real_complete = worker_module.complete
+    real_commit = worker.completions.commit
     beats_after_commit = 0
 
-    async def complete_then_beat(*args: Any, **kwargs: Any) -> Any:
+    async def commit_then_beat(done: Completion) -> Any:
         nonlocal beats_after_commit
-        done = await real_complete(*args, **kwargs)
+        outcome = await real_commit(done)
         await worker._beat()  # the beat's answer handled first: the item still in self.running
         beats_after_commit += 1
-        return done
+        return outcome
 
-    monkeypatch.setattr(worker_module, "complete", complete_then_beat)
+    monkeypatch.setattr(worker.completions, "commit", commit_then_beat)
 
     async def done() -> bool:
         return await _task_state(kit, task_id) == "done"
@@ -539,3 +539,58 @@ async def test_a_beat_that_meets_a_completion_does_not_call_its_lease_lost(
     assert beats_after_commit > 0
     lost = worker.metrics.registry.get_sample_value("nvd_leases_lost_total", {"reason": LEASE_TAKEN})
     assert not lost, f"{lost} leases called lost"
+
+
+async def _claim_narrations(kit: Kit, count: int) -> list[Any]:
+    """A video's first `count` narrations, claimed by one daemon, their outputs not yet written."""
+    await kit.submit(storyboard(scenes=count))
+    taken = (await claim(kit.engine, "elevenlabs", "d", now(), 30, EXTENSIONS, limit=count)).items
+    assert [c.kind for c in taken] == ["narration"] * count
+    return list(taken)
+
+
+def _completion(kit: Kit, c: Any, write: bool = True) -> Completion:
+    if write:
+        (kit.workspace / c.attempt_output).parent.mkdir(parents=True, exist_ok=True)
+        (kit.workspace / c.attempt_output).write_bytes(b"audio")
+    return Completion(
+        c, Success(c.attempt_output, 1_000, {}), final_path(c.kind, c.key, "nature", "p1"), now()
+    )
+
+
+async def test_scripts_that_end_together_are_committed_in_one_transaction(kit: Kit) -> None:
+    taken = await _claim_narrations(kit, 3)
+    queue = CompletionQueue(kit.engine, kit.workspace)
+    outcomes = await asyncio.gather(*(queue.commit(_completion(kit, c)) for c in taken))
+    assert outcomes == ["done", "done", "done"]
+    assert queue.batches == 1
+    items = {i.id: i for i in (await kit.items(taken[0].task_id)).values()}
+    for c in taken:
+        assert items[c.item_id].state == "succeeded"
+        assert (kit.workspace / items[c.item_id].output_path).read_bytes() == b"audio"
+    async with kit.engine.connect() as conn:
+        booked = await conn.scalar(
+            select(func.count()).where(
+                Ledger.entry == "actual", Ledger.item_id.in_([c.item_id for c in taken])
+            )
+        )
+    assert booked == 3
+    # Sent again (the answer was lost), together: each is done already, none counted twice.
+    again = await asyncio.gather(*(queue.commit(_completion(kit, c, write=False)) for c in taken))
+    assert again == ["already", "already", "already"]
+
+
+async def test_one_completion_that_cannot_be_committed_does_not_hold_back_the_others(kit: Kit) -> None:
+    first, broken, last = await _claim_narrations(kit, 3)
+    queue = CompletionQueue(kit.engine, kit.workspace)
+    answers = await asyncio.gather(
+        queue.commit(_completion(kit, first)),
+        queue.commit(_completion(kit, broken, write=False)),  # its output is missing
+        queue.commit(_completion(kit, last)),
+        return_exceptions=True,
+    )
+    assert answers[0] == "done"
+    assert isinstance(answers[1], FileNotFoundError)
+    assert answers[2] == "done"
+    items = {i.id: i for i in (await kit.items(first.task_id)).values()}
+    assert [items[c.item_id].state for c in (first, broken, last)] == ["succeeded", "running", "succeeded"]

@@ -3,7 +3,8 @@
 Each example builds one world on both databases (tasks of random DAGs over two channels, review
 gates on and off, weights, budgets some steps cross) and plays one sequence of actions on both,
 with one clock: claims of one or several items by three daemons, completions (current ones;
-retried after a lost answer; stale ones whose lease was handed back, swept or cancelled),
+retried after a lost answer; stale ones whose lease was handed back, swept or cancelled; several
+in one transaction, as the worker commits scripts that ended together),
 transient failures, failures, approvals, pauses and resumptions, cancels. After every action both
 must have answered alike and hold the same rows: items, tasks, attempts, the ledger, the slots
 and the channels' passes.
@@ -35,7 +36,7 @@ from daemon import lease
 from daemon.budget import Budget
 from daemon.claim import Claimed, ClaimPolicy, ClaimResult, claim, ensure_slots
 from daemon.commands import EXTENSIONS, final_path
-from daemon.complete import Success, complete, fail
+from daemon.complete import Completion, Success, complete, complete_many, fail
 from daemon.dag import approve_gate, refresh
 from daemon.db.engine import make_engine
 from daemon.db.models import Attempt, ChannelShare, Item, ItemEdge, Ledger, ProviderSlot, Task
@@ -132,6 +133,8 @@ ACTIONS = {
         st.tuples(st.sampled_from(OWNERS), st.sampled_from((1, 1, 2, 3))),
     ),
     "complete": st.tuples(st.just("complete"), PICK, st.sampled_from((0, 7_000, 90_000))),
+    # Scripts that ended together: the worker commits their completions in one transaction.
+    "complete several": st.tuples(st.just("complete several"), PICK, st.integers(2, 4)),
     # A completion sent again (its first answer was lost), or a stale daemon's: any claim.
     "complete again": st.tuples(st.just("complete again"), PICK, st.sampled_from((0, 7_000))),
     "release": st.tuples(st.just("release"), PICK, st.sampled_from((0.0, 20.0))),
@@ -145,8 +148,8 @@ ACTIONS = {
 }
 # Mostly claims and completions, so that videos get far; the rest now and then.
 WITHOUT_CLAIMS = ("claim", "claim", "claim", "approve", "approve both", "pause", "wait")
-WITH_CLAIMS = ("claim",) * 4 + ("complete",) * 5 + ("approve both",) * 2 + ("wait",) * 2 + (
-    "complete again", "release", "approve", "pause", "fail", "cancel")  # fmt: skip
+WITH_CLAIMS = ("claim",) * 5 + ("complete",) * 3 + ("complete several",) * 3 + ("approve both",) * 2 + (
+    "wait",) * 2 + ("complete again", "release", "approve", "pause", "fail", "cancel")  # fmt: skip
 
 
 @dataclass
@@ -328,24 +331,21 @@ async def _act(side: Side, action: tuple[Any, ...], now: datetime, policy: Claim
         return await lease.sweep_expired(engine, now, TTL) if extra else None
     # A daemon ends the claims it still holds; a stale daemon, or a retry, any of them.
     held = [n for n in range(len(side.claims)) if n not in side.ended]
+    if kind == "complete several":
+        return await _complete_several(side, held, pick, extra, now, policy)
     pool = held if held and kind != "complete again" else list(range(len(side.claims)))
     number = pool[-1 - pick % len(pool)]
     side.ended.add(number)
     side.last = number
     c = side.claims[number]
     if kind in ("complete", "complete again"):
-        produced = side.workspace / c.attempt_output
-        produced.parent.mkdir(parents=True, exist_ok=True)
-        if not produced.exists():
-            produced.write_bytes(b"output")
-        target = final_path(c.kind, c.key, c.channel_id, c.project_slug)
         return await complete(
             engine,
             c,
-            Success(c.attempt_output, extra, {"calls": 1, "cost": extra}),
+            _produced(side, c, extra),
             workspace=side.workspace,
             now=now,
-            final_path=target,
+            final_path=final_path(c.kind, c.key, c.channel_id, c.project_slug),
             on_storyboard=_hook,
             budget_day=policy.day_of(now),
         )
@@ -355,6 +355,44 @@ async def _act(side: Side, action: tuple[Any, ...], now: datetime, policy: Claim
             next_attempt_at=now + timedelta(seconds=extra), message="busy", exit_code=75,
         )  # fmt: skip
     return await fail(engine, c, "refused", now, exit_code=1)
+
+
+def _produced(side: Side, c: Claimed, cost: int) -> Success:
+    """The claim's script wrote its output and reported `cost`."""
+    produced = side.workspace / c.attempt_output
+    produced.parent.mkdir(parents=True, exist_ok=True)
+    if not produced.exists():
+        produced.write_bytes(b"output")
+    return Success(c.attempt_output, cost, {"calls": 1, "cost": cost})
+
+
+async def _complete_several(
+    side: Side, held: list[int], pick: int, count: int, now: datetime, policy: ClaimPolicy
+) -> list[str]:
+    """The worker's batch: up to `count` claims the daemons hold (a storyboard, which expands the
+    plan, completes alone), newest first from `pick`, and now and then a stale one among them."""
+    pool = [n for n in held if side.claims[n].kind != "storyboard"]
+    if not pool:
+        return []
+    start = pick % len(pool)
+    chosen = (pool[::-1] * 2)[start : start + min(count, len(pool))]
+    if pick % 4 == 3 and len(side.claims) > 1:  # a stale or retried one too, unless already chosen
+        extra = (pick * 7) % len(side.claims)
+        if extra not in chosen and side.claims[extra].kind != "storyboard":
+            chosen.append(extra)
+    side.ended.update(chosen)
+    side.last = chosen[0]
+    batch = [
+        Completion(
+            c,
+            _produced(side, c, 7_000 * n),
+            final_path(c.kind, c.key, c.channel_id, c.project_slug),
+            now,
+            policy.day_of(now),
+        )
+        for n, c in enumerate(side.claims[n] for n in chosen)
+    ]
+    return await complete_many(side.engine, batch, workspace=side.workspace)
 
 
 @dataclass
@@ -428,6 +466,7 @@ PLACES = (
     "claimed_on_budget",
     "over_budget",
     "complete_done",
+    "completed_several",
     "storyboard_done",
     "assembly_done",
     "complete_already",
@@ -449,6 +488,11 @@ def _reached(action: tuple[Any, ...], answer: Any, side: Side, budgeted: dict[st
             places.append("claimed_on_budget" if side.claims[-1].channel_id in budgeted else "claimed")
         if len(taken) > 1:
             places.append("claimed_several")
+        return places
+    if kind == "complete several":
+        places = [f"complete_{answer}" for answer in answer]
+        if sum(a == "done" for a in answer) > 1:
+            places.append("completed_several")
         return places
     if kind in ("complete", "complete again"):
         c = side.claims[side.last]

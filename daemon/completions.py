@@ -1,0 +1,74 @@
+"""The worker's completions, committed together when scripts end together.
+
+Each finished item waits for its completion's outcome; one flush at a time commits every
+completion waiting (up to BATCH) in one transaction (complete.complete_many), so the slots of a
+provider that answers at once cost one BEGIN and one COMMIT, not one each. Nothing waits to fill a
+batch: a completion alone is committed at once, and those that arrive while a flush runs go
+together in the next. A batch that fails for another reason than the database being away is
+committed again item by item, so that one item's fault is only its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon.complete import Completion, Outcome, complete_many
+from daemon.retry import db_retry
+
+BATCH = 16
+
+
+class CompletionQueue:
+    def __init__(self, engine: AsyncEngine, workspace: Path, *, auto_approve: bool = False) -> None:
+        self.engine = engine
+        self.workspace = workspace
+        self.auto_approve = auto_approve
+        self.waiting: list[tuple[Completion, asyncio.Future[Outcome]]] = []
+        self.flusher: asyncio.Task[None] | None = None
+        self.batches = 0  # transactions committed (or tried): the figures compare it with items
+
+    async def commit(self, done: Completion) -> Outcome:
+        """The item's outcome once its completion is committed (db_retry: through an outage too)."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.waiting.append((done, future))
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.create_task(self._flush(), name="completions")
+        return await future
+
+    async def _flush(self) -> None:
+        while self.waiting:
+            batch, self.waiting = self.waiting[:BATCH], self.waiting[BATCH:]
+            self.batches += 1
+            try:
+                outcomes = await self._commit([done for done, _ in batch])
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0][1], exc)
+                    continue
+                for done, future in batch:  # each alone: one item's fault fails only that item
+                    try:
+                        outcome = (await self._commit([done]))[0]
+                    except Exception as alone:
+                        _settle(future, alone)
+                    else:
+                        _settle(future, outcome)
+                continue
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                _settle(future, outcome)
+
+    async def _commit(self, batch: list[Completion]) -> list[Outcome]:
+        return await db_retry(complete_many)(
+            self.engine, batch, workspace=self.workspace, auto_approve=self.auto_approve
+        )
+
+
+def _settle(future: asyncio.Future[Outcome], answer: Outcome | BaseException) -> None:
+    if future.done():  # its item's task was cancelled meanwhile (the completion stands)
+        return
+    if isinstance(answer, BaseException):
+        future.set_exception(answer)
+    else:
+        future.set_result(answer)
