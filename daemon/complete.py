@@ -105,12 +105,21 @@ async def complete_many(
     if engine.dialect.name == "postgresql":
         lock = _lock_pg([completions[n] for n in order])
         async with pg_driver(engine) as pg, pg.transaction(first=lock):
-            for n in order:
-                outcomes[n] = await _succeed_moved(pg, completions[n], workspace, auto_approve)
+            # All in one round trip, in item order: each run is its own statement, which sees the
+            # writes of the runs before it. The gates each found ready pass after them all: what
+            # the earlier ones open, the later ones list again, and a gate passes once (PASS_GATES).
+            values = [_values(completions[n]) for n in order]
+            rows = await pg.rows_many(COMPLETE_PG, values)
+            for n, one, row in zip(order, values, rows, strict=True):
+                outcomes[n] = await _completed_pg(pg, one, row, auto_approve)
+                if outcomes[n] == "done":
+                    _move_output(workspace, completions[n].result.output, completions[n].final_path)
     else:
         async with sqlite_driver(engine) as lite, lite.transaction():
             for n in order:
-                outcomes[n] = await _succeed_moved(lite, completions[n], workspace, auto_approve)
+                outcomes[n] = await _succeed(lite, _values(completions[n]), auto_approve)
+                if outcomes[n] == "done":
+                    _move_output(workspace, completions[n].result.output, completions[n].final_path)
     return [outcomes[n] for n in range(len(completions))]
 
 
@@ -119,13 +128,6 @@ def _lock_pg(ordered: Sequence[Completion]) -> str:
     if len(ordered) == 1:
         return LOCK_TASK.inlined(task=ordered[0].claimed.task_id)
     return lock_completions_pg((d.claimed.task_id for d in ordered), (d.claimed.item_id for d in ordered))
-
-
-async def _succeed_moved(db: Driver, done: Completion, workspace: Path, auto_approve: bool) -> Outcome:
-    outcome = await _succeed(db, _values(done), auto_approve)
-    if outcome == "done":
-        _move_output(workspace, done.result.output, done.final_path)
-    return outcome
 
 
 def _values(done: Completion) -> dict[str, Any]:
@@ -153,13 +155,7 @@ async def _succeed(
 ) -> Outcome:
     """The item's success and the DAG step, in the caller's transaction (which holds the task)."""
     if db.dialect == "postgresql" and before_step is None:
-        # One statement: the writes and the step (see queries.COMPLETE_PG); gates that are off pass after.
-        done, state, token, gates = (await db.rows(COMPLETE_PG, **values))[0]
-        if not done:
-            return _already_or_fenced(state, token, values["token"])
-        if await pass_gates(db, values["task"], values["now"], gates, auto_approve=auto_approve):
-            await db.rows(FINISH_TASK, task=values["task"], now=values["now"])
-        return "done"
+        return await _completed_pg(db, values, (await db.rows(COMPLETE_PG, **values))[0], auto_approve)
     if not await db.rows(SUCCEED, **values):
         state, token = (await db.rows(ITEM_LEASE, item=values["item"]))[0]
         return _already_or_fenced(state, token, values["token"])
@@ -170,6 +166,17 @@ async def _succeed(
     if before_step is not None:
         await before_step()
     await step(db, values["task"], values["now"], auto_approve=auto_approve)
+    return "done"
+
+
+async def _completed_pg(db: Driver, values: dict[str, Any], row: Any, auto_approve: bool) -> Outcome:
+    """After PostgreSQL's one statement (the writes and the step, see queries.COMPLETE_PG): the gates
+    it found ready that are off pass."""
+    done, state, token, gates = row
+    if not done:
+        return _already_or_fenced(state, token, values["token"])
+    if await pass_gates(db, values["task"], values["now"], gates, auto_approve=auto_approve):
+        await db.rows(FINISH_TASK, task=values["task"], now=values["now"])
     return "done"
 
 

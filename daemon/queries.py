@@ -75,9 +75,9 @@ READY_GATES = Sql(
 )
 PASS_GATES = Sql(
     pg="UPDATE item SET state = 'succeeded', finished_at = :now, updated_at = :now "
-    "WHERE id = ANY (:ids::int[])",
+    "WHERE id = ANY (:ids::int[]) AND state = 'ready'",
     sqlite="UPDATE item SET state = 'succeeded', finished_at = :now, updated_at = :now "
-    "WHERE id IN (SELECT value FROM json_each(:ids))",
+    "WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'ready'",
 )
 APPROVE = Sql(
     "UPDATE item SET state = 'succeeded', finished_at = :now, updated_at = :now "

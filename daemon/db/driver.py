@@ -70,6 +70,15 @@ class PgDriver:
         text (what SQLAlchemy's jsonb codec on these connections takes)."""
         return await self.fetch(q.pg, *[_pg_value(params[name]) for name in q.names])
 
+    async def rows_many(self, q: Sql, params: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """The statement run once for each parameter set, the runs sent together in one round trip
+        (each its own statement, with its own snapshot, in order); the row each returned (one each)."""
+        args = [[_pg_value(p[name]) for name in q.names] for p in params]
+        try:
+            return list(await self.raw.fetchmany(q.pg, args))
+        except Exception as exc:
+            raise self._translate(exc, q.pg) from exc
+
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         try:
             return list(await self.raw.fetch(sql, *args))
