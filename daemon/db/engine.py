@@ -16,6 +16,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from daemon.errors import ConfigError
+
 # Every transaction of the daemon lasts milliseconds. A daemon frozen (SIGSTOP, a stalled VM) inside
 # one would hold its row locks for as long as it is frozen, and every other daemon's sweep, claim or
 # intake would wait on them without end: the server ends such a transaction after 10 s, a lock is
@@ -56,9 +58,15 @@ def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
 
 def _sqlite_engine(url: str, database: str | None, pool_size: int) -> AsyncEngine:
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Private from the start: SQLite gives its -wal and -shm files the database file's mode.
-        os.close(os.open(database, os.O_CREAT | os.O_RDWR, 0o600))
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Private from the start: SQLite gives its -wal and -shm files the database file's mode.
+            os.close(os.open(database, os.O_CREAT | os.O_RDWR, 0o600))
+        except OSError as exc:
+            raise ConfigError(
+                f"DATABASE_URL: cannot open the SQLite file {database} ({exc.strerror}); point it at "
+                "a file in a writable folder (migrate creates it), or unset it for SQLite in WORKSPACE_DIR"
+            ) from exc
     # A small pool: opening a connection per transaction (a thread, the file, the pragmas) cost
     # more than most transactions. Idle connections hold no snapshot: WAL checkpoints go on.
     engine = create_async_engine(

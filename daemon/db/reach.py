@@ -72,6 +72,11 @@ def database_problem(exc: BaseException, url: URL) -> DaemonError | None:
                     f"DATABASE_URL: cannot open the SQLite file {url.database} ({cause}); point it at "
                     "a writable folder, or unset it for SQLite in WORKSPACE_DIR"
                 )
+            if isinstance(cause, sqlite3.DatabaseError):  # another file under the database's name
+                return ConfigError(
+                    f"DATABASE_URL: {url.database} is not a SQLite database ({cause}); point it at the "
+                    "daemon's database, or at a new file (migrate creates it)"
+                )
         return None
     where = f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}"
     for cause in _chain(exc):

@@ -77,6 +77,33 @@ def test_a_command_refuses_a_database_that_does_not_exist_and_makes_none(
     assert not named.exists()
 
 
+@pytest.mark.parametrize("command", [("migrate",), ("run",), ("status",)])
+def test_a_database_url_naming_a_folder_or_another_file_is_said_in_one_line(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """Regression: both ended in a traceback (IsADirectoryError; sqlite3's 'file is not a database')."""
+    (tmp_path / "channels").mkdir()
+    (tmp_path / "channels" / "nature.yaml").write_text(GOOD)
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    done = _daemon(tmp_path, *command, DATABASE_URL=f"sqlite:///{folder}")
+    assert (done.returncode, _last_line(done)) == (
+        78,
+        f"configuration error: DATABASE_URL: cannot open the SQLite file {folder} (Is a directory); point it "
+        "at a file in a writable folder (migrate creates it), or unset it for SQLite in WORKSPACE_DIR",
+    )
+    other = tmp_path / "notes.txt"
+    other.write_text("not a database, but a page of someone's notes " * 4)
+    done = _daemon(tmp_path, *command, DATABASE_URL=f"sqlite:///{other}")
+    assert (done.returncode, _last_line(done)) == (
+        78,
+        f"configuration error: DATABASE_URL: {other} is not a SQLite database (file is not a database); "
+        "point it at the daemon's database, or at a new file (migrate creates it)",
+    )
+    assert "Traceback" not in done.stderr
+    assert other.read_text().startswith("not a database")  # left as it was
+
+
 def test_the_env_file_template_gives_the_operator_the_daemons_database(tmp_path: Path) -> None:
     # deploy/daemon.env as a systemd host has it (its paths moved under tmp_path), read by the
     # daemon's migrate and by an operator's status run from another directory, nothing set around.
