@@ -28,7 +28,6 @@ from daemon.queries import (
     COST_BOOKED,
     FINISH_TASK,
     ITEM_LEASE,
-    LOCK_TASK,
     RESERVATION_CLOSED,
     SLOT_FREED,
     SUCCEED,
@@ -75,7 +74,7 @@ async def complete(
     """One item's success. `budget_day`: the day the actual cost counts against (the daemon's
     BUDGET_TIMEZONE, as the reservations); the UTC date when not given."""
     done = Completion(c, result, final_path, now, budget_day)
-    if c.kind == "storyboard" and on_storyboard is not None:
+    if on_storyboard is not None and expands_plan(c, on_storyboard):
         # The plan's expansion is written with SQLAlchemy: the same writes join its transaction,
         # and the DAG step follows the expansion.
         hook = on_storyboard
@@ -102,8 +101,17 @@ async def complete_many(
     A storyboard's completion that expands the plan (`on_storyboard`) goes through `complete`."""
     order = sorted(range(len(completions)), key=lambda n: completions[n].claimed.item_id)
     outcomes: dict[int, Outcome] = {}
+
+    def moved(n: int, outcome: Outcome) -> Outcome:
+        """Under the fence (the rows are ours until COMMIT), a done item's output moves into place."""
+        if outcome == "done":
+            _move_output(workspace, completions[n].result.output, completions[n].final_path)
+        return outcome
+
     if engine.dialect.name == "postgresql":
-        lock = _lock_pg([completions[n] for n in order])
+        lock = lock_completions_pg(
+            [(completions[n].claimed.task_id, completions[n].claimed.item_id) for n in order]
+        )
         async with pg_driver(engine) as pg, pg.transaction(first=lock):
             # All in one round trip, in item order: each run is its own statement, which sees the
             # writes of the runs before it. The gates each found ready pass after them all: what
@@ -111,23 +119,17 @@ async def complete_many(
             values = [_values(completions[n]) for n in order]
             rows = await pg.rows_many(COMPLETE_PG, values)
             for n, one, row in zip(order, values, rows, strict=True):
-                outcomes[n] = await _completed_pg(pg, one, row, auto_approve)
-                if outcomes[n] == "done":
-                    _move_output(workspace, completions[n].result.output, completions[n].final_path)
+                outcomes[n] = moved(n, await _completed_pg(pg, one, row, auto_approve))
     else:
         async with sqlite_driver(engine) as lite, lite.transaction():
             for n in order:
-                outcomes[n] = await _succeed(lite, _values(completions[n]), auto_approve)
-                if outcomes[n] == "done":
-                    _move_output(workspace, completions[n].result.output, completions[n].final_path)
+                outcomes[n] = moved(n, await _succeed(lite, _values(completions[n]), auto_approve))
     return [outcomes[n] for n in range(len(completions))]
 
 
-def _lock_pg(ordered: Sequence[Completion]) -> str:
-    """What goes out with the BEGIN: the task's lock, or for several items their tasks' and rows'."""
-    if len(ordered) == 1:
-        return LOCK_TASK.inlined(task=ordered[0].claimed.task_id)
-    return lock_completions_pg((d.claimed.task_id for d in ordered), (d.claimed.item_id for d in ordered))
+def expands_plan(c: Claimed, on_storyboard: StoryboardHook | None) -> bool:
+    """A storyboard whose completion expands the plan (with SQLAlchemy, in `complete` alone)."""
+    return c.kind == "storyboard" and on_storyboard is not None
 
 
 def _values(done: Completion) -> dict[str, Any]:

@@ -15,23 +15,45 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.complete import Completion, Outcome, complete_many
+from daemon.complete import Completion, Outcome, StoryboardHook, complete, complete_many, expands_plan
 from daemon.retry import db_retry
 
 BATCH = 16
 
 
 class CompletionQueue:
-    def __init__(self, engine: AsyncEngine, workspace: Path, *, auto_approve: bool = False) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        workspace: Path,
+        *,
+        on_storyboard: StoryboardHook | None = None,
+        auto_approve: bool = False,
+    ) -> None:
         self.engine = engine
         self.workspace = workspace
+        self.on_storyboard = on_storyboard
         self.auto_approve = auto_approve
         self.waiting: list[tuple[Completion, asyncio.Future[Outcome]]] = []
         self.flusher: asyncio.Task[None] | None = None
-        self.batches = 0  # transactions committed (or tried): the figures compare it with items
+        self.batches = 0  # batches committed (or tried), as many as completions when none coincide
 
     async def commit(self, done: Completion) -> Outcome:
-        """The item's outcome once its completion is committed (db_retry: through an outage too)."""
+        """The item's outcome once its completion is committed (db_retry: through an outage too).
+        A storyboard that expands the plan is committed alone, at once."""
+        c = done.claimed
+        if expands_plan(c, self.on_storyboard):
+            return await db_retry(complete)(
+                self.engine,
+                c,
+                done.result,
+                workspace=self.workspace,
+                now=done.now,
+                final_path=done.final_path,
+                on_storyboard=self.on_storyboard,
+                auto_approve=self.auto_approve,
+                budget_day=done.budget_day,
+            )
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self.waiting.append((done, future))
         if self.flusher is None or self.flusher.done():

@@ -43,10 +43,7 @@ async def heartbeat(engine: AsyncEngine, tokens: Collection[str], now: datetime,
             .with_for_update()
         )
         kept_rows = await conn.execute(
-            update(Item)
-            .where(Item.id.in_(ours), Item.state == ItemState.RUNNING)
-            .values(lease_expires_at=expires)
-            .returning(Item.lease_token)
+            update(Item).where(Item.id.in_(ours)).values(lease_expires_at=expires).returning(Item.lease_token)
         )
         kept = {r[0] for r in kept_rows}
         if kept:

@@ -53,12 +53,16 @@ LOCK_TASK = Sql(
 )
 
 
-def lock_completions_pg(task_ids: Iterable[int], item_ids: Iterable[int]) -> str:
-    """PostgreSQL: the rows several completions in one transaction hold, taken with its BEGIN (a
-    simple query: the ids are inlined as integers): the tasks, then the items, each in id order,
-    the order in which the heartbeat takes items too, so that none of them waits on another."""
-    tasks = ", ".join(str(int(t)) for t in sorted(set(task_ids)))
-    items = ", ".join(str(int(i)) for i in sorted(set(item_ids)))
+def lock_completions_pg(held: Iterable[tuple[int, int]]) -> str:
+    """PostgreSQL: what the completions of these (task, item) pairs in one transaction hold, taken
+    with its BEGIN (a simple query: the ids are inlined as integers). One item: its task. Several:
+    the tasks, then the items, each in id order, the order in which the heartbeat takes items too,
+    so that none of them waits on another."""
+    pairs = list(held)
+    if len(pairs) == 1:
+        return LOCK_TASK.inlined(task=pairs[0][0])
+    tasks = ", ".join(str(int(t)) for t in sorted({t for t, _ in pairs}))
+    items = ", ".join(str(int(i)) for i in sorted({i for _, i in pairs}))
     return (
         f"SELECT id FROM task WHERE id IN ({tasks}) ORDER BY id FOR UPDATE; "
         f"SELECT id FROM item WHERE id IN ({items}) ORDER BY id FOR UPDATE"

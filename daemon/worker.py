@@ -23,7 +23,7 @@ from daemon import budget, lease
 from daemon.claim import Claimed, ClaimPolicy, claim, ready_providers
 from daemon.clock import Clock
 from daemon.commands import EXTENSIONS, build_command, final_path
-from daemon.complete import Completion, StoryboardHook, Success, complete, count_failures, fail
+from daemon.complete import Completion, StoryboardHook, Success, count_failures, fail
 from daemon.completions import CompletionQueue
 from daemon.crashpoints import crash_point
 from daemon.logs import Redactor, get_logger
@@ -88,7 +88,10 @@ class Worker:
         # What scripts say goes into the DB and onto Notion pages: never with a key in it.
         self.redact = Redactor(settings.secret_values()).scrub
         self.workspace = settings.workspace_dir
-        self.completions = CompletionQueue(engine, self.workspace, auto_approve=settings.demo_auto_approve)
+        # Completions that arrive together are committed together (daemon/completions.py).
+        self.completions = CompletionQueue(
+            engine, self.workspace, on_storyboard=on_storyboard, auto_approve=settings.demo_auto_approve
+        )
         self.running: dict[str, Running] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
@@ -531,21 +534,9 @@ class Worker:
         target = final_path(c.kind, c.key, c.channel_id, c.project_slug)
         crash_point("before_complete")
         now = self.clock.now()
-        success = Success(c.attempt_output, micros, usage)
-        if c.kind == "storyboard" and self.on_storyboard is not None:
-            done = await db_retry(complete)(
-                self.engine,
-                c,
-                success,
-                workspace=self.workspace,
-                now=now,
-                final_path=target,
-                on_storyboard=self.on_storyboard,
-                auto_approve=self.settings.demo_auto_approve,
-                budget_day=self.policy.day_of(now),
-            )
-        else:  # with the other items' completions that are waiting, in one transaction
-            done = await self.completions.commit(Completion(c, success, target, now, self.policy.day_of(now)))
+        done = await self.completions.commit(
+            Completion(c, Success(c.attempt_output, micros, usage), target, now, self.policy.day_of(now))
+        )
         crash_point("after_complete")
         if done == "fenced":
             log.warning("completion_fenced_out")

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon.db.engine import make_engine
 from daemon.db.models import Base
 from daemon.errors import SchemaNotMigrated
-from daemon.migrate import alembic_config, check_schema, upgrade
+from daemon.migrate import alembic_config, check_schema, upgrade, upgrade_url
 
 
 async def test_migrations_match_the_models(engine: AsyncEngine) -> None:
@@ -109,16 +109,8 @@ def test_a_downgrade_and_upgrade_on_sqlite_keep_every_row(tmp_path: Path) -> Non
     assert before == {"item": 2, "item_edge": 1, "attempt": 1}
     command.downgrade(alembic_config(url), "0003")  # rebuilds item (0005, 0004) in batch mode
     assert _counts(url) == before
-    asyncio.run(_upgrade(url))
+    asyncio.run(upgrade_url(url))
     assert _counts(url) == before
-
-
-async def _upgrade(url: str) -> None:
-    engine = make_engine(url)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
 
 
 async def test_a_state_outside_the_list_is_refused_by_the_database(engine: AsyncEngine) -> None:
