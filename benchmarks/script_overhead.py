@@ -3,7 +3,8 @@
 Each script runs as the daemon runs it (a new `python scripts/....py` process, the sandbox as the
 provider, answering at once). Its own overhead is the time from the process's start to its first
 request reaching the sandbox, plus the time from the sandbox's last answer to the process's exit:
-interpreter start-up, imports, argument and input checks, writing the output. Both ends are read
+interpreter start-up, imports, argument and input checks, writing the output. The scripts get what
+the daemon gives them: its environment, with the FFmpeg it found (IMAGEIO_FFMPEG_EXE). Both ends are read
 from the sandbox's request log (every request, polls and downloads too) and this process's clock
 (one host, one wall clock).
 """
@@ -20,6 +21,7 @@ from typing import Any
 from PIL import Image
 
 from benchmarks.harness import ROOT, Context, sandbox, table, target
+from daemon.paths import FFMPEG_ENV, ffmpeg_executable
 from tests.integration.test_scripts_support import script_env
 from tests.support.sandbox_proc import SandboxProcess
 from tests.support.stack import youtube_env
@@ -85,6 +87,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                       sfx_seconds=0)  # fmt: skip
         token = box.post("/_sandbox/youtube/refresh-token", {})["refresh_token"]
         env = {**script_env(box), **youtube_env(box), "YOUTUBE_REFRESH_TOKEN": token}
+        env[FFMPEG_ENV] = ffmpeg_executable()[0]  # as the daemon gives every script
         samples: dict[str, list[dict[str, float]]] = {}
         for n in range(runs):
             for script, args in _commands(folder, frame, n).items():

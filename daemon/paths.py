@@ -10,6 +10,9 @@ WorkingDirectory, the Dockerfile's WORKDIR).
 
 from __future__ import annotations
 
+import os
+import shutil
+from functools import cache
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -31,3 +34,23 @@ def checkout_root() -> Path | None:
 def operator_root() -> Path:
     """Where WORKSPACE_DIR and CHANNELS_DIR default to: the checkout, else the current directory."""
     return checkout_root() or Path.cwd()
+
+
+# The FFmpeg binary the scripts and the daemon run, passed to every script in this variable
+# (imageio-ffmpeg's own name for it): found once here, not in each script's start-up.
+FFMPEG_ENV = "IMAGEIO_FFMPEG_EXE"
+
+
+@cache
+def ffmpeg_executable() -> tuple[str, str]:
+    """The FFmpeg to run and where it came from: FFMPEG_ENV when set, else one on PATH, else the
+    one the imageio-ffmpeg wheel ships (scripts/_lib/ffmpeg.py follows the same order)."""
+    chosen = os.environ.get(FFMPEG_ENV)
+    if chosen:
+        return chosen, f"{FFMPEG_ENV}"
+    found = shutil.which("ffmpeg")
+    if found:
+        return found, "on PATH"
+    import imageio_ffmpeg  # looks for its binary on import: only when needed
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe()), "imageio-ffmpeg's"

@@ -28,6 +28,7 @@ from daemon.completions import CompletionQueue
 from daemon.crashpoints import crash_point
 from daemon.logs import Redactor, get_logger
 from daemon.monitor import metrics as m
+from daemon.paths import FFMPEG_ENV, ffmpeg_executable
 from daemon.retry import backoff_seconds, db_retry, is_transient_db_error
 from daemon.runner import EXIT_OK, EXIT_PERMANENT, EXIT_TRANSIENT, EXIT_USAGE, ScriptOutcome, ScriptRunner
 from daemon.settings import Settings
@@ -84,7 +85,7 @@ class Worker:
         self.uploads = uploads  # YouTube: the sign-in and the quota around each upload
         self.disk_full = False
         # Built once: the daemon's environment and settings do not change while it runs.
-        self.base_env = {**_base_env(), **settings.script_env()}
+        self.base_env = {**script_base_env(), **settings.script_env()}
         # What scripts say goes into the DB and onto Notion pages: never with a key in it.
         self.redact = Redactor(settings.secret_values()).scrub
         self.workspace = settings.workspace_dir
@@ -586,7 +587,7 @@ async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) ->
             w.cancel()
 
 
-def _base_env() -> dict[str, str]:
+def script_base_env() -> dict[str, str]:
     """What a script needs from the daemon's environment: no secrets beyond its provider keys."""
     keep = (
         "PATH",
@@ -601,4 +602,9 @@ def _base_env() -> dict[str, str]:
         "CRASH_ONCE",
         "CRASH_KILLS_PARENT",
     )
-    return {k: v for k, v in os.environ.items() if k in keep}
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    # Found once here rather than in every script's start-up (imageio-ffmpeg's import and check
+    # cost a clip's run about 60 ms); when none is found, a script that needs one says so.
+    with contextlib.suppress(RuntimeError, OSError):
+        env[FFMPEG_ENV] = ffmpeg_executable()[0]
+    return env

@@ -13,6 +13,7 @@ from daemon.channels import Channel, load_channels, load_provider_limits, load_y
 from daemon.costs import load_pricing_file
 from daemon.doctor.report import Result, fail, failed, ok, warn
 from daemon.errors import ConfigError
+from daemon.paths import ffmpeg_executable
 from daemon.settings import Settings
 
 # The captions' and thumbnail's font, as scripts/_lib/captions.py finds it (a pip package, so no
@@ -132,17 +133,6 @@ def workspace(settings: Settings) -> list[Result]:
 
 def _size(mb: float) -> str:
     return f"{mb / 1000:.1f} GB" if mb >= 1000 else f"{mb:.0f} MB"
-
-
-def ffmpeg_executable() -> tuple[str, str]:
-    """The FFmpeg the scripts run (scripts/_lib/ffmpeg.py: one on PATH first, else imageio-ffmpeg's),
-    and where it came from."""
-    found = shutil.which("ffmpeg")
-    if found:
-        return found, "on PATH"
-    import imageio_ffmpeg  # the wheel's binary; imported here only, it looks for it on import
-
-    return str(imageio_ffmpeg.get_ffmpeg_exe()), "imageio-ffmpeg's"
 
 
 async def ffmpeg() -> list[Result]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from daemon.paths import ffmpeg_executable
 from services.paths import preview_of
 
 FILL = 0.8  # of the cap: room for the container and the encoder's overshoot
@@ -65,18 +65,9 @@ async def make_preview(source: Path, cap: int, workspace: Path, *, make: bool = 
     return Preview(target, size, cap)
 
 
-def _ffmpeg() -> str:
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    import imageio_ffmpeg
-
-    return str(imageio_ffmpeg.get_ffmpeg_exe())
-
-
 async def _run(*args: str, check: bool = True) -> str:
     proc = await asyncio.create_subprocess_exec(
-        _ffmpeg(),
+        ffmpeg_executable()[0],
         "-hide_banner",
         "-nostdin",
         *args,

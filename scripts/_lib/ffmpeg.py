@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 MEASURE_RATE = 8000  # Hz; plenty to count samples, cheap to decode
@@ -28,8 +30,13 @@ class VideoProbe:
         return self.frames / self.fps if self.fps else 0.0
 
 
+@cache
 def executable() -> str:
-    """A system ffmpeg when one is on PATH, else the one shipped in the imageio-ffmpeg wheel."""
+    """IMAGEIO_FFMPEG_EXE when set (the daemon passes the one it found: no search, no import at each
+    script's start), else a system ffmpeg on PATH, else the one shipped in the imageio-ffmpeg wheel."""
+    chosen = os.environ.get("IMAGEIO_FFMPEG_EXE")
+    if chosen:
+        return chosen
     found = shutil.which("ffmpeg")
     if found:
         return found

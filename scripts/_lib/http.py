@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 import httpx
@@ -24,15 +29,40 @@ def make_client(
     trace = env.trace()
     if trace:
         merged[TRACE_HEADER] = trace
-    # Connecting should be quick; generation calls may legitimately take a minute or more.
-    return httpx.Client(
-        base_url=base_url,
-        headers=merged,
-        timeout=httpx.Timeout(timeout, connect=15.0),
-        auth=auth,
-        transport=transport,
-        follow_redirects=True,
-    )
+    with _trio_hidden():
+        # Connecting should be quick; generation calls may legitimately take a minute or more.
+        return httpx.Client(
+            base_url=base_url,
+            headers=merged,
+            timeout=httpx.Timeout(timeout, connect=15.0),
+            auth=auth,
+            transport=transport,
+            follow_redirects=True,
+            verify=_tls(),
+        )
+
+
+@cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context per run, shared by its clients: loading the CA bundle is the dearest part
+    of making a client (about 30 ms), and a clip's run makes two (Kling's API, then the CDN)."""
+    return httpx.create_ssl_context()
+
+
+@contextmanager
+def _trio_hidden() -> Iterator[None]:
+    """The first client imports httpcore, which looks for trio (to run under trio's event loop).
+    The scripts are synchronous and never do; where trio is installed (the dev tools bring it) the
+    look costs about 0.1 s of every run's start, so it is kept from finding trio while it loads.
+    Nothing changes once httpcore is loaded, or where trio was already imported."""
+    if "httpcore" in sys.modules or "trio" in sys.modules:
+        yield
+        return
+    sys.modules["trio"] = None  # type: ignore[assignment]  # an import of it fails at once
+    try:
+        yield
+    finally:
+        del sys.modules["trio"]
 
 
 def send(client: httpx.Client, provider: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
