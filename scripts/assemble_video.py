@@ -410,7 +410,11 @@ def render(
         "-color_range",
         "tv",
     ]
-    encode += ["-c:a", "aac", "-b:a", "384k", "-ar", "48000", "-ac", "2", "-movflags", "+faststart"]
+    # FFmpeg's default AAC coder (twoloop) searched most of the render's CPU time at this bitrate
+    # (8 of 11 CPU-seconds for an 18-scene cut at 320x180); the fast one is a third cheaper in all,
+    # and at 384 kb/s its output is as close to the mix (SNR 51 dB against 48 dB, same loudness).
+    encode += ["-c:a", "aac", "-aac_coder", "fast", "-b:a", "384k", "-ar", "48000", "-ac", "2"]
+    encode += ["-movflags", "+faststart"]
     if subtitles is not None:
         encode += ["-c:s", "mov_text", "-metadata:s:s:0", f"language={language}"]
     with atomic_path(output) as tmp:
