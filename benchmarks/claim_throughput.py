@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import structlog
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from benchmarks.harness import Context, CpuMeter, database, pg_database, plain_dsn, table, target
+from daemon import logs
 from daemon.claim import ClaimPolicy, ensure_slots
 from daemon.clock import SystemClock
 from daemon.costs import ReportedCosts
@@ -358,8 +360,16 @@ async def run(ctx: Context) -> dict[str, Any]:
 
 
 async def _daemon(ctx: Context, kind: str, count: int) -> dict[str, Any]:
-    async with database(kind, ctx) as url:
-        return await daemon_drain(url, count, ctx.folder(f"claim-{kind}"))
+    """The drain, logging as the daemon does as a service (JSON lines, secrets redacted), to a file
+    in the scratch folder rather than the terminal."""
+    folder = ctx.folder(f"claim-{kind}")
+    with (folder / "daemon.log").open("w") as log:
+        logs.configure([], json_lines=True, stream=log)
+        try:
+            async with database(kind, ctx) as url:
+                return await daemon_drain(url, count, folder / "workspace")
+        finally:
+            structlog.reset_defaults()
 
 
 def render(result: dict[str, Any]) -> str:

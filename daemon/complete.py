@@ -17,7 +17,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.budget import close_reservation
-from daemon.claim import Claimed
+from daemon.claim import Claimed, ClaimRequest, ClaimResult, claim
+from daemon.claim.postgres import claim_within_pg
 from daemon.dag import lock_task, pass_gates, step
 from daemon.db.driver import Driver, pg_driver, sqlite_driver
 from daemon.db.models import Attempt, Item, Task
@@ -99,8 +100,30 @@ async def complete_many(
     The transaction holds every task concerned, then every item, in id order (the heartbeat takes
     its items in that order too): two of these, or one and a heartbeat, cannot wait on each other.
     A storyboard's completion that expands the plan (`on_storyboard`) goes through `complete`."""
+    outcomes, _ = await complete_and_claim(engine, completions, None, workspace=workspace,
+                                           auto_approve=auto_approve)  # fmt: skip
+    return outcomes
+
+
+async def complete_and_claim(
+    engine: AsyncEngine,
+    completions: Sequence[Completion],
+    then: ClaimRequest | None,
+    *,
+    workspace: Path,
+    auto_approve: bool = False,
+) -> tuple[list[Outcome], ClaimResult | None]:
+    """`complete_many`, then the claim `then` asks for (the places the batch frees, taken again):
+    the same rows as the two one after the other. On PostgreSQL the claim is one more statement of
+    the completions' transaction when it can be (no round trip, no commit of its own), else it
+    follows the commit; on SQLite it follows the commit. The claim's answer is None without `then`.
+
+    The claim's statement waits on no task and no item (it skips those locked, and locks only
+    slots and the channels' turns), so holding the completions' locks while it runs adds no wait
+    that could close a circle."""
     order = sorted(range(len(completions)), key=lambda n: completions[n].claimed.item_id)
     outcomes: dict[int, Outcome] = {}
+    taken: ClaimResult | None = None
 
     def moved(n: int, outcome: Outcome) -> Outcome:
         """Under the fence (the rows are ours until COMMIT), a done item's output moves into place."""
@@ -120,11 +143,18 @@ async def complete_many(
             rows = await pg.rows_many(COMPLETE_PG, values)
             for n, one, row in zip(order, values, rows, strict=True):
                 outcomes[n] = moved(n, await _completed_pg(pg, one, row, auto_approve))
+            if then is not None:
+                taken = await claim_within_pg(pg, then)
     else:
         async with sqlite_driver(engine) as lite, lite.transaction():
             for n in order:
                 outcomes[n] = moved(n, await _succeed(lite, _values(completions[n]), auto_approve))
-    return [outcomes[n] for n in range(len(completions))]
+    if then is not None and taken is None:
+        taken = await claim(
+            engine, then.provider, then.owner, then.now, then.ttl, then.extension_for, then.policy,
+            limit=then.limit,
+        )  # fmt: skip
+    return [outcomes[n] for n in range(len(completions))], taken
 
 
 def expands_plan(c: Claimed, on_storyboard: StoryboardHook | None) -> bool:

@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,7 +21,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import budget, lease
-from daemon.claim import Claimed, ClaimPolicy, claim, ready_providers
+from daemon.claim import Claimed, ClaimPolicy, ClaimRequest, ClaimResult, claim, ready_providers
 from daemon.clock import Clock
 from daemon.commands import EXTENSIONS, build_command, final_path
 from daemon.complete import Completion, StoryboardHook, Success, count_failures, fail
@@ -29,6 +30,7 @@ from daemon.crashpoints import crash_point
 from daemon.logs import Redactor, get_logger
 from daemon.monitor import metrics as m
 from daemon.paths import FFMPEG_ENV, ffmpeg_executable
+from daemon.queries import CLAIM_LIMIT
 from daemon.retry import backoff_seconds, db_retry, is_transient_db_error
 from daemon.runner import EXIT_OK, EXIT_PERMANENT, EXIT_TRANSIENT, EXIT_USAGE, ScriptOutcome, ScriptRunner
 from daemon.settings import Settings
@@ -90,9 +92,18 @@ class Worker:
         self.redact = Redactor(settings.secret_values()).scrub
         self.workspace = settings.workspace_dir
         # Completions that arrive together are committed together (daemon/completions.py).
+        # The places a batch frees are claimed again in its transaction (see _claim_after).
         self.completions = CompletionQueue(
-            engine, self.workspace, on_storyboard=on_storyboard, auto_approve=settings.demo_auto_approve
+            engine,
+            self.workspace,
+            on_storyboard=on_storyboard,
+            auto_approve=settings.demo_auto_approve,
+            claim_after=self._claim_after,
+            on_claimed=self._claimed_after,
         )
+        # Places promised to a claim that runs after a batch of completions: not offered twice.
+        self.promised: Counter[str] = Counter()
+        self.stop: asyncio.Event | None = None  # run's: set, nothing more is claimed
         self.running: dict[str, Running] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
@@ -126,6 +137,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Claims until `stop`, then gives running items a grace period and hands back the rest."""
         beats = asyncio.create_task(self._heartbeat_loop(stop), name="heartbeat")
+        self.stop = stop
         idle_rounds = 0
         try:
             while not stop.is_set():
@@ -254,7 +266,54 @@ class Worker:
 
     def _places(self, provider: str) -> int:
         """How many more items of `provider` this daemon may run now."""
-        return min(self.limits[provider] - self._local_count(provider), self.capacity - len(self.running))
+        return min(
+            self.limits[provider] - self._local_count(provider) - self.promised[provider],
+            self.capacity - len(self.running) - self.promised.total(),
+        )
+
+    def _claim_after(self, batch: Sequence[Completion]) -> ClaimRequest | None:
+        """What to claim once this batch of completions commits: the places its items leave, of
+        the provider most of them ran on (the places of the others, the loop claims). Not while
+        stopping, the disk is full or the leases wait for renewal; nor when MAX_RUNNING binds:
+        the loop's rounds then share the places among the providers in turn."""
+        if self.stop is None or self.stop.is_set() or self.disk_full or not self.renewed.is_set():
+            return None
+        if self.capacity < sum(self.limits.values()):
+            return None
+        leaving = Counter(d.claimed.provider for d in batch if d.claimed.lease_token in self.running)
+        if not leaving:
+            return None
+        provider, count = leaving.most_common(1)[0]
+        places = min(self._places(provider) + count, CLAIM_LIMIT)
+        if places <= 0:
+            return None
+        self.promised[provider] += places
+        return ClaimRequest(
+            provider,
+            self.settings.daemon_id,
+            self.clock.now(),
+            self.settings.lease_ttl_s,
+            EXTENSIONS,
+            self.policy,
+            limit=places,
+        )
+
+    async def _claimed_after(self, asked: ClaimRequest, taken: ClaimResult | None) -> None:
+        """The items a batch's claim took start now (before the batch's own items leave the
+        running set); its promised places are the loop's again."""
+        self.promised[asked.provider] -= asked.limit
+        if taken is None:
+            return
+        if taken.items:
+            self.backlogged.add(asked.provider)
+        for c in taken.items:
+            crash_point("after_claim")
+            self._start(c)
+        if taken.over_budget:
+            try:
+                await self._budget_waits(taken.over_budget, asked.policy)
+            except Exception as exc:  # the next claim finds them over budget again
+                self.log.warning("budget_wait_failed", error=str(exc)[:300])
 
     def _local_count(self, provider: str) -> int:
         return sum(1 for r in self.running.values() if r.claimed.provider == provider)

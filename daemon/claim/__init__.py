@@ -12,13 +12,21 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.claim.common import DEFAULT_POLICY, Claimed, ClaimPolicy, ClaimResult, idempotency_key
+from daemon.claim.common import (
+    DEFAULT_POLICY,
+    Claimed,
+    ClaimPolicy,
+    ClaimRequest,
+    ClaimResult,
+    idempotency_key,
+)
 from daemon.claim.postgres import claim_pg
 from daemon.claim.providers import ensure_slots, ready_providers
 from daemon.claim.sqlite import claim_sqlite
 
 __all__ = [
     "ClaimPolicy",
+    "ClaimRequest",
     "ClaimResult",
     "Claimed",
     "claim",

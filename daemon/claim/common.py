@@ -69,3 +69,17 @@ class ClaimResult:
 
 
 DEFAULT_POLICY = ClaimPolicy()
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """A claim's arguments, for a claim made after something else (a batch of completions) rather
+    than by the worker's loop: up to `limit` items of `provider` for `owner`."""
+
+    provider: str
+    owner: str
+    now: datetime
+    ttl: float
+    extension_for: Mapping[str, str]
+    policy: ClaimPolicy = DEFAULT_POLICY
+    limit: int = 1

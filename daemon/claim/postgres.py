@@ -18,6 +18,7 @@ from daemon.claim.common import (
     BUDGET_TRIES,
     Claimed,
     ClaimPolicy,
+    ClaimRequest,
     ClaimResult,
     idempotency_key,
 )
@@ -74,6 +75,45 @@ def _budget_lock_pg(channel: str, day: str) -> tuple[str, tuple[Any, ...]]:
     )
 
 
+def _args(
+    provider: str,
+    owner: str,
+    now: datetime,
+    ttl: float,
+    extension_for: Mapping[str, str],
+    policy: ClaimPolicy,
+) -> tuple[Any, ...]:
+    """CLAIM_PG's $1-$7."""
+    return (
+        provider,
+        now,
+        uuid.uuid4().hex,
+        now + timedelta(seconds=ttl),
+        owner,
+        _strides(policy.weights),
+        json.dumps(dict(extension_for)),
+    )
+
+
+async def claim_within_pg(db: PgDriver, request: ClaimRequest) -> ClaimResult | None:
+    """The claim as one more statement of the caller's transaction (a batch of completions: the
+    places they free are taken again without a round trip and a commit of their own). None when
+    this claim needs more than the one statement (its first pick has a budget, or a channel's first
+    ready items are all ineligible): the caller claims after its commit, with `claim_pg`."""
+    limit = max(1, min(request.limit, CLAIM_LIMIT))
+    args = _args(
+        request.provider, request.owner, request.now, request.ttl, request.extension_for, request.policy
+    )
+    rows = await db.fetch(CLAIM_PG[WINDOWS[0], limit], *args, list(request.policy.budgets), [])
+    row = rows[0]
+    if row["blind"] or (row["id"] is None and row["picked"] is not None):
+        return None
+    if row["id"] is None:
+        return ClaimResult()
+    taken = [await _checked(db, _claimed(r, request.provider), request.extension_for, r) for r in rows]
+    return ClaimResult(tuple(taken))
+
+
 async def claim_pg(
     engine: AsyncEngine,
     provider: str,
@@ -85,15 +125,7 @@ async def claim_pg(
     limit: int = 1,
 ) -> ClaimResult:
     limit = max(1, min(limit, CLAIM_LIMIT))
-    args = (
-        provider,
-        now,
-        uuid.uuid4().hex,
-        now + timedelta(seconds=ttl),
-        owner,
-        _strides(policy.weights),
-        json.dumps(dict(extension_for)),
-    )
+    args = _args(provider, owner, now, ttl, extension_for, policy)
     skipped: list[int] = []
     over: list[tuple[int, str]] = []
     windows = iter(WINDOWS)
