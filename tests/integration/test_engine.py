@@ -13,12 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.budget import day_of
 from daemon.channels import Gates
-from daemon.claim import ClaimPolicy, claim
+from daemon.claim import ClaimPolicy, ClaimRequest, ClaimResult, claim
 from daemon.commands import EXTENSIONS, final_path
 from daemon.complete import Completion, Success, complete
 from daemon.completions import CompletionQueue
 from daemon.dag import approve_gate, refresh
-from daemon.db.models import Attempt, Item, Ledger
+from daemon.db.models import Attempt, Item, Ledger, ProviderSlot
 from daemon.lease import sweep_expired
 from daemon.monitor.metrics import LEASE_TAKEN
 from daemon.tasks import cancel_task
@@ -594,3 +594,41 @@ async def test_one_completion_that_cannot_be_committed_does_not_hold_back_the_ot
     assert answers[2] == "done"
     items = {i.id: i for i in (await kit.items(first.task_id)).values()}
     assert [items[c.item_id].state for c in (first, broken, last)] == ["succeeded", "running", "succeeded"]
+
+
+async def test_the_places_a_batch_frees_are_claimed_with_it_and_no_more(kit: Kit) -> None:
+    await kit.submit(storyboard(scenes=6))
+    held = (await claim(kit.engine, "elevenlabs", "d", now(), 30, EXTENSIONS, limit=5)).items
+    assert len(held) == 5  # every slot of the provider (its limit is 5)
+    took: list[ClaimResult | None] = []
+
+    async def keep(asked: ClaimRequest, taken: ClaimResult | None) -> None:
+        took.append(taken)
+
+    # More places are asked than the batch frees (a daemon's count can be wrong: a lease was
+    # swept meanwhile, another daemon claimed): the provider's slots still bound the claim.
+    queue = CompletionQueue(
+        kit.engine,
+        kit.workspace,
+        claim_after=lambda batch: ClaimRequest("elevenlabs", "d", now(), 30, EXTENSIONS, limit=8),
+        on_claimed=keep,
+    )
+    outcomes = await asyncio.gather(*(queue.commit(_completion(kit, c)) for c in held[:3]))
+    assert outcomes == ["done", "done", "done"]
+    assert queue.batches == 1
+    [taken] = took
+    assert taken is not None
+    assert len(taken.items) == 3
+    assert not {c.item_id for c in taken.items} & {c.item_id for c in held}
+    async with kit.engine.connect() as conn:
+        held_slots = select(ProviderSlot.lease_token).where(
+            ProviderSlot.provider == "elevenlabs", ProviderSlot.item_id.is_not(None)
+        )
+        slots = set((await conn.execute(held_slots)).scalars())
+        running = {
+            r.id: r.lease_token
+            for r in await conn.execute(select(Item.id, Item.lease_token).where(Item.state == "running"))
+        }
+    mine = {c.item_id: c.lease_token for c in (*held[3:], *taken.items)}
+    assert running == mine, "the two still held and the three taken run, each under its own lease"
+    assert slots == set(mine.values())
