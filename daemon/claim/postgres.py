@@ -75,23 +75,16 @@ def _budget_lock_pg(channel: str, day: str) -> tuple[str, tuple[Any, ...]]:
     )
 
 
-def _args(
-    provider: str,
-    owner: str,
-    now: datetime,
-    ttl: float,
-    extension_for: Mapping[str, str],
-    policy: ClaimPolicy,
-) -> tuple[Any, ...]:
+def _args(r: ClaimRequest) -> tuple[Any, ...]:
     """CLAIM_PG's $1-$7."""
     return (
-        provider,
-        now,
+        r.provider,
+        r.now,
         uuid.uuid4().hex,
-        now + timedelta(seconds=ttl),
-        owner,
-        _strides(policy.weights),
-        json.dumps(dict(extension_for)),
+        r.now + timedelta(seconds=r.ttl),
+        r.owner,
+        _strides(r.policy.weights),
+        json.dumps(dict(r.extension_for)),
     )
 
 
@@ -101,10 +94,7 @@ async def claim_within_pg(db: PgDriver, request: ClaimRequest) -> ClaimResult | 
     this claim needs more than the one statement (its first pick has a budget, or a channel's first
     ready items are all ineligible): the caller claims after its commit, with `claim_pg`."""
     limit = max(1, min(request.limit, CLAIM_LIMIT))
-    args = _args(
-        request.provider, request.owner, request.now, request.ttl, request.extension_for, request.policy
-    )
-    rows = await db.fetch(CLAIM_PG[WINDOWS[0], limit], *args, list(request.policy.budgets), [])
+    rows = await db.fetch(CLAIM_PG[WINDOWS[0], limit], *_args(request), list(request.policy.budgets), [])
     row = rows[0]
     if row["blind"] or (row["id"] is None and row["picked"] is not None):
         return None
@@ -125,7 +115,7 @@ async def claim_pg(
     limit: int = 1,
 ) -> ClaimResult:
     limit = max(1, min(limit, CLAIM_LIMIT))
-    args = _args(provider, owner, now, ttl, extension_for, policy)
+    args = _args(ClaimRequest(provider, owner, now, ttl, extension_for, policy, limit))
     skipped: list[int] = []
     over: list[tuple[int, str]] = []
     windows = iter(WINDOWS)
