@@ -264,6 +264,26 @@ class Worker:
         if waited and self.policy.budgets is not judged_by.budgets:
             await self.budgets_changed()  # raised while we paused them: they go on at once
 
+    async def _hand_back_unstarted(self, items: Sequence[Claimed]) -> None:
+        """Items a batch's claim took as the daemon began to stop: handed back at once, as a
+        running one is at shutdown, never started (the drain no longer waits for new work)."""
+        now = self.clock.now()
+        for c in items:
+            try:
+                await db_retry(lease.release)(
+                    self.engine,
+                    c.item_id,
+                    c.lease_token,
+                    now,
+                    outcome=AttemptOutcome.RELEASED,
+                    next_attempt_at=now,
+                    message=None,
+                )
+            except Exception as exc:  # its lease runs out, and a sweep hands it back
+                self.log.warning("hand_back_failed", item=c.key, error=str(exc)[:300])
+            else:
+                self.log.info("lease_handed_back", item=c.key, reason="shutdown")
+
     def _places(self, provider: str) -> int:
         """How many more items of `provider` this daemon may run now."""
         return min(
@@ -303,6 +323,9 @@ class Worker:
         running set); its promised places are the loop's again."""
         self.promised[asked.provider] -= asked.limit
         if taken is None:
+            return
+        if self.stop is not None and self.stop.is_set():
+            await self._hand_back_unstarted(taken.items)
             return
         if taken.items:
             self.backlogged.add(asked.provider)

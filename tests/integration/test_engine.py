@@ -632,3 +632,30 @@ async def test_the_places_a_batch_frees_are_claimed_with_it_and_no_more(kit: Kit
     mine = {c.item_id: c.lease_token for c in (*held[3:], *taken.items)}
     assert running == mine, "the two still held and the three taken run, each under its own lease"
     assert slots == set(mine.values())
+
+
+async def test_items_a_batch_claims_as_the_daemon_stops_are_handed_back_not_started(kit: Kit) -> None:
+    await kit.submit(storyboard(scenes=2))
+    worker = kit.worker()
+    worker.stop = asyncio.Event()
+    worker.stop.set()  # SIGTERM came while the batch's transaction ran
+    asked = ClaimRequest("elevenlabs", "test-daemon", now(), 30, EXTENSIONS, limit=2)
+    taken = await claim(kit.engine, "elevenlabs", "test-daemon", now(), 30, EXTENSIONS, limit=2)
+    assert len(taken.items) == 2
+    await worker._claimed_after(asked, taken)  # what the completion queue calls after the commit
+    assert worker.running == {}
+    async with kit.engine.connect() as conn:
+        states = {
+            r.id: r.state
+            for r in await conn.execute(
+                select(Item.id, Item.state).where(Item.id.in_([c.item_id for c in taken.items]))
+            )
+        }
+        held = await conn.scalar(
+            select(func.count()).where(
+                ProviderSlot.provider == "elevenlabs", ProviderSlot.item_id.is_not(None)
+            )
+        )
+    assert set(states.values()) == {"ready"}
+    assert held == 0
+    assert fake_scripts.runs(kit.scripts) == []
