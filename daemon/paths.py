@@ -47,7 +47,7 @@ def ffmpeg_executable() -> tuple[str, str]:
     one the imageio-ffmpeg wheel ships (scripts/_lib/ffmpeg.py follows the same order)."""
     chosen = os.environ.get(FFMPEG_ENV)
     if chosen:
-        return chosen, f"{FFMPEG_ENV}"
+        return chosen, FFMPEG_ENV
     found = shutil.which("ffmpeg")
     if found:
         return found, "on PATH"

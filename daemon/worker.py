@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -245,10 +245,7 @@ class Worker:
                 if not result.items:
                     self.backlogged.discard(provider)
                     break
-                self.backlogged.add(provider)
-                for c in result.items:
-                    crash_point("after_claim")
-                    self._start(c)
+                self._start_claimed(provider, result.items)
                 claimed += len(result.items)
         return claimed
 
@@ -264,25 +261,38 @@ class Worker:
         if waited and self.policy.budgets is not judged_by.budgets:
             await self.budgets_changed()  # raised while we paused them: they go on at once
 
+    async def _hand_back(self, c: Claimed, now: datetime) -> None:
+        """The lease given back as the daemon stops: the item is ready for the next daemon at once,
+        its attempt closed as released."""
+        await db_retry(lease.release)(
+            self.engine,
+            c.item_id,
+            c.lease_token,
+            now,
+            outcome=AttemptOutcome.RELEASED,
+            next_attempt_at=now,
+            message=None,
+        )
+
     async def _hand_back_unstarted(self, items: Sequence[Claimed]) -> None:
         """Items a batch's claim took as the daemon began to stop: handed back at once, as a
         running one is at shutdown, never started (the drain no longer waits for new work)."""
         now = self.clock.now()
         for c in items:
             try:
-                await db_retry(lease.release)(
-                    self.engine,
-                    c.item_id,
-                    c.lease_token,
-                    now,
-                    outcome=AttemptOutcome.RELEASED,
-                    next_attempt_at=now,
-                    message=None,
-                )
+                await self._hand_back(c, now)
             except Exception as exc:  # its lease runs out, and a sweep hands it back
                 self.log.warning("hand_back_failed", item=c.key, error=str(exc)[:300])
             else:
                 self.log.info("lease_handed_back", item=c.key, reason="shutdown")
+
+    def _start_claimed(self, provider: str, items: Sequence[Claimed]) -> None:
+        """Claimed items start; their provider has a backlog, so the next round claims there
+        without asking READY_PROVIDERS first."""
+        self.backlogged.add(provider)
+        for c in items:
+            crash_point("after_claim")
+            self._start(c)
 
     def _places(self, provider: str) -> int:
         """How many more items of `provider` this daemon may run now."""
@@ -328,10 +338,7 @@ class Worker:
             await self._hand_back_unstarted(taken.items)
             return
         if taken.items:
-            self.backlogged.add(asked.provider)
-        for c in taken.items:
-            crash_point("after_claim")
-            self._start(c)
+            self._start_claimed(asked.provider, taken.items)
         if taken.over_budget:
             try:
                 await self._budget_waits(taken.over_budget, asked.policy)
@@ -582,15 +589,7 @@ class Worker:
             )
             return
         if running.reason == "shutdown":
-            await db_retry(lease.release)(
-                self.engine,
-                c.item_id,
-                c.lease_token,
-                now,
-                outcome=AttemptOutcome.RELEASED,
-                next_attempt_at=now,
-                message=None,
-            )
+            await self._hand_back(c, now)
             log.info("lease_handed_back", reason="shutdown")
             return
         if outcome.exit_code == EXIT_OK:

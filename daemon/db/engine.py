@@ -56,6 +56,15 @@ def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     )
 
 
+def sqlite_unopenable(database: str | None, cause: object) -> ConfigError:
+    """DATABASE_URL names a SQLite file that cannot be opened (a folder that cannot be made or
+    written, no permission): the operator's error, with the fix."""
+    return ConfigError(
+        f"DATABASE_URL: cannot open the SQLite file {database} ({cause}); point it at a file in a "
+        "writable folder (migrate creates it), or unset it for SQLite in WORKSPACE_DIR"
+    )
+
+
 def _sqlite_engine(url: str, database: str | None, pool_size: int) -> AsyncEngine:
     if database and database != ":memory:":
         try:
@@ -63,10 +72,7 @@ def _sqlite_engine(url: str, database: str | None, pool_size: int) -> AsyncEngin
             # Private from the start: SQLite gives its -wal and -shm files the database file's mode.
             os.close(os.open(database, os.O_CREAT | os.O_RDWR, 0o600))
         except OSError as exc:
-            raise ConfigError(
-                f"DATABASE_URL: cannot open the SQLite file {database} ({exc.strerror}); point it at "
-                "a file in a writable folder (migrate creates it), or unset it for SQLite in WORKSPACE_DIR"
-            ) from exc
+            raise sqlite_unopenable(database, exc.strerror or str(exc)) from exc
     # A small pool: opening a connection per transaction (a thread, the file, the pragmas) cost
     # more than most transactions. Idle connections hold no snapshot: WAL checkpoints go on.
     engine = create_async_engine(

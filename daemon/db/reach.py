@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon.db.engine import sqlite_unopenable
 from daemon.errors import ConfigError, DaemonError, ServiceUnreachable
 from daemon.migrate import MIGRATE_COMMAND
 from daemon.settings import Settings
@@ -68,10 +69,7 @@ def database_problem(exc: BaseException, url: URL) -> DaemonError | None:
     if url.get_backend_name() == "sqlite":
         for cause in _chain(exc):
             if isinstance(cause, sqlite3.OperationalError):
-                return ConfigError(
-                    f"DATABASE_URL: cannot open the SQLite file {url.database} ({cause}); point it at "
-                    "a writable folder, or unset it for SQLite in WORKSPACE_DIR"
-                )
+                return sqlite_unopenable(url.database, cause)
             if isinstance(cause, sqlite3.DatabaseError):  # another file under the database's name
                 return ConfigError(
                     f"DATABASE_URL: {url.database} is not a SQLite database ({cause}); point it at the "
