@@ -75,6 +75,9 @@ class InstantRunner:
         finally:
             self.running -= 1
 
+    async def close(self) -> None:
+        pass
+
 
 async def _seed(
     conn: AsyncConnection, count: int, prefix: str, task_state: str, item_values: dict[str, Any]

@@ -59,6 +59,9 @@ class TimedRunner:
         output.write_bytes(b"fair")
         return ScriptOutcome(exit_code=0, result={"event": "result", "output": str(output), "cost_usd": 0.0})
 
+    async def close(self) -> None:
+        pass
+
 
 async def seed(engine: AsyncEngine, backlog: dict[str, int]) -> None:
     """Each channel's items in tasks of TASK_SIZE; channels in the given order, oldest first."""

@@ -156,7 +156,7 @@ class App:
             self.engine,
             self.settings,
             self.limits,
-            SubprocessRunner(self.pid_dir),
+            SubprocessRunner(self.pid_dir, fork_server=self.settings.script_fork_server),
             SystemClock(),
             self.costs,
             on_storyboard=self.pipeline.on_storyboard,

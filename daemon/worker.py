@@ -171,6 +171,7 @@ class Worker:
             beats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beats
+            await self.runner.close()
 
     async def _database_away(self, stop: asyncio.Event, exc: BaseException) -> None:
         """The database cannot be reached: running scripts go on (their results wait for it), no

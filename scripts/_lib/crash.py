@@ -30,5 +30,6 @@ def crash_point(name: str) -> None:
                     return
             sys.stdout.flush()
             if os.environ.get("CRASH_KILLS_PARENT") == "1":
-                os.kill(os.getppid(), signal.SIGKILL)
+                # The daemon names itself (its script may be a child of its fork server).
+                os.kill(int(os.environ.get("NVD_DAEMON_PID") or os.getppid()), signal.SIGKILL)
             os._exit(9)

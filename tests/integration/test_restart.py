@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.claim import claim
@@ -114,7 +115,7 @@ from daemon.runner import SubprocessRunner
 
 async def main():
     async def ignore(event): pass
-    await SubprocessRunner(Path(sys.argv[1])).run(
+    await SubprocessRunner(Path(sys.argv[1]), fork_server=sys.argv[5] == "fork").run(
         [sys.executable, sys.argv[2], sys.argv[3]], env={"PYTHONPATH": sys.argv[4]}, timeout=300,
         on_event=ignore, cancel=asyncio.Event(), label="clip_s01",
     )
@@ -146,8 +147,10 @@ def _started_script(run: Path, pid_out: Path) -> int:
         time.sleep(0.05)
 
 
-def test_a_killed_daemons_script_and_its_children_die_with_it(tmp_path: Path) -> None:
-    """Without this, an orphan goes on calling a provider for an item another daemon has taken over."""
+@pytest.mark.parametrize("start", ["fork", "new"])
+def test_a_killed_daemons_script_and_its_children_die_with_it(tmp_path: Path, start: str) -> None:
+    """Without this, an orphan goes on calling a provider for an item another daemon has taken over.
+    Either way a script starts: forked by the fork server, or a new interpreter."""
     root = Path(__file__).resolve().parents[2]
     (tmp_path / "script.py").write_text(SCRIPT_WITH_CHILD)
     pid_out = tmp_path / "child.pid"
@@ -160,6 +163,7 @@ def test_a_killed_daemons_script_and_its_children_die_with_it(tmp_path: Path) ->
             str(tmp_path / "script.py"),
             str(pid_out),
             str(root),
+            start,
         ],
         cwd=root,
     )

@@ -1,0 +1,152 @@
+"""A warm interpreter the daemon starts its scripts from (daemon/runner.py, `ForkServer`).
+
+A script's own work is one provider call, yet a fresh interpreter spends about 0.13 s of CPU
+importing httpx, Pillow and the shared helpers before it makes it: on a busy 2-core machine that
+is the longest part of a short step, and it is paid again by every step. This process imports them
+once, then forks a child for each run. The child becomes the script exactly as
+`python script.py ARGS` would start it: its own session (process group), the run's environment
+only, its folder, stdin from /dev/null, stdout and stderr on the pipes the daemon reads, `sys.argv`
+and `sys.path[0]` as the interpreter sets them, and the script's exit code. It shares nothing with
+another run but the modules already imported (copy-on-write pages): each run is still one short
+process that knows nothing of the one before.
+
+The protocol, on a SOCK_SEQPACKET Unix socket (one message per datagram, JSON):
+  daemon -> here: {"id", "argv": [script, args...], "env", "cwd"} with the run's stdout and stderr
+                  write ends attached (SCM_RIGHTS);
+  here -> daemon: {"id", "pid"} once the child exists, then {"pid", "code"} when it has exited
+                  (code as asyncio reports it: negative for a signal).
+The socket's end (the daemon gone or done) ends this process; each child then dies with it as a
+script dies with its daemon (scripts/_lib/parent.py: the child's parent is this process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import runpy
+import selectors
+import signal
+import socket
+import sys
+import traceback
+from typing import Any
+
+# What most scripts import first (the heavy part of their start-up). A module that fails to import
+# here is left to the script, which reports it as it would alone.
+PRELOAD = (
+    "httpx",
+    "PIL.Image",
+    "scripts._lib.cli",
+    "scripts._lib.errors",
+    "scripts._lib.files",
+    "scripts._lib.ffmpeg",
+    "scripts._lib.http",
+    "scripts._lib.output",
+    "scripts._lib.parent",
+)
+MAX_MESSAGE = 1 << 20
+
+
+def main() -> None:
+    control = socket.socket(fileno=int(sys.argv[1]))
+    # Started with -m: sys.path[0] is the daemon's folder, which a script run as a file never has.
+    del sys.path[0]
+    for name in PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is control:
+                data, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 2)
+                if not data:
+                    return  # the daemon closed its end (or is gone)
+                request = json.loads(data)
+                pid = os.fork()
+                if pid == 0:
+                    _become(request, fds, (control.fileno(), wake_r, wake_w))
+                for fd in fds:
+                    os.close(fd)
+                _send(control, {"id": request["id"], "pid": pid})
+            else:
+                os.read(wake_r, 4096)
+                _reap(control)
+
+
+def _reap(control: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(control, {"pid": pid, "code": os.waitstatus_to_exitcode(status)})
+
+
+def _send(control: socket.socket, message: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):  # the daemon is gone: the next read ends this process
+        control.send(json.dumps(message).encode())
+
+
+def _become(request: dict[str, Any], fds: list[int], ours: tuple[int, ...]) -> None:
+    """In the child: the script's process, as `python script.py ARGS` starts it. Never returns."""
+    code = 1
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in ours:
+            os.close(fd)
+        stdout, stderr = fds
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        for source, target in ((devnull, 0), (stdout, 1), (stderr, 2)):
+            os.dup2(source, target)
+            os.close(source)
+        env = dict(request["env"])
+        if "NVD_PARENT_PID" in env:
+            env["NVD_PARENT_PID"] = str(os.getppid())  # the script dies with its parent: this process
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(request["cwd"])
+        script = request["argv"][0]
+        sys.argv = list(request["argv"])
+        sys.path[0:0] = [os.path.dirname(os.path.abspath(script))]
+        if "random" in sys.modules:
+            sys.modules["random"].seed()  # not the sequence every other child of this process has
+        code = _run(script)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
+def _run(script: str) -> int:
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exc:
+        if exc.code is None:
+            return 0
+        if isinstance(exc.code, int):
+            return exc.code
+        print(exc.code, file=sys.stderr)
+        return 1
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    main()
