@@ -22,6 +22,8 @@ script dies with its daemon (scripts/_lib/parent.py: the child's parent is this 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import importlib
 import json
 import os
@@ -47,6 +49,7 @@ PRELOAD = (
     "scripts._lib.parent",
 )
 MAX_MESSAGE = 1 << 20
+PR_SET_NAME = 15
 
 
 def main() -> None:
@@ -118,6 +121,7 @@ def _become(request: dict[str, Any], fds: list[int], ours: tuple[int, ...]) -> N
         os.environ.update(env)
         os.chdir(request["cwd"])
         script = request["argv"][0]
+        _name(os.path.basename(script).removesuffix(".py"))
         sys.argv = list(request["argv"])
         sys.path[0:0] = [os.path.dirname(os.path.abspath(script))]
         if "random" in sys.modules:
@@ -130,6 +134,14 @@ def _become(request: dict[str, Any], fds: list[int], ours: tuple[int, ...]) -> N
             with contextlib.suppress(Exception):
                 stream.flush()
         os._exit(code)
+
+
+def _name(name: str) -> None:
+    """The process's name as `ps -o comm`, top and pgrep show it: the script's, not this server's
+    (its full command line stays this server's: `ps -f` shows `-m scripts._lib.zygote`)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 def _run(script: str) -> int:

@@ -39,6 +39,7 @@ seen = {
     "file": __file__,
     "mark_from_before": getattr(output, "MARK", None),
     "unbuffered": sys.stdout.write_through,
+    "comm": open("/proc/self/comm").read().strip(),
 }
 output.MARK = os.getpid()
 print(json.dumps({"event": "result", "seen": seen}), flush=True)
@@ -103,6 +104,8 @@ async def test_a_forked_script_starts_as_a_new_interpreter_would_and_shares_noth
         assert one["env"]["NVD_PARENT_PID"] == str(one["ppid"])
         assert {k: one["env"][k] for k in run_env} == run_env
     assert [s["unbuffered"] for s in warm] == [s["unbuffered"] for s in fresh]
+    # ps, top and pgrep name a forked script by its own name, not the fork server's.
+    assert {s["comm"] for s in warm} == {"show"}
 
 
 async def test_a_run_whose_interpreter_settings_differ_starts_a_new_interpreter(tmp_path: Path) -> None:
