@@ -5,9 +5,10 @@ event wakes an intake of its data source at once (`wake`), between the polls."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -70,6 +71,7 @@ class NotionJobs:
         self.intake_lock = asyncio.Lock()
         self.woken: list[WebhookEvent] = []  # webhook events not looked at yet
         self.wake_task: asyncio.Task[None] | None = None
+        self.outbox_task: asyncio.Task[None] | None = None  # the outbox run a poll started
         self.stopping = False
         self.log = get_logger(daemon=owner, job="notion")
 
@@ -101,8 +103,8 @@ class NotionJobs:
                 await asyncio.sleep(0.05)
                 waited += 0.05
             scheduler.shutdown(wait=False)
-            # A woken intake still running after that is stopped here, not left to act beside the
-            # next leader or after the engine is disposed.
+            # A woken intake (or a poll's outbox run) still running after that is stopped here, not
+            # left to act beside the next leader or after the engine is disposed.
             await self._stop_wakes()
             if self.token:
                 try:
@@ -114,13 +116,13 @@ class NotionJobs:
             self.token = self.valid_until = None
 
     async def _stop_wakes(self) -> None:
-        task = self.wake_task
-        if task is None or task.done():
-            return
-        task.cancel()
-        await asyncio.wait({task}, timeout=DRAIN_S)  # its own cancellation is not ours to raise
+        for task in (self.wake_task, self.outbox_task):
+            if task is None or task.done():
+                continue
+            task.cancel()
+            await asyncio.wait({task}, timeout=DRAIN_S)  # its own cancellation is not ours to raise
 
-    def _guard(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    def _guard(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Coroutine[Any, Any, None]]:
         async def guarded() -> None:
             self.active += 1
             try:
@@ -185,8 +187,13 @@ class NotionJobs:
         # Not behind a running flush: a slow Notion (3 s per write) held every poll for the whole
         # flush, and an operator's Cancelled set meanwhile was overwritten by our write in flight
         # before any poll saw it. The running flush's job picks intake_acted up at its next run.
-        if not self.outbox_lock.locked():
-            await self.outbox()
+        # In a task of its own, not in this job: the outbox sends the boards' files first (images,
+        # frames, clips: seconds each), and this job waited for them, so the next poll did too (a
+        # Cancelled set while a video's frames were being sent was seen 5 s and more later).
+        if not self.outbox_lock.locked() and (self.outbox_task is None or self.outbox_task.done()):
+            self.outbox_task = asyncio.get_running_loop().create_task(
+                self._guard(self.outbox)(), name="notion-outbox-after-poll"
+            )
 
     async def outbox(self) -> None:
         """Sync and flush while tasks are at work; when idle, once per FULL_SYNC_S (cheap on the DB)

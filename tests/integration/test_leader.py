@@ -132,6 +132,7 @@ async def test_the_outbox_never_runs_twice_at_once(engine: AsyncEngine, tmp_path
     await jobs.lead()
     assert jobs.leading()
     await asyncio.gather(jobs.poll(), jobs.outbox(), jobs.poll())
+    await _outbox_after_poll(jobs)
     assert writer.flushes >= 2  # the polls acted: each asked for a flush
     assert writer.most == 1
 
@@ -168,6 +169,7 @@ async def test_a_leader_whose_lease_is_not_renewed_stops_writing_when_it_runs_ou
     await jobs.lead()
     assert jobs.leading()
     await jobs.poll()
+    await _outbox_after_poll(jobs)
     assert writer.flushes == 1
 
     class Unreachable:
@@ -185,6 +187,7 @@ async def test_a_leader_whose_lease_is_not_renewed_stops_writing_when_it_runs_ou
     clock.at += timedelta(seconds=6)  # past the lease's end
     assert not jobs.leading()
     await jobs.poll()
+    await _outbox_after_poll(jobs)
     await jobs.outbox()
     assert writer.flushes == 1  # nothing written once the lease ran out
 
@@ -227,3 +230,53 @@ async def test_notion_is_polled_every_poll_s_at_work_and_every_idle_poll_s_when_
         await jobs.poll()
         seen.append(intake.polls)
     assert seen == [1, 1, 2, 2, 3, 4, 5]
+
+
+async def _outbox_after_poll(jobs: NotionJobs) -> None:
+    """The outbox run a poll that acted started in a task of its own, once it has ended."""
+    if jobs.outbox_task is not None:
+        await jobs.outbox_task
+
+
+async def test_a_poll_does_not_wait_for_the_boards_files_so_the_next_poll_sees_an_edit_on_time(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Regression: the outbox a poll starts sends the boards' files first (seconds each), and the
+    poll waited for it, so the next poll did too: an operator's Cancelled, set while a video's
+    frames went to Notion, was seen 5 s and more later (tests/acceptance/test_operator_loop.py)."""
+
+    class SlowFiles:
+        next_due = None
+        sending = 0
+        flushes = 0
+
+        def __init__(self) -> None:
+            self.sent = asyncio.Event()  # the files are in Notion when the test says so
+
+        async def send_board_files(self, at: datetime) -> None:
+            self.sending += 1
+            await self.sent.wait()
+
+        async def flush(self, at: datetime) -> int:
+            self.flushes += 1
+            return 0
+
+    class ActingIntake:
+        polls = 0
+
+        async def poll(self, at: datetime) -> bool:
+            self.polls += 1
+            return True  # each poll acted (a page queued, a Cancelled): the outbox is asked for
+
+    writer, intake = SlowFiles(), ActingIntake()
+    jobs = NotionJobs(
+        engine, intake, writer, tmp_path, SystemClock(), "daemon-a", poll_s=1e-3, idle_poll_s=1e-9
+    )
+    await jobs.lead()
+    await asyncio.wait_for(jobs.poll(), 5)  # the files are still being sent
+    await asyncio.wait_for(jobs.poll(), 5)  # the next poll runs meanwhile
+    assert intake.polls == 2
+    assert writer.sending == 1  # one outbox run at a time: the second poll started none
+    writer.sent.set()
+    await _outbox_after_poll(jobs)
+    assert writer.flushes == 1
