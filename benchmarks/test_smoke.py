@@ -62,7 +62,9 @@ def test_quick_run_writes_every_benchmark_with_sane_figures(tmp_path: Path) -> N
     assert set(overhead["scripts"]) == {"generate_storyboard", "generate_asset", "generate_video",
                                         "generate_audio", "generate_sound_effects",
                                         "upload_youtube"}  # fmt: skip
-    for figures in overhead["scripts"].values():
+    # As the daemon starts them (forked) and as new interpreters (SCRIPT_FORK_SERVER=false).
+    assert set(overhead["new_interpreter"]["scripts"]) == set(overhead["scripts"])
+    for figures in [*overhead["scripts"].values(), *overhead["new_interpreter"]["scripts"].values()]:
         assert 0 < figures["overhead_s"] <= figures["total_s"] + 0.05 and figures["calls"] >= 1
     if claims.get("pgqueuer"):
         assert claims["pgqueuer"]["done"] == claims["pgqueuer"]["items"]

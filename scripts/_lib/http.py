@@ -49,6 +49,13 @@ def _tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def preload() -> None:
+    """What a run's first client imports (httpcore, trio kept out as below), for the process that
+    forks the runs (scripts/_lib/zygote.py): each run then finds it loaded."""
+    with _trio_hidden():
+        import httpcore  # noqa: F401
+
+
 @contextmanager
 def _trio_hidden() -> Iterator[None]:
     """The first client imports httpcore, which looks for trio (to run under trio's event loop).
