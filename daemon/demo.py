@@ -252,6 +252,9 @@ async def _produce(settings: Settings, page_id: str, started: float) -> Path | N
         await app.close()
 
 
+WATCH_S = 0.1  # how often the demo's view reads the project (one small query of the local DB)
+
+
 async def _watch(
     app: App,
     operator: NotionApi,
@@ -278,7 +281,9 @@ async def _watch(
                 if task.state == TaskState.DONE:
                     view.close()
                     return await _finish(app, operator, page_id, task)
-            await asyncio.sleep(0.5)
+            # Often: the view prints each Status the project takes, and with scripts forked warm
+            # the storyboard's Planning can last under a second (half-second looks missed it).
+            await asyncio.sleep(WATCH_S)
     finally:
         view.close()
     say("demo: stopped before the video was finished; run it again to resume")

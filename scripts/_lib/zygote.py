@@ -74,7 +74,10 @@ def main() -> None:
     while True:
         for key, _ in selector.select():
             if key.fileobj is control:
-                data, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 2)
+                try:
+                    data, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 2)
+                except OSError:  # the daemon was killed with requests unread: its end reset
+                    return
                 if not data:
                     return  # the daemon closed its end (or is gone)
                 request = json.loads(data)
