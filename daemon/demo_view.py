@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from services.status import ItemView, shown_status
+from services.status import PIPELINE, STAGE_OF_KIND, ItemView, shown_status
 
 # The steps in pipeline order, as the page's Progress line names them.
 STEPS = (
@@ -83,8 +83,21 @@ def events(before: Snapshot | None, after: Snapshot) -> list[str]:
     ):
         said.append(f"  {REVIEWS[gate]} review: approved automatically (demo mode)")
     if before is None or after.status != before.status:
-        said.append(f"{after.status}")
+        # The stages passed between the looks come first: they were the Status before these steps.
+        said = [*passed_between(before, after), *said, f"{after.status}"]
     return said
+
+
+def passed_between(before: Snapshot | None, after: Snapshot) -> list[str]:
+    """The stages the project went through between two looks, in order: a stage faster than the
+    time between looks (a storyboard made in under a second) was still the page's Status for a
+    while. A stage counts when the plan has steps of its kind."""
+    order = [status.value for status in PIPELINE]
+    if after.status not in order:
+        return []
+    start = order.index(before.status) + 1 if before is not None and before.status in order else 0
+    stages = {STAGE_OF_KIND[kind].value for kind in after.steps if kind in STAGE_OF_KIND}
+    return [status for status in order[start : order.index(after.status)] if status in stages]
 
 
 def at_work(snap: Snapshot) -> str:

@@ -88,6 +88,8 @@ _ORDER = [
     Status.UPLOADING,
 ]
 
+# The order a video's page goes through them (a gate's review only where the gate is on).
+PIPELINE: tuple[Status, ...] = tuple(_ORDER)
 
 _AFTER_GATE = {
     "storyboard_gate": Status.GENERATING_ASSETS,

@@ -33,6 +33,7 @@ def test_a_snapshot_counts_each_step_and_the_reviews_demo_mode_approved() -> Non
 def test_events_say_steps_done_reviews_approved_and_a_new_status_once_each() -> None:
     first = snapshot("active", _rows(asset=["running", "running"]))
     assert events(None, first) == [
+        "Planning",  # the storyboard was made between two looks: its stage is still told
         "  storyboard 1/1 done · $0.00 so far",
         "  storyboard review: approved automatically (demo mode)",
         "Generating Assets",
@@ -40,6 +41,15 @@ def test_events_say_steps_done_reviews_approved_and_a_new_status_once_each() -> 
     second = snapshot("active", _rows(asset=["succeeded", "succeeded"], clip=["ready"]))
     assert events(first, second) == ["  images 2/2 done · $0.08 so far", "Generating Video"]
     assert events(second, second) == []
+    # A stage over between two looks (the clips made while the view did not look) is told in order.
+    planning = snapshot("active", [("storyboard", "running", 0, {})])
+    assert events(None, planning) == ["Planning"]
+    assembling = snapshot("active", _rows(asset=["succeeded"], clip=["succeeded"], assembly=["running"]))
+    assert [line for line in events(second, assembling) if not line.startswith("  ")] == ["Assembling"]
+    assert [line for line in events(first, assembling) if not line.startswith("  ")] == [
+        "Generating Video",
+        "Assembling",
+    ]
 
 
 def test_plain_lines_have_no_escape_codes_and_say_what_is_at_work_when_quiet() -> None:
