@@ -76,7 +76,7 @@ class InstantRunner:
             self.running -= 1
 
     async def close(self) -> None:
-        pass
+        """Nothing to stop: the runs happen in this process."""
 
 
 async def _seed(

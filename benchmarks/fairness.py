@@ -60,7 +60,7 @@ class TimedRunner:
         return ScriptOutcome(exit_code=0, result={"event": "result", "output": str(output), "cost_usd": 0.0})
 
     async def close(self) -> None:
-        pass
+        """Nothing to stop: the runs happen in this process."""
 
 
 async def seed(engine: AsyncEngine, backlog: dict[str, int]) -> None:

@@ -259,8 +259,10 @@ class SubprocessRunner:
             self.starting = self.starting or asyncio.Lock()
             async with self.starting:
                 if fork.sock is None and not fork.gone:
-                    with contextlib.suppress(Exception):
+                    try:
                         await fork.start({k: v for k, v in env.items() if k != "NVD_PARENT_PID"})
+                    except Exception as exc:  # scripts start as new interpreters instead
+                        get_logger().warning("script_fork_server_not_started", error=str(exc)[:300])
             if fork.fits(argv, env):
                 with contextlib.suppress(ForkServerGone):
                     return await fork.spawn(argv, env), ZYGOTE
