@@ -63,11 +63,12 @@ action = actions[min(n, len(actions) - 1)]
 start = time.time()
 
 def log(outcome):
-    with open(here / "runs.jsonl", "a") as f:
-        project = trace[-2] if len(trace) > 1 else ""
-        f.write(json.dumps({"item": item, "project": project, "n": n, "action": action, "argv": argv,
-                            "pid": os.getpid(), "start": start, "end": time.time(),
-                            "outcome": outcome}) + "\n")
+    project = trace[-2] if len(trace) > 1 else ""
+    line = json.dumps({"item": item, "project": project, "n": n, "action": action, "argv": argv,
+                       "pid": os.getpid(), "start": start, "end": time.time(), "outcome": outcome})
+    # One unbuffered append per line: runs of other scripts append to the same file.
+    with open(here / "runs.jsonl", "ab", buffering=0) as f:
+        f.write((line + "\n").encode())
 
 log("started")
 
@@ -148,4 +149,7 @@ def runs(folder: Path) -> list[dict[str, object]]:
     path = folder / "runs.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    # A run appends its line in one write, but a read at the same moment can see part of it: only
+    # whole lines (ended by their newline) are runs yet.
+    lines = path.read_text().split("\n")[:-1]
+    return [json.loads(line) for line in lines if line.strip()]
