@@ -371,15 +371,15 @@ def master(gain_db: float) -> str:
     )
 
 
-def measure_graph(
-    timings: list[SceneTiming],
-    gains: Gains,
-    gain_db: float | None,
-    edges: Edges = Edges(0, 0),
-    levels: Levels = Levels(),
+METER = "ebur128=peak=true:framelog=verbose"
+
+
+def mix_graph(
+    timings: list[SceneTiming], gains: Gains, edges: Edges = Edges(0, 0), levels: Levels = Levels()
 ) -> str:
-    """Audio only (inputs: narration, sfx per scene, then the music if any): the mix as it will be
-    (mastered with `gain_db`, or as it is), measured by ebur128."""
+    """Audio only (inputs: narration, sfx per scene, then the music if any): the mix with its fades,
+    as it is (before the mastering gain), measured by ebur128 on its way to [out]. It is made once:
+    the mastering passes and the render start from it."""
     n = len(timings)
     inputs = AudioInputs(
         tuple(2 * i for i in range(n)),
@@ -387,10 +387,15 @@ def measure_graph(
         2 * n if gains.music_db is not None else None,
     )
     chains = audio_chains(timings, inputs, gains, levels)
-    mastered = AUDIO_FORMAT if gain_db is None else master(gain_db)
     fades = _fades("a", timings[-1].end_s, edges.fade_s)
-    chains.append(f"[mix]{fades}{mastered},{METER}[out]")
+    chains.append(f"[mix]{fades}{AUDIO_FORMAT},{METER}[out]")
     return ";".join(chains)
+
+
+def mastered(gain_db: float | None) -> str:
+    """The filters that take the mix to the cut's sound: `master(gain_db)`, or for silence (None)
+    the mix left as it is."""
+    return AUDIO_FORMAT if gain_db is None else master(gain_db)
 
 
 @dataclass(frozen=True)
@@ -401,7 +406,6 @@ class Stills:
     title: int | None = None
 
 
-METER = "ebur128=peak=true:framelog=verbose"
 # The frames' colour description, which the encoder writes into the stream (YouTube assumes BT.709
 # for HD, and players differ on untagged video).
 BT709 = "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"
@@ -409,28 +413,20 @@ BT709 = "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=
 
 def final_graph(
     timings: list[SceneTiming],
-    gains: Gains,
     fmt: Format,
     gain_db: float | None,
     burn: str | None = None,
     edges: Edges = Edges(0, 0),
     slow: list[float] | None = None,
-    levels: Levels = Levels(),
     stills: Stills = Stills(),
 ) -> str:
-    """Everything (inputs: clip, narration, sfx per scene, then the music if any, then the stills'
+    """Everything (inputs: each scene's clip, then the mix `mix_graph` made, then the stills'
     inputs) to [vout] and [aout]; `gain_db` the mastering gain (None: silence, left as it is);
     `burn`, a video filter drawing the captions; `edges`, the fades (the crossfades are in the
-    timeline)."""
+    timeline; the mix has its own fades)."""
     n = len(timings)
     total = timings[-1].end_s
-    chains = video_chains(timings, [3 * i for i in range(n)], fmt, slow, stills.card)
-    inputs = AudioInputs(
-        tuple(3 * i + 1 for i in range(n)),
-        tuple(3 * i + 2 for i in range(n)),
-        3 * n if gains.music_db is not None else None,
-    )
-    chains += audio_chains(timings, inputs, gains, levels)
+    chains = video_chains(timings, list(range(n)), fmt, slow, stills.card)
     chains += joined(timings, "v", "cut")
     cut = "cut"
     if stills.title is not None:
@@ -438,8 +434,7 @@ def final_graph(
         cut = "titled"
     picture = [_fades("v", total, edges.fade_s).rstrip(","), burn or "", BT709]
     chains.append(f"[{cut}]{','.join(p for p in picture if p)}[vout]")
-    mastered = AUDIO_FORMAT if gain_db is None else master(gain_db)
-    chains.append(f"[mix]{_fades('a', total, edges.fade_s)}{mastered}[aout]")
+    chains.append(f"[{n}:a:0]{mastered(gain_db)}[aout]")
     return ";".join(chains)
 
 

@@ -46,34 +46,36 @@ def test_silence_is_not_brought_up() -> None:
         assembly.parse_ebur128("nothing measured")
 
 
-def test_final_graph_wires_every_scene_and_masters_with_one_gain_and_a_limiter() -> None:
+def test_the_mix_wires_every_scene_and_the_render_masters_it_with_one_gain_and_a_limiter() -> None:
     timings = assembly.timeline([3.0, 5.0, 2.0], 0.4, 24)
     gains = assembly.Gains((1.5, 0.0, -2.0), (-18.0, -20.0, -22.5))
-    graph = assembly.final_graph(timings, gains, assembly.Format(), 13.6)
-    assert "[0:v:0]" in graph
-    assert "[3:v:0]" in graph
-    assert "[6:v:0]" in graph
-    assert "[8:a:0]" in graph
-    assert "[1:a:0]aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,volume=1.50dB" in graph
-    assert "[8:a:0]aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,volume=-22.50dB" in graph
-    # Hard cuts by default: the pictures, the voices and the beds each concatenated.
-    assert "concat=n=3:v=1:a=0" in graph and graph.count("concat=n=3:v=0:a=1") == 2
-    assert "sidechaincompress" not in graph  # no music
-    assert "volume=13.60dB,aresample=192000,alimiter=limit=0.7943" in graph
+    mix = assembly.mix_graph(timings, gains)
+    # Narration and bed per scene (inputs 0-5), each at its gain; measured on its way out.
+    assert "[0:a:0]aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,volume=1.50dB" in mix
+    assert "[5:a:0]aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,volume=-22.50dB" in mix
+    assert mix.endswith(f"{assembly.METER}[out]")
+    assert "sidechaincompress" not in mix  # no music
+    assert "alimiter" not in mix  # mastered later, from the mixed file
+    graph = assembly.final_graph(timings, assembly.Format(), 13.6)
+    # The clips are inputs 0-2, the mixed sound input 3.
+    assert "[0:v:0]" in graph and "[1:v:0]" in graph and "[2:v:0]" in graph
+    assert "[3:a:0]volume=13.60dB,aresample=192000,alimiter=limit=0.7943" in graph
+    # Hard cuts by default: the pictures concatenated here, the voices and the beds in the mix.
+    assert "concat=n=3:v=1:a=0" in graph and mix.count("concat=n=3:v=0:a=1") == 2
     assert "level=false" in graph  # no automatic levelling: the gain stays linear
     assert "loudnorm" not in graph
     assert "out_color_matrix=bt709" in graph and "setparams=color_primaries=bt709" in graph
     assert "tpad=stop_mode=clone" in graph
     # Silence is left as it is.
-    assert "alimiter" not in assembly.final_graph(timings, gains, assembly.Format(), None)
+    assert "alimiter" not in assembly.final_graph(timings, assembly.Format(), None)
 
 
 def test_music_follows_the_scenes_inputs_and_is_ducked_by_the_voice_alone() -> None:
     timings = assembly.timeline([3.0, 5.0], 0.4, 24, crossfade_s=0.4)
     gains = assembly.Gains((0.0, 0.0), (-18.0, -18.0), music_db=-6.0)
     levels = assembly.Levels(voice_lufs=-14, music_lu=-18, duck_db=8)
-    graph = assembly.final_graph(timings, gains, assembly.Format(), 0.0, levels=levels)
-    assert "[6:a:0]aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,volume=-6.00dB" in graph
+    graph = assembly.mix_graph(timings, gains, levels=levels)
+    assert "[4:a:0]aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,volume=-6.00dB" in graph
     assert "[voice]asplit=2[speech][key]" in graph and "[music][key]sidechaincompress" in graph
     # The threshold sits duck_db under the voice's short-term level (3 dB under -14 LUFS).
     assert f"threshold={10 ** ((-14 - 3 - 8) / 20):.6f}" in graph
@@ -81,8 +83,6 @@ def test_music_follows_the_scenes_inputs_and_is_ducked_by_the_voice_alone() -> N
     # The music is as long as the cut and fades out over its last two seconds.
     assert f"atrim=duration={timings[-1].end_s:.6f}" in graph
     assert f"afade=t=out:st={timings[-1].end_s - 2:.6f}:d=2.0" in graph
-    # The audio-only measurement takes the same music (after the narration and bed per scene).
-    assert "[4:a:0]" in assembly.measure_graph(timings, gains, None, levels=levels)
     # The music's own level is duck_db over where it sits under the voice.
     assert levels.music_lufs() == -14 - 18 + 8
 
@@ -109,10 +109,11 @@ def test_crossfades_overlap_the_scenes_and_the_narration_waits_them_out() -> Non
     assert second.narration_start_s >= first.narration_start_s + 3.0  # the words never overlap
     assert third.end_s - (third.narration_start_s + 2.0) >= 0.4 + 0.5  # a tail, then the fade out
     gains = assembly.Gains((0.0,) * 3, (-18.0,) * 3)
-    graph = assembly.final_graph(timings, gains, assembly.Format(), 10.0, edges=assembly.Edges(0.4, 0.5))
+    graph = assembly.final_graph(timings, assembly.Format(), 10.0, edges=assembly.Edges(0.4, 0.5))
+    mix = assembly.mix_graph(timings, gains, edges=assembly.Edges(0.4, 0.5))
     assert f"xfade=transition=fade:duration={10 / 24:.6f}:offset={second.start_s:.6f}" in graph
-    assert "acrossfade" in graph and "c1=qsin:c2=qsin" in graph  # equal power: the beds never dip
-    assert "fade=t=in:st=0:d=0.500" in graph and "afade=t=out" in graph
+    assert "acrossfade" in mix and "c1=qsin:c2=qsin" in mix  # equal power: the beds never dip
+    assert "fade=t=in:st=0:d=0.500" in graph and "afade=t=out" in mix
 
 
 def test_a_clip_shorter_than_its_scene_is_slowed_up_to_the_limit_never_frozen_within_it() -> None:
@@ -121,9 +122,7 @@ def test_a_clip_shorter_than_its_scene_is_slowed_up_to_the_limit_never_frozen_wi
     assert slow[0] == 1.0  # long enough
     assert slow[1] == pytest.approx(timings[1].length_s / 5.0) and slow[1] < 1.5
     assert slow[2] == 1.5  # the limit: what is left beyond it holds the last frame
-    graph = assembly.final_graph(
-        timings, assembly.Gains((0.0,) * 3, (0.0,) * 3), assembly.Format(), None, slow=slow
-    )
+    graph = assembly.final_graph(timings, assembly.Format(), None, slow=slow)
     assert f"setpts={slow[1]:.6f}*(PTS-STARTPTS)" in graph and "setpts=1.500000*(PTS-STARTPTS)" in graph
 
 
@@ -146,12 +145,11 @@ def test_an_end_card_follows_the_last_tail_and_grows_to_the_length_floor() -> No
     assert assembly.slowdowns(carded, [5.0, 5.0], 1.5)[-1] == 1.0
 
 
-def test_the_end_card_and_the_title_are_wired_after_the_music() -> None:
+def test_the_end_card_and_the_title_are_wired_after_the_mixed_sound() -> None:
     timings = assembly.timeline([3.0], 0.4, 24, crossfade_s=0.4, fade_s=0.5, outro_s=2.0)
-    gains = assembly.Gains((0.0,), (-18.0,), music_db=-6.0)
     graph = assembly.final_graph(
-        timings, gains, assembly.Format(), 0.0, edges=assembly.Edges(0.4, 0.5), stills=assembly.Stills(4, 5)
+        timings, assembly.Format(), 0.0, edges=assembly.Edges(0.4, 0.5), stills=assembly.Stills(2, 3)
     )
-    assert "[4:v:0]scale=3840:2160,setsar=1,zoompan=z='1+0.06*on/" in graph  # pushed in, never frozen
+    assert "[2:v:0]scale=3840:2160,setsar=1,zoompan=z='1+0.06*on/" in graph  # pushed in, never frozen
     assert f"[c0][k0]xfade=transition=fade:duration={10 / 24:.6f}" in graph
-    assert "[5:v:0]format=rgba" in graph and "[cut][title]overlay" in graph and "[titled]fade=t=in" in graph
+    assert "[3:v:0]format=rgba" in graph and "[cut][title]overlay" in graph and "[titled]fade=t=in" in graph
