@@ -118,7 +118,9 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", ZYGOTE, str(theirs.fileno()),
+                # -P: the daemon's folder is not put on sys.path (as -m alone would): the fork
+                # server finds the scripts' package where a script run as a file finds it.
+                sys.executable, "-P", "-m", ZYGOTE, str(theirs.fileno()),
                 env=dict(env), pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip

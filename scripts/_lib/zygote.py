@@ -17,6 +17,11 @@ The protocol, on a SOCK_SEQPACKET Unix socket (one message per datagram, JSON):
                   (code as asyncio reports it: negative for a signal).
 The socket's end (the daemon gone or done) ends this process; each child then dies with it as a
 script dies with its daemon (scripts/_lib/parent.py: the child's parent is this process).
+
+Code changed under a running daemon (a `git pull`, a reinstall, before the restart): a child whose
+preloaded modules' files are no longer the ones loaded would run the new script on the old helpers.
+It checks their modification times first (about a millisecond) and, when any differs, replaces
+itself with a new interpreter (`exec`), which starts the script as it is now on disk.
 """
 
 from __future__ import annotations
@@ -57,13 +62,12 @@ PR_SET_NAME = 15
 
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
-    # Started with -m: sys.path[0] is the daemon's folder, which a script run as a file never has.
-    del sys.path[0]
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     with contextlib.suppress(ImportError):
         importlib.import_module("scripts._lib.http").preload()  # the transport a client loads
+    loaded = _sources()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -83,7 +87,7 @@ def main() -> None:
                 request = json.loads(data)
                 pid = os.fork()
                 if pid == 0:
-                    _become(request, fds, (control.fileno(), wake_r, wake_w))
+                    _become(request, fds, (control.fileno(), wake_r, wake_w), loaded)
                 for fd in fds:
                     os.close(fd)
                 _send(control, {"id": request["id"], "pid": pid})
@@ -108,7 +112,29 @@ def _send(control: socket.socket, message: dict[str, Any]) -> None:
         control.send(json.dumps(message).encode())
 
 
-def _become(request: dict[str, Any], fds: list[int], ours: tuple[int, ...]) -> None:
+def _sources() -> dict[str, int]:
+    """The file of each module loaded now, and its modification time."""
+    found = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path:
+            with contextlib.suppress(OSError):
+                found[path] = os.stat(path).st_mtime_ns
+    return found
+
+
+def _stale(loaded: dict[str, int]) -> bool:
+    """Whether a loaded module's file changed (or went) since it was loaded."""
+    for path, mtime in loaded.items():
+        try:
+            if os.stat(path).st_mtime_ns != mtime:
+                return True
+        except OSError:
+            return True
+    return False
+
+
+def _become(request: dict[str, Any], fds: list[int], ours: tuple[int, ...], loaded: dict[str, int]) -> None:
     """In the child: the script's process, as `python script.py ARGS` starts it. Never returns."""
     code = 1
     try:
@@ -128,6 +154,8 @@ def _become(request: dict[str, Any], fds: list[int], ours: tuple[int, ...]) -> N
         os.environ.clear()
         os.environ.update(env)
         os.chdir(request["cwd"])
+        if _stale(loaded):  # the code changed since this server loaded it: start afresh
+            os.execve(sys.executable, [sys.executable, *request["argv"]], env)
         script = request["argv"][0]
         _name(os.path.basename(script).removesuffix(".py"))
         sys.argv = list(request["argv"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 import time
@@ -121,6 +122,37 @@ async def test_a_run_whose_interpreter_settings_differ_starts_a_new_interpreter(
     assert first.result["seen"]["ppid"] != os.getpid()
     assert other.result["seen"]["ppid"] == os.getpid()
     assert other.result["seen"]["unbuffered"] is True
+
+
+async def test_a_script_changed_under_a_running_fork_server_runs_on_the_changed_helpers(
+    tmp_path: Path,
+) -> None:
+    # The project's scripts, copied: the fork server preloads the copy's helpers.
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "scripts", project / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
+    script = tmp_path / "version.py"
+    script.write_text(
+        "import json, os\n"
+        "import scripts._lib.output as output\n"
+        'print(json.dumps({"event": "result", "version": getattr(output, "VERSION", None),'
+        ' "ppid": os.getppid()}), flush=True)\n'
+    )
+    env = {**_env(), "PYTHONPATH": str(project)}
+    runner = SubprocessRunner(tmp_path / "run", fork_server=True)
+    try:
+        before = await _run(runner, [sys.executable, str(script)], env)
+        # An upgrade in place: a preloaded helper changes while the daemon runs.
+        helper = project / "scripts" / "_lib" / "output.py"
+        helper.write_text(helper.read_text() + "\nVERSION = 2\n")
+        later = time.time() + 2
+        os.utime(helper, (later, later))
+        after = [await _run(runner, [sys.executable, str(script)], env) for _ in range(2)]
+    finally:
+        await runner.close()
+    assert before.result is not None and before.result["version"] is None
+    assert before.result["ppid"] != os.getpid()  # forked
+    # Each run after the change sees the new helper (started afresh by the fork server's child).
+    assert [a.result["version"] if a.result else "failed" for a in after] == [2, 2]
 
 
 SLEEPER = """
