@@ -202,6 +202,23 @@ def hear(path: Path, what: str) -> Heard:
     return Heard(seconds, None if found is None else found.integrated)
 
 
+def hear_all(files: list[tuple[Path, str]]) -> list[Heard]:
+    """Each file (a path, and how to name it) decoded once for its length and loudness, all in one
+    FFmpeg run (a run per file cost more to start than to decode). When that run fails, or a file
+    has no sound, each is heard alone, so the one at fault is named."""
+    inputs = [arg for path, _ in files for arg in ("-i", str(path))]
+    maps = [arg for i in range(len(files)) for arg in ("-map", f"[o{i}]")]
+    graph = assembly.meters_graph(len(files))
+    try:
+        proc = ffmpeg.run(["-v", "info", *inputs, "-filter_complex", graph, *maps, "-f", "null", "-"])
+        measured = assembly.parse_meters(proc.stderr, len(files))
+    except (ffmpeg.DecodeError, ValueError):
+        measured = []
+    if len(measured) != len(files) or any(seconds <= 0 for seconds, _ in measured):
+        return [hear(path, what) for path, what in files]
+    return [Heard(seconds, None if found is None else found.integrated) for seconds, found in measured]
+
+
 def levels_of(args: argparse.Namespace) -> assembly.Levels:
     return assembly.Levels(args.loudness, args.ambience_lu, args.music_lu, args.duck_db)
 
@@ -454,10 +471,12 @@ def body(args: argparse.Namespace) -> Result:
     started = time.monotonic()
     fmt = assembly.Format(args.width, args.height, args.fps)
     scenes = scenes_of(args)
-    voices = [hear(s.narration, f"Scene {n}: the narration") for n, s in enumerate(scenes, start=1)]
-    beds = [hear(s.sfx, f"Scene {n}: the SFX bed") for n, s in enumerate(scenes, start=1)]
     music = require_file(args.music, "music bed") if args.music else None
-    music_heard = hear(music, "The music bed") if music else None
+    files = [(s.narration, f"Scene {n}: the narration") for n, s in enumerate(scenes, start=1)]
+    files += [(s.sfx, f"Scene {n}: the SFX bed") for n, s in enumerate(scenes, start=1)]
+    heard = hear_all(files + ([(music, "The music bed")] if music else []))
+    voices, beds = heard[: len(scenes)], heard[len(scenes) : 2 * len(scenes)]
+    music_heard = heard[-1] if music else None
     timings = assembly.timeline(
         [v.seconds for v in voices],
         args.tail,

@@ -16,7 +16,8 @@ LIMIT_DB = -2.0
 OVERSAMPLE_HZ = 192_000
 LOUDNESS_TOLERANCE = 0.5  # the final file's integrated loudness is the target +- this
 SILENT_LUFS = -70.0  # below this there is nothing to bring up
-AUDIO_FORMAT = "aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo"
+MIX_RATE = 48_000  # Hz: the mix, the mastering and the final cut's sound
+AUDIO_FORMAT = f"aresample={MIX_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo"
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,35 @@ class AudioInputs:
 
 # One file's loudness as the mix will hear it (48 kHz stereo), read by `parse_ebur128`.
 FILE_METER = f"{AUDIO_FORMAT},ebur128=peak=true"
+_COUNT = "metadata=0:measure_perchannel=none:measure_overall=Number_of_samples"
+
+
+def meters_graph(count: int) -> str:
+    """Inputs 0 to count-1, each decoded once as the mix will hear it, to [o<i>]: its loudness
+    (the ebur128 named m<i>) and its length in samples (the astats named c<i>), for `parse_meters`:
+    one FFmpeg run measures every file of the cut."""
+    return ";".join(
+        f"[{i}:a:0]{AUDIO_FORMAT},ebur128@m{i}=peak=true:framelog=quiet,astats@c{i}={_COUNT}[o{i}]"
+        for i in range(count)
+    )
+
+
+def parse_meters(log: str, count: int) -> list[tuple[float, Loudness | None]]:
+    """Per input of `meters_graph`, its seconds and its loudness (None: silent), from FFmpeg's log;
+    ValueError when the log lacks one."""
+    samples = {
+        int(i): int(n) for i, n in re.findall(r"\[astats@c(\d+) @ [^\]]+\] Number of samples: (\d+)", log)
+    }
+    summaries = {
+        int(i): body
+        for i, body in re.findall(r"\[ebur128@m(\d+) @ [^\]]+\] Summary:\n(.*?)(?=^\[|\Z)", log, re.S | re.M)
+    }
+    missing = [i for i in range(count) if i not in samples or i not in summaries]
+    if missing:
+        raise ValueError(f"FFmpeg measured no length or loudness for input {missing[0]}")
+    return [(samples[i] / MIX_RATE, parse_ebur128("Summary:" + summaries[i])) for i in range(count)]
+
+
 MAX_BED_GAIN_DB = 30.0  # a near-silent file is not brought up further than this
 
 

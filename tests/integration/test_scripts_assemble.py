@@ -150,14 +150,17 @@ def test_missing_clip_is_permanent(media: list[tuple[Path, Path, Path]], tmp_pat
     assert "gone.mp4" in run.failed(1, "permanent")["message"]
 
 
-def test_broken_narration_is_permanent(media: list[tuple[Path, Path, Path]], tmp_path: Path) -> None:
-    clip, _, sfx = media[0]
+def test_broken_narration_is_permanent_and_named(
+    media: list[tuple[Path, Path, Path]], tmp_path: Path
+) -> None:
+    (clip, narration, sfx), (clip2, _, sfx2) = media[0], media[1]
     broken = tmp_path / "broken.mp3"
     broken.write_bytes(b"ID3 this is not audio")
-    run = run_script(
-        "assemble_video", "--scene", clip, broken, sfx, "--output", tmp_path / "v.mp4", env=local_env()
-    )
-    run.failed(1, "permanent")
+    args = ["--scene", clip, narration, sfx, "--scene", clip2, broken, sfx2]
+    run = run_script("assemble_video", *args, "--output", tmp_path / "v.mp4", env=local_env())
+    # Every file is measured in one FFmpeg run; the one that fails it is found and named.
+    message = run.failed(1, "permanent")["message"]
+    assert message.startswith("Scene 2: the narration") and "broken.mp3" in message, message
     assert not (tmp_path / "v.mp4").exists()
 
 

@@ -25,6 +25,44 @@ EBUR128_LOG = """
 """
 
 
+# Two files measured in one run (meters_graph): each filter logs under its own name, in any order.
+METERS_LOG = """
+[astats@c1 @ 0x7f9c] Overall
+[astats@c1 @ 0x7f9c] Number of samples: 192000
+[ebur128@m1 @ 0x7f9d] Summary:
+
+  Integrated loudness:
+    I:         -23.1 LUFS
+    Threshold: -33.1 LUFS
+
+  True peak:
+    Peak:      -13.1 dBFS
+[astats@c0 @ 0x7f9e] Overall
+[astats@c0 @ 0x7f9e] Number of samples: 153600
+[ebur128@m0 @ 0x7f9f] Summary:
+
+  Integrated loudness:
+    I:         -91.3 LUFS
+    Threshold: -70.0 LUFS
+
+  True peak:
+    Peak:      -80.5 dBFS
+[out#0/null @ 0x5639] video:0KiB audio:600KiB
+"""
+
+
+def test_every_file_is_measured_in_one_run_and_read_back_by_its_input() -> None:
+    graph = assembly.meters_graph(2)
+    assert "[0:a:0]aresample=48000" in graph and "ebur128@m1=peak=true" in graph and "astats@c1=" in graph
+    assert graph.endswith("[o1]")
+    assert assembly.parse_meters(METERS_LOG, 2) == [
+        (3.2, None),  # silent: nothing to bring up
+        (4.0, assembly.Loudness(-23.1, -13.1)),
+    ]
+    with pytest.raises(ValueError, match="input 2"):
+        assembly.parse_meters(METERS_LOG, 3)
+
+
 def test_scene_lengths_are_whole_frames_plus_the_tail() -> None:
     timings = assembly.timeline([4.0, 2.51], tail_s=0.4, fps=24)
     assert timings[0].length_s == pytest.approx(106 / 24)
