@@ -191,32 +191,38 @@ class Heard:
     lufs: float | None
 
 
+def meter(paths: list[Path]) -> list[Heard]:
+    """Each file decoded once for its length and loudness, all in one FFmpeg run (a run per file
+    cost about as much to start as to decode); DecodeError or ValueError when the run fails."""
+    inputs = [arg for path in paths for arg in ("-i", str(path))]
+    maps = [arg for i in range(len(paths)) for arg in ("-map", f"[o{i}]")]
+    graph = assembly.meters_graph(len(paths))
+    proc = ffmpeg.run(["-v", "info", *inputs, "-filter_complex", graph, *maps, "-f", "null", "-"])
+    return [Heard(seconds, lufs) for seconds, lufs in assembly.parse_meters(proc.stderr, len(paths))]
+
+
 def hear(path: Path, what: str) -> Heard:
-    """Decodes the file once for both its length and its loudness; one that does not decode is
-    permanent, named by `what`."""
+    """One file's length and loudness; one that does not decode or has no sound is permanent,
+    named by `what`."""
     try:
-        seconds, log = ffmpeg.decode_audio(path, assembly.FILE_METER)
-    except ffmpeg.DecodeError as exc:
+        [heard] = meter([path])
+    except (ffmpeg.DecodeError, ValueError) as exc:
         raise permanent(f"{what} {path} does not decode ({exc}); regenerate it, then requeue.") from exc
-    found = assembly.parse_ebur128(log)
-    return Heard(seconds, None if found is None else found.integrated)
+    if heard.seconds <= 0:
+        raise permanent(f"{what} {path} holds no sound; regenerate it, then requeue.")
+    return heard
 
 
 def hear_all(files: list[tuple[Path, str]]) -> list[Heard]:
-    """Each file (a path, and how to name it) decoded once for its length and loudness, all in one
-    FFmpeg run (a run per file cost more to start than to decode). When that run fails, or a file
-    has no sound, each is heard alone, so the one at fault is named."""
-    inputs = [arg for path, _ in files for arg in ("-i", str(path))]
-    maps = [arg for i in range(len(files)) for arg in ("-map", f"[o{i}]")]
-    graph = assembly.meters_graph(len(files))
+    """Each file's (a path, and how to name it) length and loudness, in one run; when that run
+    fails or a file has no sound, each is heard alone, so the one at fault is named."""
     try:
-        proc = ffmpeg.run(["-v", "info", *inputs, "-filter_complex", graph, *maps, "-f", "null", "-"])
-        measured = assembly.parse_meters(proc.stderr, len(files))
+        heard = meter([path for path, _ in files])
     except (ffmpeg.DecodeError, ValueError):
-        measured = []
-    if len(measured) != len(files) or any(seconds <= 0 for seconds, _ in measured):
-        return [hear(path, what) for path, what in files]
-    return [Heard(seconds, None if found is None else found.integrated) for seconds, found in measured]
+        heard = []
+    if len(heard) == len(files) and all(h.seconds > 0 for h in heard):
+        return heard
+    return [hear(path, what) for path, what in files]
 
 
 def levels_of(args: argparse.Namespace) -> assembly.Levels:

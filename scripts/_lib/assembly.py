@@ -194,24 +194,23 @@ class AudioInputs:
     music: int | None = None
 
 
-# One file's loudness as the mix will hear it (48 kHz stereo), read by `parse_ebur128`.
-FILE_METER = f"{AUDIO_FORMAT},ebur128=peak=true"
 _COUNT = "metadata=0:measure_perchannel=none:measure_overall=Number_of_samples"
 
 
 def meters_graph(count: int) -> str:
-    """Inputs 0 to count-1, each decoded once as the mix will hear it, to [o<i>]: its loudness
-    (the ebur128 named m<i>) and its length in samples (the astats named c<i>), for `parse_meters`:
-    one FFmpeg run measures every file of the cut."""
+    """Inputs 0 to count-1, each decoded once as the mix will hear it, to [o<i>]: its integrated
+    loudness (the ebur128 named m<i>; no true peak, which only the mix's mastering needs) and its
+    length in samples (the astats named c<i>), for `parse_meters`: one FFmpeg run measures every
+    file of the cut."""
     return ";".join(
-        f"[{i}:a:0]{AUDIO_FORMAT},ebur128@m{i}=peak=true:framelog=quiet,astats@c{i}={_COUNT}[o{i}]"
+        f"[{i}:a:0]{AUDIO_FORMAT},ebur128@m{i}=framelog=quiet,astats@c{i}={_COUNT}[o{i}]"
         for i in range(count)
     )
 
 
-def parse_meters(log: str, count: int) -> list[tuple[float, Loudness | None]]:
-    """Per input of `meters_graph`, its seconds and its loudness (None: silent), from FFmpeg's log;
-    ValueError when the log lacks one."""
+def parse_meters(log: str, count: int) -> list[tuple[float, float | None]]:
+    """Per input of `meters_graph`, its seconds and its integrated loudness (None: silent), from
+    FFmpeg's log; ValueError when the log lacks one."""
     samples = {
         int(i): int(n) for i, n in re.findall(r"\[astats@c(\d+) @ [^\]]+\] Number of samples: (\d+)", log)
     }
@@ -222,7 +221,7 @@ def parse_meters(log: str, count: int) -> list[tuple[float, Loudness | None]]:
     missing = [i for i in range(count) if i not in samples or i not in summaries]
     if missing:
         raise ValueError(f"FFmpeg measured no length or loudness for input {missing[0]}")
-    return [(samples[i] / MIX_RATE, parse_ebur128("Summary:" + summaries[i])) for i in range(count)]
+    return [(samples[i] / MIX_RATE, _integrated(summaries[i])) for i in range(count)]
 
 
 MAX_BED_GAIN_DB = 30.0  # a near-silent file is not brought up further than this
@@ -474,11 +473,17 @@ def parse_ebur128(log: str) -> Loudness | None:
     if len(summaries) < 2:
         raise ValueError("ebur128 printed no summary")
     summary = summaries[-1]
-    integrated = re.search(r"I:\s+(-?[\d.]+|-inf) LUFS", summary)
     peak = re.search(r"True peak:\s+Peak:\s+(-?[\d.]+|-inf) dBFS", summary)
-    if integrated is None or peak is None:
-        raise ValueError(f"ebur128's summary has no loudness or peak: {summary[:300]}")
-    loudness = Loudness(float(integrated[1]), float(peak[1]))
-    if not math.isfinite(loudness.integrated) or loudness.integrated < SILENT_LUFS:
-        return None
-    return loudness
+    if peak is None:
+        raise ValueError(f"ebur128's summary has no true peak: {summary[:300]}")
+    integrated = _integrated(summary)
+    return None if integrated is None else Loudness(integrated, float(peak[1]))
+
+
+def _integrated(summary: str) -> float | None:
+    """The integrated loudness in an ebur128 summary; None for silence (nothing to bring up)."""
+    found = re.search(r"I:\s+(-?[\d.]+|-inf) LUFS", summary)
+    if found is None:
+        raise ValueError(f"ebur128's summary has no loudness: {summary[:300]}")
+    integrated = float(found[1])
+    return integrated if math.isfinite(integrated) and integrated >= SILENT_LUFS else None

@@ -61,29 +61,12 @@ def run(args: list[str], timeout: float | None = None) -> subprocess.CompletedPr
 
 def audio_duration(path: Path) -> float:
     """Seconds of audio, by decoding every sample (container headers of MP3s can lie)."""
-    return decode_audio(path)[0]
-
-
-def decode_audio(path: Path, audio_filter: str | None = None) -> tuple[float, str]:
-    """Seconds of audio, by decoding every sample, and FFmpeg's log: what `audio_filter` (a meter,
-    say) printed on the way, so one decode both counts and measures."""
-    cmd = [
-        executable(),
-        "-v",
-        "info" if audio_filter else "error",
-        "-nostdin",
-        "-i",
-        str(path),
-        "-map",
-        "0:a:0",
-    ]
-    cmd += ["-af", audio_filter] if audio_filter else []
+    cmd = [executable(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0"]
     cmd += ["-ac", "1", "-ar", str(MEASURE_RATE), "-f", "s16le", "-"]
     proc = subprocess.run(cmd, capture_output=True, check=False)
-    log = proc.stderr.decode(errors="replace")
     if proc.returncode != 0 or not proc.stdout:
-        raise DecodeError(_tail(log) or "no audio samples")
-    return len(proc.stdout) / 2 / MEASURE_RATE, log
+        raise DecodeError(_tail(proc.stderr.decode(errors="replace")) or "no audio samples")
+    return len(proc.stdout) / 2 / MEASURE_RATE
 
 
 def probe_video(path: Path) -> VideoProbe:
