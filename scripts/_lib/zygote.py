@@ -47,6 +47,14 @@ PRELOAD = (
     "httpx",
     "PIL.Image",
     "yaml",
+    # What the scripts' calls load on first use: reading a PNG or JPEG, prices as Decimals, a URL's
+    # host name encoded (about 10 ms together).
+    "PIL.PngImagePlugin",
+    "PIL.JpegImagePlugin",
+    "decimal",
+    "fractions",
+    "encodings.idna",
+    "pkgutil",
     *(
         f"scripts._lib.{name}"
         for name in (
