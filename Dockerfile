@@ -3,10 +3,10 @@
 # these sources and installs it with the versions requirements.lock pins. No sandbox, no dev tools.
 #
 #   docker build -t notion-video-daemon .
-#   docker run --env-file daemon.env -v videos:/data -p 8080:8080 --stop-timeout 60 notion-video-daemon
+#   docker run --env-file daemon.env -v videos:/data -p 8080:8080 --stop-timeout 90 notion-video-daemon
 #
-# Give it 60 s to stop (`--stop-timeout 60`, Compose's stop_grace_period: 60s): Docker's 10 s default
-# would kill steps that are still recording how they ended (SIGTERM_GRACE_S + 30 s at worst).
+# Give it 90 s to stop (`--stop-timeout 90`, Compose's stop_grace_period: 90s): Docker's 10 s default
+# would kill steps that are still recording how they ended, or a paid call let finish (75 s at worst).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build

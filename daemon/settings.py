@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     notion_webhooks: bool = False
     notion_webhook_secret: SecretStr | None = None
     sigterm_grace_s: float = 8.0
+    # A step in the middle of a paid call it cannot collect later (ElevenLabs, Gemini) may finish
+    # until this long after SIGTERM: stopped, its next run would pay for the call again.
+    sigterm_paid_grace_s: float = 45.0
     max_attempts: int = 6
     retry_base_s: float = 5.0
     retry_cap_s: float = 300.0

@@ -47,9 +47,10 @@ PROGRESS_EVERY_S = 2.0
 # An upload whose lease has gone unrenewed this share of its TTL is stopped: another daemon may
 # take the lease over at 1.5 TTL (lease.grace).
 UPLOAD_STOP_AFTER = 0.8
-# On SIGTERM, after SIGTERM_GRACE_S the steps still running are stopped and given this long to
-# record how they ended: a stop takes SIGTERM_GRACE_S + this at worst (systemd's TimeoutStopSec and
-# Railway's drainingSeconds are set above it; tests/integration/test_deploy_files.py checks them).
+# On SIGTERM, after SIGTERM_GRACE_S (SIGTERM_PAID_GRACE_S for a paid call in flight) the steps
+# still running are stopped and given this long to record how they ended: a stop takes the longer
+# grace + this at worst (systemd's TimeoutStopSec, Railway's drainingSeconds and Docker's stop
+# timeout are set above it; tests/integration/test_deploy_files.py checks them).
 SETTLE_AFTER_STOP_S = 30.0
 
 
@@ -60,6 +61,10 @@ class Running:
     reason: str | None = None  # why it was stopped on purpose: lost | shutdown
     # The script has exited: nothing is left to kill, and its completion is fenced by the token.
     exited: bool = False
+    # The script has started a paid call it cannot collect later (its "paying" event): stopped
+    # mid-call, the next run would pay for it again.
+    paying: bool = False
+    task: asyncio.Task[None] | None = None
 
 
 class Worker:
@@ -353,6 +358,7 @@ class Worker:
         running = Running(c)
         self.running[c.lease_token] = running
         task = asyncio.create_task(self._run_item(running), name=f"item-{c.item_id}-a{c.attempt_no}")
+        running.task = task
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -436,15 +442,31 @@ class Worker:
                 )
 
     async def _drain(self) -> None:
+        """At SIGTERM: running steps get SIGTERM_GRACE_S to finish; then those in the middle of a
+        paid call they cannot collect later (a narration, a sound, the music, an image, a
+        storyboard: the provider charges as it answers) get until SIGTERM_PAID_GRACE_S, since
+        stopping them would pay that call again, and the others are stopped at once (a clip
+        waiting on Kling is resumed, not paid again). Each stopped step then records how it ended."""
         if not self.tasks:
             return
-        _, pending = await asyncio.wait(set(self.tasks), timeout=self.settings.sigterm_grace_s)
-        for running in list(self.running.values()):
-            if running.reason is None:
-                running.reason = "shutdown"
-                running.cancel.set()
+        grace = self.settings.sigterm_grace_s
+        _, pending = await asyncio.wait(set(self.tasks), timeout=grace)
+        paying = {r.task for r in self.running.values() if r.paying and r.task in pending}
+        self._stop_running(paid_too=False)
+        if paying:
+            self.log.info("shutdown_waits_for_paid_calls", steps=len(paying))
+            more = max(0.0, self.settings.sigterm_paid_grace_s - grace)
+            await asyncio.wait(paying, timeout=more)
+        self._stop_running(paid_too=True)
+        pending = {t for t in pending if not t.done()}
         if pending:
             await asyncio.wait(pending, timeout=SETTLE_AFTER_STOP_S)
+
+    def _stop_running(self, *, paid_too: bool) -> None:
+        for running in list(self.running.values()):
+            if running.reason is None and (paid_too or not running.paying):
+                running.reason = "shutdown"
+                running.cancel.set()
 
     # One item --------------------------------------------------------------------------------------
     async def _run_item(self, running: Running) -> None:
@@ -559,6 +581,8 @@ class Worker:
                 )
                 crash_point("after_job_id_stored")
                 log.info("provider_job_submitted", job_id=event["job_id"])
+            elif event.get("event") == "paying":
+                running.paying = True
             elif event.get("event") == "progress" and time.monotonic() - noted >= PROGRESS_EVERY_S:
                 # How far a long step is (an upload's bytes), for the page's progress line; a few
                 # seconds apart at most: a write each, and the page is written no faster.

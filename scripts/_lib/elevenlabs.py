@@ -11,6 +11,7 @@ import httpx
 from scripts._lib import env
 from scripts._lib.errors import KEY_FIX, ScriptError, by_http_status, permanent, transient
 from scripts._lib.http import json_body, make_client, send
+from scripts._lib.output import emit_paying
 
 PROVIDER = "elevenlabs"
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"
@@ -29,6 +30,7 @@ def client_from_env(timeout: float = 180.0, transport: httpx.BaseTransport | Non
 
 def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
     """POSTs a generation request for MP3 audio; returns a 200 answer or raises a classified error."""
+    emit_paying(PROVIDER)
     response = send(client, "ElevenLabs", "POST", path, params={"output_format": OUTPUT_FORMAT}, json=body)
     if response.status_code != 200:
         raise classify_error(response.status_code, json_body(response))

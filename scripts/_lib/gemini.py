@@ -13,6 +13,7 @@ import httpx
 from scripts._lib import env
 from scripts._lib.errors import KEY_FIX, ScriptError, by_http_status, permanent, transient
 from scripts._lib.http import json_body, make_client, send
+from scripts._lib.output import emit_paying
 
 PROVIDER = "gemini"
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -62,6 +63,7 @@ def client_from_env(timeout: float = 180.0, transport: httpx.BaseTransport | Non
 
 def generate(client: httpx.Client, model: str, body: dict[str, Any]) -> dict[str, Any]:
     """POSTs generateContent; returns the answer or raises a classified error."""
+    emit_paying(PROVIDER)
     response = send(client, "Gemini", "POST", f"/v1beta/models/{model}:generateContent", json=body)
     if response.status_code != 200:
         raise classify_error(response.status_code, json_body(response))

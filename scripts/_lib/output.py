@@ -38,6 +38,13 @@ def emit(event: str, stream: TextIO | None = None, **fields: Any) -> None:
     out.flush()
 
 
+def emit_paying(provider: str) -> None:
+    """Before a paid call that cannot be collected later (the provider charges as it answers and
+    keeps nothing to fetch again): a daemon stopping now lets the run finish rather than pay the
+    call again on the next one."""
+    emit("paying", provider=provider)
+
+
 def emit_result(output: str, cost_usd: float, provider: str, meta: dict[str, Any]) -> None:
     emit("result", output=output, cost_usd=round(cost_usd, 6), provider=provider, meta=meta)
 

@@ -107,3 +107,69 @@ async def test_sigterm_mid_clip_hands_back_and_a_second_daemon_resumes_the_same_
     task = await _task(database)
     info = video_info(tmp_path / "ws" / task.final_video_path)
     assert (info.width, info.height) == (1920, 1080)
+
+
+@ON_POSTGRES
+async def test_sigterm_while_the_music_is_made_lets_that_paid_call_finish_and_nothing_is_bought_twice(
+    fresh_sandbox: SandboxProcess, database: str, tmp_path: Path
+) -> None:
+    """ElevenLabs charges the music as it answers and keeps nothing to fetch again: a daemon stopped
+    mid-call must let the call finish (SIGTERM_PAID_GRACE_S), or the next run pays for it again.
+    The clip, waiting on Kling, is handed back after SIGTERM_GRACE_S as before."""
+    # The music takes ~6 s and a clip ~12 s: the daemon is stopped a second into the music.
+    fresh_sandbox.configure(music_seconds=360, kling_seconds=720, cheap_media=True)
+    channels = tmp_path / "channels"
+    write_channel(channels, music={"source": "generated"})
+    env = {
+        **daemon_env(fresh_sandbox, tmp_path / "ws", channels, database),
+        "SIGTERM_GRACE_S": "1",
+        "CLAIM_POLL_S": "0.3",
+    }
+    storyboard = {**STORYBOARD, "scenes": STORYBOARD["scenes"][:1]}
+    (tmp_path / "sb.yaml").write_text(yaml.safe_dump(storyboard))
+    enqueued = run_cli(env, "enqueue", "--channel", "nature", "--storyboard", str(tmp_path / "sb.yaml"))
+    assert enqueued.returncode == 0, enqueued.stderr
+
+    def music_calls() -> list[dict[str, Any]]:
+        return [c for c in fresh_sandbox.calls("elevenlabs") if "/v1/music" in c["endpoint"]]
+
+    first = DaemonProcess(env, tmp_path / "first.log", "first").start()
+    try:
+
+        async def music_started() -> bool:
+            return any(
+                e.get("event") == "script_started" and e.get("item") == "music_bed" for e in first.events()
+            )
+
+        await _wait_for(music_started, 90, "the music to start")
+        await asyncio.sleep(1.0)  # its request is on its way
+        calls = music_calls()
+        assert len(calls) == 1 and not calls[0]["finished"], calls  # asked, not answered yet
+        stopped_at = time.monotonic()
+        first.signal(signal.SIGTERM)
+        assert first.wait(timeout=40) == 0
+        stop_took = time.monotonic() - stopped_at
+    finally:
+        first.stop()
+    events = first.events()
+    assert any(e.get("event") == "shutdown_waits_for_paid_calls" for e in events)
+    assert len(music_calls()) == 1
+    items = await _items(database)
+    assert items["music_bed"].state == "succeeded"  # finished within its grace: kept
+    assert stop_took < 20
+    handed = {e.get("item") for e in events if e.get("event") == "lease_handed_back"}
+    assert "music_bed" not in handed
+
+    second = DaemonProcess(env, tmp_path / "second.log", "second").start()
+    try:
+
+        async def finished() -> bool:
+            return str((await _task(database)).state) == "done"
+
+        await _wait_for(finished, 180, "the task to finish")
+        second.signal(signal.SIGTERM)
+        assert second.wait(timeout=20) == 0
+    finally:
+        second.stop()
+    assert len(music_calls()) == 1  # the second daemon bought no music
+    assert len(fresh_sandbox.calls("kling")) == 1  # and the clip was resumed, not bought again

@@ -53,9 +53,12 @@ def _seconds(value: str) -> float:
 
 
 def worst_stop_s() -> float:
-    """SIGTERM to exit at worst: the grace for running steps, then their time to record how they
-    ended (the Notion jobs' own wait, 10 s, runs beside these), then closing."""
-    return Settings().sigterm_grace_s + SETTLE_AFTER_STOP_S + CLOSE_S
+    """SIGTERM to exit at worst: the grace for running steps (the longer one of a paid call in
+    flight), then their time to record how they ended (the Notion jobs' own wait, 10 s, runs beside
+    these), then closing."""
+    settings = Settings()
+    grace = max(settings.sigterm_grace_s, settings.sigterm_paid_grace_s)
+    return grace + SETTLE_AFTER_STOP_S + CLOSE_S
 
 
 def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
