@@ -50,10 +50,13 @@ def _tls() -> ssl.SSLContext:
 
 
 def preload() -> None:
-    """What a run's first client imports (httpcore, trio kept out as below), for the process that
-    forks the runs (scripts/_lib/zygote.py): each run then finds it loaded."""
+    """What a run's first client imports (httpcore, trio kept out as below) and its TLS context (the
+    CA bundle loaded), for the process that forks the runs (scripts/_lib/zygote.py): each run then
+    finds them made. A forked run's TLS context is its own copy; OpenSSL reseeds its random numbers
+    in a forked child."""
     with _trio_hidden():
         import httpcore  # noqa: F401
+    _tls()
 
 
 @contextmanager
