@@ -40,6 +40,41 @@ async def _task(url: str) -> Any:
         await engine.dispose()
 
 
+def _one_scene_video(
+    sandbox: SandboxProcess, database: str, tmp_path: Path, **channel: Any
+) -> dict[str, str]:
+    """A one-scene video enqueued on the nature channel (with `channel`'s settings); the daemon's
+    environment, with a 1 s SIGTERM grace."""
+    channels = tmp_path / "channels"
+    write_channel(channels, **channel)
+    env = {
+        **daemon_env(sandbox, tmp_path / "ws", channels, database),
+        "SIGTERM_GRACE_S": "1",
+        "CLAIM_POLL_S": "0.3",
+    }
+    storyboard = {**STORYBOARD, "scenes": STORYBOARD["scenes"][:1]}
+    (tmp_path / "sb.yaml").write_text(yaml.safe_dump(storyboard))
+    enqueued = run_cli(env, "enqueue", "--channel", "nature", "--storyboard", str(tmp_path / "sb.yaml"))
+    assert enqueued.returncode == 0, enqueued.stderr
+    return env
+
+
+async def _finish_with_a_second_daemon(env: dict[str, str], database: str, tmp_path: Path) -> DaemonProcess:
+    """A second daemon runs the task to its end, then stops cleanly."""
+    second = DaemonProcess(env, tmp_path / "second.log", "second").start()
+    try:
+
+        async def finished() -> bool:
+            return str((await _task(database)).state) == "done"
+
+        await _wait_for(finished, 180, "the task to finish")
+        second.signal(signal.SIGTERM)
+        assert second.wait(timeout=20) == 0
+    finally:
+        second.stop()
+    return second
+
+
 async def _wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -55,17 +90,7 @@ async def test_sigterm_mid_clip_hands_back_and_a_second_daemon_resumes_the_same_
 ) -> None:
     # Clips take ~12 s in the sandbox, so the first daemon is surely mid-clip when it is stopped.
     fresh_sandbox.configure(kling_seconds=720)
-    channels = tmp_path / "channels"
-    write_channel(channels)
-    env = {
-        **daemon_env(fresh_sandbox, tmp_path / "ws", channels, database),
-        "SIGTERM_GRACE_S": "1",
-        "CLAIM_POLL_S": "0.3",
-    }
-    storyboard = {**STORYBOARD, "scenes": STORYBOARD["scenes"][:1]}
-    (tmp_path / "sb.yaml").write_text(yaml.safe_dump(storyboard))
-    enqueued = run_cli(env, "enqueue", "--channel", "nature", "--storyboard", str(tmp_path / "sb.yaml"))
-    assert enqueued.returncode == 0, enqueued.stderr
+    env = _one_scene_video(fresh_sandbox, database, tmp_path)
 
     first = DaemonProcess(env, tmp_path / "first.log", "first").start()
     try:
@@ -87,17 +112,7 @@ async def test_sigterm_mid_clip_hands_back_and_a_second_daemon_resumes_the_same_
     job_id = clip.provider_job_id
     assert any(e.get("event") == "lease_handed_back" for e in first.events())
 
-    second = DaemonProcess(env, tmp_path / "second.log", "second").start()
-    try:
-
-        async def finished() -> bool:
-            return str((await _task(database)).state) == "done"
-
-        await _wait_for(finished, 180, "the task to finish")
-        second.signal(signal.SIGTERM)
-        assert second.wait(timeout=20) == 0
-    finally:
-        second.stop()
+    second = await _finish_with_a_second_daemon(env, database, tmp_path)
     creates = fresh_sandbox.calls("kling")  # billable Kling calls are the creates
     assert len(creates) == 1, json.dumps(creates)
     resumed = [
@@ -118,17 +133,7 @@ async def test_sigterm_while_the_music_is_made_lets_that_paid_call_finish_and_no
     The clip, waiting on Kling, is handed back after SIGTERM_GRACE_S as before."""
     # The music takes ~6 s and a clip ~12 s: the daemon is stopped a second into the music.
     fresh_sandbox.configure(music_seconds=360, kling_seconds=720, cheap_media=True)
-    channels = tmp_path / "channels"
-    write_channel(channels, music={"source": "generated"})
-    env = {
-        **daemon_env(fresh_sandbox, tmp_path / "ws", channels, database),
-        "SIGTERM_GRACE_S": "1",
-        "CLAIM_POLL_S": "0.3",
-    }
-    storyboard = {**STORYBOARD, "scenes": STORYBOARD["scenes"][:1]}
-    (tmp_path / "sb.yaml").write_text(yaml.safe_dump(storyboard))
-    enqueued = run_cli(env, "enqueue", "--channel", "nature", "--storyboard", str(tmp_path / "sb.yaml"))
-    assert enqueued.returncode == 0, enqueued.stderr
+    env = _one_scene_video(fresh_sandbox, database, tmp_path, music={"source": "generated"})
 
     def music_calls() -> list[dict[str, Any]]:
         return [c for c in fresh_sandbox.calls("elevenlabs") if "/v1/music" in c["endpoint"]]
@@ -160,16 +165,6 @@ async def test_sigterm_while_the_music_is_made_lets_that_paid_call_finish_and_no
     handed = {e.get("item") for e in events if e.get("event") == "lease_handed_back"}
     assert "music_bed" not in handed
 
-    second = DaemonProcess(env, tmp_path / "second.log", "second").start()
-    try:
-
-        async def finished() -> bool:
-            return str((await _task(database)).state) == "done"
-
-        await _wait_for(finished, 180, "the task to finish")
-        second.signal(signal.SIGTERM)
-        assert second.wait(timeout=20) == 0
-    finally:
-        second.stop()
+    await _finish_with_a_second_daemon(env, database, tmp_path)
     assert len(music_calls()) == 1  # the second daemon bought no music
     assert len(fresh_sandbox.calls("kling")) == 1  # and the clip was resumed, not bought again
