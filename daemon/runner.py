@@ -295,7 +295,7 @@ class SubprocessRunner:
         # The script dies with this daemon; a crash test's script that kills "its daemon" kills this one.
         daemon = str(os.getpid())
         proc, named = await self._spawn(argv, {**env, "NVD_PARENT_PID": daemon, "NVD_DAEMON_PID": daemon})
-        pidfile = self._write_pidfile(proc.pid, label, named)
+        pidfile = self._write_pidfile(proc.pid, label, named, argv[1] if len(argv) > 1 else argv[0])
         outcome = ScriptOutcome(exit_code=None)
         stderr: deque[str] = deque(maxlen=20)
         try:
@@ -339,17 +339,15 @@ class SubprocessRunner:
                 outcome.error = event
             await on_event(event)
 
-    def _write_pidfile(self, pid: int, label: str, script: str) -> Path:
+    def _write_pidfile(self, pid: int, label: str, script: str, file: str) -> Path:
+        """`script`: what the process's command line names now (the fork server's module for a
+        forked run); `file`: the script, which a forked run that started afresh (its code changed
+        since the fork server loaded it) names instead."""
         self.pid_dir.mkdir(parents=True, exist_ok=True)
         path = self.pid_dir / f"{pid}.json"
         path.write_text(
             json.dumps(
-                {
-                    "pgid": pid,
-                    "daemon_pid": os.getpid(),
-                    "label": label,
-                    "script": script,
-                }
+                {"pgid": pid, "daemon_pid": os.getpid(), "label": label, "script": script, "file": file}
             )
         )
         return path
@@ -381,8 +379,10 @@ def reap_orphans(pid_dir: Path) -> list[dict[str, Any]]:
             continue
         if _alive(int(info.get("daemon_pid", 0))) and int(info["daemon_pid"]) != os.getpid():
             continue  # another live daemon's script
-        if _alive(int(info["pgid"])) and _is_our_script(int(info["pgid"]), str(info.get("script", ""))):
-            kill_group(int(info["pgid"]))
+        pgid = int(info["pgid"])
+        names = {str(info.get("script", "")), str(info.get("file", "") or info.get("script", ""))}
+        if _alive(pgid) and any(_is_our_script(pgid, name) for name in names):
+            kill_group(pgid)
             reaped.append(info)
         path.unlink(missing_ok=True)
     return reaped

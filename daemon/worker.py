@@ -506,7 +506,7 @@ class Worker:
         """The attempt's outcome as a metric label (daemon/monitor/metrics.py names them)."""
         if running.reason == "lost":
             return m.LOST
-        if running.reason == "shutdown":
+        if running.reason == "shutdown" and not _finished(outcome):
             return m.RELEASED
         if outcome.timed_out:
             return m.TIMEOUT
@@ -613,10 +613,12 @@ class Worker:
                 self.engine, c.item_id, c.lease_token, now, AttemptOutcome.LOST
             )
             return
-        if running.reason == "shutdown":
+        if running.reason == "shutdown" and not _finished(outcome):
             await self._hand_back(c, now)
             log.info("lease_handed_back", reason="shutdown")
             return
+        # A script that finished by itself as the stop came (its exit seen after its stop was
+        # asked for) is settled as usual: a result it paid for is kept, not handed back.
         if outcome.exit_code == EXIT_OK:
             await self._succeed(c, outcome, log)
         elif outcome.exit_code in (EXIT_PERMANENT, EXIT_USAGE) and not outcome.timed_out:
@@ -682,6 +684,11 @@ class Worker:
             failures=failures,
             reason=self.redact(outcome.message()),
         )
+
+
+def _finished(outcome: ScriptOutcome) -> bool:
+    """The script exited 0 by itself (not killed, not timed out)."""
+    return outcome.exit_code == EXIT_OK and not outcome.timed_out
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:

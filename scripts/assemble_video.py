@@ -197,7 +197,9 @@ def meter(paths: list[Path]) -> list[Heard]:
     inputs = [arg for path in paths for arg in ("-i", str(path))]
     maps = [arg for i in range(len(paths)) for arg in ("-map", f"[o{i}]")]
     graph = assembly.meters_graph(len(paths))
-    proc = ffmpeg.run(["-v", "info", *inputs, "-filter_complex", graph, *maps, "-f", "null", "-"])
+    # -nostats: no progress lines (carriage-return ended) among the meters' summaries.
+    command = ["-v", "info", "-nostats", *inputs, "-filter_complex", graph, *maps, "-f", "null", "-"]
+    proc = ffmpeg.run(command)
     return [Heard(seconds, lufs) for seconds, lufs in assembly.parse_meters(proc.stderr, len(paths))]
 
 

@@ -15,7 +15,7 @@ TRUE_PEAK_MAX_DB = -1.0  # the final file's true peak may not pass this (YouTube
 LIMIT_DB = -2.0
 OVERSAMPLE_HZ = 192_000
 LOUDNESS_TOLERANCE = 0.5  # the final file's integrated loudness is the target +- this
-SILENT_LUFS = -70.0  # below this there is nothing to bring up
+SILENT_LUFS = -70.0  # at or below this there is nothing to bring up (ebur128's floor)
 MIX_RATE = 48_000  # Hz: the mix, the mastering and the final cut's sound
 AUDIO_FORMAT = f"aresample={MIX_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo"
 
@@ -486,4 +486,5 @@ def _integrated(summary: str) -> float | None:
     if found is None:
         raise ValueError(f"ebur128's summary has no loudness: {summary[:300]}")
     integrated = float(found[1])
-    return integrated if math.isfinite(integrated) and integrated >= SILENT_LUFS else None
+    # ebur128 prints its floor, -70.0, for digital silence: that is silence too.
+    return integrated if math.isfinite(integrated) and integrated > SILENT_LUFS else None

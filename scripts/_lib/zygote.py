@@ -40,6 +40,8 @@ import sys
 import traceback
 from typing import Any
 
+from scripts._lib.errors import EXIT_TRANSIENT
+
 # What scripts import (the heavy part of their start-up): the libraries, and every shared helper
 # (each is a few milliseconds; together they are most of what a script loads before its call). A
 # module that fails to import here is left to the script, which reports it as it would alone.
@@ -143,8 +145,9 @@ def _stale(loaded: dict[str, int]) -> bool:
 
 
 def _become(request: dict[str, Any], fds: list[int], ours: tuple[int, ...], loaded: dict[str, int]) -> None:
-    """In the child: the script's process, as `python script.py ARGS` starts it. Never returns."""
-    code = 1
+    """In the child: the script's process, as `python script.py ARGS` starts it. Never returns.
+    A failure before the script runs is this process's, not the script's: 75, to be tried again."""
+    code = EXIT_TRANSIENT
     try:
         os.setsid()
         signal.set_wakeup_fd(-1)

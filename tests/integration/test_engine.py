@@ -21,6 +21,7 @@ from daemon.dag import approve_gate, refresh
 from daemon.db.models import Attempt, Item, Ledger, ProviderSlot
 from daemon.lease import sweep_expired
 from daemon.monitor.metrics import LEASE_TAKEN
+from daemon.runner import ScriptOutcome
 from daemon.tasks import cancel_task
 from services.storyboard import Storyboard, parse_storyboard
 from tests.support import fake_scripts
@@ -659,3 +660,46 @@ async def test_items_a_batch_claims_as_the_daemon_stops_are_handed_back_not_star
     assert set(states.values()) == {"ready"}
     assert held == 0
     assert fake_scripts.runs(kit.scripts) == []
+
+
+class _FinishesAsTheStopComes:
+    """Each script starts a paid call and finishes it, exit 0 with its output written, only once
+    the worker has asked it to stop: its exit comes after the stop, as when a call answers at the
+    end of the grace."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.started = asyncio.Event()
+
+    async def run(
+        self, argv: Any, *, env: Any, timeout: float, on_event: Any, cancel: asyncio.Event, label: str
+    ) -> ScriptOutcome:
+        self.runs += 1
+        self.started.set()
+        await on_event({"event": "paying", "provider": "gemini"})
+        await cancel.wait()
+        output = Path(argv[list(argv).index("--output") + 1])
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(b"made")
+        result = {"event": "result", "output": str(output), "cost_usd": 0.04, "meta": {}}
+        return ScriptOutcome(exit_code=0, result=result)
+
+    async def close(self) -> None:
+        """Nothing runs apart from each run."""
+
+
+async def test_a_paid_result_that_arrives_as_the_stop_comes_is_kept_not_handed_back(kit: Kit) -> None:
+    task_id = await kit.submit(storyboard(scenes=1))
+    worker = kit.worker(sigterm_grace_s=0.2, sigterm_paid_grace_s=0.3)
+    runner = _FinishesAsTheStopComes()
+    worker.runner = runner
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    await asyncio.wait_for(runner.started.wait(), 30)
+    stop.set()
+    await running
+    items = await kit.items(task_id)
+    ran = {k: i for k, i in items.items() if i.attempts}
+    assert ran and runner.runs == len(ran)
+    # Each run's paid result was committed; none was handed back to be bought again.
+    assert {str(i.state) for i in ran.values()} == {"succeeded"}, {k: str(i.state) for k, i in ran.items()}

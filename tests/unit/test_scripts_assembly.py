@@ -80,6 +80,9 @@ def test_loudness_and_true_peak_come_from_the_summary() -> None:
 def test_silence_is_not_brought_up() -> None:
     assert assembly.parse_ebur128(EBUR128_LOG.replace("-27.6 LUFS", "-inf LUFS")) is None
     assert assembly.parse_ebur128(EBUR128_LOG.replace("-27.6 LUFS", "-90.0 LUFS")) is None
+    # What ebur128 prints for digital silence: its floor.
+    assert assembly.parse_ebur128(EBUR128_LOG.replace("-27.6 LUFS", "-70.0 LUFS")) is None
+    assert assembly.parse_ebur128(EBUR128_LOG.replace("-27.6 LUFS", "-69.9 LUFS")) is not None
     with pytest.raises(ValueError, match="no summary"):
         assembly.parse_ebur128("nothing measured")
 
