@@ -10,16 +10,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import select
 
 from daemon.db.engine import make_engine
 from daemon.db.models import Item, Task
-from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.daemon_proc import DaemonProcess, enqueue_one_scene
 from tests.support.db import ON_POSTGRES
 from tests.support.media import video_info
 from tests.support.sandbox_proc import SandboxProcess
-from tests.support.stack import STORYBOARD, daemon_env, write_channel
+from tests.support.stack import daemon_env, write_channel
 
 
 async def _items(url: str) -> dict[str, Any]:
@@ -52,10 +51,7 @@ def _one_scene_video(
         "SIGTERM_GRACE_S": "1",
         "CLAIM_POLL_S": "0.3",
     }
-    storyboard = {**STORYBOARD, "scenes": STORYBOARD["scenes"][:1]}
-    (tmp_path / "sb.yaml").write_text(yaml.safe_dump(storyboard))
-    enqueued = run_cli(env, "enqueue", "--channel", "nature", "--storyboard", str(tmp_path / "sb.yaml"))
-    assert enqueued.returncode == 0, enqueued.stderr
+    enqueue_one_scene(env, tmp_path)
     return env
 
 

@@ -11,13 +11,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
-
 from tests.support.chaos import audit
-from tests.support.daemon_proc import DaemonProcess, run_cli
+from tests.support.daemon_proc import DaemonProcess, enqueue_one_scene
 from tests.support.db import ON_POSTGRES
 from tests.support.sandbox_proc import SandboxProcess
-from tests.support.stack import STORYBOARD, daemon_env, small_cut_scripts, write_channel
+from tests.support.stack import daemon_env, small_cut_scripts, write_channel
 
 
 async def _until(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
@@ -40,10 +38,7 @@ def _setup(sandbox: SandboxProcess, database: str, tmp_path: Path, kling_seconds
         "LEASE_TTL_S": "3",
         "SIGTERM_GRACE_S": "1",
     }
-    board = {**STORYBOARD, "scenes": STORYBOARD["scenes"][:1]}
-    (tmp_path / "sb.yaml").write_text(yaml.safe_dump(board))
-    done = run_cli(env, "enqueue", "--channel", "nature", "--storyboard", str(tmp_path / "sb.yaml"))
-    assert done.returncode == 0, done.stderr
+    enqueue_one_scene(env, tmp_path)
     return env
 
 

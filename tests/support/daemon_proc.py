@@ -10,6 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from tests.support.stack import STORYBOARD
+
 
 class DaemonProcess:
     def __init__(self, env: dict[str, str], log_path: Path, daemon_id: str) -> None:
@@ -58,3 +62,11 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess
         text=True,
         timeout=timeout,
     )
+
+
+def enqueue_one_scene(env: dict[str, str], folder: Path) -> None:
+    """`nvd enqueue` of the test storyboard's first scene on the nature channel (its file in `folder`)."""
+    board = folder / "sb.yaml"
+    board.write_text(yaml.safe_dump({**STORYBOARD, "scenes": STORYBOARD["scenes"][:1]}))
+    done = run_cli(env, "enqueue", "--channel", "nature", "--storyboard", str(board))
+    assert done.returncode == 0, done.stderr
